@@ -1,0 +1,202 @@
+"""Ranking and exporting trials, live (``Experiment``) or from disk (``load_experiment``)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nasflow._objective import Objective
+from nasflow._types import ExperimentState, TrialRecord, TrialState
+from nasflow.exceptions import ExperimentNotFoundError, NasflowError, StoreError
+from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
+
+__all__ = ["ExperimentResults", "Results", "load_experiment", "pareto_front"]
+
+_FORMATTERS = (None, "dict", "instance")
+
+
+def pareto_front(records: Iterable[TrialRecord], objective: Objective) -> list[TrialRecord]:
+    """The non-dominated records under every metric of ``objective``."""
+    names = list(objective.directions)
+    signs = [1.0 if objective.directions[n] == "maximize" else -1.0 for n in names]
+    points = []
+    for r in records:
+        m = r.metrics
+        if isinstance(m, dict) and all(n in m for n in names):
+            points.append((r, [s * m[n] for s, n in zip(signs, names, strict=True)]))
+    front = []
+    for r, p in points:
+        dominated = any(
+            all(a >= b for a, b in zip(q, p, strict=True)) and q != p for _, q in points
+        )
+        if not dominated:
+            front.append(r)
+    return front
+
+
+class Results(ABC):
+    """Querying and exporting trials; shared by live and loaded experiments."""
+
+    objective: Objective
+
+    @abstractmethod
+    def trials(self, states: Iterable[TrialState | str] | None = None) -> list[TrialRecord]:
+        """Every trial (or those in ``states``), by id, as copies."""
+
+    @abstractmethod
+    def _space_for_instances(self) -> Any:
+        """The space that ``formatter="instance"`` freezes samples with."""
+
+    def ranked(self) -> list[TrialRecord]:
+        """Succeeded trials, best first (the Pareto front for several objectives)."""
+        done = [r for r in self.trials([TrialState.SUCCEEDED]) if r.metric is not None]
+        if self.objective.multi:
+            done = pareto_front(done, self.objective)
+        score = self.objective.score
+        return sorted(done, key=lambda r: (-score(r.metric), r.id))  # type: ignore[arg-type]
+
+    def best(self) -> TrialRecord | None:
+        """The best succeeded trial, or ``None``."""
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def export_top_models(self, top_k: int = 1, *, formatter: str | None = None) -> list[Any]:
+        """The ``top_k`` best trials, best first.
+
+        ``formatter=None``: trial records (id, sample, metrics, state, ...);
+        ``"dict"``: the bare samples, ready for ``space.freeze``;
+        ``"instance"``: frozen models (plain ``torch.nn.Module`` for a model space).
+        For several objectives the Pareto front is returned, ordered by the primary one.
+        """
+        if formatter not in _FORMATTERS:
+            raise ValueError(f"formatter must be one of {_FORMATTERS}, got {formatter!r}")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        top = self.ranked()[:top_k]
+        if formatter is None:
+            return top
+        if formatter == "dict":
+            return [copy.deepcopy(r.sample) for r in top]
+        space = self._space_for_instances()
+        return [space.freeze(r.sample) for r in top]
+
+
+class ExperimentResults(Results):
+    """A finished or running experiment read from its directory (``load_experiment``)."""
+
+    def __init__(self, directory: Path, *, space: Any = None) -> None:
+        self.directory = directory
+        """The experiment directory."""
+        self._reader = StoreReader(directory / DB_NAME)
+        meta = self._reader.meta()
+        self._meta = meta
+        self.id: str = meta.get("id", directory.name)
+        """The experiment id."""
+        self.name: str = meta.get("name", self.id)
+        """The experiment name."""
+        self.config: dict[str, Any] = meta.get("config", {})
+        """The stored configuration (as a dict)."""
+        self.objective = Objective(meta.get("objective") or {"default": "maximize"})
+        self._space = space
+
+    @property
+    def state(self) -> ExperimentState:
+        """The stored state; CRASHED when it says RUNNING but its process is gone."""
+        state = ExperimentState(self._reader.meta().get("state", "CREATED"))
+        pid = self._meta.get("pid")
+        if state is ExperimentState.RUNNING and isinstance(pid, int) and not _alive(pid):
+            return ExperimentState.CRASHED
+        return state
+
+    def trials(self, states: Iterable[TrialState | str] | None = None) -> list[TrialRecord]:
+        wanted = None if states is None else [TrialState(s) for s in states]
+        records = self._reader.trials(wanted)
+        for r in records:
+            r.directory = str(self.directory / "trials" / str(r.id))
+        return records
+
+    def intermediates(self, trial_id: int) -> list[tuple[int, Any]]:
+        """``[(step, value), ...]`` that trial ``trial_id`` reported."""
+        return self._reader.intermediates(trial_id)
+
+    def _space_for_instances(self) -> Any:
+        if self._space is None:
+            self._space = load_space(self.directory)
+        return self._space
+
+    def close(self) -> None:
+        """Release the database connection."""
+        self._reader.close()
+
+    def __enter__(self) -> ExperimentResults:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ExperimentResults(id={self.id!r}, directory={str(self.directory)!r})"
+
+
+def load_space(directory: Path) -> Any:
+    """Unpickle the space an experiment saved (``space.pkl``)."""
+    path = directory / "space.pkl"
+    if not path.is_file():
+        why = directory / "space.error"
+        detail = why.read_text() if why.is_file() else "the file is missing"
+        raise NasflowError(
+            f"cannot rebuild models for {directory.name}: {path} unavailable ({detail}). "
+            "Pass the space yourself: nf.load_experiment(id, space=MySpace())"
+        )
+    import cloudpickle
+
+    try:
+        with path.open("rb") as f:
+            return cloudpickle.load(f)
+    except Exception as exc:
+        raise NasflowError(
+            f"cannot unpickle {path} ({exc!r}): the code that defined the space must be "
+            "importable here. Pass the space yourself: nf.load_experiment(id, space=MySpace())"
+        ) from exc
+
+
+def load_experiment(
+    id_or_path: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None,
+    space: Any = None,
+) -> ExperimentResults:
+    """Open an experiment's results with nothing running: by id (under ``NASFLOW_HOME``)
+    or by the path of its directory or database. ``space`` overrides the saved space for
+    ``formatter="instance"`` exports."""
+    candidate = Path(id_or_path).expanduser()
+    if candidate.is_file() and candidate.name == DB_NAME:
+        candidate = candidate.parent
+    if not (candidate / DB_NAME).is_file():
+        candidate = experiment_dir(str(id_or_path), home)
+    if not (candidate / DB_NAME).is_file():
+        root = nasflow_home(home) / "experiments"
+        known = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        raise ExperimentNotFoundError(
+            f"no experiment {str(id_or_path)!r}: not a directory with {DB_NAME} and not an "
+            f"id under {root} (known ids: {known[:20] or 'none'}). Check the id, or set "
+            "NASFLOW_HOME to where it was run."
+        )
+    try:
+        return ExperimentResults(candidate, space=space)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"the metadata in {candidate / DB_NAME} is corrupt: {exc}") from exc
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,204 @@
+"""``ExperimentConfig``: the one place configuration enters, validated eagerly.
+
+Every field has a default that works, so ``ExperimentConfig()`` is a valid config. A bad
+value raises ``ConfigError`` naming the field, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nasflow.exceptions import ConfigError
+
+__all__ = ["ExperimentConfig", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
+_DIRECTIONS = ("maximize", "minimize")
+_SERVICES = ("inprocess", "local", "ray")
+
+
+def parse_duration(value: float | str, *, field: str = "duration") -> float:
+    """Seconds from a number or a string such as ``"90"``, ``"90s"``, ``"1h30m"``, ``"2d"``."""
+    if isinstance(value, bool):
+        raise ConfigError(field, value, "seconds as a number, or a string like '1h30m'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for m in _DURATION.finditer(text):
+                if m.start() != pos:
+                    break
+                seconds += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos != len(text) or not text:
+                raise ConfigError(
+                    field, value, "seconds, or a string like '90s', '1h30m', '2d', '500ms'"
+                ) from None
+    else:
+        raise ConfigError(field, value, "seconds as a number, or a string like '1h30m'")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(field, value, "a positive duration")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """How an experiment runs. Every field is optional.
+
+    Budgets: ``max_trials`` (trials submitted), ``max_duration`` (seconds or ``"1h30m"``;
+    running trials are cancelled when it runs out) and ``target_metric`` (stop once a
+    trial's primary objective reaches it). ``None`` means unlimited.
+
+    ``objective`` is ``"maximize"`` or ``"minimize"`` for a single metric (a float, or a
+    dict holding it under ``"default"``), or ``{"name": "maximize", ...}`` to name the
+    metric(s) in a dict; ``None`` takes the evaluator's preference, else ``"maximize"``.
+    """
+
+    max_trials: int | None = None
+    """Stop submitting after this many trials (failed ones count)."""
+    max_duration: float | str | None = None
+    """Wall-clock budget of the search, in seconds or as ``"1h30m"``."""
+    target_metric: float | None = None
+    """Stop once a finished trial's primary objective is at least (maximize) or at most
+    (minimize) this value."""
+    concurrency: int = 1
+    """Trials run at the same time."""
+    objective: str | Mapping[str, str] | None = None
+    """``"maximize"``, ``"minimize"``, or ``{metric name: direction}``."""
+    trial_timeout: float | str | None = None
+    """Per-trial wall-clock limit; a trial past it ends TIMEOUT."""
+    training_service: str = "inprocess"
+    """Where trials run: ``"inprocess"`` (this process), ``"local"`` (warm worker
+    processes behind the trial manager) or ``"ray"``."""
+    manager: str | None = None
+    """URL of a running ``nasflow manager`` daemon (``ws://host:port``); ``None`` starts one
+    embedded when ``training_service`` needs it."""
+    token: str | None = None
+    """Shared secret for ``manager``."""
+    gpus: Sequence[int] | None = None
+    """GPU indices trials may use (``None``: no GPU assignment)."""
+    trials_per_gpu: int = 1
+    """How many trials share one GPU."""
+    max_trials_per_worker: int | None = None
+    """Recycle a worker process after this many trials (1: a fresh process per trial)."""
+    reattach_timeout: float | str = 60.0
+    """How long workers wait for a vanished manager to come back."""
+    store: bool = True
+    """Keep the experiment in SQLite under ``NASFLOW_HOME``; ``False`` keeps it in memory
+    only (no ``load_experiment``, no resume)."""
+    home: str | Path | None = None
+    """Overrides ``NASFLOW_HOME`` (default ``~/.nasflow``) for this experiment."""
+    event_buffer: int = 1024
+    """Events each ``exp.events()`` subscriber may lag behind before the search waits."""
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("max_trials", "max_trials_per_worker"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(name, v, "a positive int, or None for no limit")
+        for name in ("concurrency", "trials_per_gpu", "event_buffer"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(name, v, "a positive int")
+        for name in ("max_duration", "trial_timeout"):
+            v = getattr(self, name)
+            if v is not None:
+                put(name, parse_duration(v, field=name))
+        put("reattach_timeout", parse_duration(self.reattach_timeout, field="reattach_timeout"))
+        t = self.target_metric
+        if t is not None and (
+            isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)
+        ):
+            raise ConfigError("target_metric", t, "a finite number, or None")
+        put("objective", _check_objective(self.objective))
+        if self.training_service not in _SERVICES:
+            raise ConfigError("training_service", self.training_service, f"one of {_SERVICES}")
+        if self.manager is not None and not (
+            isinstance(self.manager, str) and self.manager.startswith(("ws://", "wss://"))
+        ):
+            raise ConfigError("manager", self.manager, "a ws:// or wss:// URL, or None")
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            raise ConfigError("token", "<hidden>", "a non-empty string, or None")
+        if self.gpus is not None:
+            gpus = self.gpus
+            if isinstance(gpus, (str, bytes)) or not isinstance(gpus, Sequence) or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus
+            ) or len(set(gpus)) != len(gpus):
+                raise ConfigError("gpus", gpus, "a list of distinct GPU indices, e.g. [0, 1]")
+            put("gpus", tuple(gpus))
+        if not isinstance(self.store, bool):
+            raise ConfigError("store", self.store, "True or False")
+        if self.home is not None:
+            put("home", str(Path(self.home).expanduser()))
+
+    # --- derived ------------------------------------------------------------------------
+
+    @property
+    def directions(self) -> dict[str, str] | None:
+        """``{metric name: direction}`` as configured (``None`` when left to the evaluator)."""
+        obj = self.objective
+        if obj is None:
+            return None
+        if isinstance(obj, str):
+            return {"default": obj}
+        return dict(obj)
+
+    # --- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (the token is left out: it is a secret)."""
+        out = dataclasses.asdict(self)
+        out["token"] = None
+        if out["gpus"] is not None:
+            out["gpus"] = list(out["gpus"])
+        if isinstance(out["objective"], Mapping):
+            out["objective"] = dict(out["objective"])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
+        """Build from a dict, with a clear error (and a suggestion) for unknown fields."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"one of {names}"
+                raise ConfigError(key, data[key], f"a known field ({hint})")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """A copy with some fields changed (validated again)."""
+        return ExperimentConfig.from_dict({**dataclasses.asdict(self), **changes})
+
+
+def _check_objective(obj: Any) -> str | dict[str, str] | None:
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        if obj not in _DIRECTIONS:
+            raise ConfigError("objective", obj, "'maximize', 'minimize' or {name: direction}")
+        return obj
+    if isinstance(obj, Mapping) and obj:
+        out = {}
+        for name, direction in obj.items():
+            if not isinstance(name, str) or not name or direction not in _DIRECTIONS:
+                raise ConfigError(
+                    "objective", dict(obj), "{metric name: 'maximize' | 'minimize'}"
+                )
+            out[name] = direction
+        return out
+    raise ConfigError("objective", obj, "'maximize', 'minimize' or {name: direction}")

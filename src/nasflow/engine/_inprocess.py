@@ -1,0 +1,226 @@
+"""``InProcessEngine``: trials run in this process, ``concurrency`` at a time.
+
+A fixed pool of runner tasks takes trials from a zero-buffer stream, so ``submit`` returns
+exactly when a runner is free. Async evaluators run on the event loop; sync ones in worker
+threads. A trial past its timeout, or cancelled, is cut off at once: an async evaluator is
+cancelled, a thread is abandoned (its next ``trial.report()`` raises ``TrialStopped``, so a
+cooperative evaluator ends soon after; a thread that never reports runs on until it
+returns -- use the ``local`` training service to kill runaway trials for real).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from nasflow._types import TrialError, TrialState
+from nasflow.engine._base import Engine, EngineSetup, TrialSpec, build_model
+from nasflow.evaluator._trial import ReportPipe, Trial, _current
+from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted
+from nasflow.exceptions import MetricError, TrialStopped
+
+__all__ = ["InProcessEngine"]
+
+
+@dataclass(slots=True)
+class _Running:
+    spec: TrialSpec
+    trial: Trial
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    kill: tuple[TrialState, str] | None = None
+
+
+class InProcessEngine(Engine):
+    """Runs trials in this process; see the module docstring."""
+
+    def __init__(self, setup: EngineSetup) -> None:
+        super().__init__(setup)
+        self._send, self._receive = anyio.create_memory_object_stream[_Running](0)
+        self._running: dict[int, _Running] = {}
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._runners_left = setup.concurrency
+        self._runners_done = anyio.Event()
+        self._pipe = ReportPipe(self._publish)
+        self._tg: TaskGroup | None = None
+        self._model_space = bool(getattr(setup.space, "is_model_space", False))
+
+    async def _publish(self, event: Event) -> None:
+        await self.setup.publish(event)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> InProcessEngine:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._pipe.run)
+        for _ in range(self.setup.concurrency):
+            tg.start_soon(self._runner)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None
+        self._send.close()  # runners finish the trial in hand, then leave
+        if exc is None:
+            await self._runners_done.wait()
+        self._tg.cancel_scope.cancel()  # the report pipe, or everything on error
+        await self._tg.__aexit__(exc_type, exc, tb)
+
+    # --- the contract -----------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.setup.concurrency
+
+    @property
+    def running(self) -> frozenset[int]:
+        return frozenset(self._running)
+
+    async def submit(self, spec: TrialSpec) -> None:
+        s = self.setup
+        trial = Trial(
+            spec.id,
+            spec.sample,
+            objective=s.objective,
+            pipe=self._pipe,
+            directory=functools.partial(s.trial_directory, spec.id),
+            experiment_id=s.experiment_id,
+            attempt=spec.attempt,
+        )
+        run = _Running(spec, trial)
+        self._running[spec.id] = run
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        try:
+            try:
+                self._send.send_nowait(run)  # a runner is waiting: no trip through the loop
+            except anyio.WouldBlock:
+                await self._send.send(run)
+        except BaseException:
+            self._forget(spec.id)
+            raise
+
+    def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
+               reason: str = "") -> bool:
+        run = self._running.get(trial_id)
+        if run is None:
+            return False
+        if run.kill is None:
+            run.kill = (state, reason)
+            run.trial._stop(state, reason)
+            run.scope.cancel()
+        return True
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # --- running trials ---------------------------------------------------------------------
+
+    def _forget(self, trial_id: int) -> None:
+        self._running.pop(trial_id, None)
+        if not self._running:
+            self._idle.set()
+
+    async def _runner(self) -> None:
+        try:
+            async for run in self._receive:
+                try:
+                    await self._run(run)
+                finally:
+                    self._forget(run.spec.id)
+        finally:
+            self._runners_left -= 1
+            if self._runners_left == 0:
+                self._runners_done.set()
+
+    async def _run(self, run: _Running) -> None:
+        s, spec, trial = self.setup, run.spec, run.trial
+        publish = s.publish
+        if s.trial_timeout is not None:
+            run.scope.deadline = anyio.current_time() + s.trial_timeout
+        state, error, result = TrialState.SUCCEEDED, None, None
+        try:
+            await publish(TrialStarted(time=time.time(), trial_id=spec.id, attempt=spec.attempt))
+            with run.scope:
+                result = await self._call(trial)
+            if run.scope.cancelled_caught or run.kill is not None:
+                state, error = self._stopped(run)
+        except TrialStopped:
+            state, error = self._stopped(run)
+        except anyio.get_cancelled_exc_class():
+            # the experiment itself is being cancelled: record the trial, then go on dying
+            trial._stop(TrialState.CANCELED, "the experiment was cancelled")
+            with anyio.CancelScope(shield=True):
+                for ev in self._pipe.take_pending():
+                    await publish(ev, wait=False)
+                await publish(TrialEnded(
+                    time=time.time(), trial_id=spec.id, state=TrialState.CANCELED,
+                    error=TrialError("Cancelled", "the experiment was cancelled"),
+                ), wait=False)
+            raise
+        except Exception as exc:
+            state, error = TrialState.FAILED, TrialError.from_exception(exc)
+        final = None
+        if state is TrialState.SUCCEEDED:
+            try:
+                final = self._final(trial, result)
+            except MetricError as exc:
+                state, error = TrialState.FAILED, TrialError.from_exception(exc)
+        await self._pipe.flush()  # every intermediate before the final result
+        now = time.time()
+        if final is not None:
+            await publish(FinalMetric(time=now, trial_id=spec.id, value=final[1], metric=final[0]))
+        await publish(TrialEnded(time=now, trial_id=spec.id, state=state, error=error))
+
+    def _stopped(self, run: _Running) -> tuple[TrialState, TrialError]:
+        if run.kill is not None:
+            state, reason = run.kill
+        elif run.trial._stop_state is not None:
+            state, reason = run.trial._stop_state, run.trial._stop_reason
+        else:
+            state = TrialState.TIMEOUT
+            reason = f"the trial ran longer than trial_timeout={self.setup.trial_timeout}s"
+        run.trial._stop(state, reason)
+        kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
+        return state, TrialError(kind, reason or state.value)
+
+    def _final(self, trial: Trial, result: Any) -> tuple[float, Any]:
+        if result is None:
+            if trial._last is None:
+                raise MetricError(
+                    "the evaluator returned None and reported nothing: return the final "
+                    "metric, or call trial.report(value) at least once"
+                )
+            return trial._last
+        return self.setup.objective.parse(result)
+
+    async def _call(self, trial: Trial) -> Any:
+        s = self.setup
+        token = _current.set(trial)
+        try:
+            if s.evaluator.is_async:
+                model = None
+                if self._model_space:  # freezing copies modules: keep it off the loop
+                    model = await anyio.to_thread.run_sync(build_model, s.space, trial.sample)
+                return await s.evaluator.evaluate(model, trial)
+            return await anyio.to_thread.run_sync(
+                self._call_sync, trial, abandon_on_cancel=True
+            )
+        finally:
+            _current.reset(token)
+
+    def _call_sync(self, trial: Trial) -> Any:
+        model = build_model(self.setup.space, trial.sample)
+        return self.setup.evaluator.evaluate(model, trial)
+

@@ -1,0 +1,67 @@
+"""The evaluator contract and ``FunctionalEvaluator``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nasflow.evaluator._trial import Trial
+
+__all__ = ["Evaluator", "FunctionalEvaluator"]
+
+
+def _is_async_callable(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+class Evaluator(ABC):
+    """Trains and scores one model: ``evaluate(model, trial)``, a ``def`` or ``async def``.
+
+    Report intermediate results with ``trial.report(value, step=...)`` and return the
+    final one (or return ``None`` after reporting: the last report is then final).
+    Sync evaluators run in worker threads, never on the event loop.
+    """
+
+    default_objective: str | Mapping[str, str] | None = None
+    """The objective this evaluator's metric calls for, used when the experiment's config
+    leaves ``objective`` unset (e.g. ``"minimize"`` for a loss)."""
+
+    @abstractmethod
+    def evaluate(self, model: Any, trial: Trial) -> Any:
+        """Evaluate ``model`` (``None`` for a torch-free space); return the final metric."""
+
+    @property
+    def is_async(self) -> bool:
+        """Whether ``evaluate`` is a coroutine function (runs on the event loop)."""
+        return _is_async_callable(self.evaluate)
+
+
+class FunctionalEvaluator(Evaluator):
+    """Calls ``fn(model, trial, **kwargs)``; ``fn`` may be ``def`` or ``async def``."""
+
+    def __init__(self, fn: Callable[..., Any], **kwargs: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"FunctionalEvaluator needs a function, got {fn!r}")
+        self.fn = fn
+        """The wrapped function."""
+        self.kwargs = kwargs
+        """Extra keyword arguments passed on every call."""
+        self._async = _is_async_callable(fn)
+
+    @property
+    def is_async(self) -> bool:
+        return self._async
+
+    def evaluate(self, model: Any, trial: Trial) -> Any:
+        return self.fn(model, trial, **self.kwargs)
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        return f"FunctionalEvaluator({name})"

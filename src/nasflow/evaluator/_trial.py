@@ -1,0 +1,205 @@
+"""The evaluator's view of a trial: its sample, ``report()``, its folder, stop requests.
+
+``report()`` is a plain function that works from the event loop and from worker threads.
+It never blocks the loop: events go into a ``ReportPipe`` that a task on the loop drains
+into the experiment's event hub. A thread that reports much faster than the loop can
+drain waits (bounded backlog); nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from nasflow._objective import Objective
+from nasflow._types import TrialState
+from nasflow.events import CheckpointSaved, Event, IntermediateMetric
+from nasflow.exceptions import NasflowError, TrialStopped
+
+__all__ = ["ReportPipe", "Trial", "current_trial"]
+
+_current: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
+    "nasflow_current_trial", default=None
+)
+
+
+def current_trial() -> Trial:
+    """The trial being evaluated in this context (also inside threads it started through
+    anyio/asyncio, which copy the context). Raises ``NasflowError`` outside a trial."""
+    trial = _current.get()
+    if trial is None:
+        raise NasflowError(
+            "nf.current_trial() was called outside a trial: it only works while an "
+            "evaluator runs (inside evaluate(model, trial) and code it calls)"
+        )
+    return trial
+
+
+class ReportPipe:
+    """Thread-safe, non-blocking hand-off of trial events to the event loop."""
+
+    def __init__(
+        self, publish: Callable[[Event], Awaitable[None]], *, max_backlog: int = 65536
+    ) -> None:
+        self._publish = publish
+        self._pending: deque[Event] = deque()
+        self._max_backlog = max_backlog
+        self._scheduled = False
+        self._room = threading.Event()
+        self._room.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._wake = anyio.Event()
+
+    def put(self, event: Event) -> None:
+        """Queue ``event`` for publishing; callable from any thread."""
+        loop = self._loop
+        if loop is None:
+            raise NasflowError("the report pipe is not running (the experiment has ended)")
+        on_loop = threading.get_ident() == self._loop_thread
+        if not on_loop and len(self._pending) >= self._max_backlog:
+            self._room.clear()
+            self._room.wait()  # a worker thread reporting faster than the loop drains
+        self._pending.append(event)
+        if not self._scheduled:
+            self._scheduled = True
+            if on_loop:
+                loop.call_soon(self._wake.set)
+            else:
+                try:
+                    loop.call_soon_threadsafe(self._wake.set)
+                except RuntimeError:  # the loop closed under an abandoned thread
+                    pass
+
+    async def run(self) -> None:
+        """Drain forever (run it in a task group; cancel it to stop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await self.flush()
+        finally:
+            self._room.set()
+
+    async def flush(self) -> None:
+        """Publish everything queued so far."""
+        self._scheduled = False  # before draining: a later put schedules a new wake-up
+        while self._pending:
+            await self._publish(self._pending.popleft())
+            if len(self._pending) < self._max_backlog // 2:
+                self._room.set()
+        self._room.set()
+
+    def take_pending(self) -> list[Event]:
+        """Remove and return what is queued (used when publishing must not wait)."""
+        out = list(self._pending)
+        self._pending.clear()
+        self._room.set()
+        return out
+
+
+class Trial:
+    """One evaluation: ``id``, ``sample``, ``report()``, ``directory``, ``should_stop()``."""
+
+    def __init__(
+        self,
+        trial_id: int,
+        sample: dict[str, Any],
+        *,
+        objective: Objective,
+        pipe: ReportPipe | None,
+        directory: Callable[[], Path],
+        experiment_id: str | None = None,
+        attempt: int = 0,
+    ) -> None:
+        self.id = trial_id
+        """The trial id, unique within the experiment (0, 1, 2, ...)."""
+        self.sample = sample
+        """The architecture / hyper-parameters: a flat ``label -> value`` dict."""
+        self.experiment_id = experiment_id
+        """The id of the experiment this trial belongs to."""
+        self.attempt = attempt
+        """0 for the first run of this trial id, then 1, 2, ... when re-queued."""
+        self._objective = objective
+        self._pipe = pipe
+        self._directory = directory
+        self._dir: Path | None = None
+        self._step = -1
+        self._last: tuple[float, Any] | None = None
+        self._stop_state: TrialState | None = None
+        self._stop_reason = ""
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def report(self, value: Any, step: int | None = None) -> None:
+        """Report an intermediate result (a float, or a dict holding the objective).
+
+        ``step`` defaults to one more than the last step. Raises ``TrialStopped`` once the
+        trial was stopped (early stopping, timeout, cancel) and ``MetricError`` for a value
+        that is not a finite number.
+        """
+        if self._stop_state is not None:
+            raise TrialStopped(self._stop_message())
+        primary, normal = self._objective.parse(value)
+        if step is None:
+            step = self._step + 1
+        elif isinstance(step, bool) or not isinstance(step, int):
+            raise TypeError(f"step must be an int, got {step!r}")
+        self._step = step
+        self._last = (primary, normal)
+        if self._pipe is not None:
+            self._pipe.put(IntermediateMetric(
+                time=time.time(), trial_id=self.id, step=step, value=normal, metric=primary
+            ))
+
+    def should_stop(self) -> bool:
+        """Whether the experiment asked this trial to stop; loops may check it instead of
+        relying on ``report()`` raising ``TrialStopped``."""
+        return self._stop_state is not None
+
+    @property
+    def last_reported(self) -> Any:
+        """The last value given to ``report()`` (normalised), or ``None``."""
+        return None if self._last is None else self._last[1]
+
+    # --- files --------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        """This trial's own folder (created on first use)."""
+        if self._dir is None:
+            path = self._directory()
+            path.mkdir(parents=True, exist_ok=True)
+            self._dir = path
+        return self._dir
+
+    def _checkpoint_saved(self, path: Path, step: int | None) -> None:
+        if self._pipe is not None:
+            self._pipe.put(CheckpointSaved(
+                time=time.time(), trial_id=self.id, path=str(path), step=step
+            ))
+
+    # --- control (used by engines) ------------------------------------------------------
+
+    def _stop(self, state: TrialState, reason: str) -> None:
+        if self._stop_state is None:
+            self._stop_state = state
+            self._stop_reason = reason
+
+    def _stop_message(self) -> str:
+        state = self._stop_state.value if self._stop_state else "STOPPED"
+        reason = f": {self._stop_reason}" if self._stop_reason else ""
+        return f"trial {self.id} was stopped ({state}{reason})"
+
+    def __repr__(self) -> str:
+        return f"Trial(id={self.id}, sample={self.sample!r})"

@@ -1,0 +1,235 @@
+"""Typed, immutable events and the hub that fans them out over bounded streams.
+
+Every trial produces ``TrialSubmitted``, ``TrialStarted``, any number of
+``IntermediateMetric`` and ``CheckpointSaved``, at most one ``FinalMetric`` and exactly one
+``TrialEnded``, in that order. The experiment adds ``ExperimentStateChanged`` and, last,
+``ExperimentFinished``.
+
+The hub delivers each event first to its *sinks* (plain functions that must see
+everything: the trial table, the store writer, the strategy's inbox), then to each
+subscriber's bounded stream. A full subscriber stream makes the publisher wait
+(backpressure) rather than drop: every subscriber sees every event published after it
+subscribed, in one global order.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from nasflow._types import ExperimentState, TrialError, TrialState
+
+__all__ = [
+    "CheckpointSaved",
+    "Event",
+    "EventHub",
+    "EventStream",
+    "ExperimentFinished",
+    "ExperimentStateChanged",
+    "FinalMetric",
+    "IntermediateMetric",
+    "TrialEnded",
+    "TrialEvent",
+    "TrialStarted",
+    "TrialSubmitted",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event. ``time`` is the wall-clock time (``time.time()``)."""
+
+    time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialEvent(Event):
+    """An event about one trial."""
+
+    trial_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialSubmitted(TrialEvent):
+    """The strategy submitted a sample; the trial waits for capacity."""
+
+    sample: dict[str, Any]
+    hash: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialStarted(TrialEvent):
+    """The evaluator was entered."""
+
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntermediateMetric(TrialEvent):
+    """``trial.report(value, step=step)``; ``metric`` is the primary objective's value."""
+
+    step: int
+    value: float | dict[str, float]
+    metric: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointSaved(TrialEvent):
+    """``trial.save_checkpoint()`` wrote ``path``."""
+
+    path: str
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalMetric(TrialEvent):
+    """The trial's final result; ``metric`` is the primary objective's value."""
+
+    value: float | dict[str, float]
+    metric: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialEnded(TrialEvent):
+    """The trial reached a final state; ``error`` says why when it did not succeed."""
+
+    state: TrialState
+    error: TrialError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExperimentStateChanged(Event):
+    """The experiment moved to ``state``."""
+
+    state: ExperimentState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExperimentFinished(Event):
+    """The last event of a run; ``reason`` says why it ended."""
+
+    state: ExperimentState
+    reason: str
+
+
+Sink = Callable[[Event], None]
+
+
+class EventStream:
+    """An async iterator over the events of one subscription.
+
+    Created by ``EventHub.subscribe`` (and ``Experiment.events``); it ends after the hub
+    closes. Leaving an ``async for`` early is fine: the subscription is released when the
+    stream is closed (``async with`` or ``aclose``) or garbage-collected.
+    """
+
+    def __init__(self, receive: ObjectReceiveStream[Event]) -> None:
+        self._receive = receive
+        self._finalizer = weakref.finalize(self, receive.close)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop receiving; the hub forgets this subscriber."""
+        self._finalizer()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@dataclass(slots=True)
+class _Subscriber:
+    send: ObjectSendStream[Event]
+    types: tuple[type[Event], ...] | None
+
+
+class EventHub:
+    """Fans events out to sinks (synchronously) and subscribers (bounded, in order)."""
+
+    def __init__(self) -> None:
+        self._sinks: list[Sink] = []
+        self._subscribers: list[_Subscriber] = []
+        # one publisher at a time keeps a single global order for every subscriber;
+        # fast_acquire: an uncontended publish does not yield to the event loop
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._closed = False
+
+    def add_sink(self, sink: Sink) -> None:
+        """Call ``sink(event)`` for every event, before any subscriber sees it."""
+        self._sinks.append(sink)
+
+    def subscribe(
+        self, *types: type[Event], buffer: int = 1024
+    ) -> EventStream:
+        """A stream of every event from now on (only ``types`` if given)."""
+        send, receive = anyio.create_memory_object_stream[Event](
+            max_buffer_size=buffer if buffer > 0 else math.inf
+        )
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.append(_Subscriber(send, types or None))
+        return EventStream(receive)
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)
+
+    async def publish(self, event: Event) -> None:
+        """Deliver ``event`` to every sink, then to every matching subscriber, waiting for
+        room in a full subscriber stream."""
+        async with self._lock:
+            for sink in self._sinks:
+                sink(event)
+            if not self._subscribers:
+                return
+            for sub in list(self._subscribers):
+                if sub.types is not None and not isinstance(event, sub.types):
+                    continue
+                try:
+                    try:
+                        sub.send.send_nowait(event)
+                    except anyio.WouldBlock:
+                        await sub.send.send(event)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._subscribers.remove(sub)
+
+    def publish_nowait(self, event: Event) -> None:
+        """Deliver ``event`` without waiting: every sink gets it; a subscriber whose stream
+        is full misses it. Only for shutdown paths, where waiting could hang."""
+        for sink in self._sinks:
+            sink(event)
+        for sub in list(self._subscribers):
+            if sub.types is not None and not isinstance(event, sub.types):
+                continue
+            try:
+                sub.send.send_nowait(event)
+            except anyio.WouldBlock:
+                pass
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(sub)
+
+    def close(self) -> None:
+        """End every subscriber stream once it has drained; later subscribers get nothing."""
+        self._closed = True
+        for sub in self._subscribers:
+            sub.send.close()
+        self._subscribers.clear()

@@ -1,0 +1,109 @@
+"""Every error nasflow raises on purpose.
+
+The tree::
+
+    NasflowError
+    ├── ConfigError                 a configuration field has a bad value
+    ├── SpaceError                  a search space is not usable
+    │   ├── SpaceBuildError         a model space could not be built
+    │   ├── SampleValidationError   a sample does not belong to its space
+    │   └── SpaceExhaustedError     no (further) valid sample can be drawn
+    ├── MetricError                 an evaluator reported something that is not a metric
+    ├── TrialStopped                raised inside an evaluator whose trial was stopped
+    ├── BudgetExhausted             a strategy submitted past the experiment's budget
+    ├── StrategyError               a strategy raised; the experiment failed
+    ├── StoreError                  the experiment store is missing, corrupt or unwritable
+    └── ExperimentNotFoundError     no experiment with that id or path
+
+Each error carries the offending values as attributes and says what to do in its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NasflowError(Exception):
+    """Base class of every error nasflow raises on purpose."""
+
+
+class ConfigError(NasflowError, ValueError):
+    """A configuration field has a bad value."""
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field = field
+        """The name of the offending field."""
+        self.value = value
+        """The value it was given."""
+        self.expected = expected
+        """What would have been accepted."""
+        super().__init__(f"config field {field!r}: got {value!r}; expected {expected}")
+
+
+class SpaceError(NasflowError):
+    """A search space is not usable."""
+
+
+class SpaceBuildError(SpaceError, TypeError):
+    """A model space could not be built; the message names the module and the reason."""
+
+
+class SampleValidationError(SpaceError, ValueError):
+    """A sample does not belong to its space.
+
+    ``label`` is the offending label (``None`` when the sample as a whole is wrong, e.g. it
+    is not a dict), ``value`` the value found there, ``allowed`` a description of what the
+    space accepts and ``reason`` what is wrong.
+    """
+
+    def __init__(
+        self, label: str | None, value: Any, allowed: str, *, reason: str, constraint: bool = False
+    ) -> None:
+        self.label = label
+        """The offending label, or ``None``."""
+        self.value = value
+        """The offending value."""
+        self.allowed = allowed
+        """What the space accepts there."""
+        self.reason = reason
+        """What is wrong, in words."""
+        self.constraint = constraint
+        """Whether ``label`` names a violated constraint rather than a choice."""
+        kind = "constraint" if constraint else "sample label"
+        where = f"{kind} {label!r}" if label is not None else "sample"
+        super().__init__(f"{where}: {reason}; allowed: {allowed}")
+
+
+class SpaceExhaustedError(SpaceError):
+    """No (further) valid sample can be drawn from a space, e.g. constraints reject them all."""
+
+
+class MetricError(NasflowError, ValueError):
+    """An evaluator reported or returned something that is not a usable metric."""
+
+
+class TrialStopped(NasflowError):  # noqa: N818 - reads as an event, like StopIteration
+    """Raised by ``trial.report()`` once the trial was stopped, cancelled or timed out.
+
+    Evaluators need not catch it: letting it propagate ends the trial in the state the
+    experiment already chose (EARLY_STOPPED, CANCELED or TIMEOUT).
+    """
+
+
+class BudgetExhausted(NasflowError):  # noqa: N818 - a condition, not a failure
+    """A strategy submitted a trial after the experiment's budget ran out.
+
+    Strategies may let it propagate: the experiment then ends normally.
+    """
+
+
+class StrategyError(NasflowError):
+    """The search strategy raised; the experiment failed and kept every finished trial."""
+
+
+class StoreError(NasflowError):
+    """The experiment store is missing, corrupt or cannot be written."""
+
+
+class ExperimentNotFoundError(NasflowError, LookupError):
+    """No experiment with that id (under ``NASFLOW_HOME``) or at that path."""

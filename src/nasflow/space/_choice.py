@@ -1,0 +1,571 @@
+"""Decisions (``Categorical``, ``Numerical``, ``CategoricalMultiple``) and expressions on them.
+
+A choice is a leaf decision with a domain. Arithmetic on a choice builds an ``Expr`` that is
+resolved when the space is frozen (``width * 2`` becomes ``64`` for ``width == 32``). A choice
+object's identity is its decision: one object used in several places is one decision.
+Choices hash by identity and never overload ``==``, so they stay usable as dict keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import operator
+import random
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from nasflow.exceptions import SpaceBuildError
+
+__all__ = ["Categorical", "CategoricalMultiple", "Choice", "Expr", "Numerical", "Operation"]
+
+# operator name -> (function, symbol used in repr); names rather than functions keep
+# expressions picklable and readable.
+_BINARY: dict[str, tuple[Callable[[Any, Any], Any], str]] = {
+    "add": (operator.add, "+"),
+    "sub": (operator.sub, "-"),
+    "mul": (operator.mul, "*"),
+    "truediv": (operator.truediv, "/"),
+    "floordiv": (operator.floordiv, "//"),
+    "mod": (operator.mod, "%"),
+    "pow": (operator.pow, "**"),
+    "lt": (operator.lt, "<"),
+    "le": (operator.le, "<="),
+    "gt": (operator.gt, ">"),
+    "ge": (operator.ge, ">="),
+}
+_UNARY: dict[str, Callable[[Any], Any]] = {
+    "neg": operator.neg,
+    "pos": operator.pos,
+    "abs": abs,
+    "int": int,
+    "float": float,
+    "round": round,
+}
+
+Resolver = Callable[["Choice"], Any]
+
+
+def _evaluate(value: Any, resolve: Resolver) -> Any:
+    return value.evaluate(resolve) if isinstance(value, Expr) else value
+
+
+class Expr(metaclass=ABCMeta):
+    """A symbolic value: a choice, or arithmetic on choices; resolved when frozen."""
+
+    __slots__ = ()
+
+    # --- evaluation -------------------------------------------------------------------
+
+    @abstractmethod
+    def evaluate(self, resolve: Resolver) -> Any:
+        """The value, given a function that resolves each leaf choice."""
+
+    @abstractmethod
+    def leaves(self) -> Iterator[Choice]:
+        """Every choice this value depends on (with repeats)."""
+
+    # --- building -----------------------------------------------------------------------
+
+    def __add__(self, other: Any) -> Expr:
+        return Operation("add", self, other)
+
+    def __radd__(self, other: Any) -> Expr:
+        return Operation("add", other, self)
+
+    def __sub__(self, other: Any) -> Expr:
+        return Operation("sub", self, other)
+
+    def __rsub__(self, other: Any) -> Expr:
+        return Operation("sub", other, self)
+
+    def __mul__(self, other: Any) -> Expr:
+        return Operation("mul", self, other)
+
+    def __rmul__(self, other: Any) -> Expr:
+        return Operation("mul", other, self)
+
+    def __truediv__(self, other: Any) -> Expr:
+        return Operation("truediv", self, other)
+
+    def __rtruediv__(self, other: Any) -> Expr:
+        return Operation("truediv", other, self)
+
+    def __floordiv__(self, other: Any) -> Expr:
+        return Operation("floordiv", self, other)
+
+    def __rfloordiv__(self, other: Any) -> Expr:
+        return Operation("floordiv", other, self)
+
+    def __mod__(self, other: Any) -> Expr:
+        return Operation("mod", self, other)
+
+    def __rmod__(self, other: Any) -> Expr:
+        return Operation("mod", other, self)
+
+    def __pow__(self, other: Any) -> Expr:
+        return Operation("pow", self, other)
+
+    def __rpow__(self, other: Any) -> Expr:
+        return Operation("pow", other, self)
+
+    def __neg__(self) -> Expr:
+        return Operation("neg", self)
+
+    def __pos__(self) -> Expr:
+        return Operation("pos", self)
+
+    def __abs__(self) -> Expr:
+        return Operation("abs", self)
+
+    def __round__(self, ndigits: int | None = None) -> Expr:
+        if ndigits is not None:
+            raise TypeError("round() of a nasflow expression takes no ndigits")
+        return Operation("round", self)
+
+    def __lt__(self, other: Any) -> Expr:
+        return Operation("lt", self, other)
+
+    def __le__(self, other: Any) -> Expr:
+        return Operation("le", self, other)
+
+    def __gt__(self, other: Any) -> Expr:
+        return Operation("gt", self, other)
+
+    def __ge__(self, other: Any) -> Expr:
+        return Operation("ge", self, other)
+
+    def int(self) -> Expr:
+        """``int(value)`` once resolved."""
+        return Operation("int", self)
+
+    def float(self) -> Expr:
+        """``float(value)`` once resolved."""
+        return Operation("float", self)
+
+    # --- guards: a choice is not a number until the space is frozen --------------------
+
+    def _not_a_value(self, what: str) -> SpaceBuildError:
+        return SpaceBuildError(
+            f"{self!r} is a search-space decision, not a value, so it cannot be used as "
+            f"{what} while the space is being defined. Pass it to a nasflow.nn layer "
+            "(e.g. nasflow.nn.Conv2d) or wrap your module class with nasflow.nn.searchable(); "
+            "its value is known only in the frozen model."
+        )
+
+    def __bool__(self) -> bool:
+        raise self._not_a_value("a truth value (if/while/and/or)")
+
+    def __int__(self) -> int:
+        raise self._not_a_value("an int")
+
+    def __index__(self) -> int:
+        raise self._not_a_value("an index or size")
+
+    def __float__(self) -> float:
+        raise self._not_a_value("a float")
+
+    def __iter__(self) -> Iterator[Any]:
+        raise self._not_a_value("an iterable")
+
+
+class Operation(Expr):
+    """Arithmetic on choices, e.g. ``width * 2``."""
+
+    __slots__ = ("op", "operands")
+
+    def __init__(self, op: str, *operands: Any) -> None:
+        if op not in _BINARY and op not in _UNARY:
+            raise ValueError(f"unknown expression operator {op!r}")
+        self.op = op
+        self.operands = operands
+
+    def evaluate(self, resolve: Resolver) -> Any:
+        args = [_evaluate(a, resolve) for a in self.operands]
+        if self.op in _UNARY:
+            return _UNARY[self.op](args[0])
+        return _BINARY[self.op][0](args[0], args[1])
+
+    def leaves(self) -> Iterator[Choice]:
+        for a in self.operands:
+            if isinstance(a, Expr):
+                yield from a.leaves()
+
+    def __repr__(self) -> str:
+        if self.op in _UNARY:
+            return f"{self.op}({self.operands[0]!r})"
+        return f"({self.operands[0]!r} {_BINARY[self.op][1]} {self.operands[1]!r})"
+
+
+def _canonical_json(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise SpaceBuildError(
+            f"choice value {value!r} is not JSON-serializable; samples must be plain "
+            "JSON (numbers, strings, booleans, None, lists, dicts)"
+        ) from exc
+
+
+class Choice(Expr):
+    """A leaf decision. ``label`` names it in samples; ``None`` means derive it from where
+    the choice is used (the attribute path in a model space, the key in a dict space)."""
+
+    __slots__ = ("default_value", "label")
+
+    def __init__(self, label: str | None) -> None:
+        if label is not None and (not isinstance(label, str) or not label):
+            raise SpaceBuildError(f"a label must be a non-empty string, got {label!r}")
+        self.label = label
+        """The label given by the user, or ``None`` (derived when the space is built)."""
+
+    def evaluate(self, resolve: Resolver) -> Any:
+        return resolve(self)
+
+    def leaves(self) -> Iterator[Choice]:
+        yield self
+
+    @abstractmethod
+    def default(self) -> Any:
+        """The value used by ``space.default()``."""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Any:
+        """A value drawn uniformly (or log-uniformly) from the domain."""
+
+    @abstractmethod
+    def grid(self, granularity: int = 2) -> list[Any]:
+        """The values a grid search visits; every value for a finite domain."""
+
+    @abstractmethod
+    def check(self, value: Any) -> str | None:
+        """``None`` if ``value`` is in the domain, else what is wrong with it, in words."""
+
+    @abstractmethod
+    def canonical(self, value: Any) -> Any:
+        """The canonical spelling of an in-domain value (e.g. ``1.0`` → ``1``)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The domain in words, for error messages."""
+
+    @abstractmethod
+    def size(self) -> int | None:
+        """The number of values, or ``None`` when the domain is continuous."""
+
+    def same_domain(self, other: Choice) -> bool:
+        """Whether two choices may share one label (same kind, same domain)."""
+        return type(self) is type(other) and self.describe() == other.describe()
+
+    def __repr__(self) -> str:
+        name = f", label={self.label!r}" if self.label else ""
+        return f"{type(self).__name__}({self.describe()}{name})"
+
+
+class Categorical(Choice):
+    """One value out of a list: ``Categorical([16, 32, 64], label="width")``."""
+
+    __slots__ = ("_keys", "values", "weights")
+
+    def __init__(
+        self,
+        values: Sequence[Any],
+        *,
+        label: str | None = None,
+        default: Any = None,
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(label)
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            values = list(values) if not isinstance(values, (str, bytes)) else [values]
+        values = list(values)
+        if not values:
+            raise SpaceBuildError(f"Categorical {label or ''}: needs at least one value")
+        keys = [_canonical_json(v) for v in values]
+        if len(set(keys)) != len(keys):
+            dup = next(v for v, k in zip(values, keys, strict=True) if keys.count(k) > 1)
+            raise SpaceBuildError(
+                f"Categorical {label or ''}: values must be unique, {dup!r} repeats"
+            )
+        for v in values:
+            if isinstance(v, Expr):
+                raise SpaceBuildError("Categorical values must be plain values, not choices")
+        self.values: list[Any] = values
+        """The candidate values, in order."""
+        self._keys = {k: i for i, k in enumerate(keys)}
+        if weights is not None:
+            w = [float(x) for x in weights]
+            if len(w) != len(values) or any(x < 0 for x in w) or not math.isclose(sum(w), 1.0):
+                raise SpaceBuildError(
+                    f"Categorical {label or ''}: weights must be {len(values)} non-negative "
+                    f"numbers summing to 1, got {list(weights)!r}"
+                )
+            self.weights: list[float] | None = w
+        else:
+            self.weights = None
+        if default is not None and _canonical_json(default) not in self._keys:
+            raise SpaceBuildError(
+                f"Categorical {label or ''}: default {default!r} is not one of {values!r}"
+            )
+        self.default_value = default
+
+    def index(self, value: Any) -> int:
+        """The position of ``value`` in ``values``; ``ValueError`` if absent."""
+        try:
+            return self._keys[_canonical_json(value)]
+        except (KeyError, SpaceBuildError):
+            raise ValueError(f"{value!r} is not one of {self.values!r}") from None
+
+    def default(self) -> Any:
+        return self.values[0] if self.default_value is None else self.default_value
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.weights is None:
+            return self.values[rng.randrange(len(self.values))]
+        return rng.choices(self.values, weights=self.weights)[0]
+
+    def grid(self, granularity: int = 2) -> list[Any]:
+        return list(self.values)
+
+    def check(self, value: Any) -> str | None:
+        try:
+            self.index(value)
+        except ValueError:
+            return f"{value!r} is not one of the choices"
+        return None
+
+    def canonical(self, value: Any) -> Any:
+        return self.values[self.index(value)]
+
+    def describe(self) -> str:
+        return repr(self.values)
+
+    def size(self) -> int:
+        return len(self.values)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class Numerical(Choice):
+    """A number in ``[low, high]``, uniform or log-uniform, optionally quantized.
+
+    ``quantize=q`` rounds to multiples of ``q`` (clipped to the bounds); with integer
+    ``low``, ``high`` and ``q`` the values are ints.
+    """
+
+    __slots__ = ("high", "log", "low", "quantize")
+
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        *,
+        label: str | None = None,
+        log: bool = False,
+        quantize: float | None = None,
+        default: float | None = None,
+    ) -> None:
+        super().__init__(label)
+        name = f"Numerical {label}" if label else "Numerical"
+        if not (_is_number(low) and _is_number(high)):
+            raise SpaceBuildError(f"{name}: low and high must be numbers, got {low!r}, {high!r}")
+        if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+            raise SpaceBuildError(f"{name}: needs finite low < high, got [{low!r}, {high!r}]")
+        if log and low <= 0:
+            raise SpaceBuildError(f"{name}: log=True needs low > 0, got low={low!r}")
+        if quantize is not None and not (_is_number(quantize) and quantize > 0):
+            raise SpaceBuildError(f"{name}: quantize must be a positive number, got {quantize!r}")
+        self.low = low
+        self.high = high
+        self.log = bool(log)
+        self.quantize = quantize
+        self.default_value = None
+        if default is not None:
+            problem = self.check(default)
+            if problem:
+                raise SpaceBuildError(f"{name}: default {default!r} is outside {self.describe()}")
+            self.default_value = self.canonical(default)
+
+    @property
+    def is_int(self) -> bool:
+        """Whether every value is an int (integer bounds and an integer quantum)."""
+        return all(isinstance(x, int) for x in (self.low, self.high, self.quantize))
+
+    def _finish(self, x: float) -> float:
+        if self.quantize is not None:
+            q = self.quantize
+            x = round(x / q) * q
+            # stay inside the bounds on the quantum grid
+            while x > self.high:
+                x -= q
+            while x < self.low:
+                x += q
+            x = min(max(x, self.low), self.high)
+            if self.is_int:
+                return round(x)
+            return float(round(x, 12))
+        return min(max(float(x), self.low), self.high)
+
+    def default(self) -> float:
+        if self.default_value is not None:
+            return self.default_value
+        mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return self._finish(mid)
+
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            x = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            x = rng.uniform(self.low, self.high)
+        return self._finish(x)
+
+    def _quantized_values(self, limit: int) -> list[float] | None:
+        if self.quantize is None:
+            return None
+        n = math.floor((self.high - self.low) / self.quantize + 1e-9) + 1
+        if n > limit:
+            return None
+        vals = {self._finish(self.low + i * self.quantize) for i in range(n)}
+        return sorted(vals)
+
+    def grid(self, granularity: int = 2) -> list[float]:
+        points = 2**granularity + 1
+        exact = self._quantized_values(points)
+        if exact is not None:
+            return exact
+        lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        out: list[float] = []
+        for i in range(points):
+            if i in (0, points - 1):  # exact bounds, free of log/exp rounding
+                v = self._finish(self.low if i == 0 else self.high)
+            else:
+                x = lo + (hi - lo) * i / (points - 1)
+                v = self._finish(math.exp(x) if self.log else x)
+            if v not in out:
+                out.append(v)
+        return out
+
+    def check(self, value: Any) -> str | None:
+        if not _is_number(value):
+            return f"{value!r} is not a number"
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            return f"{value!r} is out of range"
+        if self.quantize is not None:
+            k = (value - self.low) / self.quantize
+            on_grid = math.isclose(k, round(k), abs_tol=1e-6)
+            if not on_grid and value not in (self.low, self.high):
+                return f"{value!r} is not on the quantize={self.quantize} grid"
+        return None
+
+    def canonical(self, value: Any) -> Any:
+        if self.quantize is not None:
+            return self._finish(value)
+        return float(value)
+
+    def describe(self) -> str:
+        parts = [f"[{self.low}, {self.high}]"]
+        if self.log:
+            parts.append("log")
+        if self.quantize is not None:
+            parts.append(f"quantize={self.quantize}")
+        return " ".join(parts)
+
+    def size(self) -> int | None:
+        exact = self._quantized_values(1_000_000)
+        return None if exact is None else len(exact)
+
+
+class CategoricalMultiple(Choice):
+    """Several distinct values out of a list, as a list in the list's order.
+
+    ``n_chosen=None`` accepts any non-empty subset. ``InputChoice`` is built on it.
+    """
+
+    __slots__ = ("n_chosen", "values")
+
+    def __init__(
+        self,
+        values: Sequence[Any],
+        *,
+        n_chosen: int | None = None,
+        label: str | None = None,
+        default: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__(label)
+        self.values = list(values)
+        name = f"CategoricalMultiple {label}" if label else "CategoricalMultiple"
+        if not self.values:
+            raise SpaceBuildError(f"{name}: needs at least one value")
+        if len({_canonical_json(v) for v in self.values}) != len(self.values):
+            raise SpaceBuildError(f"{name}: values must be unique, got {self.values!r}")
+        if n_chosen is not None and not (
+            isinstance(n_chosen, int) and 1 <= n_chosen <= len(self.values)
+        ):
+            raise SpaceBuildError(
+                f"{name}: n_chosen must be between 1 and {len(self.values)}, got {n_chosen!r}"
+            )
+        self.n_chosen = n_chosen
+        self.default_value = None
+        if default is not None:
+            if self.check(list(default)):
+                raise SpaceBuildError(f"{name}: default {default!r} is not allowed")
+            self.default_value = self.canonical(list(default))
+
+    def _index(self, value: Any) -> int:
+        key = _canonical_json(value)
+        for i, v in enumerate(self.values):
+            if _canonical_json(v) == key:
+                return i
+        raise ValueError(value)
+
+    def default(self) -> list[Any]:
+        if self.default_value is not None:
+            return list(self.default_value)
+        return self.values[: self.n_chosen or 1]
+
+    def sample(self, rng: random.Random) -> list[Any]:
+        k = self.n_chosen or rng.randint(1, len(self.values))
+        picked = sorted(rng.sample(range(len(self.values)), k))
+        return [self.values[i] for i in picked]
+
+    def grid(self, granularity: int = 2) -> list[list[Any]]:
+        sizes = [self.n_chosen] if self.n_chosen else range(1, len(self.values) + 1)
+        return [
+            [self.values[i] for i in combo]
+            for k in sizes
+            for combo in itertools.combinations(range(len(self.values)), k)
+        ]
+
+    def check(self, value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)):
+            return f"{value!r} is not a list"
+        try:
+            idx = [self._index(v) for v in value]
+        except (ValueError, SpaceBuildError):
+            return f"{value!r} contains a value that is not a candidate"
+        if len(set(idx)) != len(idx):
+            return f"{value!r} repeats a value"
+        if self.n_chosen is not None and len(idx) != self.n_chosen:
+            return f"{value!r} has {len(idx)} values, not {self.n_chosen}"
+        if not idx:
+            return f"{value!r} is empty"
+        return None
+
+    def canonical(self, value: Any) -> list[Any]:
+        return [self.values[i] for i in sorted(self._index(v) for v in value)]
+
+    def describe(self) -> str:
+        n = self.n_chosen if self.n_chosen is not None else "1+"
+        return f"{n} of {self.values!r}"
+
+    def size(self) -> int:
+        n = len(self.values)
+        if self.n_chosen is not None:
+            return math.comb(n, self.n_chosen)
+        return 2**n - 1

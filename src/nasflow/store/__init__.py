@@ -1,0 +1,23 @@
+"""Persistence: the per-experiment SQLite store and where experiments live."""
+
+from __future__ import annotations
+
+from nasflow.store._paths import DB_NAME as DB_NAME
+from nasflow.store._paths import experiment_dir as experiment_dir
+from nasflow.store._paths import nasflow_home as nasflow_home
+from nasflow.store._paths import new_experiment_id as new_experiment_id
+from nasflow.store._paths import valid_id as valid_id
+from nasflow.store._sqlite import SCHEMA_VERSION as SCHEMA_VERSION
+from nasflow.store._sqlite import ExperimentStore as ExperimentStore
+from nasflow.store._sqlite import StoreReader as StoreReader
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "ExperimentStore",
+    "StoreReader",
+    "experiment_dir",
+    "nasflow_home",
+    "new_experiment_id",
+    "valid_id",
+]

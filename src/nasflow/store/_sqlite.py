@@ -1,0 +1,399 @@
+"""The experiment store: one SQLite database (WAL) per experiment.
+
+Writes happen on a dedicated thread, never on the event loop. ``put(event)`` only enqueues;
+the writer drains everything queued, writes it in one transaction (``executemany``,
+trial rows coalesced), commits, and repeats: under load, batches grow by themselves
+(group commit). ``await flush()`` returns once everything put before it is committed.
+
+Durability: WAL with ``synchronous=NORMAL`` survives a killed process (``kill -9``) once
+committed; a power loss may lose the last commits. Readers use their own connections and
+never block the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow.events import (
+    CheckpointSaved,
+    Event,
+    FinalMetric,
+    IntermediateMetric,
+    TrialEnded,
+    TrialStarted,
+    TrialSubmitted,
+)
+from nasflow.exceptions import StoreError
+
+__all__ = ["SCHEMA_VERSION", "ExperimentStore", "StoreReader"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    sample TEXT NOT NULL,
+    state TEXT NOT NULL,
+    metric REAL,
+    metrics TEXT,
+    submitted_at REAL,
+    started_at REAL,
+    ended_at REAL,
+    error_type TEXT,
+    error_message TEXT,
+    traceback TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
+CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
+CREATE TABLE IF NOT EXISTS metrics (
+    trial_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    metric REAL NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_trial ON metrics (trial_id, step);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    trial_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    step INTEGER,
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    trials_done INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+"""
+
+_TRIAL_COLUMNS = (
+    "id", "hash", "sample", "state", "metric", "metrics", "submitted_at", "started_at",
+    "ended_at", "error_type", "error_message", "traceback", "attempt",
+)
+_UPSERT = (
+    f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _TRIAL_COLUMNS)})"
+)
+_COL = {name: i for i, name in enumerate(_TRIAL_COLUMNS)}
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot open the experiment store {path}: {exc}. If the file is damaged, move "
+            "it away; the trial folders next to it are kept."
+        ) from exc
+
+
+class ExperimentStore:
+    """The writing side of an experiment's database; see the module docstring."""
+
+    def __init__(self, path: Path, *, high_water: int = 100_000) -> None:
+        self.path = path
+        """Where the database lives."""
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._high_water = high_water
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room: anyio.Event | None = None
+        self._live: dict[int, list[Any]] = {}  # writer thread only: rows of unfinished trials
+
+    # --- lifecycle (on the event loop) ----------------------------------------------------
+
+    async def open(self, meta: dict[str, Any]) -> None:
+        """Create or open the database, write ``meta`` and start the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        conn = await anyio.to_thread.run_sync(self._open_sync, meta)
+        self._thread = threading.Thread(
+            target=self._writer, args=(conn,), name=f"nasflow-store-{self.path.parent.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _open_sync(self, meta: dict[str, Any]) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, readonly=False)
+        try:
+            conn.executescript(_SCHEMA)
+            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is not None and orjson.loads(version[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has store schema {version[0]}, this nasflow writes "
+                    f"{SCHEMA_VERSION}; open it with a matching nasflow version"
+                )
+            conn.execute("BEGIN")
+            rows = [("schema_version", _dumps(SCHEMA_VERSION))]
+            rows += [(k, _dumps(v)) for k, v in meta.items()]
+            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(
+                f"the experiment store {self.path} is not a valid nasflow database ({exc}); "
+                "move it away or point NASFLOW_HOME elsewhere"
+            ) from exc
+        return conn
+
+    async def close(self) -> None:
+        """Commit everything and stop the writer thread."""
+        if self._thread is None:
+            return
+        await self.flush()
+        self._queue.put(None)
+        await anyio.to_thread.run_sync(self._thread.join)
+        self._thread = None
+
+    # --- writing (on the event loop) ------------------------------------------------------
+
+    def put(self, event: Event) -> None:
+        """Queue an event for writing (never blocks)."""
+        if self._error is not None:
+            raise StoreError(f"the experiment store {self.path} failed: {self._error!r}")
+        self._queue.put(event)
+
+    def set_meta(self, **values: Any) -> None:
+        """Queue metadata updates (JSON values)."""
+        self._queue.put(("meta", [(k, _dumps(v)) for k, v in values.items()]))
+
+    def save_snapshot(self, time: float, trials_done: int, state: bytes) -> None:
+        """Queue a strategy snapshot (written in order with the events before it)."""
+        self._queue.put(("snapshot", (time, trials_done, state)))
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether more than the high-water mark of writes are queued."""
+        return self._queue.qsize() > self._high_water
+
+    async def wait_room(self) -> None:
+        """Wait until the backlog is below half the high-water mark."""
+        while self.backlogged:
+            self._room = anyio.Event()
+            self._queue.put(("room", None))
+            await self._room.wait()
+
+    async def flush(self) -> None:
+        """Return once everything queued before this call is committed."""
+        if self._thread is None:
+            return
+        done = anyio.Event()
+        self._queue.put(("flush", done.set))
+        await done.wait()
+        if self._error is not None:
+            raise StoreError(f"the experiment store {self.path} failed: {self._error!r}")
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _writer(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = None in batch
+                callbacks: list[Callable[[], None]] = []
+                if self._error is None:
+                    try:
+                        self._write(conn, batch, callbacks)
+                    except Exception as exc:  # keep running so flush() can report it
+                        self._error = exc
+                else:
+                    callbacks += [x[1] for x in batch if isinstance(x, tuple) and x[0] == "flush"]
+                for cb in callbacks:
+                    self._call_on_loop(cb)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _call_on_loop(self, cb: Callable[[], None]) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(cb)
+            except RuntimeError:  # the loop is gone; nobody waits any more
+                pass
+
+    def _write(self, conn: sqlite3.Connection, batch: list[Any],
+               callbacks: list[Callable[[], None]]) -> None:
+        dirty: dict[int, list[Any]] = {}
+        updates: list[tuple[str, tuple[Any, ...]]] = []
+        metrics: list[tuple[Any, ...]] = []
+        checkpoints: list[tuple[Any, ...]] = []
+        meta: list[tuple[str, str]] = []
+        snapshots: list[tuple[Any, ...]] = []
+        live = self._live
+
+        def row(trial_id: int) -> list[Any] | None:
+            r = live.get(trial_id)
+            if r is not None:
+                dirty[trial_id] = r
+            return r
+
+        for ev in batch:
+            if isinstance(ev, IntermediateMetric):
+                metrics.append((ev.trial_id, ev.step, _dumps(ev.value), ev.metric, ev.time))
+            elif isinstance(ev, TrialSubmitted):
+                r = [ev.trial_id, ev.hash, _dumps(ev.sample), TrialState.WAITING.value, None,
+                     None, ev.time, None, None, None, None, None, ev.attempt]
+                live[ev.trial_id] = dirty[ev.trial_id] = r
+            elif isinstance(ev, TrialStarted):
+                self._change(row(ev.trial_id), updates, ev.trial_id,
+                             state=TrialState.RUNNING.value, started_at=ev.time)
+            elif isinstance(ev, FinalMetric):
+                self._change(row(ev.trial_id), updates, ev.trial_id,
+                             metric=ev.metric, metrics=_dumps(ev.value))
+            elif isinstance(ev, TrialEnded):
+                err = ev.error
+                self._change(row(ev.trial_id), updates, ev.trial_id,
+                             state=ev.state.value, ended_at=ev.time,
+                             error_type=err.type if err else None,
+                             error_message=err.message if err else None,
+                             traceback=err.traceback if err else None)
+                live.pop(ev.trial_id, None)
+            elif isinstance(ev, CheckpointSaved):
+                checkpoints.append((ev.trial_id, ev.path, ev.step, ev.time))
+            elif isinstance(ev, tuple):
+                kind, payload = ev
+                if kind == "meta":
+                    meta.extend(payload)
+                elif kind == "snapshot":
+                    snapshots.append(payload)
+                elif kind in ("flush", "room"):
+                    if kind == "flush":
+                        callbacks.append(payload)
+                    elif self._room is not None:
+                        callbacks.append(self._room.set)
+        conn.execute("BEGIN")
+        try:
+            if dirty:
+                conn.executemany(_UPSERT, dirty.values())
+            for sql, params in updates:
+                conn.execute(sql, params)
+            if metrics:
+                conn.executemany(
+                    "INSERT INTO metrics (trial_id, step, value, metric, time) "
+                    "VALUES (?, ?, ?, ?, ?)", metrics)
+            if checkpoints:
+                conn.executemany(
+                    "INSERT INTO checkpoints (trial_id, path, step, time) VALUES (?, ?, ?, ?)",
+                    checkpoints)
+            if meta:
+                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            if snapshots:
+                conn.executemany(
+                    "INSERT INTO snapshots (time, trials_done, state) VALUES (?, ?, ?)",
+                    snapshots)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _change(r: list[Any] | None, updates: list[tuple[str, tuple[Any, ...]]],
+                trial_id: int, **cols: Any) -> None:
+        if r is not None:
+            for k, v in cols.items():
+                r[_COL[k]] = v
+            return
+        # a trial submitted before this writer existed (e.g. before a resume)
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        updates.append((f"UPDATE trials SET {sets} WHERE id = ?", (*cols.values(), trial_id)))
+
+
+class StoreReader:
+    """Read-only access to an experiment database, safe while another process writes it."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise StoreError(
+                f"no experiment store at {path}: the experiment directory is incomplete "
+                "(it was never started, or the file was removed)"
+            )
+        self.path = path
+        self._conn = _connect(path, readonly=True)
+        try:
+            self._conn.execute("SELECT count(*) FROM trials").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(
+                f"{path} is not a readable nasflow experiment store ({exc}); if it is "
+                "damaged, restore it from a backup or move it away"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def meta(self) -> dict[str, Any]:
+        """Every metadata key with its (JSON-decoded) value."""
+        rows = self._query("SELECT key, value FROM meta")
+        return {k: orjson.loads(v) for k, v in rows}
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+        """Every trial (or those in ``states``), by id."""
+        sql = f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials"
+        params: tuple[Any, ...] = ()
+        if states is not None:
+            names = [TrialState(s).value for s in states]
+            sql += f" WHERE state IN ({', '.join('?' for _ in names)})"
+            params = tuple(names)
+        return [_record(r) for r in self._query(sql + " ORDER BY id", params)]
+
+    def intermediates(self, trial_id: int) -> list[tuple[int, Any]]:
+        """``[(step, value), ...]`` reported by one trial, in report order."""
+        rows = self._query(
+            "SELECT step, value FROM metrics WHERE trial_id = ? ORDER BY rowid", (trial_id,))
+        return [(step, orjson.loads(v)) for step, v in rows]
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        """``(trials_done, state)`` of the newest strategy snapshot."""
+        rows = self._query(
+            "SELECT trials_done, state FROM snapshots ORDER BY id DESC LIMIT 1")
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from exc
+
+
+def _record(r: tuple[Any, ...]) -> TrialRecord:
+    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt) = r
+    error = TrialError(etype, emsg or "", tb or "") if etype else None
+    return TrialRecord(
+        id=tid, sample=orjson.loads(sample), hash=h, state=TrialState(state), metric=metric,
+        metrics=orjson.loads(metrics) if metrics is not None else None, submitted_at=sub,
+        started_at=start, ended_at=end, error=error, attempt=attempt,
+    )

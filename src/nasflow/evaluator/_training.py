@@ -1,0 +1,519 @@
+"""``Classification`` and ``Regression``: ready-made supervised training evaluators.
+
+Each trial's frozen model is trained for ``epochs`` on the training data; after every
+epoch the validation metric is computed and reported with ``trial.report(value,
+step=epoch)`` (``step`` counts completed epochs, from 1), and the last one is returned.
+``evaluate`` is a plain ``def``: engines run it in a worker thread, off the event loop.
+
+The evaluators hold tensors (or the user's dataset / loader, without worker processes),
+so they pickle with cloudpickle and travel to worker processes as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, TypeAlias
+
+import torch
+from torch import nn
+
+from nasflow.evaluator._base import Evaluator
+from nasflow.evaluator._data import (
+    DatasetSource,
+    LoaderSource,
+    Source,
+    Task,
+    TensorPair,
+    prepare,
+)
+from nasflow.evaluator._trial import Trial
+from nasflow.exceptions import MetricError, TrialStopped
+
+__all__ = ["Classification", "Regression"]
+
+_log = logging.getLogger("nasflow.evaluator")
+
+OptimizerSpec: TypeAlias = (
+    str | type[torch.optim.Optimizer] | Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+)
+"""``"adam"`` / ``"adamw"`` / ``"sgd"``, an optimizer class, or ``params -> optimizer``."""
+CriterionSpec: TypeAlias = type[nn.Module] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""A loss module class (instantiated with no arguments), a loss module, or a function."""
+DeviceSpec: TypeAlias = str | torch.device
+
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+_DEFAULT_VAL_BATCH = 512
+
+
+class _Supervised(Evaluator):
+    """The training loop shared by ``Classification`` and ``Regression``."""
+
+    _task: ClassVar[Task]
+    requires_model: ClassVar[bool] = True
+    """These evaluators train the model they are given: the space must be a model space."""
+
+    def __init__(
+        self,
+        train_data: Any,
+        val_data: Any,
+        *,
+        epochs: int = 10,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        optimizer: OptimizerSpec = "adam",
+        weight_decay: float = 0.0,
+        criterion: CriterionSpec | None = None,
+        device: DeviceSpec = "auto",
+        seed: int | None = 0,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        owner = type(self).__name__
+        self.train_data: Source = prepare(train_data, arg="train_data", owner=owner,
+                                          task=self._task)
+        """The training data, checked and converted."""
+        self.val_data: Source = prepare(val_data, arg="val_data", owner=owner, task=self._task)
+        """The validation data, checked and converted."""
+        self.epochs = _positive_int(epochs, "epochs", owner)
+        """Training epochs per trial."""
+        self.batch_size = _positive_int(batch_size, "batch_size", owner)
+        """Training batch size (a given ``DataLoader`` keeps its own)."""
+        self.val_batch_size = (
+            max(self.batch_size, _DEFAULT_VAL_BATCH) if val_batch_size is None
+            else _positive_int(val_batch_size, "val_batch_size", owner)
+        )
+        """Validation batch size (larger is faster; it does not change the metric)."""
+        self.lr = _non_negative(lr, "lr", owner, positive=True)
+        """Learning rate for an optimizer given by name or class."""
+        self.weight_decay = _non_negative(weight_decay, "weight_decay", owner)
+        """Weight decay for an optimizer given by name or class."""
+        self.optimizer = _check_optimizer(optimizer, owner)
+        """The optimizer as given (a lower-cased name, a class or a factory)."""
+        if criterion is not None and not callable(criterion):
+            raise TypeError(
+                f"{owner}(criterion=...): got {criterion!r}; expected a loss module class "
+                "(e.g. torch.nn.SmoothL1Loss), a loss module, or a function "
+                "(prediction, target) -> loss"
+            )
+        self.criterion = criterion
+        """The loss as given; ``None`` uses the task's default."""
+        self.device = _check_device(device, owner)
+        """``"auto"`` (CUDA when available, else CPU) or a torch device."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"{owner}(seed=...): got {seed!r}; expected an int or None")
+        self.seed = seed
+        """Seeds the order of training batches; ``None`` draws a fresh order per trial."""
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(
+                f"{owner}(num_workers=...): got {num_workers!r}; expected an int >= 0"
+            )
+        self.num_workers = num_workers
+        """Loader processes for a ``Dataset`` (tensors and given loaders ignore it)."""
+
+    # --- the task (overridden by Classification / Regression) ----------------------------
+
+    @abstractmethod
+    def _default_criterion(self) -> nn.Module:
+        """The training loss when ``criterion`` is ``None``."""
+
+    @abstractmethod
+    def _target(self, y: torch.Tensor) -> torch.Tensor:
+        """A target batch from a dataset / loader, converted to the task's dtype."""
+
+    @abstractmethod
+    def _check_output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` shaped to go with ``out`` (the model's output); a clear error otherwise."""
+
+    def _check_first(self, out: torch.Tensor) -> None:
+        """Checks that need data-wide facts, run on the first training batch's output."""
+
+    @abstractmethod
+    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+               device: torch.device) -> float:
+        """The validation metric over ``batches`` (the model is in eval mode)."""
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def evaluate(self, model: Any, trial: Trial) -> float:
+        """Train ``model`` and return its final validation metric (reported every epoch).
+
+        Raises ``TrialStopped`` as soon as the trial is asked to stop (checked every
+        batch) and ``MetricError`` when the training loss stops being a finite number.
+        """
+        module = self._check_model(model)
+        if trial.should_stop():  # stopped while waiting: do not even touch the device
+            raise TrialStopped(f"trial {trial.id} was asked to stop before training")
+        device = _resolve_device(self.device)
+        module.to(device)
+        optimizer = self._make_optimizer(module)
+        criterion = self._make_criterion(device)
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+        train = _Batches(self, self.train_data, device, self.batch_size, generator)
+        val = _Batches(self, self.val_data, device, self.val_batch_size, None)
+
+        metric = math.nan
+        checked = False
+        for epoch in range(1, self.epochs + 1):
+            started = time.perf_counter()
+            module.train()
+            loss_sum = torch.zeros((), device=device)
+            steps = 0
+            for x, y in train:
+                if trial.should_stop():
+                    raise TrialStopped(f"trial {trial.id} was asked to stop in epoch {epoch}")
+                optimizer.zero_grad(set_to_none=True)
+                out = module(x)
+                y = self._check_output(out, y)
+                if not checked:
+                    self._check_first(out)
+                    checked = True
+                loss = criterion(out, y)
+                torch.autograd.backward(loss)
+                optimizer.step()
+                loss_sum += loss.detach()
+                steps += 1
+            train_loss = float(loss_sum) / max(steps, 1)
+            if not math.isfinite(train_loss):
+                raise MetricError(
+                    f"the training loss became {train_loss} in epoch {epoch} (the model "
+                    f"diverged); try a lower lr than {self.lr}"
+                )
+            module.eval()
+            with torch.inference_mode():
+                metric = self._score(module, val, device)
+            _log.debug("trial %s epoch %d: train loss %.4g, val %.4g (%.3fs)", trial.id,
+                       epoch, train_loss, metric, time.perf_counter() - started)
+            trial.report(metric, step=epoch)
+        return metric
+
+    def _check_model(self, model: Any) -> nn.Module:
+        name = type(self).__name__
+        if model is None:
+            raise TypeError(
+                f"{name} trains a model, but this trial has none: the experiment's space "
+                "is a torch-free dict / SearchSpace. Use a model space (a "
+                "nasflow.nn.ModelSpace, whose freeze(sample) builds the model), or build "
+                "the model yourself from trial.sample in a FunctionalEvaluator"
+            )
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"{name} needs a torch.nn.Module to train, got {type(model).__name__}"
+            )
+        return model
+
+    def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(
+                f"{type(self).__name__}: the model {type(module).__name__} has no trainable "
+                "parameters"
+            )
+        spec = self.optimizer
+        if isinstance(spec, str):
+            return _OPTIMIZERS[spec](params, lr=self.lr, weight_decay=self.weight_decay)
+        if isinstance(spec, type):
+            cls: Callable[..., torch.optim.Optimizer] = spec  # subclasses take lr, weight_decay
+            return cls(params, lr=self.lr, weight_decay=self.weight_decay)
+        result = spec(params)
+        if not isinstance(result, torch.optim.Optimizer):
+            raise TypeError(
+                f"{type(self).__name__}(optimizer=...): the factory {spec!r} returned "
+                f"{type(result).__name__}, not a torch.optim.Optimizer"
+            )
+        return result
+
+    def _make_criterion(
+        self, device: torch.device
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        spec = self.criterion
+        if spec is None:
+            return self._default_criterion()
+        loss: Any = spec
+        if isinstance(spec, type) and issubclass(spec, nn.Module):
+            loss = spec().to(device)
+        elif isinstance(spec, nn.Module):
+            # a copy per trial: its tensors (e.g. class weights) move to this trial's device
+            loss = copy.deepcopy(spec).to(device)
+        result: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = loss
+        return result
+
+    def __repr__(self) -> str:
+        opt = self.optimizer if isinstance(self.optimizer, str) else getattr(
+            self.optimizer, "__qualname__", repr(self.optimizer))
+        return (
+            f"{type(self).__name__}(train={self.train_data.describe()}, "
+            f"val={self.val_data.describe()}, epochs={self.epochs}, "
+            f"batch_size={self.batch_size}, lr={self.lr}, optimizer={opt!r}, "
+            f"device={str(self.device)!r})"
+        )
+
+
+class Classification(_Supervised):
+    """Trains a classifier with cross-entropy; reports validation accuracy (maximize).
+
+    The model maps a batch of inputs to logits of shape ``(batch, classes)``; targets are
+    class indices ``0 .. classes - 1``.
+
+    Data (``train_data``, ``val_data``): a pair ``(X, y)`` of tensors or numpy arrays
+    (``X`` becomes float32, a 1-D ``X`` one feature per row; ``y`` becomes int64 and may be
+    shaped ``(n,)`` or ``(n, 1)``), a torch ``Dataset`` yielding ``(x, y)`` (batched with
+    ``batch_size``, shuffled by ``seed``, loaded by ``num_workers`` processes), or a
+    ``DataLoader`` used as given. Everything is checked here, not in the first trial.
+
+    Arguments: ``epochs`` per trial; ``batch_size``; ``lr`` and ``weight_decay`` for an
+    ``optimizer`` given as ``"adam"``, ``"adamw"``, ``"sgd"`` or a ``torch.optim`` class
+    (a function ``params -> optimizer`` sets its own); ``criterion`` replaces
+    ``torch.nn.CrossEntropyLoss`` (a loss class, a loss module or a function); ``device``
+    is ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+    ``torch.device``; ``seed`` fixes the order of training batches (``None``: a new order
+    each trial); ``val_batch_size`` (default ``max(batch_size, 512)``).
+
+    >>> import torch
+    >>> import nasflow as nf
+    >>> X, y = torch.randn(100, 8), torch.randint(0, 3, (100,))
+    >>> evaluator = nf.evaluator.Classification((X[:80], y[:80]), (X[80:], y[80:]), epochs=3)
+    >>> evaluator
+    Classification(train=80 samples, val=20 samples, epochs=3, batch_size=64, lr=0.001, \
+optimizer='adam', device='auto')
+    >>> evaluator.default_objective
+    'maximize'
+    """
+
+    _task: ClassVar[Task] = "classification"
+    default_objective = "maximize"
+
+    def _default_criterion(self) -> nn.Module:
+        return nn.CrossEntropyLoss()
+
+    def _target(self, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        return y if y.dtype == torch.long else y.long()
+
+    def _check_output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.ndim != 2 or out.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"Classification expects the model to return logits of shape (batch, "
+                f"classes), here ({y.shape[0]}, classes); it returned shape "
+                f"{tuple(out.shape)}"
+            )
+        return y
+
+    def _check_first(self, out: torch.Tensor) -> None:
+        classes = out.shape[1]
+        known = [int(d.y.max()) for d in (self.train_data, self.val_data)
+                 if isinstance(d, TensorPair)]
+        if known and max(known) >= classes:
+            top = max(known)
+            raise ValueError(
+                f"Classification: the targets go up to class {top} but the model returns "
+                f"{classes} logits; make its last layer output at least {top + 1}"
+            )
+
+    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+               device: torch.device) -> float:
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        total = 0
+        for x, y in batches:
+            out = model(x)
+            self._check_output(out, y)
+            correct += (out.argmax(1) == y).sum()
+            total += y.shape[0]
+        return int(correct) / total if total else math.nan
+
+
+class Regression(_Supervised):
+    """Trains a regressor with mean squared error; reports validation MSE (minimize).
+
+    Unlike NNI's ``Regression``, whose experiments maximised the MSE unless told
+    otherwise, the objective defaults to ``"minimize"`` (and asking an experiment to
+    maximise it is an error).
+
+    Targets become float32 and are matched to the model's output: ``y`` of shape ``(n,)``
+    goes with an output of shape ``(batch, 1)``. Data and arguments are as for
+    ``Classification``; ``criterion`` replaces ``torch.nn.MSELoss`` for training only (the
+    reported metric stays the MSE).
+
+    >>> import torch
+    >>> import nasflow as nf
+    >>> X = torch.randn(100, 3)
+    >>> y = X @ torch.tensor([1.0, -2.0, 0.5])
+    >>> evaluator = nf.evaluator.Regression((X[:80], y[:80]), (X[80:], y[80:]), lr=1e-2)
+    >>> evaluator.default_objective
+    'minimize'
+    """
+
+    _task: ClassVar[Task] = "regression"
+    default_objective = "minimize"
+
+    def _default_criterion(self) -> nn.Module:
+        return nn.MSELoss()
+
+    def _target(self, y: torch.Tensor) -> torch.Tensor:
+        return y if y.dtype == torch.float32 else y.float()
+
+    def _check_output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.shape == y.shape:
+            return y
+        if out.ndim >= 1 and out.shape[0] == y.shape[0] and out.numel() == y.numel():
+            return y.view(out.shape)  # (n,) targets for a (n, 1) output, and the like
+        raise ValueError(
+            f"Regression: the model returned shape {tuple(out.shape)} for a batch whose "
+            f"targets have shape {tuple(y.shape)}; make the model output one value per "
+            "target"
+        )
+
+    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+               device: torch.device) -> float:
+        sse = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
+        for x, y in batches:
+            out = model(x)
+            y = self._check_output(out, y)
+            diff = out.double() - y.double()
+            sse += (diff * diff).sum()
+            count += diff.numel()
+        return float(sse) / count if count else math.nan
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+class _Batches:
+    """Re-iterable ``(x, y)`` batches on ``device`` from any source, one epoch per iter."""
+
+    def __init__(self, owner: _Supervised, source: Source, device: torch.device,
+                 batch_size: int, generator: torch.Generator | None) -> None:
+        self._owner = owner
+        self._device = device
+        self._batch_size = batch_size
+        self._generator = generator
+        self._pair: TensorPair | None = None
+        self._loader: Any = None
+        if isinstance(source, TensorPair):
+            self._pair = source.to(device)  # small tabular data: on the device once
+        elif isinstance(source, DatasetSource):
+            self._loader = source.loader(batch_size, generator, num_workers=owner.num_workers,
+                                         pin_memory=device.type == "cuda")
+        elif isinstance(source, LoaderSource):
+            self._loader = source.fresh()
+        else:  # pragma: no cover - prepare() returns one of the above
+            raise TypeError(f"unknown data source {source!r}")
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._pair is not None:
+            return self._pair.batches(self._batch_size, self._generator,
+                                      drop_singleton=self._generator is not None)
+        return self._from_loader()
+
+    def _from_loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device, owner = self._device, self._owner
+        blocking = device.type != "cuda"
+        for batch in self._loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(
+                    f"{type(owner).__name__}: a data batch is {type(batch).__name__}"
+                    f"{'' if not isinstance(batch, (tuple, list)) else f' of {len(batch)}'}; "
+                    "the data must yield (input, target) pairs"
+                )
+            x, y = batch
+            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+                raise TypeError(
+                    f"{type(owner).__name__}: a data batch holds {type(x).__name__} and "
+                    f"{type(y).__name__}; inputs and targets must collate to tensors"
+                )
+            if x.is_floating_point() and x.dtype != torch.float32:
+                x = x.float()
+            yield (x.to(device, non_blocking=not blocking),
+                   owner._target(y).to(device, non_blocking=not blocking))
+
+
+# --- argument checks -----------------------------------------------------------------------
+
+
+def _positive_int(value: Any, arg: str, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}({arg}=...): got {value!r}; expected a positive int")
+    if value < 1:
+        raise ValueError(f"{owner}({arg}=...): got {value!r}; expected a positive int")
+    return value
+
+
+def _non_negative(value: Any, arg: str, owner: str, *, positive: bool = False) -> float:
+    expected = "a positive number" if positive else "a number >= 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}({arg}=...): got {value!r}; expected {expected}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{owner}({arg}=...): got {value!r}; expected {expected}")
+    return number
+
+
+def _check_optimizer(spec: Any, owner: str) -> OptimizerSpec:
+    if isinstance(spec, str):
+        name = spec.lower()
+        if name not in _OPTIMIZERS:
+            raise ValueError(
+                f"{owner}(optimizer=...): unknown optimizer {spec!r}; use one of "
+                f"{sorted(_OPTIMIZERS)}, a torch.optim.Optimizer class, or a function "
+                "params -> optimizer"
+            )
+        return name
+    if isinstance(spec, type):
+        if not issubclass(spec, torch.optim.Optimizer):
+            raise TypeError(
+                f"{owner}(optimizer=...): {spec.__qualname__} is not a torch.optim.Optimizer"
+            )
+        return spec
+    if callable(spec):
+        return spec  # type: ignore[no-any-return]
+    raise TypeError(
+        f"{owner}(optimizer=...): got {spec!r}; expected one of {sorted(_OPTIMIZERS)}, a "
+        "torch.optim.Optimizer class, or a function params -> optimizer"
+    )
+
+
+def _check_device(spec: Any, owner: str) -> DeviceSpec:
+    if isinstance(spec, torch.device):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"{owner}(device=...): got {spec!r}; expected 'auto', 'cpu', 'cuda', 'cuda:N' "
+            "or a torch.device"
+        )
+    if spec == "auto":
+        return spec
+    try:
+        return torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{owner}(device=...): {spec!r} is not a device; expected 'auto', 'cpu', "
+            "'cuda', 'cuda:N' or a torch.device"
+        ) from exc
+
+
+def _resolve_device(spec: DeviceSpec) -> torch.device:
+    """The device to train on, decided where the trial runs (a worker may have a GPU
+    the machine that built the evaluator lacks)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={str(spec)!r} was asked for but CUDA is not available where this "
+            "trial runs; use device='auto' to fall back to the CPU"
+        )
+    return device

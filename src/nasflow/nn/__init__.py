@@ -1,0 +1,60 @@
+"""PyTorch model spaces: ``ModelSpace``, ``LayerChoice``, ``InputChoice``, ``Repeat``,
+``Cell`` and layers whose arguments are choices; ``space.freeze(sample)`` returns a plain
+``torch.nn.Module``. This is the only nasflow package that imports torch.
+
+See ``docs/model-spaces.md`` for the guide, the label rules and the NNI name mapping.
+"""
+
+from __future__ import annotations
+
+from nasflow.nn._base import NasModule as NasModule
+from nasflow.nn._cell import Cell as Cell
+from nasflow.nn._cell import FrozenCell as FrozenCell
+from nasflow.nn._choices import ChosenInputs as ChosenInputs
+from nasflow.nn._choices import InputChoice as InputChoice
+from nasflow.nn._choices import LayerChoice as LayerChoice
+from nasflow.nn._choices import Repeat as Repeat
+from nasflow.nn._layers import AdaptiveAvgPool1d as AdaptiveAvgPool1d
+from nasflow.nn._layers import AdaptiveAvgPool2d as AdaptiveAvgPool2d
+from nasflow.nn._layers import AvgPool1d as AvgPool1d
+from nasflow.nn._layers import AvgPool2d as AvgPool2d
+from nasflow.nn._layers import BatchNorm1d as BatchNorm1d
+from nasflow.nn._layers import BatchNorm2d as BatchNorm2d
+from nasflow.nn._layers import Conv1d as Conv1d
+from nasflow.nn._layers import Conv2d as Conv2d
+from nasflow.nn._layers import Dropout as Dropout
+from nasflow.nn._layers import LayerNorm as LayerNorm
+from nasflow.nn._layers import Linear as Linear
+from nasflow.nn._layers import MaxPool1d as MaxPool1d
+from nasflow.nn._layers import MaxPool2d as MaxPool2d
+from nasflow.nn._layers import MultiheadAttention as MultiheadAttention
+from nasflow.nn._layers import SearchableModule as SearchableModule
+from nasflow.nn._layers import searchable as searchable
+from nasflow.nn._space import ModelSpace as ModelSpace
+
+__all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Cell",
+    "ChosenInputs",
+    "Conv1d",
+    "Conv2d",
+    "Dropout",
+    "FrozenCell",
+    "InputChoice",
+    "LayerChoice",
+    "LayerNorm",
+    "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
+    "ModelSpace",
+    "MultiheadAttention",
+    "NasModule",
+    "Repeat",
+    "SearchableModule",
+    "searchable",
+]

@@ -97,6 +97,14 @@ class Experiment(Results):
             evaluator = FunctionalEvaluator(evaluator)
         self.evaluator: Evaluator = evaluator
         """The evaluator."""
+        if getattr(evaluator, "requires_model", False) and not getattr(
+            space, "is_model_space", False
+        ):
+            raise TypeError(
+                f"{type(evaluator).__name__} trains a model, but the space is torch-free "
+                f"({type(space).__name__}): use a nasflow.nn.ModelSpace, or a "
+                "FunctionalEvaluator that builds the model from trial.sample"
+            )
         if not isinstance(strategy, Strategy):
             raise TypeError(
                 f"strategy must be an nf.strategy.Strategy (e.g. nf.strategy.Random()), "

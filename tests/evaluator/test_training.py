@@ -379,15 +379,11 @@ async def test_regression_experiments_minimize_the_mse(tmp_path: Path) -> None:
                       nf.ExperimentConfig(objective="maximize", home=str(tmp_path)))
 
 
-async def test_a_torch_free_space_fails_each_trial_clearly(digits: Any,
-                                                          tmp_path: Path) -> None:
-    exp = nf.Experiment({"width": nf.Categorical([8, 16])}, Classification(*digits),
-                        nf.strategy.Random(seed=0),
-                        nf.ExperimentConfig(max_trials=1, home=str(tmp_path)))
-    await exp.run()
-    (trial,) = exp.trials()
-    assert trial.state is nf.TrialState.FAILED
-    assert trial.error is not None and "model space" in trial.error.message
+def test_a_torch_free_space_is_refused_before_any_trial(digits: Any, tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="torch-free"):
+        nf.Experiment({"width": nf.Categorical([8, 16])}, Classification(*digits),
+                      nf.strategy.Random(seed=0),
+                      nf.ExperimentConfig(max_trials=1, home=str(tmp_path)))
 
 
 # --- docs -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``InProcessEngine``: trials run in this process, ``concurrency`` at a time.
 
-A fixed pool of runner tasks takes trials from a zero-buffer stream, so ``submit`` returns
-exactly when a runner is free. Async evaluators run on the event loop; sync ones in worker
+A fixed pool of ``concurrency`` runner tasks takes trials from a queue; ``submit`` waits
+while all of them are busy. Async evaluators run on the event loop; sync ones in worker
 threads. A trial past its timeout, or cancelled, is cut off at once: an async evaluator is
 cancelled, a thread is abandoned (its next ``trial.report()`` raises ``TrialStopped``, so a
 cooperative evaluator ends soon after; a thread that never reports runs on until it
@@ -10,8 +10,10 @@ returns -- use the ``local`` training service to kill runaway trials for real).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -41,12 +43,17 @@ class InProcessEngine(Engine):
 
     def __init__(self, setup: EngineSetup) -> None:
         super().__init__(setup)
-        self._send, self._receive = anyio.create_memory_object_stream[_Running](0)
+        # hand-off to the runner pool: a queue and the runners waiting for work. Plain
+        # asyncio primitives: this is the per-trial hot path (see docs/decisions.md)
+        self._queue: deque[_Running] = deque()
+        self._idle_runners: deque[asyncio.Future[None]] = deque()
+        self._closed = False
         self._running: dict[int, _Running] = {}
-        self._idle = anyio.Event()
+        self._idle = asyncio.Event()
         self._idle.set()
+        self._slot_freed = asyncio.Event()
         self._runners_left = setup.concurrency
-        self._runners_done = anyio.Event()
+        self._runners_done = asyncio.Event()
         self._pipe = ReportPipe(self._publish)
         self._tg: TaskGroup | None = None
         self._model_space = bool(getattr(setup.space, "is_model_space", False))
@@ -72,7 +79,8 @@ class InProcessEngine(Engine):
         tb: TracebackType | None,
     ) -> None:
         assert self._tg is not None
-        self._send.close()  # runners finish the trial in hand, then leave
+        self._closed = True  # runners finish what is queued, then leave
+        self._wake_runners(all_of_them=True)
         if exc is None:
             await self._runners_done.wait()
         self._tg.cancel_scope.cancel()  # the report pipe, or everything on error
@@ -89,6 +97,11 @@ class InProcessEngine(Engine):
         return frozenset(self._running)
 
     async def submit(self, spec: TrialSpec) -> None:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        while len(self._running) >= self.setup.concurrency:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
         s = self.setup
         trial = Trial(
             spec.id,
@@ -101,15 +114,17 @@ class InProcessEngine(Engine):
         )
         run = _Running(spec, trial)
         self._running[spec.id] = run
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        try:
-            try:
-                self._send.send_nowait(run)  # a runner is waiting: no trip through the loop
-            except anyio.WouldBlock:
-                await self._send.send(run)
-        except BaseException:
-            self._forget(spec.id)
-            raise
+        self._idle.clear()
+        self._queue.append(run)
+        self._wake_runners()
+
+    def _wake_runners(self, all_of_them: bool = False) -> None:
+        while self._idle_runners and (all_of_them or self._queue):
+            waiter = self._idle_runners.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not all_of_them:
+                    return
 
     def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
                reason: str = "") -> bool:
@@ -129,12 +144,22 @@ class InProcessEngine(Engine):
 
     def _forget(self, trial_id: int) -> None:
         self._running.pop(trial_id, None)
+        self._slot_freed.set()
         if not self._running:
             self._idle.set()
 
     async def _runner(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            async for run in self._receive:
+            while True:
+                if not self._queue:
+                    if self._closed:
+                        return
+                    waiter = loop.create_future()
+                    self._idle_runners.append(waiter)
+                    await waiter
+                    continue
+                run = self._queue.popleft()
                 try:
                     await self._run(run)
                 finally:

@@ -249,6 +249,13 @@ class Choice(Expr):
     def canonical(self, value: Any) -> Any:
         """The canonical spelling of an in-domain value (e.g. ``1.0`` → ``1``)."""
 
+    def normalize(self, value: Any) -> Any:
+        """``canonical(value)``, or ``ValueError`` saying what is wrong with it."""
+        problem = self.check(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return self.canonical(value)
+
     @abstractmethod
     def describe(self) -> str:
         """The domain in words, for error messages."""
@@ -269,7 +276,7 @@ class Choice(Expr):
 class Categorical(Choice):
     """One value out of a list: ``Categorical([16, 32, 64], label="width")``."""
 
-    __slots__ = ("_keys", "values", "weights")
+    __slots__ = ("_fast", "_keys", "values", "weights")
 
     def __init__(
         self,
@@ -297,6 +304,12 @@ class Categorical(Choice):
         self.values: list[Any] = values
         """The candidate values, in order."""
         self._keys = {k: i for i, k in enumerate(keys)}
+        # fast path for the common case of hashable scalar values; keyed by type too, so
+        # that 1, 1.0 and True stay distinct
+        self._fast: dict[tuple[type, Any], int] = {
+            (type(v), v): i for i, v in enumerate(values)
+            if isinstance(v, (int, float, str, bool)) or v is None
+        }
         if weights is not None:
             w = [float(x) for x in weights]
             if len(w) != len(values) or any(x < 0 for x in w) or not math.isclose(sum(w), 1.0):
@@ -315,6 +328,10 @@ class Categorical(Choice):
 
     def index(self, value: Any) -> int:
         """The position of ``value`` in ``values``; ``ValueError`` if absent."""
+        try:
+            return self._fast[(type(value), value)]
+        except (KeyError, TypeError):
+            pass
         try:
             return self._keys[_canonical_json(value)]
         except (KeyError, SpaceBuildError):
@@ -340,6 +357,12 @@ class Categorical(Choice):
 
     def canonical(self, value: Any) -> Any:
         return self.values[self.index(value)]
+
+    def normalize(self, value: Any) -> Any:
+        try:
+            return self.values[self.index(value)]
+        except ValueError:
+            raise ValueError(f"{value!r} is not one of the choices") from None
 
     def describe(self) -> str:
         return repr(self.values)
@@ -385,6 +408,10 @@ class Numerical(Choice):
         self.high = high
         self.log = bool(log)
         self.quantize = quantize
+        if quantize is not None and self._quantized_values(1) == []:
+            raise SpaceBuildError(
+                f"{name}: no multiple of quantize={quantize} lies in [{low}, {high}]"
+            )
         self.default_value = None
         if default is not None:
             problem = self.check(default)
@@ -428,11 +455,12 @@ class Numerical(Choice):
     def _quantized_values(self, limit: int) -> list[float] | None:
         if self.quantize is None:
             return None
-        n = math.floor((self.high - self.low) / self.quantize + 1e-9) + 1
-        if n > limit:
+        q = self.quantize
+        first = math.ceil(self.low / q - 1e-9)
+        last = math.floor(self.high / q + 1e-9)
+        if last - first + 1 > limit:
             return None
-        vals = {self._finish(self.low + i * self.quantize) for i in range(n)}
-        return sorted(vals)
+        return sorted({self._finish(k * q) for k in range(first, last + 1)})
 
     def grid(self, granularity: int = 2) -> list[float]:
         points = 2**granularity + 1
@@ -457,9 +485,10 @@ class Numerical(Choice):
         if not math.isfinite(value) or not self.low <= value <= self.high:
             return f"{value!r} is out of range"
         if self.quantize is not None:
-            k = (value - self.low) / self.quantize
+            # the grid is multiples of quantize (clipped to the bounds), as sampling makes it
+            k = value / self.quantize
             on_grid = math.isclose(k, round(k), abs_tol=1e-6)
-            if not on_grid and value not in (self.low, self.high):
+            if not on_grid:
                 return f"{value!r} is not on the quantize={self.quantize} grid"
         return None
 

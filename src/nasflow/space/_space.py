@@ -289,7 +289,8 @@ class SearchSpace:
         if not isinstance(sample, Mapping):
             raise SampleValidationError(None, sample, "a dict of label -> value",
                                         reason=f"expected a dict, got {type(sample).__name__}")
-        unknown = [k for k in sample if k not in self._index]
+        index = self._index
+        unknown = [k for k in sample if k not in index]
         if unknown:
             raise SampleValidationError(
                 unknown[0], sample[unknown[0]], f"the labels {self.labels}",
@@ -298,7 +299,7 @@ class SearchSpace:
         out: Sample = {}
         for e in self._entries:
             value = sample.get(e.label, _MISSING)
-            if not self._active(e, out):
+            if e.conditions is not None and not self._active(e, out):
                 if strict and value is not _MISSING:
                     raise SampleValidationError(
                         e.label, value, f"no value; it is only used when {self._describe(e)}",
@@ -309,10 +310,12 @@ class SearchSpace:
             if value is _MISSING:
                 raise SampleValidationError(e.label, None, e.choice.describe(),
                                             reason="is missing")
-            problem = e.choice.check(value)
-            if problem is not None:
-                raise SampleValidationError(e.label, value, e.choice.describe(), reason=problem)
-            out[e.label] = e.choice.canonical(value)
+            try:
+                out[e.label] = e.choice.normalize(value)
+            except ValueError as exc:
+                raise SampleValidationError(
+                    e.label, value, e.choice.describe(), reason=str(exc)
+                ) from None
         for c in self._constraints:
             if not self._holds(c, out):
                 raise SampleValidationError(

@@ -13,8 +13,8 @@ from nasflow.store._sqlite import StoreReader as StoreReader
 
 __all__ = [
     "DB_NAME",
-    "SCHEMA_VERSION",
     "ExperimentStore",
+    "SCHEMA_VERSION",
     "StoreReader",
     "experiment_dir",
     "nasflow_home",

@@ -1,0 +1,8 @@
+"""Public test helpers: contract suites for plug-ins, fakes for users' own tests."""
+
+from __future__ import annotations
+
+from nasflow.testing._engine_contract import EngineContract as EngineContract
+from nasflow.testing._engine_contract import EngineHarness as EngineHarness
+
+__all__ = ["EngineContract", "EngineHarness"]

@@ -1,0 +1,276 @@
+"""A contract test suite every engine must pass.
+
+Subclass it in a test module and say how to build the engine::
+
+    from nasflow.testing import EngineContract
+
+    class TestMyEngine(EngineContract):
+        def make_engine(self, setup):
+            return MyEngine(setup)
+
+Evaluators used here are module-level functions, so that engines that ship them to other
+processes can pickle them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from nasflow._objective import Objective
+from nasflow._types import TrialState
+from nasflow.engine import Engine, EngineSetup, TrialSpec
+from nasflow.evaluator import Evaluator, FunctionalEvaluator, Trial, current_trial
+from nasflow.events import (
+    Event,
+    FinalMetric,
+    IntermediateMetric,
+    TrialEnded,
+    TrialEvent,
+    TrialStarted,
+)
+from nasflow.exceptions import TrialStopped
+from nasflow.space import Categorical, SearchSpace
+
+__all__ = ["EngineContract", "EngineHarness"]
+
+
+def _space() -> SearchSpace:
+    return SearchSpace({"x": Categorical([1, 2, 3, 4])})
+
+
+class EngineHarness:
+    """Collects what an engine publishes and lets a test wait for trial ends."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._ended: dict[int, anyio.Event] = {}
+
+    async def publish(self, event: Event, *, wait: bool = True) -> None:
+        self.events.append(event)
+        if isinstance(event, TrialEnded):
+            self._ended.setdefault(event.trial_id, anyio.Event()).set()
+
+    async def ended(self, trial_id: int) -> TrialEnded:
+        """Wait for ``TrialEnded`` of ``trial_id`` and return it."""
+        await self._ended.setdefault(trial_id, anyio.Event()).wait()
+        return next(e for e in self.events
+                    if isinstance(e, TrialEnded) and e.trial_id == trial_id)
+
+    def of(self, trial_id: int) -> list[TrialEvent]:
+        """The events of one trial, in order."""
+        return [e for e in self.events if isinstance(e, TrialEvent) and e.trial_id == trial_id]
+
+
+# --- evaluators (module level: picklable by reference) ----------------------------------------
+
+async def report_three_async(model: Any, trial: Trial) -> float:
+    for step in range(3):
+        trial.report(step / 10)
+    return float(trial.sample["x"])
+
+
+def report_three_sync(model: Any, trial: Trial) -> float:
+    for step in range(3):
+        trial.report(step / 10)
+    return float(trial.sample["x"])
+
+
+def raise_value_error(model: Any, trial: Trial) -> float:
+    raise ValueError(f"bad trial {trial.id}")
+
+
+async def hang_forever(model: Any, trial: Trial) -> float:
+    await anyio.sleep_forever()
+    return 0.0
+
+
+def hang_reporting_sync(model: Any, trial: Trial) -> float:
+    # a cooperative sync evaluator: keeps reporting until told to stop
+    step = 0
+    while True:
+        trial.report(0.0, step=step)
+        step += 1
+        time.sleep(0.01)  # simulated work between reports
+
+
+def return_nan(model: Any, trial: Trial) -> float:
+    return math.nan
+
+
+def return_none_after_reports(model: Any, trial: Trial) -> None:
+    trial.report(0.25)
+    trial.report(0.75)
+
+
+def return_none_without_reports(model: Any, trial: Trial) -> None:
+    return None
+
+
+def which_trial_sync(model: Any, trial: Trial) -> float:
+    assert current_trial() is trial
+    return float(current_trial().id)
+
+
+async def which_trial_async(model: Any, trial: Trial) -> float:
+    assert current_trial() is trial
+    return float(current_trial().id)
+
+
+class EngineContract:
+    """The behaviour every engine owes its experiment (see the module docstring)."""
+
+    concurrency = 2
+
+    def make_engine(self, setup: EngineSetup) -> Engine:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def engine(self, fn: Callable[..., Any] | Evaluator, *, timeout: float | None = None,
+                     tmp: Path | None = None):  # type: ignore[no-untyped-def]
+        harness = EngineHarness()
+        evaluator = fn if isinstance(fn, Evaluator) else FunctionalEvaluator(fn)
+        root = tmp or Path(".")
+        setup = EngineSetup(
+            space=_space(), evaluator=evaluator, objective=Objective({"default": "maximize"}),
+            publish=harness.publish, trial_directory=lambda i: root / "trials" / str(i),
+            experiment_id="contract", concurrency=self.concurrency, trial_timeout=timeout,
+        )
+        async with self.make_engine(setup) as engine:
+            yield engine, harness
+
+    # --- the contract -----------------------------------------------------------------------
+
+    async def test_events_in_order_async_and_sync(self) -> None:
+        for fn in (report_three_async, report_three_sync):
+            async with self.engine(fn) as (engine, h):
+                await engine.submit(TrialSpec(0, {"x": 3}))
+                ended = await h.ended(0)
+                kinds = [type(e) for e in h.of(0)]
+                assert kinds == [TrialStarted, IntermediateMetric, IntermediateMetric,
+                                 IntermediateMetric, FinalMetric, TrialEnded], kinds
+                assert [e.step for e in h.of(0) if isinstance(e, IntermediateMetric)] == [0, 1, 2]
+                final = next(e for e in h.of(0) if isinstance(e, FinalMetric))
+                assert final.metric == 3.0
+                assert ended.state is TrialState.SUCCEEDED and ended.error is None
+
+    async def test_exceptions_fail_the_trial_with_details(self) -> None:
+        async with self.engine(raise_value_error) as (engine, h):
+            await engine.submit(TrialSpec(7, {"x": 1}))
+            ended = await h.ended(7)
+            assert ended.state is TrialState.FAILED
+            assert ended.error is not None
+            assert ended.error.type == "ValueError"
+            assert ended.error.message == "bad trial 7"
+            assert "raise_value_error" in ended.error.traceback
+            # the engine goes on
+            await engine.submit(TrialSpec(8, {"x": 1}))
+            assert (await h.ended(8)).state is TrialState.FAILED
+
+    async def test_bad_metrics_fail_the_trial(self) -> None:
+        async with self.engine(return_nan) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            ended = await h.ended(0)
+            assert ended.state is TrialState.FAILED and "finite number" in ended.error.message
+        async with self.engine(return_none_without_reports) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            ended = await h.ended(0)
+            assert ended.state is TrialState.FAILED and "reported nothing" in ended.error.message
+
+    async def test_last_report_is_final_when_nothing_is_returned(self) -> None:
+        async with self.engine(return_none_after_reports) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            assert (await h.ended(0)).state is TrialState.SUCCEEDED
+            final = next(e for e in h.of(0) if isinstance(e, FinalMetric))
+            assert final.metric == 0.75
+
+    async def test_timeout_async_and_cooperative_sync(self) -> None:
+        for fn in (hang_forever, hang_reporting_sync):
+            async with self.engine(fn, timeout=0.2) as (engine, h):
+                await engine.submit(TrialSpec(0, {"x": 1}))
+                ended = await h.ended(0)
+                assert ended.state is TrialState.TIMEOUT, ended
+                assert "trial_timeout" in ended.error.message
+
+    async def test_cancel_and_early_stop(self) -> None:
+        async with self.engine(hang_forever) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            assert engine.cancel(0, TrialState.CANCELED, "not needed")
+            assert (await h.ended(0)).state is TrialState.CANCELED
+            await engine.submit(TrialSpec(1, {"x": 2}))
+            assert engine.cancel(1, TrialState.EARLY_STOPPED, "median rule")
+            ended = await h.ended(1)
+            assert ended.state is TrialState.EARLY_STOPPED
+            assert ended.error is not None and ended.error.message == "median rule"
+            assert not engine.cancel(99)
+            await engine.wait_idle()
+            assert engine.running == frozenset()
+
+    async def test_submit_waits_for_capacity(self) -> None:
+        async with self.engine(hang_forever) as (engine, h):
+            for i in range(self.concurrency):
+                await engine.submit(TrialSpec(i, {"x": 1}))
+            third_accepted = anyio.Event()
+
+            async def third() -> None:
+                await engine.submit(TrialSpec(99, {"x": 1}))
+                third_accepted.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(third)
+                await anyio.wait_all_tasks_blocked()
+                assert not third_accepted.is_set()
+                engine.cancel(0)
+                await third_accepted.wait()
+                for i in [1, 99]:
+                    engine.cancel(i)
+            await engine.wait_idle()
+
+    async def test_current_trial_is_visible_to_evaluators(self) -> None:
+        for fn in (which_trial_sync, which_trial_async):
+            async with self.engine(fn) as (engine, h):
+                await engine.submit(TrialSpec(5, {"x": 1}))
+                assert (await h.ended(5)).state is TrialState.SUCCEEDED
+
+    async def test_sync_evaluators_do_not_block_the_loop(self) -> None:
+        release = threading.Event()
+
+        def blocking(model: Any, trial: Trial) -> float:
+            assert release.wait(10), "the loop never got to run"
+            return 1.0
+
+        async with self.engine(blocking) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            await anyio.sleep(0)  # the loop keeps running while the trial's thread blocks
+            release.set()
+            assert (await h.ended(0)).state is TrialState.SUCCEEDED
+
+    async def test_reports_after_a_stop_raise(self) -> None:
+        started, stopped = threading.Event(), threading.Event()
+        seen: list[BaseException] = []
+
+        def obedient(model: Any, trial: Trial) -> float:
+            try:
+                while True:
+                    trial.report(1.0)
+                    started.set()
+                    time.sleep(0.005)  # simulated work between reports
+            except TrialStopped as exc:
+                seen.append(exc)
+                stopped.set()
+                raise
+
+        async with self.engine(obedient) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            assert await anyio.to_thread.run_sync(started.wait, 10)
+            engine.cancel(0, TrialState.EARLY_STOPPED, "asha")
+            assert (await h.ended(0)).state is TrialState.EARLY_STOPPED
+        assert await anyio.to_thread.run_sync(stopped.wait, 10)
+        assert "EARLY_STOPPED" in str(seen[0])

@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from nasflow._types import TrialError, TrialRecord, TrialState
 from nasflow.engine import TrialSpec
-from nasflow.events import TrialEnded, TrialSubmitted
+from nasflow.events import (
+    FinalMetric,
+    IntermediateMetric,
+    StrategyProgress,
+    TrialEnded,
+    TrialStarted,
+    TrialSubmitted,
+)
 from nasflow.exceptions import BudgetExhausted
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy import StrategyContext, TrialHandle
@@ -30,6 +38,8 @@ class ExperimentContext(StrategyContext):
         self.space = exp.search_space
         self.objective = exp.objective
         self.budget = exp._budget
+        self.model_space = exp.space
+        self.evaluator = exp.evaluator
         self._inbox: deque[TrialRecord] = deque()
         self._inbox_on = False  # filled only once the strategy reads results
         self._changed = anyio.Event()  # set whenever a trial ends
@@ -132,3 +142,58 @@ class ExperimentContext(StrategyContext):
     @property
     def distinct_submitted(self) -> int:
         return len(self._exp._hashes)
+
+    # --- strategies that evaluate on their own ----------------------------------------------
+
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
+        exp = self._exp
+        sample = self.space.canonicalize(sample)
+        primary, normal = self.objective.parse(value)
+        parsed = [(step, *self.objective.parse(v)) for step, v in intermediates]
+        trial_id = exp._next_id
+        exp._next_id += 1
+        now = time.time()
+        await exp._publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
+                                          hash=sample_hash(sample)))
+        await exp._publish(TrialStarted(time=now, trial_id=trial_id))
+        for step, metric, v in parsed:
+            await exp._publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
+                                                  value=v, metric=metric))
+        await exp._publish(FinalMetric(time=now, trial_id=trial_id, value=normal,
+                                       metric=primary))
+        await exp._publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
+        return exp._records[trial_id]
+
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        await self._exp._publish(StrategyProgress(time=time.time(), step=step, values=values))
+
+    def _checkpoint_path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"a checkpoint name must be a plain file name, got {name!r}")
+        return self._exp.directory / "strategy" / f"{name}.pt"
+
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        path = self._checkpoint_path(name)
+
+        def save() -> None:
+            import torch
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(obj, tmp)
+            tmp.replace(path)
+
+        await anyio.to_thread.run_sync(save)
+
+    async def load_checkpoint(self, name: str) -> Any | None:
+        path = self._checkpoint_path(name)
+
+        def load() -> Any | None:
+            if not path.is_file():
+                return None
+            import torch
+
+            return torch.load(path, weights_only=False)
+
+        return await anyio.to_thread.run_sync(load)

@@ -35,6 +35,7 @@ __all__ = [
     "ExperimentStateChanged",
     "FinalMetric",
     "IntermediateMetric",
+    "StrategyProgress",
     "TrialEnded",
     "TrialEvent",
     "TrialStarted",
@@ -103,6 +104,14 @@ class TrialEnded(TrialEvent):
 
     state: TrialState
     error: TrialError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategyProgress(Event):
+    """A strategy's own progress (e.g. a one-shot supernet epoch): JSON-able ``values``."""
+
+    step: int | None
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,7 @@ from nasflow.events import (
     ExperimentFinished,
     ExperimentStateChanged,
     FinalMetric,
+    IntermediateMetric,
     TrialEnded,
     TrialStarted,
     TrialSubmitted,
@@ -55,7 +56,7 @@ from nasflow.exceptions import (
 )
 from nasflow.space import as_search_space
 from nasflow.store import DB_NAME, ExperimentStore, experiment_dir, new_experiment_id, valid_id
-from nasflow.strategy import Budget, Strategy
+from nasflow.strategy import Budget, Decision, Scheduler, Strategy
 
 __all__ = ["Experiment"]
 
@@ -80,6 +81,7 @@ class Experiment(Results):
         *,
         name: str | None = None,
         id: str | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.config = config if config is not None else ExperimentConfig()
         """The configuration."""
@@ -118,6 +120,15 @@ class Experiment(Results):
         """A human-readable name."""
         self.objective = self._objective()
         """The objective (metric names and directions)."""
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise TypeError(
+                f"scheduler must be an nf.strategy.Scheduler (e.g. nf.strategy.ASHA()), "
+                f"got {scheduler!r}"
+            )
+        self.scheduler = scheduler
+        """The early-stopping scheduler, or ``None``."""
+        if scheduler is not None:
+            scheduler.bind(self.objective)
         self.state = ExperimentState.CREATED
         """Where the experiment is in its life."""
         self.end_reason = ""
@@ -319,10 +330,20 @@ class Experiment(Results):
             self._hashes.setdefault(event.hash, event.trial_id)
             self._inflight += 1
             return
-        if isinstance(event, TrialStarted):
+        if isinstance(event, IntermediateMetric):
+            if self.scheduler is not None:
+                record = self._records[event.trial_id]
+                if record.state is TrialState.RUNNING and self.scheduler.on_result(
+                    record, event.step, event.metric, event.value, event.time
+                ) is Decision.STOP:
+                    self._kill(record.id, TrialState.EARLY_STOPPED,
+                               self.scheduler.reason(record))
+        elif isinstance(event, TrialStarted):
             record = self._records[event.trial_id]
             record.state = TrialState.RUNNING
             record.started_at = event.time
+            if self.scheduler is not None:
+                self.scheduler.on_trial_start(record)
         elif isinstance(event, FinalMetric):
             record = self._records[event.trial_id]
             record.metric, record.metrics = event.metric, event.value
@@ -332,6 +353,8 @@ class Experiment(Results):
                 return
             record.state, record.ended_at, record.error = event.state, event.time, event.error
             self._inflight -= 1
+            if self.scheduler is not None:
+                self.scheduler.on_trial_end(record)
             if self._ctx is not None:
                 self._ctx._ended(record)
             target = self.config.target_metric

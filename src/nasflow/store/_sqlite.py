@@ -33,6 +33,7 @@ from nasflow.events import (
     Event,
     FinalMetric,
     IntermediateMetric,
+    StrategyProgress,
     TrialEnded,
     TrialStarted,
     TrialSubmitted,
@@ -79,6 +80,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     path TEXT NOT NULL,
     step INTEGER,
     time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS progress (
+    time REAL NOT NULL,
+    step INTEGER,
+    "values" TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY,
@@ -276,6 +282,7 @@ class ExperimentStore:
         checkpoints: list[tuple[Any, ...]] = []
         meta: list[tuple[str, str]] = []
         snapshots: list[tuple[Any, ...]] = []
+        progress: list[tuple[Any, ...]] = []
         live = self._live
 
         def row(trial_id: int) -> list[Any] | None:
@@ -307,6 +314,8 @@ class ExperimentStore:
                 live.pop(ev.trial_id, None)
             elif isinstance(ev, CheckpointSaved):
                 checkpoints.append((ev.trial_id, ev.path, ev.step, ev.time))
+            elif isinstance(ev, StrategyProgress):
+                progress.append((ev.time, ev.step, _dumps(ev.values)))
             elif isinstance(ev, tuple):
                 kind, payload = ev
                 if kind == "meta":
@@ -334,6 +343,9 @@ class ExperimentStore:
                     checkpoints)
             if meta:
                 conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            if progress:
+                conn.executemany('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
+                                 progress)
             if snapshots:
                 conn.executemany(
                     "INSERT INTO snapshots (time, trials_done, state) VALUES (?, ?, ?)",
@@ -399,6 +411,11 @@ class StoreReader:
         rows = self._query(
             "SELECT step, value FROM metrics WHERE trial_id = ? ORDER BY rowid", (trial_id,))
         return [(step, orjson.loads(v)) for step, v in rows]
+
+    def progress(self) -> list[tuple[float, int | None, dict[str, Any]]]:
+        """``[(time, step, values), ...]`` the strategy reported, in order."""
+        rows = self._query('SELECT time, step, "values" FROM progress ORDER BY rowid')
+        return [(t, step, orjson.loads(v)) for t, step, v in rows]
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         """``(trials_done, state)`` of the newest strategy snapshot."""

@@ -8,5 +8,16 @@ from nasflow.strategy._base import StrategyContext as StrategyContext
 from nasflow.strategy._base import TrialHandle as TrialHandle
 from nasflow.strategy._grid import GridSearch as GridSearch
 from nasflow.strategy._random import Random as Random
+from nasflow.strategy._scheduler import Decision as Decision
+from nasflow.strategy._scheduler import Scheduler as Scheduler
 
-__all__ = ["Budget", "GridSearch", "Random", "Strategy", "StrategyContext", "TrialHandle"]
+__all__ = [
+    "Budget",
+    "Decision",
+    "GridSearch",
+    "Random",
+    "Scheduler",
+    "Strategy",
+    "StrategyContext",
+    "TrialHandle",
+]

@@ -142,6 +142,33 @@ class StrategyContext(ABC):
     def distinct_submitted(self) -> int:
         """How many distinct samples were submitted."""
 
+    # --- for strategies that evaluate on their own (one-shot) -----------------------------
+
+    model_space: Any
+    """The space exactly as given to the experiment (e.g. a ``nasflow.nn.ModelSpace``)."""
+    evaluator: Any
+    """The experiment's evaluator (one-shot strategies read its data and settings)."""
+
+    @abstractmethod
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
+        """Record a trial the strategy evaluated itself (e.g. an architecture ranked by a
+        supernet) as SUCCEEDED with final result ``value``; it is stored and exported like
+        any trial. Not counted against ``max_trials``."""
+
+    @abstractmethod
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        """Publish (and store) a ``StrategyProgress`` event with JSON-able ``values``."""
+
+    @abstractmethod
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        """Save ``obj`` (``torch.save``) under ``name`` in the experiment directory, off
+        the event loop; replaces an earlier checkpoint of that name atomically."""
+
+    @abstractmethod
+    async def load_checkpoint(self, name: str) -> Any | None:
+        """The object saved under ``name``, or ``None``."""
+
 
 class Strategy(ABC):
     """A search strategy: ``async def run(self, ctx)`` plus ``state_dict`` /

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from nasflow._objective import Objective
 from nasflow._types import TrialState
@@ -133,15 +134,17 @@ class EngineContract:
         raise NotImplementedError
 
     @asynccontextmanager
-    async def engine(self, fn: Callable[..., Any] | Evaluator, *, timeout: float | None = None,
-                     tmp: Path | None = None):  # type: ignore[no-untyped-def]
+    async def engine(  # type: ignore[no-untyped-def]
+        self, fn: Callable[..., Any] | Evaluator, *, trial_timeout: float | None = None,
+        tmp: Path | None = None,
+    ):
         harness = EngineHarness()
         evaluator = fn if isinstance(fn, Evaluator) else FunctionalEvaluator(fn)
         root = tmp or Path(".")
         setup = EngineSetup(
             space=_space(), evaluator=evaluator, objective=Objective({"default": "maximize"}),
             publish=harness.publish, trial_directory=lambda i: root / "trials" / str(i),
-            experiment_id="contract", concurrency=self.concurrency, trial_timeout=timeout,
+            experiment_id="contract", concurrency=self.concurrency, trial_timeout=trial_timeout,
         )
         async with self.make_engine(setup) as engine:
             yield engine, harness
@@ -156,7 +159,8 @@ class EngineContract:
                 kinds = [type(e) for e in h.of(0)]
                 assert kinds == [TrialStarted, IntermediateMetric, IntermediateMetric,
                                  IntermediateMetric, FinalMetric, TrialEnded], kinds
-                assert [e.step for e in h.of(0) if isinstance(e, IntermediateMetric)] == [0, 1, 2]
+                steps = [e.step for e in h.of(0) if isinstance(e, IntermediateMetric)]
+                assert steps == [0, 1, 2]
                 final = next(e for e in h.of(0) if isinstance(e, FinalMetric))
                 assert final.metric == 3.0
                 assert ended.state is TrialState.SUCCEEDED and ended.error is None
@@ -193,7 +197,7 @@ class EngineContract:
 
     async def test_timeout_async_and_cooperative_sync(self) -> None:
         for fn in (hang_forever, hang_reporting_sync):
-            async with self.engine(fn, timeout=0.2) as (engine, h):
+            async with self.engine(fn, trial_timeout=0.2) as (engine, h):
                 await engine.submit(TrialSpec(0, {"x": 1}))
                 ended = await h.ended(0)
                 assert ended.state is TrialState.TIMEOUT, ended
@@ -214,7 +218,7 @@ class EngineContract:
             assert engine.running == frozenset()
 
     async def test_submit_waits_for_capacity(self) -> None:
-        async with self.engine(hang_forever) as (engine, h):
+        async with self.engine(hang_forever) as (engine, _):
             for i in range(self.concurrency):
                 await engine.submit(TrialSpec(i, {"x": 1}))
             third_accepted = anyio.Event()
@@ -248,7 +252,8 @@ class EngineContract:
 
         async with self.engine(blocking) as (engine, h):
             await engine.submit(TrialSpec(0, {"x": 1}))
-            await anyio.sleep(0)  # the loop keeps running while the trial's thread blocks
+            # the loop keeps running while the trial's thread blocks
+            await anyio.lowlevel.checkpoint()
             release.set()
             assert (await h.ended(0)).state is TrialState.SUCCEEDED
 

@@ -14,6 +14,7 @@ import orjson
 from nasflow._objective import Objective
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.exceptions import ExperimentNotFoundError, NasflowError, StoreError
+from nasflow.space import as_search_space
 from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
 
 __all__ = ["ExperimentResults", "Results", "load_experiment", "pareto_front"]
@@ -83,7 +84,7 @@ class Results(ABC):
             return top
         if formatter == "dict":
             return [copy.deepcopy(r.sample) for r in top]
-        space = self._space_for_instances()
+        space = _freezer(self._space_for_instances())
         return [space.freeze(r.sample) for r in top]
 
 
@@ -142,6 +143,11 @@ class ExperimentResults(Results):
 
     def __repr__(self) -> str:
         return f"ExperimentResults(id={self.id!r}, directory={str(self.directory)!r})"
+
+
+def _freezer(space: Any) -> Any:
+    """What ``freeze`` is called on: a model space itself, else its ``SearchSpace``."""
+    return space if getattr(space, "is_model_space", False) else as_search_space(space)
 
 
 def load_space(directory: Path) -> Any:

@@ -223,7 +223,11 @@ class EventHub:
                     except anyio.WouldBlock:
                         await sub.send.send(event)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._subscribers.remove(sub)
+                    self._drop(sub)
+
+    def _drop(self, sub: _Subscriber) -> None:
+        self._subscribers.remove(sub)
+        sub.send.close()
 
     def publish_nowait(self, event: Event) -> None:
         """Deliver ``event`` without waiting: every sink gets it; a subscriber whose stream
@@ -238,7 +242,7 @@ class EventHub:
             except anyio.WouldBlock:
                 pass
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(sub)
+                self._drop(sub)
 
     def close(self) -> None:
         """End every subscriber stream once it has drained; later subscribers get nothing."""

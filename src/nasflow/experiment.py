@@ -182,6 +182,11 @@ class Experiment(Results):
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
                 "Experiment to search again"
             )
+        if self.config.store and (self.directory / DB_NAME).exists():
+            raise NasflowError(
+                f"an experiment with id {self.id!r} already exists in {self.directory}; "
+                "choose another id (or none, for a fresh one), or resume that experiment"
+            )
         self.state = ExperimentState.RUNNING
         try:
             await self._run()
@@ -190,16 +195,17 @@ class Experiment(Results):
 
     async def _run(self) -> None:
         cfg = self.config
-        if cfg.store:
-            self._store = ExperimentStore(self.directory / DB_NAME)
-            await self._store.open(self._meta())
-            self._hub.add_sink(self._store.put)
-            await anyio.to_thread.run_sync(self._save_space)
-        engine = self._make_engine()
         failure: BaseException | None = None  # raised by the strategy
         internal: BaseException | None = None  # raised by anything else (e.g. the store)
         finished_normally = False
         try:
+            if cfg.store:
+                store = ExperimentStore(self.directory / DB_NAME)
+                await store.open(self._meta())
+                self._store = store
+                self._hub.add_sink(store.put)
+                await anyio.to_thread.run_sync(self._save_space)
+            engine = self._make_engine()
             await self._publish(ExperimentStateChanged(time=time.time(),
                                                        state=ExperimentState.RUNNING))
             deadline = math.inf
@@ -423,7 +429,7 @@ class Experiment(Results):
         ]
 
     def _space_for_instances(self) -> Any:
-        return self.space if getattr(self.space, "is_model_space", False) else self.search_space
+        return self.space
 
     def _best_metric(self) -> float | None:
         best = self.best()

@@ -31,7 +31,10 @@ def nested() -> SearchSpace:
 
 
 def test_labels_come_from_keys_or_choices() -> None:
-    space = SearchSpace({"lr": Numerical(1e-4, 1e-1, log=True), "bs": Categorical([32], label="batch")})
+    space = SearchSpace({
+        "lr": Numerical(1e-4, 1e-1, log=True),
+        "bs": Categorical([32], label="batch"),
+    })
     assert space.labels == ["lr", "batch"]
     assert isinstance(space.search_space()["lr"], Numerical)
 
@@ -88,21 +91,25 @@ def test_fixed_labels_complete_a_sample() -> None:
 def test_constraints_exclude_samples_everywhere() -> None:
     w = Categorical([8, 16, 32, 64], label="width")
     d = Categorical([1, 2, 3], label="depth")
-    space = SearchSpace({"width": w, "depth": d,
-                         "small": Constraint(lambda s: s["width"] * s["depth"] <= 64, label="small")})
+    small = Constraint(lambda s: s["width"] * s["depth"] <= 64, label="small")
+    space = SearchSpace({"width": w, "depth": d, "small": small})
     grid = list(space.grid())
     assert grid and all(s["width"] * s["depth"] <= 64 for s in grid)
-    assert len(grid) == sum(1 for a, b in itertools.product([8, 16, 32, 64], [1, 2, 3]) if a * b <= 64)
-    assert all(space.random(seed=i)["width"] * space.random(seed=i)["depth"] <= 64 for i in range(30))
+    pairs = itertools.product([8, 16, 32, 64], [1, 2, 3])
+    assert len(grid) == sum(1 for a, b in pairs if a * b <= 64)
+    draws = [space.random(seed=i) for i in range(30)]
+    assert all(s["width"] * s["depth"] <= 64 for s in draws)
     with pytest.raises(nf.SampleValidationError, match="constraint 'small'") as err:
         space.validate({"width": 64, "depth": 3})
     assert err.value.constraint
-    expr_space = SearchSpace({"width": w, "depth": d}, constraints=[Constraint(w * d <= 32, label="e")])
+    expr_space = SearchSpace({"width": w, "depth": d},
+                             constraints=[Constraint(w * d <= 32, label="e")])
     assert all(s["width"] * s["depth"] <= 32 for s in expr_space.grid())
 
 
 def test_unsatisfiable_constraints_raise_clearly() -> None:
-    space = SearchSpace({"x": Categorical([1, 2]), "no": Constraint(lambda s: False, label="never")})
+    never = Constraint(lambda s: False, label="never")
+    space = SearchSpace({"x": Categorical([1, 2]), "no": never})
     with pytest.raises(nf.SpaceExhaustedError, match="never"):
         space.random(seed=0, max_tries=20)
     with pytest.raises(nf.SpaceExhaustedError):

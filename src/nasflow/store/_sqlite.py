@@ -153,7 +153,13 @@ class ExperimentStore:
         self._thread.start()
 
     def _open_sync(self, meta: dict[str, Any]) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the experiment directory {self.path.parent}: {exc}. Check "
+                "NASFLOW_HOME (or ExperimentConfig.home) points to a writable directory"
+            ) from exc
         conn = _connect(self.path, readonly=False)
         try:
             conn.executescript(_SCHEMA)

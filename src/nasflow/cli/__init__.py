@@ -1,0 +1,45 @@
+"""The ``nasflow`` command. ``nasflow --help`` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nasflow._version import __version__
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from nasflow.cli import _demo
+
+    parser = argparse.ArgumentParser(
+        prog="nasflow",
+        description="nasflow: async-native neural architecture search for PyTorch.",
+        epilog="Run 'nasflow <command> --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"nasflow {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="<command>")
+    _demo.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nasflow`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

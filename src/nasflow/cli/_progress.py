@@ -1,0 +1,145 @@
+"""Live progress of a running experiment: a rich table on a terminal, plain lines else."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+from nasflow._types import TrialState
+from nasflow.events import (
+    Event,
+    EventStream,
+    ExperimentFinished,
+    FinalMetric,
+    IntermediateMetric,
+    TrialEnded,
+    TrialStarted,
+    TrialSubmitted,
+)
+
+__all__ = ["ProgressView", "short_sample"]
+
+_STYLE = {
+    TrialState.SUCCEEDED: "green", TrialState.FAILED: "red", TrialState.TIMEOUT: "red",
+    TrialState.CANCELED: "yellow", TrialState.EARLY_STOPPED: "yellow",
+    TrialState.RUNNING: "cyan", TrialState.WAITING: "dim",
+}
+
+
+def short_sample(sample: dict[str, Any], width: int = 70) -> str:
+    """``label=value`` pairs, shortened to ``width`` characters."""
+    text = " ".join(f"{k}={v}" for k, v in sample.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class _Row:
+    __slots__ = ("ended", "error", "id", "last", "metric", "sample", "started", "state", "step")
+
+    def __init__(self, trial_id: int, sample: dict[str, Any]) -> None:
+        self.id = trial_id
+        self.sample = sample
+        self.state = TrialState.WAITING
+        self.step: int | None = None
+        self.last: float | None = None
+        self.metric: float | None = None
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.error = ""
+
+
+class ProgressView:
+    """Consumes an experiment's events and shows them (``await view.run(exp.events())``)."""
+
+    def __init__(self, *, total: int | None, maximize: bool = True,
+                 out: IO[str] | None = None, live: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        self.total = total
+        self.maximize = maximize
+        self.live = self.out.isatty() if live is None else live
+        self.rows: dict[int, _Row] = {}
+        self.best: _Row | None = None
+        self.t0 = time.monotonic()
+        self.finished: ExperimentFinished | None = None
+
+    async def run(self, events: EventStream) -> None:
+        """Show events until the experiment finishes."""
+        if not self.live:
+            async for ev in events:
+                self._apply(ev)
+                self._line(ev)
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=self.out)
+        with Live(self._table(), console=console, refresh_per_second=8,
+                  transient=False) as live:
+            async for ev in events:
+                self._apply(ev)
+                live.update(self._table())
+
+    def _apply(self, ev: Event) -> None:
+        if isinstance(ev, TrialSubmitted):
+            self.rows[ev.trial_id] = _Row(ev.trial_id, ev.sample)
+            return
+        if isinstance(ev, ExperimentFinished):
+            self.finished = ev
+            return
+        row = self.rows.get(getattr(ev, "trial_id", -1))
+        if row is None:
+            return
+        if isinstance(ev, TrialStarted):
+            row.state, row.started = TrialState.RUNNING, ev.time
+        elif isinstance(ev, IntermediateMetric):
+            row.step, row.last = ev.step, ev.metric
+        elif isinstance(ev, FinalMetric):
+            row.metric = ev.metric
+        elif isinstance(ev, TrialEnded):
+            row.state, row.ended = ev.state, ev.time
+            row.error = str(ev.error) if ev.error else ""
+            if row.state is TrialState.SUCCEEDED and row.metric is not None and (
+                self.best is None or self._better(row.metric, self.best.metric)
+            ):
+                self.best = row
+
+    def _better(self, a: float, b: float | None) -> bool:
+        return b is None or (a > b if self.maximize else a < b)
+
+    def _counts(self) -> str:
+        done = sum(r.state.finished for r in self.rows.values())
+        running = sum(r.state is TrialState.RUNNING for r in self.rows.values())
+        total = self.total if self.total is not None else "?"
+        elapsed = time.monotonic() - self.t0
+        best = f"{self.best.metric:.4f} (trial {self.best.id})" if self.best else "—"
+        return f"{done}/{total} done · {running} running · best {best} · {elapsed:.0f}s"
+
+    def _line(self, ev: Event) -> None:
+        if isinstance(ev, TrialEnded):
+            row = self.rows[ev.trial_id]
+            metric = f"{row.metric:.4f}" if row.metric is not None else row.error
+            print(f"trial {row.id:>4} {row.state.value:<13} {metric:<10} "
+                  f"{short_sample(row.sample)}  [{self._counts()}]", file=self.out, flush=True)
+        elif isinstance(ev, ExperimentFinished):
+            print(f"experiment {ev.state.value}: {ev.reason}", file=self.out, flush=True)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self._counts(), title_justify="left", expand=False)
+        for col in ("trial", "state", "epoch", "metric", "architecture"):
+            table.add_column(col, no_wrap=col != "architecture")
+        rows = sorted(self.rows.values(), key=lambda r: r.id)
+        # keep the screen short: running trials, the last few ended, and the best
+        shown = [r for r in rows if not r.state.finished][-8:]
+        shown += [r for r in rows if r.state.finished][-8:]
+        if self.best is not None and self.best not in shown:
+            shown.append(self.best)
+        for r in sorted(shown, key=lambda r: r.id):
+            value = r.metric if r.metric is not None else r.last
+            metric = "" if value is None else f"{value:.4f}"
+            star = " ★" if r is self.best else ""
+            table.add_row(str(r.id), f"[{_STYLE[r.state]}]{r.state.value}[/]",
+                          "" if r.step is None else str(r.step), metric + star,
+                          short_sample(r.sample, 60) if not r.error else r.error[:60])
+        return table

@@ -53,7 +53,7 @@ class Service:
     async def handle(self, stream: anyio.abc.ByteStream) -> None:
         async with stream:
             request = (await stream.receive(65536)).decode(errors="replace")
-            method, path = (request.split(" ") + ["", ""])[:2]
+            method, path = [*request.split(" "), "", ""][:2]
             if method == "POST" and path == "/experiments":
                 body, status = self.start(), "201 Created"
             elif method == "GET" and path.startswith("/experiments/"):
@@ -91,7 +91,7 @@ async def main(self_test: bool) -> None:
             return
         exp_id = (await request(port, "POST", "/experiments"))["id"]
         exp = service.experiments[exp_id]
-        async for ev in exp.events(nf.events.TrialEnded, nf.events.ExperimentFinished):
+        async for _ in exp.events(nf.events.TrialEnded, nf.events.ExperimentFinished):
             print(await request(port, "GET", f"/experiments/{exp_id}"), flush=True)
         print("final:", await request(port, "GET", f"/experiments/{exp_id}"))
         tg.cancel_scope.cancel()

@@ -51,7 +51,7 @@ def test_a_signal_stops_the_demo_gracefully(signum: int, home: Path) -> None:
     exp_id = first.strip().rsplit(" ", 1)[-1]
     proc.stdout.readline()  # a trial finished: the search is under way
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == (130 if signum == signal.SIGINT else 143), err
     assert "stopping" in err
     with nf.load_experiment(exp_id) as exp:

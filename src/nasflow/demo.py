@@ -24,7 +24,7 @@ __all__ = ["Block", "DigitsNet", "digits_data", "make_experiment"]
 
 def digits_data(seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor],
                                         tuple[torch.Tensor, torch.Tensor]]:
-    """``((X_train, y_train), (X_val, y_val))``: 8×8 digit images as ``(N, 1, 8, 8)``
+    """``((X_train, y_train), (X_val, y_val))``: 8x8 digit images as ``(N, 1, 8, 8)``
     floats in [0, 1], an 80/20 split (stratified, fixed seed)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -71,7 +71,7 @@ class Block(nn.Module):
 
 
 class DigitsNet(snn.ModelSpace):
-    """A small CNN space for 8×8 digits: width, first op, 1-3 repeated blocks (each with its
+    """A small CNN space for 8x8 digits: width, first op, 1-3 repeated blocks (each with its
     own op), a skip choice, and dropout — about 1,900 architectures."""
 
     def __init__(self) -> None:

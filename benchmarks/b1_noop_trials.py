@@ -14,7 +14,6 @@ import tempfile
 import time
 
 import anyio
-
 from _common import ACTS, DEPTHS, WIDTHS, emit, nasflow_space, noop_objective
 
 

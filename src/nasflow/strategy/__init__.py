@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nasflow.strategy._base import Budget as Budget
 from nasflow.strategy._base import Strategy as Strategy
 from nasflow.strategy._base import StrategyContext as StrategyContext
@@ -11,13 +13,36 @@ from nasflow.strategy._random import Random as Random
 from nasflow.strategy._scheduler import Decision as Decision
 from nasflow.strategy._scheduler import Scheduler as Scheduler
 
+if TYPE_CHECKING:
+    from nasflow.strategy.oneshot import DARTS as DARTS
+    from nasflow.strategy.oneshot import ENAS as ENAS
+    from nasflow.strategy.oneshot import GumbelDARTS as GumbelDARTS
+    from nasflow.strategy.oneshot import Proxyless as Proxyless
+    from nasflow.strategy.oneshot import RandomOneShot as RandomOneShot
+
 __all__ = [
     "Budget",
+    "DARTS",
     "Decision",
+    "ENAS",
     "GridSearch",
+    "GumbelDARTS",
+    "Proxyless",
     "Random",
+    "RandomOneShot",
     "Scheduler",
     "Strategy",
     "StrategyContext",
     "TrialHandle",
 ]
+
+_ONESHOT = ("DARTS", "ENAS", "GumbelDARTS", "Proxyless", "RandomOneShot")
+
+
+def __getattr__(name: str) -> Any:
+    # the one-shot strategies need torch; importing nasflow.strategy must not
+    if name in _ONESHOT:
+        from nasflow.strategy import oneshot
+
+        return getattr(oneshot, name)
+    raise AttributeError(f"module 'nasflow.strategy' has no attribute {name!r}")

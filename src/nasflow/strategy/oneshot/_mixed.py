@@ -1,0 +1,293 @@
+"""Mixed modules: what ``LayerChoice``, ``InputChoice``, ``Repeat``, ``Cell`` and searchable
+layers without a sliced form become in a supernet.
+
+Each runs in the mode its ``ArchState`` says (see ``_arch``): the picked candidate
+(HARD), the weighted sum of all candidates (SOFT), or the picked candidate with
+gradients to the mixing weights (GATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from nasflow.strategy.oneshot._arch import (
+    ArchState,
+    Combos,
+    Mode,
+    UnsupportedSpaceError,
+    deferred_mix,
+)
+
+__all__ = ["MixedArgs", "MixedCell", "MixedInput", "MixedLayer", "MixedRepeat"]
+
+
+class _Mixed(nn.Module):
+    """Shared plumbing: the ``ArchState`` (a plain attribute, not a submodule) and the
+    description used in error messages."""
+
+    def __init__(self, arch: ArchState, where: str) -> None:
+        super().__init__()
+        self._arch = arch
+        self._where = where
+
+    def _weighted_sum(self, weights: torch.Tensor, outs: Sequence[Any],
+                      label: str | None) -> torch.Tensor:
+        first = outs[0]
+        for o in outs:
+            if not isinstance(o, torch.Tensor) or o.shape != first.shape:
+                shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                          for x in outs]
+                raise UnsupportedSpaceError(
+                    self._where, label,
+                    f"a differentiable strategy sums the candidates' outputs, but they "
+                    f"differ: {shapes}; make the candidates return tensors of one shape, or "
+                    "use RandomOneShot or ENAS (which run one candidate at a time)",
+                )
+        total = weights[0] * first
+        for w, o in zip(weights[1:], outs[1:], strict=True):
+            total = total + w * o
+        return total
+
+
+def _gate(weights: torch.Tensor, picked: int, out: Any,
+          run: Callable[[int], Any], where: str, label: str | None) -> Any:
+    if not isinstance(out, torch.Tensor):
+        raise UnsupportedSpaceError(
+            where, label,
+            f"Proxyless needs candidates that return one tensor, got {type(out).__name__}",
+        )
+    return deferred_mix(weights, out, run, {picked: out.detach()})
+
+
+class MixedLayer(_Mixed):
+    """A ``LayerChoice`` in a supernet: candidates keep their names as submodules."""
+
+    def __init__(self, arch: ArchState, where: str, label: str, names: list[str],
+                 candidates: list[nn.Module]) -> None:
+        super().__init__(arch, where)
+        self.label = label
+        """The decision."""
+        self.names = names
+        """The candidates' names, in the order of the label's values."""
+        for name, module in zip(names, candidates, strict=True):
+            self.add_module(name, module)
+
+    def candidate(self, i: int) -> nn.Module:
+        """Candidate ``i`` (in the order of the label's values)."""
+        return self._modules[self.names[i]]  # type: ignore[return-value]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        arch = self._arch
+        if arch.mode is Mode.HARD:
+            return self.candidate(arch.pick(self.label, self._where)[0])(*args, **kwargs)
+        weights = arch.weight(self.label)
+        if arch.mode is Mode.SOFT:
+            outs = [self.candidate(i)(*args, **kwargs) for i in range(len(self.names))]
+            return self._weighted_sum(weights, outs, self.label)
+        picked = arch.pick(self.label, self._where)[0]
+        out = self.candidate(picked)(*args, **kwargs)
+        return _gate(weights, picked, out, lambda j: self.candidate(j)(*args, **kwargs),
+                     self._where, self.label)
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
+
+
+class MixedArgs(MixedLayer):
+    """A searchable layer with no sliced form: one independent module per combination of
+    its arguments' values, mixed like a ``LayerChoice`` over those combinations."""
+
+    def __init__(self, arch: ArchState, where: str, combos: Combos,
+                 candidates: list[nn.Module | None], failures: list[str]) -> None:
+        names = [f"c{i}" for i in range(combos.count)]
+        built = [m if m is not None else nn.Identity() for m in candidates]
+        super().__init__(arch, where, "+".join(combos.labels), names, built)
+        self.combos = combos
+        """The argument combinations (candidate ``i`` is built from ``combos.samples[i]``)."""
+        self._failures = failures  # why candidate i could not be built ("" when it could)
+
+    def _check(self, i: int) -> None:
+        if self._failures[i]:
+            raise UnsupportedSpaceError(
+                self._where, ", ".join(self.combos.labels),
+                f"the arguments {self.combos.samples[i]} do not build a module "
+                f"({self._failures[i]}); rule them out with a constraint",
+            )
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        arch, combos = self._arch, self.combos
+        if arch.mode is Mode.HARD:
+            i = combos.index(arch, self._where)
+            self._check(i)
+            return self.candidate(i)(*args, **kwargs)
+        weights = combos.weights(arch)
+        if arch.mode is Mode.SOFT:
+            for i in range(combos.count):
+                self._check(i)
+            outs = [self.candidate(i)(*args, **kwargs) for i in range(combos.count)]
+            return self._weighted_sum(weights, outs, self.label)
+        picked = combos.index(arch, self._where)
+        self._check(picked)
+        out = self.candidate(picked)(*args, **kwargs)
+
+        def run(j: int) -> Any:
+            if self._failures[j]:
+                return torch.zeros_like(out)
+            return self.candidate(j)(*args, **kwargs)
+
+        return _gate(weights, picked, out, run, self._where, self.label)
+
+
+class MixedInput(_Mixed):
+    """An ``InputChoice`` in a supernet; called with the list of candidate tensors."""
+
+    def __init__(self, arch: ArchState, where: str, label: str, n_candidates: int,
+                 n_chosen: int | None, reduction: str) -> None:
+        super().__init__(arch, where)
+        self.label = label
+        """The decision."""
+        self.n_candidates = n_candidates
+        """How many tensors it is called with."""
+        self.n_chosen = n_chosen
+        """How many it picks (``None``: any number)."""
+        self.reduction = reduction
+        """How the picked ones are combined."""
+
+    def _reduce(self, picked: list[torch.Tensor]) -> Any:
+        if self.reduction == "none":
+            return picked
+        if len(picked) == 1:
+            return picked[0]
+        if self.reduction == "concat":
+            return torch.cat(picked, dim=1)
+        total = picked[0]
+        for t in picked[1:]:
+            total = total + t
+        return total / len(picked) if self.reduction == "mean" else total
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
+        arch = self._arch
+        inputs = list(inputs)
+        if len(inputs) != self.n_candidates:
+            raise ValueError(
+                f"{self._where}: called with {len(inputs)} inputs, expected {self.n_candidates}"
+            )
+        if arch.mode is Mode.HARD:
+            return self._reduce([inputs[i] for i in arch.pick(self.label, self._where)])
+        weights = arch.weight(self.label)
+        if arch.mode is Mode.SOFT:
+            mixed = self._weighted_sum(weights, inputs, self.label)
+            return [mixed] if self.reduction == "none" else mixed
+        picked = arch.pick(self.label, self._where)
+        scale = 1.0 / len(picked) if self.reduction == "mean" else 1.0
+        chosen = [inputs[i] for i in picked]
+        out = self._reduce(chosen)
+        tensor = out[0] if self.reduction == "none" else out
+        mixed = deferred_mix(weights, tensor, lambda j: inputs[j] * scale, {})
+        return [mixed] if self.reduction == "none" else mixed
+
+    def extra_repr(self) -> str:
+        return (f"label={self.label!r}, n_candidates={self.n_candidates}, "
+                f"n_chosen={self.n_chosen}, reduction={self.reduction!r}")
+
+
+class MixedRepeat(_Mixed):
+    """A ``Repeat`` with a searched depth: the blocks stay submodules ``"0"``, ``"1"``...;
+    SOFT mode mixes the outputs after each candidate depth."""
+
+    def __init__(self, arch: ArchState, where: str, label: str, depths: list[int],
+                 blocks: list[nn.Module]) -> None:
+        super().__init__(arch, where)
+        self.label = label
+        """The depth decision."""
+        self.depths = depths
+        """The candidate depths, in the order of the label's values."""
+        for i, block in enumerate(blocks):
+            self.add_module(str(i), block)
+
+    def _run(self, x: Any, depth: int, start: int = 0) -> Any:
+        for i in range(start, depth):
+            x = self._modules[str(i)](x)  # type: ignore[misc]
+        return x
+
+    def forward(self, x: Any) -> Any:
+        arch = self._arch
+        if arch.mode is Mode.HARD:
+            return self._run(x, self.depths[arch.pick(self.label, self._where)[0]])
+        weights = arch.weight(self.label)
+        if arch.mode is Mode.SOFT:
+            at: dict[int, Any] = {}
+            y, done = x, 0
+            for d in sorted(set(self.depths)):
+                y = self._run(y, d, done)
+                done = d
+                at[d] = y
+            return self._weighted_sum(weights, [at[d] for d in self.depths], self.label)
+        picked = arch.pick(self.label, self._where)[0]
+        out = self._run(x, self.depths[picked])
+        return _gate(weights, picked, out, lambda j: self._run(x, self.depths[j]),
+                     self._where, self.label)
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, depths={self.depths}"
+
+
+class MixedCell(_Mixed):
+    """A ``Cell`` in a supernet: its op slots are ``MixedLayer`` and its input choices
+    ``MixedInput`` (node ``i``'s op reads the mix of the ``i`` earlier states)."""
+
+    def __init__(self, arch: ArchState, where: str, slots: list[tuple[int, int]],
+                 modules: dict[str, nn.Module | None], num_predecessors: int, merge_op: str,
+                 concat_dim: int) -> None:
+        super().__init__(arch, where)
+        self.slots = slots
+        """``(node, op)`` for every op slot, as in ``Cell.slots()``."""
+        self.num_predecessors = num_predecessors
+        """How many input tensors the cell takes."""
+        self.merge_op = merge_op
+        """Which nodes make the output."""
+        self.concat_dim = concat_dim
+        """The dimension nodes are concatenated along."""
+        for name, m in modules.items():
+            self.add_module(name, m)
+
+    def _output_nodes(self) -> list[int]:
+        first = self.num_predecessors
+        nodes = sorted({i for i, _ in self.slots})
+        if self.merge_op == "all":
+            return nodes
+        read: set[int] = set()
+        for i, k in self.slots:
+            inp: MixedInput = self._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
+            read.update(self._arch.pick(inp.label, self._where))
+        return [n for n in nodes if n not in read and n >= first]
+
+    def forward(self, *inputs: Any) -> Any:
+        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
+            states = list(inputs[0])
+        else:
+            states = list(inputs)
+        if len(states) != self.num_predecessors:
+            raise ValueError(f"{self._where}: takes {self.num_predecessors} inputs, "
+                             f"got {len(states)}")
+        pre = self._modules["preprocessor"]
+        if pre is not None:
+            states = list(pre(states))
+        processed = list(states)
+        total: Any = None
+        for i, k in self.slots:
+            if k == 0 and total is not None:
+                states.append(total)
+            x = self._modules[f"input_{i}_{k}"](states[:i])  # type: ignore[misc]
+            out = self._modules[f"op_{i}_{k}"](x)  # type: ignore[misc]
+            total = out if k == 0 else total + out
+        states.append(total)
+        result = torch.cat([states[j] for j in self._output_nodes()], self.concat_dim)
+        post = self._modules["postprocessor"]
+        if post is not None:
+            return post(result, processed)
+        return result

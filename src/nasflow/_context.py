@@ -42,10 +42,19 @@ class ExperimentContext(StrategyContext):
         self.evaluator = exp.evaluator
         self._inbox: deque[TrialRecord] = deque()
         self._inbox_on = False  # filled only once the strategy reads results
+        self.taken = 0
+        """How many ended trials the strategy has taken (``take_results``/``next_result``);
+        snapshots record it, so a resumed strategy is handed the ones it had not seen."""
         self._changed = anyio.Event()  # set whenever a trial ends
         self._waiters: dict[int, anyio.Event] = {}
 
     # --- fed by the experiment (event sinks, synchronous) ---------------------------------
+
+    def _restore(self, taken: int, unseen: list[TrialRecord]) -> None:
+        """After a resume: the strategy had taken ``taken`` results; ``unseen`` ended since."""
+        self.taken = taken
+        self._inbox.extend(unseen)
+        self._inbox_on = bool(unseen) or taken > 0
 
     def _ended(self, record: TrialRecord) -> None:
         if self._inbox_on:
@@ -103,6 +112,7 @@ class ExperimentContext(StrategyContext):
         self._inbox_on = True
         out = list(self._inbox)
         self._inbox.clear()
+        self.taken += len(out)
         return out
 
     async def next_result(self) -> TrialRecord | None:
@@ -113,6 +123,7 @@ class ExperimentContext(StrategyContext):
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
+        self.taken += 1
         return self._inbox.popleft()
 
     async def wait_trial(self, trial_id: int) -> TrialRecord:

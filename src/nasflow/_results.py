@@ -12,12 +12,14 @@ from typing import Any
 import orjson
 
 from nasflow._objective import Objective
+from nasflow._persist import load_object, owner_alive
 from nasflow._types import ExperimentState, TrialRecord, TrialState
-from nasflow.exceptions import ExperimentNotFoundError, NasflowError, StoreError
+from nasflow.exceptions import StoreError
 from nasflow.space import as_search_space
-from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
+from nasflow.store import DB_NAME, StoreReader
 
 __all__ = ["ExperimentResults", "Results", "load_experiment", "pareto_front"]
+
 
 _FORMATTERS = (None, "dict", "instance")
 
@@ -109,9 +111,11 @@ class ExperimentResults(Results):
     @property
     def state(self) -> ExperimentState:
         """The stored state; CRASHED when it says RUNNING but its process is gone."""
-        state = ExperimentState(self._reader.meta().get("state", "CREATED"))
-        pid = self._meta.get("pid")
-        if state is ExperimentState.RUNNING and isinstance(pid, int) and not _alive(pid):
+        meta = self._reader.meta()
+        state = ExperimentState(meta.get("state", "CREATED"))
+        if state is ExperimentState.RUNNING and owner_alive(
+            meta.get("pid"), meta.get("pid_start"), meta.get("host")
+        ) is False:
             return ExperimentState.CRASHED
         return state
 
@@ -122,13 +126,18 @@ class ExperimentResults(Results):
             r.directory = str(self.directory / "trials" / str(r.id))
         return records
 
-    def intermediates(self, trial_id: int) -> list[tuple[int, Any]]:
-        """``[(step, value), ...]`` that trial ``trial_id`` reported."""
-        return self._reader.intermediates(trial_id)
+    def intermediates(self, trial_id: int, attempt: int | None = None) -> list[tuple[int, Any]]:
+        """``[(step, value), ...]`` that trial ``trial_id`` reported (its latest attempt
+        unless ``attempt`` is given)."""
+        return self._reader.intermediates(trial_id, attempt)
+
+    def progress(self) -> list[tuple[float, int | None, dict[str, Any]]]:
+        """``[(time, step, values), ...]`` the strategy reported (one-shot epochs, ...)."""
+        return self._reader.progress()
 
     def _space_for_instances(self) -> Any:
         if self._space is None:
-            self._space = load_space(self.directory)
+            self._space = load_object(self.directory, "space")
         return self._space
 
     def close(self) -> None:
@@ -150,28 +159,6 @@ def _freezer(space: Any) -> Any:
     return space if getattr(space, "is_model_space", False) else as_search_space(space)
 
 
-def load_space(directory: Path) -> Any:
-    """Unpickle the space an experiment saved (``space.pkl``)."""
-    path = directory / "space.pkl"
-    if not path.is_file():
-        why = directory / "space.error"
-        detail = why.read_text() if why.is_file() else "the file is missing"
-        raise NasflowError(
-            f"cannot rebuild models for {directory.name}: {path} unavailable ({detail}). "
-            "Pass the space yourself: nf.load_experiment(id, space=MySpace())"
-        )
-    import cloudpickle
-
-    try:
-        with path.open("rb") as f:
-            return cloudpickle.load(f)
-    except Exception as exc:
-        raise NasflowError(
-            f"cannot unpickle {path} ({exc!r}): the code that defined the space must be "
-            "importable here. Pass the space yourself: nf.load_experiment(id, space=MySpace())"
-        ) from exc
-
-
 def load_experiment(
     id_or_path: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None,
     space: Any = None,
@@ -179,30 +166,10 @@ def load_experiment(
     """Open an experiment's results with nothing running: by id (under ``NASFLOW_HOME``)
     or by the path of its directory or database. ``space`` overrides the saved space for
     ``formatter="instance"`` exports."""
-    candidate = Path(id_or_path).expanduser()
-    if candidate.is_file() and candidate.name == DB_NAME:
-        candidate = candidate.parent
-    if not (candidate / DB_NAME).is_file():
-        candidate = experiment_dir(str(id_or_path), home)
-    if not (candidate / DB_NAME).is_file():
-        root = nasflow_home(home) / "experiments"
-        known = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-        raise ExperimentNotFoundError(
-            f"no experiment {str(id_or_path)!r}: not a directory with {DB_NAME} and not an "
-            f"id under {root} (known ids: {known[:20] or 'none'}). Check the id, or set "
-            "NASFLOW_HOME to where it was run."
-        )
+    from nasflow._resume import find_experiment
+
+    directory = find_experiment(id_or_path, home)
     try:
-        return ExperimentResults(candidate, space=space)
+        return ExperimentResults(directory, space=space)
     except orjson.JSONDecodeError as exc:
-        raise StoreError(f"the metadata in {candidate / DB_NAME} is corrupt: {exc}") from exc
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        raise StoreError(f"the metadata in {directory / DB_NAME} is corrupt: {exc}") from exc

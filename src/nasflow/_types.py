@@ -7,7 +7,13 @@ import traceback as _tb
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExperimentState", "TrialError", "TrialRecord", "TrialState"]
+__all__ = ["INTERRUPTED", "ExperimentState", "TrialError", "TrialRecord", "TrialState"]
+
+INTERRUPTED = "Interrupted"
+"""``TrialError.type`` of a trial cut off because its experiment stopped (Ctrl-C, ``stop()``,
+a cancelled run): such a trial is run again, under the same id, when the experiment is
+resumed. Trials cancelled on their merits (a strategy, a scheduler, a reached target) are
+not."""
 
 
 class TrialState(enum.StrEnum):

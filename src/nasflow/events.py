@@ -80,6 +80,7 @@ class IntermediateMetric(TrialEvent):
     step: int
     value: float | dict[str, float]
     metric: float
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +89,7 @@ class CheckpointSaved(TrialEvent):
 
     path: str
     step: int | None = None
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,17 +4,18 @@ an event hub, and runs the search as a coroutine.
 Life of a run::
 
     CREATED -> RUNNING -> DONE      the strategy finished, or a budget/target was reached
-                       -> STOPPED   exp.stop(), or the awaiting task was cancelled
+                       -> STOPPED   exp.stop(), a signal, or the awaiting task was cancelled
                        -> FAILED    the strategy (or the store) raised
 
 Whatever ends a run, no trial is left WAITING or RUNNING: running trials end CANCELED,
-the store is flushed, and ``ExperimentFinished`` is the last event.
+the store is flushed, and ``ExperimentFinished`` is the last event. Trials cut off by a
+stop (error type ``Interrupted``), and trials in flight when a process died, run again
+under their own ids when the experiment is resumed (``Experiment.resume``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import tempfile
@@ -29,8 +30,15 @@ from anyio.abc import TaskGroup
 
 from nasflow._context import ExperimentContext
 from nasflow._objective import Objective
+from nasflow._persist import encode_snapshot, process_start_time
 from nasflow._results import Results
-from nasflow._types import ExperimentState, TrialError, TrialRecord, TrialState
+from nasflow._resume import (
+    ResumePlan,
+    restore_experiment,
+    space_signature,
+)
+from nasflow._run_loop import RunMixin, unwrap
+from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
@@ -39,8 +47,6 @@ from nasflow.events import (
     Event,
     EventHub,
     EventStream,
-    ExperimentFinished,
-    ExperimentStateChanged,
     FinalMetric,
     IntermediateMetric,
     TrialEnded,
@@ -48,14 +54,17 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import (
-    BudgetExhausted,
     ConfigError,
     NasflowError,
-    StoreError,
-    StrategyError,
 )
 from nasflow.space import as_search_space
-from nasflow.store import DB_NAME, ExperimentStore, experiment_dir, new_experiment_id, valid_id
+from nasflow.store import (
+    DB_NAME,
+    ExperimentStore,
+    experiment_dir,
+    new_experiment_id,
+    valid_id,
+)
 from nasflow.strategy import Budget, Decision, Scheduler, Strategy
 
 __all__ = ["Experiment"]
@@ -63,7 +72,7 @@ __all__ = ["Experiment"]
 _log = logging.getLogger("nasflow.experiment")
 
 
-class Experiment(Results):
+class Experiment(RunMixin, Results):
     """A search: ``Experiment(space, evaluator, strategy, config)``; ``await exp.run()``.
 
     ``space`` is a ``nasflow.nn.ModelSpace`` (each trial gets a frozen ``torch.nn.Module``)
@@ -147,6 +156,7 @@ class Experiment(Results):
         self._ctx: ExperimentContext | None = None
         self._search_scope: anyio.CancelScope | None = None
         self._halt_request: tuple[ExperimentState, str] | None = None
+        self._plan: ResumePlan | None = None  # set by restore()
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
         self._tmpdir: str | None = None
@@ -182,7 +192,7 @@ class Experiment(Results):
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
                 "Experiment to search again"
             )
-        if self.config.store and (self.directory / DB_NAME).exists():
+        if self._plan is None and self.config.store and (self.directory / DB_NAME).exists():
             raise NasflowError(
                 f"an experiment with id {self.id!r} already exists in {self.directory}; "
                 "choose another id (or none, for a fresh one), or resume that experiment"
@@ -192,105 +202,6 @@ class Experiment(Results):
             await self._run()
         finally:
             self._finished.set()
-
-    async def _run(self) -> None:
-        cfg = self.config
-        failure: BaseException | None = None  # raised by the strategy
-        internal: BaseException | None = None  # raised by anything else (e.g. the store)
-        finished_normally = False
-        try:
-            if cfg.store:
-                store = ExperimentStore(self.directory / DB_NAME)
-                await store.open(self._meta())
-                self._store = store
-                self._hub.add_sink(store.put)
-                await anyio.to_thread.run_sync(self._save_space)
-            engine = self._make_engine()
-            await self._publish(ExperimentStateChanged(time=time.time(),
-                                                       state=ExperimentState.RUNNING))
-            deadline = math.inf
-            if cfg.max_duration is not None:
-                deadline = anyio.current_time() + cfg.max_duration
-                self._budget.deadline = deadline
-            self._ctx = ExperimentContext(self)
-            async with engine:
-                self._engine = engine
-                with anyio.CancelScope(deadline=deadline) as search:
-                    self._search_scope = search
-                    if self._halt_request is not None:
-                        search.cancel()
-                    failure = await self._run_strategy(self._ctx)
-                    await engine.wait_idle()
-                if search.cancelled_caught and self._halt_request is None:
-                    self._halt(ExperimentState.DONE, f"max_duration={cfg.max_duration}s reached")
-                if self._halt_request is not None:
-                    self._budget.stopping = True
-                    for trial_id in engine.running:
-                        engine.cancel(trial_id, TrialState.CANCELED, self._halt_request[1])
-                    await engine.wait_idle()
-            finished_normally = True
-        except BaseException as exc:
-            inner = _unwrap(exc)
-            if isinstance(inner, anyio.get_cancelled_exc_class()):
-                raise
-            internal = inner
-        finally:
-            await self._finish(failure or internal, normal=finished_normally)
-        if internal is not None:
-            raise internal
-        if failure is not None:
-            raise StrategyError(
-                f"the strategy {self.strategy!r} raised {failure!r}; the experiment failed "
-                f"after {len(self._records)} trials (all kept in {self.directory})"
-            ) from failure
-
-    async def _run_strategy(self, ctx: ExperimentContext) -> BaseException | None:
-        try:
-            await self.strategy.run(ctx)
-        except BudgetExhausted:
-            self.end_reason = self.end_reason or "max_trials reached"
-        except Exception as exc:
-            self._halt(ExperimentState.FAILED, f"the strategy raised {exc!r}")
-            return exc
-        else:
-            if self._budget.exhausted and self._budget.max_trials is not None:
-                self.end_reason = self.end_reason or "max_trials reached"
-            else:
-                self.end_reason = self.end_reason or "the strategy finished"
-        return None
-
-    async def _finish(self, failure: BaseException | None, *, normal: bool) -> None:
-        with anyio.CancelScope(shield=True):
-            now = time.time()
-            # nothing stays WAITING or RUNNING
-            for record in list(self._records.values()):
-                if not record.state.finished:
-                    await self._publish(TrialEnded(
-                        time=now, trial_id=record.id, state=TrialState.CANCELED,
-                        error=TrialError("Cancelled", "the experiment ended"),
-                    ), wait=False)
-            if failure is not None:
-                state = ExperimentState.FAILED
-                reason = self._halt_request[1] if self._halt_request else repr(failure)
-            elif self._halt_request is not None:
-                state, reason = self._halt_request
-            elif normal:
-                state, reason = ExperimentState.DONE, self.end_reason or "done"
-            else:
-                state, reason = ExperimentState.STOPPED, "the run was cancelled"
-            self.state, self.end_reason = state, reason
-            # a normal end waits for slow subscribers like any event; a cancelled one cannot
-            for ev in (ExperimentStateChanged(time=now, state=state),
-                       ExperimentFinished(time=now, state=state, reason=reason)):
-                await self._publish(ev, wait=normal)
-            self._hub.close()
-            if self._store is not None:
-                self._store.set_meta(state=state.value, ended_at=now, end_reason=reason,
-                                     trials=len(self._records), best=self._best_metric())
-                try:
-                    await self._store.close()
-                except StoreError:
-                    _log.exception("closing the store of experiment %s failed", self.id)
 
     def _make_engine(self) -> Engine:
         cfg = self.config
@@ -329,6 +240,7 @@ class Experiment(Results):
     def _apply(self, event: Event) -> None:
         """The trial table follows the events (a sink: runs before any subscriber)."""
         if isinstance(event, TrialSubmitted):
+            # a new trial, or a trial of a resumed experiment submitted again (same id)
             self._records[event.trial_id] = TrialRecord(
                 id=event.trial_id, sample=event.sample, hash=event.hash,
                 submitted_at=event.time, attempt=event.attempt,
@@ -363,6 +275,8 @@ class Experiment(Results):
                 self.scheduler.on_trial_end(record)
             if self._ctx is not None:
                 self._ctx._ended(record)
+            if self._store is not None:
+                self._store.snapshot_due()
             target = self.config.target_metric
             if (target is not None and record.state is TrialState.SUCCEEDED
                     and record.metric is not None
@@ -418,7 +332,7 @@ class Experiment(Results):
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+            raise unwrap(group) from None
 
     # --- results --------------------------------------------------------------------------
 
@@ -441,35 +355,82 @@ class Experiment(Results):
         return self.directory / "trials" / str(trial_id)
 
     def _meta(self) -> dict[str, Any]:
+        owner = {
+            "state": ExperimentState.RUNNING.value,
+            "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
+            "host": socket.gethostname(),
+            "started_at": time.time(),
+            "ended_at": None,
+        }
+        if self._plan is not None:
+            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1}
         return {
+            **owner,
             "id": self.id,
             "name": self.name,
-            "state": ExperimentState.RUNNING.value,
-            "created_at": time.time(),
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "created_at": owner["started_at"],
             "config": self.config.to_dict(),
             "objective": self.objective.directions,
             "labels": self.search_space.labels,
+            "space": space_signature(self.search_space),
             "strategy": repr(self.strategy),
             "evaluator": repr(self.evaluator),
+            "scheduler": None if self.scheduler is None else repr(self.scheduler),
             "nasflow_version": __version__,
         }
 
-    def _save_space(self) -> None:
-        """Pickle the space so that another process can rebuild ``instance`` exports."""
-        import cloudpickle
+    def _status(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state.value, "trials": len(self._records),
+                "running": self._inflight, "best": self._best_metric()}
 
-        try:
-            data = cloudpickle.dumps(self.space)
-        except Exception as exc:
-            (self.directory / "space.error").write_text(f"{exc!r}\n")
-            _log.warning("the space of experiment %s cannot be pickled (%r); "
-                         "load_experiment() will need it passed in", self.id, exc)
-            return
-        tmp = self.directory / "space.pkl.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(self.directory / "space.pkl")
+    # --- snapshots and resume -------------------------------------------------------------
+
+    def _snapshot(self) -> bytes:
+        """The strategy's (and scheduler's) state, and how many ended trials it has taken;
+        called by the store at a commit, so it matches exactly the events committed."""
+        ctx = self._ctx
+        return encode_snapshot({
+            "version": 1,
+            "taken": ctx.taken if ctx is not None else 0,
+            "strategy": self.strategy.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+        })
+
+    @classmethod
+    def restore(
+        cls,
+        id_or_path: str | os.PathLike[str],
+        *,
+        space: Any = None,
+        evaluator: Evaluator | Callable[..., Any] | None = None,
+        strategy: Strategy | None = None,
+        config: ExperimentConfig | None = None,
+        scheduler: Scheduler | None = None,
+        home: str | os.PathLike[str] | None = None,
+    ) -> Experiment:
+        """An experiment rebuilt from its directory, ready to ``run()`` on from where it
+        stopped (subscribe to ``events()`` first if you like).
+
+        The space, evaluator, strategy and scheduler are unpickled from the directory
+        unless given. A given ``config`` must equal the stored one (but for ``home`` and
+        ``token``), and a given space must have the same labels and domains: a difference
+        raises ``ResumeError`` listing it, never a silent continue. After the run, every
+        completed trial is kept once and never re-run; trials in flight when it stopped
+        are re-attached (manager workers still running them) or run again under their own
+        id (``attempt`` + 1); new trial ids continue after the last one; the strategy goes
+        on from its last snapshot plus the trials that ended after it.
+        """
+        return restore_experiment(cls, id_or_path, space=space, evaluator=evaluator,
+                                  strategy=strategy, config=config, scheduler=scheduler,
+                                  home=home)
+
+    @classmethod
+    async def resume(cls, id_or_path: str | os.PathLike[str], **kwargs: Any) -> Experiment:
+        """``restore(id_or_path, **kwargs)`` and run it to its end; returns it."""
+        exp = cls.restore(id_or_path, **kwargs)
+        await exp.run()
+        return exp
 
     def __repr__(self) -> str:
         return (f"Experiment(id={self.id!r}, state={self.state.value}, "
@@ -487,10 +448,3 @@ def _copy(record: TrialRecord) -> TrialRecord:
         started_at=record.started_at, ended_at=record.ended_at, error=record.error,
         attempt=record.attempt, directory=record.directory,
     )
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single interesting exception inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc

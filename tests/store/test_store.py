@@ -91,7 +91,7 @@ async def test_instance_export_needs_the_space_when_it_could_not_be_saved() -> N
     await exp.run()
     with nf.load_experiment(exp.id) as loaded:
         assert loaded.export_top_models(1, formatter="dict") == [{"x": 2}]
-        with pytest.raises(nf.NasflowError, match="Pass the space yourself"):
+        with pytest.raises(nf.NasflowError, match="Pass it yourself"):
             loaded.export_top_models(1, formatter="instance")
     with nf.load_experiment(exp.id, space=space) as loaded:
         assert loaded.export_top_models(1, formatter="instance") == [{"x": 2}]

@@ -82,8 +82,16 @@ class Engine(ABC):
 
     @abstractmethod
     def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "") -> bool:
-        """Stop a running trial; it ends in ``state``. False if it is not running here."""
+               reason: str = "", *, interrupted: bool = False) -> bool:
+        """Stop a running trial; it ends in ``state`` with ``reason`` as its error message.
+        ``interrupted``: the experiment is stopping, not judging the trial: the error's
+        type is ``INTERRUPTED`` (so that a resume runs it again). False if it is not
+        running here."""
+
+    async def reattach(self, specs: list[TrialSpec]) -> set[int]:
+        """On resume: take over those of ``specs`` that are still running somewhere (e.g. on
+        a manager's workers); return their ids. The rest are submitted again."""
+        return set()
 
     @abstractmethod
     async def wait_idle(self) -> None:

@@ -17,14 +17,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import TrialError, TrialState
+from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec, build_model
-from nasflow.evaluator._trial import ReportPipe, Trial, _current
+from nasflow.evaluator._trial import ReportPipe, Trial, TrialOutput, _current
 from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted
 from nasflow.exceptions import MetricError, TrialStopped
 
@@ -61,12 +61,41 @@ class _ResponsiveGil:
 _responsive_gil = _ResponsiveGil()
 
 
+class _CapturedOutput:
+    """Routes what trials print to their ``stdout.log``/``stderr.log`` while any in-process
+    engine runs (reference-counted; the streams are restored after the last one)."""
+
+    def __init__(self) -> None:
+        self._users = 0
+        self._saved: tuple[IO[str], IO[str]] | None = None
+
+    def acquire(self) -> None:
+        if self._users == 0:
+            self._saved = (sys.stdout, sys.stderr)
+            sys.stdout = TrialOutput(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stderr = TrialOutput(sys.stderr, "stderr")  # type: ignore[assignment]
+        self._users += 1
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users == 0 and self._saved is not None:
+            # only undo our own change (a test runner may have swapped the streams since)
+            if isinstance(sys.stdout, TrialOutput):
+                sys.stdout = self._saved[0]
+            if isinstance(sys.stderr, TrialOutput):
+                sys.stderr = self._saved[1]
+            self._saved = None
+
+
+_captured_output = _CapturedOutput()
+
+
 @dataclass(slots=True)
 class _Running:
     spec: TrialSpec
     trial: Trial
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    kill: tuple[TrialState, str] | None = None
+    kill: tuple[TrialState, str, bool] | None = None
 
 
 class InProcessEngine(Engine):
@@ -97,6 +126,7 @@ class InProcessEngine(Engine):
     async def __aenter__(self) -> InProcessEngine:
         if not self.setup.evaluator.is_async:
             _responsive_gil.acquire()
+        _captured_output.acquire()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -120,6 +150,7 @@ class InProcessEngine(Engine):
         try:
             await self._tg.__aexit__(exc_type, exc, tb)
         finally:
+            _captured_output.release()
             if not self.setup.evaluator.is_async:
                 _responsive_gil.release()
 
@@ -164,12 +195,12 @@ class InProcessEngine(Engine):
                     return
 
     def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "") -> bool:
+               reason: str = "", *, interrupted: bool = False) -> bool:
         run = self._running.get(trial_id)
         if run is None:
             return False
         if run.kill is None:
-            run.kill = (state, reason)
+            run.kill = (state, reason, interrupted)
             run.trial._stop(state, reason)
             run.scope.cancel()
         return True
@@ -228,8 +259,9 @@ class InProcessEngine(Engine):
                     await publish(ev, wait=False)
                 await publish(TrialEnded(
                     time=time.time(), trial_id=spec.id, state=TrialState.CANCELED,
-                    error=TrialError("Cancelled", "the experiment was cancelled"),
+                    error=TrialError(INTERRUPTED, "the experiment was cancelled"),
                 ), wait=False)
+                trial._close()
             raise
         except Exception as exc:
             state, error = TrialState.FAILED, TrialError.from_exception(exc)
@@ -240,14 +272,16 @@ class InProcessEngine(Engine):
             except MetricError as exc:
                 state, error = TrialState.FAILED, TrialError.from_exception(exc)
         await self._pipe.flush()  # every intermediate before the final result
+        trial._close()
         now = time.time()
         if final is not None:
             await publish(FinalMetric(time=now, trial_id=spec.id, value=final[1], metric=final[0]))
         await publish(TrialEnded(time=now, trial_id=spec.id, state=state, error=error))
 
     def _stopped(self, run: _Running) -> tuple[TrialState, TrialError]:
+        interrupted = False
         if run.kill is not None:
-            state, reason = run.kill
+            state, reason, interrupted = run.kill
         elif run.trial._stop_state is not None:
             state, reason = run.trial._stop_state, run.trial._stop_reason
         else:
@@ -255,7 +289,7 @@ class InProcessEngine(Engine):
             reason = f"the trial ran longer than trial_timeout={self.setup.trial_timeout}s"
         run.trial._stop(state, reason)
         kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
-        return state, TrialError(kind, reason or state.value)
+        return state, TrialError(INTERRUPTED if interrupted else kind, reason or state.value)
 
     def _final(self, trial: Trial, result: Any) -> tuple[float, Any]:
         if result is None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import pickle
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 
@@ -24,7 +26,10 @@ from nasflow._types import TrialState
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.exceptions import NasflowError, TrialStopped
 
-__all__ = ["ReportPipe", "Trial", "current_trial"]
+__all__ = ["ReportPipe", "Trial", "TrialOutput", "current_trial"]
+
+_CKPT_TORCH = "checkpoint.pt"
+_CKPT_PICKLE = "checkpoint.pkl"
 
 _current: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
     "nasflow_current_trial", default=None
@@ -138,6 +143,8 @@ class Trial:
         self._last: tuple[float, Any] | None = None
         self._stop_state: TrialState | None = None
         self._stop_reason = ""
+        self._tensorboard: Any = None
+        self._outputs: dict[str, IO[str]] = {}
 
     # --- reporting ----------------------------------------------------------------------
 
@@ -159,7 +166,8 @@ class Trial:
         self._last = (primary, normal)
         if self._pipe is not None:
             self._pipe.put(IntermediateMetric(
-                time=time.time(), trial_id=self.id, step=step, value=normal, metric=primary
+                time=time.time(), trial_id=self.id, step=step, value=normal, metric=primary,
+                attempt=self.attempt,
             ))
 
     def should_stop(self) -> bool:
@@ -183,11 +191,78 @@ class Trial:
             self._dir = path
         return self._dir
 
-    def _checkpoint_saved(self, path: Path, step: int | None) -> None:
+    def save_checkpoint(self, obj: Any, *, step: int | None = None) -> Path:
+        """Save ``obj`` as this trial's checkpoint (replacing the previous one atomically)
+        and publish a ``CheckpointSaved`` event. A re-queued attempt of this trial (after a
+        crash and resume) gets it back from ``load_checkpoint()``.
+
+        Uses ``torch.save`` when torch is loaded, else pickle. Call it from a sync evaluator
+        (a thread), or wrap it in ``anyio.to_thread.run_sync`` from an async one: large
+        checkpoints take a while to write.
+        """
+        use_torch = "torch" in sys.modules
+        target = self.directory / (_CKPT_TORCH if use_torch else _CKPT_PICKLE)
+        tmp = target.with_name(target.name + ".tmp")
+        if use_torch:
+            import torch
+
+            torch.save(obj, tmp)
+        else:
+            with tmp.open("wb") as f:
+                pickle.dump(obj, f)
+        tmp.replace(target)
+        for other in (_CKPT_TORCH, _CKPT_PICKLE):  # one checkpoint per trial
+            if other != target.name:
+                (self.directory / other).unlink(missing_ok=True)
         if self._pipe is not None:
             self._pipe.put(CheckpointSaved(
-                time=time.time(), trial_id=self.id, path=str(path), step=step
+                time=time.time(), trial_id=self.id, path=str(target), step=step,
+                attempt=self.attempt,
             ))
+        return target
+
+    def load_checkpoint(self) -> Any | None:
+        """The last object given to ``save_checkpoint`` by this trial (any attempt), or
+        ``None``."""
+        torch_path = self.directory / _CKPT_TORCH
+        if torch_path.is_file():
+            import torch
+
+            return torch.load(torch_path, weights_only=False)
+        pickle_path = self.directory / _CKPT_PICKLE
+        if pickle_path.is_file():
+            with pickle_path.open("rb") as f:
+                return pickle.load(f)
+        return None
+
+    def tensorboard(self) -> Any:
+        """A ``torch.utils.tensorboard.SummaryWriter`` logging under this trial's
+        ``tensorboard/`` folder (needs the ``tensorboard`` package); closed with the trial."""
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise NasflowError(
+                    "trial.tensorboard() needs TensorBoard: pip install tensorboard"
+                ) from exc
+            self._tensorboard = SummaryWriter(log_dir=str(self.directory / "tensorboard"))
+        return self._tensorboard
+
+    def _close(self) -> None:
+        """Release what the trial opened (called by the engine when the trial ends)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+        for f in self._outputs.values():
+            f.close()
+        self._outputs.clear()
+
+    def _output(self, name: str) -> IO[str]:
+        f = self._outputs.get(name)
+        if f is None:
+            f = (self.directory / f"{name}.log").open("a", encoding="utf-8", buffering=1)
+            self._outputs[name] = f
+        return f
 
     # --- control (used by engines) ------------------------------------------------------
 
@@ -203,3 +278,35 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(id={self.id}, sample={self.sample!r})"
+
+
+class TrialOutput:
+    """A stand-in for ``sys.stdout``/``sys.stderr`` that sends what a trial prints to that
+    trial's ``stdout.log``/``stderr.log`` (found through ``current_trial``; threads started
+    by the trial included) and everything else to the original stream.
+
+    The in-process engine installs it while it runs; worker processes capture their real
+    file descriptors instead.
+    """
+
+    def __init__(self, original: IO[str], name: str) -> None:
+        self._original = original
+        self._name = name
+
+    def write(self, text: str) -> int:
+        trial = _current.get()
+        if trial is None:
+            return self._original.write(text)
+        try:
+            return trial._output(self._name).write(text)
+        except OSError:  # the trial folder vanished: do not lose the text
+            return self._original.write(text)
+
+    def flush(self) -> None:
+        trial = _current.get()
+        if trial is not None and self._name in trial._outputs:
+            trial._outputs[self._name].flush()
+        self._original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,12 +64,14 @@ CREATE TABLE IF NOT EXISTS trials (
     error_type TEXT,
     error_message TEXT,
     traceback TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0
+    attempt INTEGER NOT NULL DEFAULT 0,
+    end_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
 CREATE TABLE IF NOT EXISTS metrics (
     trial_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
     step INTEGER NOT NULL,
     value TEXT NOT NULL,
     metric REAL NOT NULL,
@@ -87,16 +90,16 @@ CREATE TABLE IF NOT EXISTS progress (
     "values" TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY CHECK (id = 1),
     time REAL NOT NULL,
-    trials_done INTEGER NOT NULL,
+    ended INTEGER NOT NULL,
     state BLOB NOT NULL
 );
 """
 
 _TRIAL_COLUMNS = (
     "id", "hash", "sample", "state", "metric", "metrics", "submitted_at", "started_at",
-    "ended_at", "error_type", "error_message", "traceback", "attempt",
+    "ended_at", "error_type", "error_message", "traceback", "attempt", "end_seq",
 )
 _UPSERT = (
     f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)}) "
@@ -141,6 +144,9 @@ class ExperimentStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room: anyio.Event | None = None
         self._live: dict[int, list[Any]] = {}  # writer thread only: rows of unfinished trials
+        self._end_seq = 0  # writer thread only: the order in which trials ended
+        self._snapshot: Callable[[], bytes] | None = None
+        self._snapshot_due = False
 
     async def open(self, meta: dict[str, Any]) -> None:
         """Create or open the database, write ``meta`` and start the writer thread."""
@@ -153,6 +159,12 @@ class ExperimentStore:
         self._thread.start()
 
     def _open_sync(self, meta: dict[str, Any]) -> sqlite3.Connection:
+        conn = self._open_db(meta)
+        row = conn.execute("SELECT max(end_seq) FROM trials").fetchone()
+        self._end_seq = row[0] or 0
+        return conn
+
+    def _open_db(self, meta: dict[str, Any]) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -208,6 +220,11 @@ class ExperimentStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._snapshot_due and self._snapshot is not None:
+            # taken now, on the loop, it matches exactly the events queued before it, and
+            # lands in the same transaction: a snapshot per commit, not per trial
+            self._snapshot_due = False
+            self._queue.append(("snapshot", self._snapshot()))
         self._wake.set()
 
     def set_meta(self, **values: Any) -> None:
@@ -215,10 +232,14 @@ class ExperimentStore:
         self._queue.append(("meta", [(k, _dumps(v)) for k, v in values.items()]))
         self._kick()
 
-    def save_snapshot(self, time: float, trials_done: int, state: bytes) -> None:
-        """Queue a strategy snapshot (written in order with the events before it)."""
-        self._queue.append(("snapshot", (time, trials_done, state)))
-        self._kick()
+    def snapshot_with(self, provider: Callable[[], bytes]) -> None:
+        """Use ``provider()`` for snapshots: called on the loop at the next commit after
+        ``snapshot_due()``, its bytes committed with the events queued before it."""
+        self._snapshot = provider
+
+    def snapshot_due(self) -> None:
+        """Ask for a snapshot with the next commit (e.g. after a trial ended)."""
+        self._snapshot_due = True
 
     @property
     def backlogged(self) -> bool:
@@ -299,10 +320,11 @@ class ExperimentStore:
 
         for ev in batch:
             if isinstance(ev, IntermediateMetric):
-                metrics.append((ev.trial_id, ev.step, _dumps(ev.value), ev.metric, ev.time))
+                metrics.append((ev.trial_id, ev.attempt, ev.step, _dumps(ev.value), ev.metric,
+                                ev.time))
             elif isinstance(ev, TrialSubmitted):
                 r = [ev.trial_id, ev.hash, _dumps(ev.sample), TrialState.WAITING.value, None,
-                     None, ev.time, None, None, None, None, None, ev.attempt]
+                     None, ev.time, None, None, None, None, None, ev.attempt, None]
                 live[ev.trial_id] = dirty[ev.trial_id] = r
             elif isinstance(ev, TrialStarted):
                 self._change(row(ev.trial_id), updates, ev.trial_id,
@@ -312,11 +334,13 @@ class ExperimentStore:
                              metric=ev.metric, metrics=_dumps(ev.value))
             elif isinstance(ev, TrialEnded):
                 err = ev.error
+                self._end_seq += 1
                 self._change(row(ev.trial_id), updates, ev.trial_id,
                              state=ev.state.value, ended_at=ev.time,
                              error_type=err.type if err else None,
                              error_message=err.message if err else None,
-                             traceback=err.traceback if err else None)
+                             traceback=err.traceback if err else None,
+                             end_seq=self._end_seq)
                 live.pop(ev.trial_id, None)
             elif isinstance(ev, CheckpointSaved):
                 checkpoints.append((ev.trial_id, ev.path, ev.step, ev.time))
@@ -327,7 +351,7 @@ class ExperimentStore:
                 if kind == "meta":
                     meta.extend(payload)
                 elif kind == "snapshot":
-                    snapshots.append(payload)
+                    snapshots[:] = [(time.time(), self._end_seq, payload)]  # the newest wins
                 elif kind in ("flush", "room"):
                     if kind == "flush":
                         callbacks.append(payload)
@@ -341,8 +365,8 @@ class ExperimentStore:
                 conn.execute(sql, params)
             if metrics:
                 conn.executemany(
-                    "INSERT INTO metrics (trial_id, step, value, metric, time) "
-                    "VALUES (?, ?, ?, ?, ?)", metrics)
+                    "INSERT INTO metrics (trial_id, attempt, step, value, metric, time) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", metrics)
             if checkpoints:
                 conn.executemany(
                     "INSERT INTO checkpoints (trial_id, path, step, time) VALUES (?, ?, ?, ?)",
@@ -353,9 +377,9 @@ class ExperimentStore:
                 conn.executemany('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
                                  progress)
             if snapshots:
-                conn.executemany(
-                    "INSERT INTO snapshots (time, trials_done, state) VALUES (?, ?, ?)",
-                    snapshots)
+                conn.execute(
+                    "INSERT OR REPLACE INTO snapshots (id, time, ended, state) "
+                    "VALUES (1, ?, ?, ?)", snapshots[0])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -412,11 +436,21 @@ class StoreReader:
             params = tuple(names)
         return [_record(r) for r in self._query(sql + " ORDER BY id", params)]
 
-    def intermediates(self, trial_id: int) -> list[tuple[int, Any]]:
-        """``[(step, value), ...]`` reported by one trial, in report order."""
+    def intermediates(self, trial_id: int, attempt: int | None = None) -> list[tuple[int, Any]]:
+        """``[(step, value), ...]`` reported by one trial (its latest attempt unless
+        ``attempt`` is given), in report order."""
+        if attempt is None:
+            row = self._query("SELECT attempt FROM trials WHERE id = ?", (trial_id,))
+            attempt = row[0][0] if row else 0
         rows = self._query(
-            "SELECT step, value FROM metrics WHERE trial_id = ? ORDER BY rowid", (trial_id,))
+            "SELECT step, value FROM metrics WHERE trial_id = ? AND attempt = ? ORDER BY rowid",
+            (trial_id, attempt))
         return [(step, orjson.loads(v)) for step, v in rows]
+
+    def end_order(self) -> dict[int, int]:
+        """``{trial id: position in the order trials ended}`` for ended trials."""
+        rows = self._query("SELECT id, end_seq FROM trials WHERE end_seq IS NOT NULL")
+        return dict(rows)
 
     def progress(self) -> list[tuple[float, int | None, dict[str, Any]]]:
         """``[(time, step, values), ...]`` the strategy reported, in order."""
@@ -424,9 +458,8 @@ class StoreReader:
         return [(t, step, orjson.loads(v)) for t, step, v in rows]
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        """``(trials_done, state)`` of the newest strategy snapshot."""
-        rows = self._query(
-            "SELECT trials_done, state FROM snapshots ORDER BY id DESC LIMIT 1")
+        """``(ended, state)`` of the newest snapshot: ``ended`` trials had ended by then."""
+        rows = self._query("SELECT ended, state FROM snapshots WHERE id = 1")
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -437,7 +470,7 @@ class StoreReader:
 
 
 def _record(r: tuple[Any, ...]) -> TrialRecord:
-    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt) = r
+    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt, _) = r
     error = TrialError(etype, emsg or "", tb or "") if etype else None
     return TrialRecord(
         id=tid, sample=orjson.loads(sample), hash=h, state=TrialState(state), metric=metric,

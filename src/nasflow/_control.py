@@ -1,0 +1,115 @@
+"""A running experiment's control endpoint: how ``nasflow stop ID`` reaches it.
+
+The experiment listens on 127.0.0.1 (a free port) and writes ``control.json`` (port, a
+random token, pid; readable by the owner only) into its directory; a request is one JSON
+line ``{"token": ..., "op": "stop" | "status"}`` answered by one JSON line. The file is
+removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from nasflow.exceptions import NasflowError
+
+__all__ = ["CONTROL_FILE", "ControlServer", "send_request"]
+
+CONTROL_FILE = "control.json"
+_MAX_REQUEST = 4096
+
+
+class ControlServer:
+    """Serves ``stop``/``status`` requests for one running experiment."""
+
+    def __init__(self, directory: Path, on_stop: Callable[[str], Awaitable[None]],
+                 status: Callable[[], dict[str, Any]]) -> None:
+        self.directory = directory
+        self._on_stop = on_stop
+        self._status = status
+        self._token = secrets.token_urlsafe(24)
+        self._listener: anyio.abc.SocketListener | None = None
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+                    ) -> None:
+        """Listen until cancelled (start it with ``tg.start``)."""
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self._listener = listener
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        info = {"port": port, "token": self._token, "pid": os.getpid()}
+        path = self.directory / CONTROL_FILE
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        os.replace(path.with_suffix(".tmp"), path)
+        task_status.started()
+        try:
+            async with listener:
+                await listener.serve(self._handle)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                with anyio.fail_after(5):
+                    data = await stream.receive(_MAX_REQUEST)
+                request = json.loads(data.decode())
+                token = str(request.get("token", ""))
+                if not hmac.compare_digest(token.encode(), self._token.encode()):
+                    reply: dict[str, Any] = {"ok": False, "error": "bad token"}
+                elif request.get("op") == "stop":
+                    reply = {"ok": True, "stopping": True}
+                    await stream.send(json.dumps(reply).encode() + b"\n")
+                    await self._on_stop(str(request.get("reason") or "stopped from the CLI"))
+                    return
+                elif request.get("op") == "status":
+                    reply = {"ok": True, **self._status()}
+                else:
+                    reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
+            except (TimeoutError, ValueError, AttributeError, anyio.EndOfStream) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc!r}"}
+            try:
+                await stream.send(json.dumps(reply).encode() + b"\n")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+
+def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: Any) -> dict:
+    """Send ``op`` to the experiment running from ``directory`` (blocking; for the CLI)."""
+    path = directory / CONTROL_FILE
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NasflowError(
+            f"experiment {directory.name} is not running here (no readable {path}: {exc})"
+        ) from exc
+    try:
+        with socket.create_connection(("127.0.0.1", info["port"]), timeout=timeout) as sock:
+            sock.sendall(json.dumps({"token": info["token"], "op": op, **extra}).encode())
+            sock.shutdown(socket.SHUT_WR)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        raise NasflowError(
+            f"cannot reach experiment {directory.name} on port {info.get('port')}: {exc}; "
+            "its process may have died (nasflow list shows it as CRASHED then)"
+        ) from exc
+    try:
+        reply: dict = json.loads(data.decode())
+    except ValueError as exc:
+        raise NasflowError(f"experiment {directory.name} sent a bad reply: {data!r}") from exc
+    return reply

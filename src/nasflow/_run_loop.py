@@ -1,0 +1,167 @@
+"""How one run of an experiment proceeds: open the store, start the control endpoint, run
+the engine and the strategy under the budget, and always finish cleanly.
+
+A mixin of ``Experiment`` (kept apart so that each file reads as one thing): it uses the
+experiment's attributes and sinks defined in ``experiment.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from nasflow._context import ExperimentContext
+from nasflow._control import ControlServer
+from nasflow._persist import save_objects
+from nasflow._resume import requeue, restore_state
+from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow.events import ExperimentFinished, ExperimentStateChanged, TrialEnded
+from nasflow.exceptions import BudgetExhausted, StoreError, StrategyError
+from nasflow.store import DB_NAME, ExperimentStore
+
+if TYPE_CHECKING:
+    from nasflow.experiment import Experiment
+
+__all__ = ["RunMixin", "unwrap"]
+
+_log = logging.getLogger("nasflow.experiment")
+
+
+class RunMixin:
+    """The run of an ``Experiment`` (see the module docstring)."""
+
+    async def _run(self: Experiment) -> None:
+        cfg = self.config
+        failure: BaseException | None = None  # raised by the strategy
+        internal: BaseException | None = None  # raised by anything else (e.g. the store)
+        finished_normally = False
+        try:
+            async with anyio.create_task_group() as services:
+                if cfg.store:
+                    await self._open_store()
+                    control = ControlServer(self.directory, self.stop, self._status)
+                    await services.start(control.serve)
+                failure = await self._search()
+                finished_normally = True
+                services.cancel_scope.cancel()
+        except BaseException as exc:
+            inner = unwrap(exc)
+            if isinstance(inner, anyio.get_cancelled_exc_class()):
+                raise
+            internal = inner
+        finally:
+            await self._finish(failure or internal, normal=finished_normally)
+        if internal is not None:
+            raise internal
+        if failure is not None:
+            raise StrategyError(
+                f"the strategy {self.strategy!r} raised {failure!r}; the experiment failed "
+                f"after {len(self._records)} trials (all kept in {self.directory})"
+            ) from failure
+
+    async def _open_store(self: Experiment) -> None:
+        store = ExperimentStore(self.directory / DB_NAME)
+        await store.open(self._meta())
+        self._store = store
+        self._hub.add_sink(store.put)
+        store.snapshot_with(self._snapshot)
+        objects = {"space": self.space, "evaluator": self.evaluator,
+                   "strategy": self.strategy, "scheduler": self.scheduler}
+        await anyio.to_thread.run_sync(save_objects, self.directory, objects)
+
+    async def _search(self: Experiment) -> BaseException | None:
+        """The engine, the re-queued trials of a resume, the strategy, the budget."""
+        cfg = self.config
+        engine = self._make_engine()
+        await self._publish(ExperimentStateChanged(time=time.time(),
+                                                   state=ExperimentState.RUNNING))
+        deadline = math.inf
+        if cfg.max_duration is not None:
+            deadline = anyio.current_time() + cfg.max_duration
+            self._budget.deadline = deadline
+        self._ctx = ExperimentContext(self)
+        if self._plan is not None:
+            restore_state(self, self._plan, self._ctx)
+        failure = None
+        async with engine:
+            self._engine = engine
+            with anyio.CancelScope(deadline=deadline) as search:
+                self._search_scope = search
+                if self._halt_request is not None:
+                    search.cancel()
+                if self._plan is not None:
+                    await requeue(self, self._plan, engine)
+                failure = await self._run_strategy(self._ctx)
+                await engine.wait_idle()
+            if search.cancelled_caught and self._halt_request is None:
+                self._halt(ExperimentState.DONE, f"max_duration={cfg.max_duration}s reached")
+            if self._halt_request is not None:
+                state, reason = self._halt_request
+                self._budget.stopping = True
+                # a stop (or a strategy failure) interrupts trials: a resume runs them again
+                interrupted = state is not ExperimentState.DONE
+                for trial_id in engine.running:
+                    engine.cancel(trial_id, TrialState.CANCELED, reason, interrupted=interrupted)
+                await engine.wait_idle()
+        return failure
+
+    async def _run_strategy(self: Experiment, ctx: ExperimentContext
+                            ) -> BaseException | None:
+        try:
+            await self.strategy.run(ctx)
+        except BudgetExhausted:
+            self.end_reason = self.end_reason or "max_trials reached"
+        except Exception as exc:
+            self._halt(ExperimentState.FAILED, f"the strategy raised {exc!r}")
+            return exc
+        else:
+            if self._budget.exhausted and self._budget.max_trials is not None:
+                self.end_reason = self.end_reason or "max_trials reached"
+            else:
+                self.end_reason = self.end_reason or "the strategy finished"
+        return None
+
+    async def _finish(self: Experiment, failure: BaseException | None, *,
+                      normal: bool) -> None:
+        with anyio.CancelScope(shield=True):
+            now = time.time()
+            # nothing stays WAITING or RUNNING
+            for record in list(self._records.values()):
+                if not record.state.finished:
+                    await self._publish(TrialEnded(
+                        time=now, trial_id=record.id, state=TrialState.CANCELED,
+                        error=TrialError(INTERRUPTED, "the experiment ended"),
+                    ), wait=False)
+            if failure is not None:
+                state = ExperimentState.FAILED
+                reason = self._halt_request[1] if self._halt_request else repr(failure)
+            elif self._halt_request is not None:
+                state, reason = self._halt_request
+            elif normal:
+                state, reason = ExperimentState.DONE, self.end_reason or "done"
+            else:
+                state, reason = ExperimentState.STOPPED, "the run was cancelled"
+            self.state, self.end_reason = state, reason
+            # a normal end waits for slow subscribers like any event; a cancelled one cannot
+            for ev in (ExperimentStateChanged(time=now, state=state),
+                       ExperimentFinished(time=now, state=state, reason=reason)):
+                await self._publish(ev, wait=normal)
+            self._hub.close()
+            if self._store is not None:
+                self._store.set_meta(state=state.value, ended_at=now, end_reason=reason,
+                                     trials=len(self._records), best=self._best_metric())
+                try:
+                    await self._store.close()
+                except StoreError:
+                    _log.exception("closing the store of experiment %s failed", self.id)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The single interesting exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from nasflow.testing._engine_contract import EngineContract as EngineContract
 from nasflow.testing._engine_contract import EngineHarness as EngineHarness
+from nasflow.testing._simulated import FakeClock as FakeClock
+from nasflow.testing._simulated import SimulatedEngine as SimulatedEngine
 
-__all__ = ["EngineContract", "EngineHarness"]
+__all__ = ["EngineContract", "EngineHarness", "FakeClock", "SimulatedEngine"]

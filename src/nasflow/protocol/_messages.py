@@ -193,6 +193,12 @@ class SetupFailed:
     TYPE: ClassVar[str] = "setup_failed"
     experiment_id: str
     error: TrialError
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +259,12 @@ class TrialStarted:
     trial_id: int
     attempt: int = 0
     time: float
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,6 +278,12 @@ class Metric:
     step: int
     value: MetricValue
     time: float
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,6 +296,12 @@ class FinalMetric:
     attempt: int = 0
     value: MetricValue
     time: float
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,6 +315,12 @@ class Checkpoint:
     path: str
     step: int | None = None
     time: float
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +334,12 @@ class TrialEnded:
     state: TrialState
     error: TrialError | None = None
     time: float
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
 
 
 ControlMessage = Hello | Welcome | Ack | ErrorMessage | Bye | Heartbeat

@@ -213,6 +213,8 @@ def _spec(cls: type[Any], *, sequenced: bool, **kinds: Kind) -> MessageSpec:
 
 
 _TRIAL = {"experiment_id": ID, "trial_id": COUNT, "attempt": COUNT}
+# where a forwarded trial event came from (set by the manager; see ``TrialStarted.origin``)
+_ORIGIN = {"origin": _optional(ID), "origin_seq": _optional(POSITIVE)}
 
 _SPECS = (
     _spec(
@@ -253,16 +255,24 @@ _SPECS = (
         concurrency=_optional(POSITIVE),
         trial_timeout=_optional(NUMBER),
     ),
-    _spec(m.SetupFailed, sequenced=True, experiment_id=ID, error=TRIAL_ERROR),
+    _spec(m.SetupFailed, sequenced=True, experiment_id=ID, error=TRIAL_ERROR, **_ORIGIN),
     _spec(m.Submit, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.RunTrial, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.Cancel, sequenced=True, **_TRIAL, state=STOP_STATE, reason=TEXT),
     _spec(m.Capacity, sequenced=True, slots=COUNT),
-    _spec(m.TrialStarted, sequenced=True, **_TRIAL, time=NUMBER),
-    _spec(m.Metric, sequenced=True, **_TRIAL, step=INT, value=METRIC, time=NUMBER),
-    _spec(m.FinalMetric, sequenced=True, **_TRIAL, value=METRIC, time=NUMBER),
+    _spec(m.TrialStarted, sequenced=True, **_TRIAL, time=NUMBER, **_ORIGIN),
     _spec(
-        m.Checkpoint, sequenced=True, **_TRIAL, path=TEXT, step=_optional(INT), time=NUMBER
+        m.Metric, sequenced=True, **_TRIAL, step=INT, value=METRIC, time=NUMBER, **_ORIGIN
+    ),
+    _spec(m.FinalMetric, sequenced=True, **_TRIAL, value=METRIC, time=NUMBER, **_ORIGIN),
+    _spec(
+        m.Checkpoint,
+        sequenced=True,
+        **_TRIAL,
+        path=TEXT,
+        step=_optional(INT),
+        time=NUMBER,
+        **_ORIGIN,
     ),
     _spec(
         m.TrialEnded,
@@ -271,6 +281,7 @@ _SPECS = (
         state=FINISHED_STATE,
         error=_optional(TRIAL_ERROR),
         time=NUMBER,
+        **_ORIGIN,
     ),
 )
 

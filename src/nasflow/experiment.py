@@ -20,6 +20,7 @@ import os
 import socket
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +42,7 @@ from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
+from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import (
     Event,
@@ -157,6 +158,10 @@ class Experiment(RunMixin, Results):
         self._search_scope: anyio.CancelScope | None = None
         self._halt_request: tuple[ExperimentState, str] | None = None
         self._plan: ResumePlan | None = None  # set by restore()
+        self._retries: deque[TrialRecord] = deque()  # failed attempts to run again
+        self._retry_wakeup = anyio.Event()
+        self._retry_settled = anyio.Event()
+        self._attempt0: dict[int, int] = {}  # the attempt retries count from (resumed trials)
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
         self._tmpdir: str | None = None
@@ -205,10 +210,11 @@ class Experiment(RunMixin, Results):
 
     def _make_engine(self) -> Engine:
         cfg = self.config
-        if cfg.training_service != "inprocess":
+        if cfg.training_service == "ray":
             raise ConfigError(
                 "training_service", cfg.training_service,
-                "'inprocess' (the 'local' and 'ray' services come with the trial manager)",
+                "'inprocess' or 'local': the Ray training service is not supported yet "
+                "(run `nasflow manager` on each machine instead, or use 'local')",
             )
         setup = EngineSetup(
             space=self.space,
@@ -220,7 +226,18 @@ class Experiment(RunMixin, Results):
             concurrency=cfg.concurrency,
             trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
         )
-        return InProcessEngine(setup)
+        if cfg.training_service == "inprocess" and cfg.manager is None:
+            return InProcessEngine(setup)
+        return ManagerEngine(
+            setup,
+            manager=cfg.manager,
+            token=cfg.token or os.environ.get("NASFLOW_TOKEN"),
+            gpus=cfg.gpus,  # type: ignore[arg-type]
+            trials_per_gpu=cfg.trials_per_gpu,
+            max_trials_per_worker=cfg.max_trials_per_worker,
+            reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
+            log_dir=self.directory / "workers",
+        )
 
     async def _engine_submit(self, spec: TrialSpec) -> None:
         assert self._engine is not None
@@ -271,6 +288,9 @@ class Experiment(RunMixin, Results):
                 return
             record.state, record.ended_at, record.error = event.state, event.time, event.error
             self._inflight -= 1
+            if self._retry_wanted(record):
+                return  # run again: the strategy and the scheduler see the last attempt only
+            self._penalise(record)
             if self.scheduler is not None:
                 self.scheduler.on_trial_end(record)
             if self._ctx is not None:
@@ -283,6 +303,20 @@ class Experiment(RunMixin, Results):
                     and self.objective.reached(record.metric, target)):
                 self._halt(ExperimentState.DONE,
                            f"trial {record.id} reached target_metric={target}")
+
+    def _retry_wanted(self, record: TrialRecord) -> bool:
+        cfg = self.config
+        if (record.attempt >= self._attempt0.get(record.id, 0) + cfg.retry
+                or record.state.value not in cfg.retry_on or self._budget.stopping):
+            return False
+        self._retries.append(record)
+        self._retry_wakeup.set()
+        return True
+
+    def _penalise(self, record: TrialRecord) -> None:
+        if (self.config.penalty is not None and record.metric is None
+                and record.state in (TrialState.FAILED, TrialState.TIMEOUT)):
+            record.metric = self.config.penalty
 
     def events(self, *types: type[Event], buffer: int | None = None) -> EventStream:
         """Every event from now on (only ``types`` if given), as an async iterator that

@@ -1,4 +1,5 @@
-"""Engines run trials; strategies decide which. ``InProcessEngine`` runs them here."""
+"""Engines run trials; strategies decide which. ``InProcessEngine`` runs them here,
+``ManagerEngine`` on a trial manager's warm worker processes."""
 
 from __future__ import annotations
 
@@ -8,5 +9,18 @@ from nasflow.engine._base import Publish as Publish
 from nasflow.engine._base import TrialSpec as TrialSpec
 from nasflow.engine._base import build_model as build_model
 from nasflow.engine._inprocess import InProcessEngine as InProcessEngine
+from nasflow.engine._manager import ManagerEngine as ManagerEngine
+from nasflow.engine._manager import ManagerGoneError as ManagerGoneError
+from nasflow.engine._manager import WorkerSetupError as WorkerSetupError
 
-__all__ = ["Engine", "EngineSetup", "InProcessEngine", "Publish", "TrialSpec", "build_model"]
+__all__ = [
+    "Engine",
+    "EngineSetup",
+    "InProcessEngine",
+    "ManagerEngine",
+    "ManagerGoneError",
+    "Publish",
+    "TrialSpec",
+    "WorkerSetupError",
+    "build_model",
+]

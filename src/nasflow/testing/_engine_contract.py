@@ -9,21 +9,25 @@ Subclass it in a test module and say how to build the engine::
             return MyEngine(setup)
 
 Evaluators used here are module-level functions, so that engines that ship them to other
-processes can pickle them.
+processes can pickle them, and the tests are process-agnostic: where a test must talk to a
+running evaluator, it does so over a loopback TCP socket (the port travels in the sample),
+which works whether the evaluator runs in a thread here or in a worker process.
 """
 
 from __future__ import annotations
 
 import math
-import threading
+import socket
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
+from anyio.abc import SocketAttribute
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from nasflow._objective import Objective
 from nasflow._types import TrialState
@@ -125,6 +129,51 @@ async def which_trial_async(model: Any, trial: Trial) -> float:
     return float(current_trial().id)
 
 
+def block_until_released(model: Any, trial: Trial) -> float:
+    # a sync evaluator that blocks its thread in a socket read until the test releases it
+    with socket.create_connection(("127.0.0.1", trial.sample["port"]), timeout=30) as sock:
+        sock.sendall(b"started\n")
+        if sock.recv(1) != b"x":
+            raise RuntimeError("the test never released the evaluator")
+    return 1.0
+
+
+def report_until_stopped(model: Any, trial: Trial) -> float:
+    # a cooperative sync evaluator: reports until told to stop, then says what it saw
+    with socket.create_connection(("127.0.0.1", trial.sample["port"]), timeout=30) as sock:
+        try:
+            trial.report(1.0)
+            sock.sendall(b"started\n")
+            while True:
+                time.sleep(0.005)  # simulated work between reports
+                trial.report(1.0)
+        except TrialStopped as exc:
+            sock.sendall(f"{exc}\n".encode())
+            raise
+
+
+@asynccontextmanager
+async def _rendezvous() -> AsyncIterator[tuple[int, Callable[[], Any]]]:
+    """A loopback listener: ``(port, accept)``; ``accept()`` gives a buffered stream."""
+    multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    listener = multi.listeners[0]
+    port = listener.extra(SocketAttribute.local_port)
+
+    accepted: list[Any] = []
+
+    async def accept() -> tuple[Any, BufferedByteReceiveStream]:
+        stream = await listener.accept()
+        accepted.append(stream)
+        return stream, BufferedByteReceiveStream(stream)
+
+    async with multi:
+        try:
+            yield port, accept
+        finally:
+            for stream in accepted:
+                await stream.aclose()
+
+
 class EngineContract:
     """The behaviour every engine owes its experiment (see the module docstring)."""
 
@@ -140,14 +189,16 @@ class EngineContract:
     ):
         harness = EngineHarness()
         evaluator = fn if isinstance(fn, Evaluator) else FunctionalEvaluator(fn)
-        root = tmp or Path(".")
-        setup = EngineSetup(
-            space=_space(), evaluator=evaluator, objective=Objective({"default": "maximize"}),
-            publish=harness.publish, trial_directory=lambda i: root / "trials" / str(i),
-            experiment_id="contract", concurrency=self.concurrency, trial_timeout=trial_timeout,
-        )
-        async with self.make_engine(setup) as engine:
-            yield engine, harness
+        with tempfile.TemporaryDirectory(prefix="nasflow-contract-") as scratch:
+            root = tmp or Path(scratch)  # engines may write trial logs there
+            setup = EngineSetup(
+                space=_space(), evaluator=evaluator,
+                objective=Objective({"default": "maximize"}), publish=harness.publish,
+                trial_directory=lambda i: root / "trials" / str(i), experiment_id="contract",
+                concurrency=self.concurrency, trial_timeout=trial_timeout,
+            )
+            async with self.make_engine(setup) as engine:
+                yield engine, harness
 
     # --- the contract -----------------------------------------------------------------------
 
@@ -244,38 +295,24 @@ class EngineContract:
                 assert (await h.ended(5)).state is TrialState.SUCCEEDED
 
     async def test_sync_evaluators_do_not_block_the_loop(self) -> None:
-        release = threading.Event()
-
-        def blocking(model: Any, trial: Trial) -> float:
-            assert release.wait(10), "the loop never got to run"
-            return 1.0
-
-        async with self.engine(blocking) as (engine, h):
-            await engine.submit(TrialSpec(0, {"x": 1}))
-            # the loop keeps running while the trial's thread blocks
-            await anyio.lowlevel.checkpoint()
-            release.set()
-            assert (await h.ended(0)).state is TrialState.SUCCEEDED
+        with anyio.fail_after(30):
+            async with _rendezvous() as (port, accept), \
+                    self.engine(block_until_released) as (engine, h):
+                await engine.submit(TrialSpec(0, {"x": 1, "port": port}))
+                # the evaluator blocks in its read; this loop still accepts and answers
+                stream, reader = await accept()
+                assert await reader.receive_until(b"\n", 64) == b"started"
+                await stream.send(b"x")
+                assert (await h.ended(0)).state is TrialState.SUCCEEDED
 
     async def test_reports_after_a_stop_raise(self) -> None:
-        started, stopped = threading.Event(), threading.Event()
-        seen: list[BaseException] = []
-
-        def obedient(model: Any, trial: Trial) -> float:
-            try:
-                while True:
-                    trial.report(1.0)
-                    started.set()
-                    time.sleep(0.005)  # simulated work between reports
-            except TrialStopped as exc:
-                seen.append(exc)
-                stopped.set()
-                raise
-
-        async with self.engine(obedient) as (engine, h):
-            await engine.submit(TrialSpec(0, {"x": 1}))
-            assert await anyio.to_thread.run_sync(started.wait, 10)
-            engine.cancel(0, TrialState.EARLY_STOPPED, "asha")
-            assert (await h.ended(0)).state is TrialState.EARLY_STOPPED
-        assert await anyio.to_thread.run_sync(stopped.wait, 10)
-        assert "EARLY_STOPPED" in str(seen[0])
+        with anyio.fail_after(30):
+            async with _rendezvous() as (port, accept), \
+                    self.engine(report_until_stopped) as (engine, h):
+                await engine.submit(TrialSpec(0, {"x": 1, "port": port}))
+                _, reader = await accept()
+                assert await reader.receive_until(b"\n", 64) == b"started"
+                engine.cancel(0, TrialState.EARLY_STOPPED, "asha")
+                assert (await h.ended(0)).state is TrialState.EARLY_STOPPED
+                seen = await reader.receive_until(b"\n", 4096)
+        assert b"EARLY_STOPPED" in seen, seen

@@ -1,0 +1,468 @@
+"""``ManagerEngine``: trials run on a trial manager's warm worker processes.
+
+With ``manager=None`` the engine starts an embedded ``TrialManager`` in its
+``__aenter__`` (a per-experiment token, loopback, a free port, ``concurrency`` workers)
+and talks to it directly, in memory: the trial events workers send are decoded once, in
+the manager, and handed over as objects. With a ``ws://`` URL it attaches to a running
+``nasflow manager`` daemon over the tuner channel, re-attaching if the connection drops.
+
+The engine owes its experiment what every engine does (``nasflow.testing.EngineContract``):
+``submit`` waits for the capacity the manager grants (its fair share), events flow to
+``publish`` in order, and each is acked back (so the worker forgets it) only after
+``publish`` returned. A worker's event that reaches it twice (a restarted manager forwards
+what the worker resent) is dropped by ``(origin, origin_seq)``.
+
+If the experiment's setup cannot be loaded by a worker, or the manager is gone for good,
+every trial in flight ends FAILED with that error, ``submit`` raises it, and so does
+leaving the ``async with`` block: the experiment fails with the cause, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from nasflow._types import TrialError, TrialState
+from nasflow.engine._base import Engine, EngineSetup, TrialSpec
+from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
+from nasflow.events import TrialStarted as TrialStartedEvent
+from nasflow.exceptions import ConfigError, MetricError, NasflowError
+from nasflow.protocol import (
+    DEFAULT_LIMITS,
+    Cancel,
+    Capacity,
+    Checkpoint,
+    Limits,
+    Metric,
+    SequencedMessage,
+    Setup,
+    SetupFailed,
+    Submit,
+    TrialRef,
+)
+from nasflow.protocol import FinalMetric as FinalMetricMessage
+from nasflow.protocol import TrialEnded as TrialEndedMessage
+from nasflow.protocol import TrialStarted as TrialStartedMessage
+
+if TYPE_CHECKING:
+    from nasflow.manager import TrialManager
+
+__all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
+
+_log = logging.getLogger("nasflow.engine.manager")
+
+Done = Callable[[], None]
+
+
+class WorkerSetupError(NasflowError):
+    """A worker could not load the experiment's space and evaluator (e.g. an import error).
+
+    ``error`` holds the worker's exception type, message and traceback.
+    """
+
+    def __init__(self, error: TrialError) -> None:
+        self.error = error
+        """What the worker raised."""
+        super().__init__(
+            f"a worker could not load the experiment's space and evaluator: {error}. "
+            "Everything they refer to must be importable in the worker processes (same "
+            "Python environment; modules next to your script are found through sys.path). "
+            f"Worker traceback:\n{error.traceback}"
+        )
+
+
+class ManagerGoneError(NasflowError):
+    """The trial manager went away for good (it shut down, or never came back)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    spec: TrialSpec
+    started: bool = False
+    cancel: tuple[TrialState, str] | None = None
+
+
+class ManagerEngine(Engine):
+    """Runs trials on a trial manager's workers; see the module docstring.
+
+    ``manager``/``token``: a daemon's URL and token (``None``: an embedded manager).
+    The embedded manager's pool: ``workers`` (default: ``setup.concurrency``), ``gpus``
+    and ``trials_per_gpu`` (``CUDA_VISIBLE_DEVICES`` per worker), ``max_trials_per_worker``
+    (recycling), ``kill_grace`` (seconds a stopped trial gets before its process group is
+    killed), ``log_dir`` (the workers' own output). ``reattach_timeout``: how long the
+    manager (and its workers) may be away before the run fails.
+    """
+
+    def __init__(
+        self,
+        setup: EngineSetup,
+        *,
+        manager: str | None = None,
+        token: str | None = None,
+        workers: int | None = None,
+        gpus: tuple[int, ...] | list[int] | None = None,
+        trials_per_gpu: int = 1,
+        max_trials_per_worker: int | None = None,
+        kill_grace: float = 5.0,
+        reattach_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        log_dir: str | Path | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(setup)
+        self._url = manager
+        self._token = token
+        self._pool = dict(workers=workers or setup.concurrency, gpus=gpus,
+                          trials_per_gpu=trials_per_gpu,
+                          max_trials_per_worker=max_trials_per_worker, kill_grace=kill_grace,
+                          reattach_timeout=reattach_timeout, log_dir=log_dir, limits=limits)
+        self._reattach_timeout = reattach_timeout
+        self._connect_timeout = connect_timeout
+        self._limits = limits
+        self._flights: dict[int, _Flight] = {}
+        self._slots = 0
+        self._granted = asyncio.Event()
+        self._room = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._inbox: deque[tuple[Any, str | None, int | None, Done | None]] = deque()
+        self._inbox_wake = asyncio.Event()
+        self._seen: dict[str, int] = {}  # origin -> highest origin_seq published
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._manager: TrialManager | None = None
+        self._link: _Link | None = None
+        self._tg: TaskGroup | None = None
+        self._setup_message: Setup | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _check_options(self) -> None:
+        if self._url is None:
+            return
+        if not self._token:
+            raise ConfigError("token", None, "the token the manager printed (or set the "
+                                             "NASFLOW_TOKEN variable) when manager= is set")
+        # the daemon owns its worker pool: pool options here would be silently ignored
+        for name, default in (("gpus", None), ("max_trials_per_worker", None),
+                              ("trials_per_gpu", 1)):
+            if self._pool[name] != default:
+                raise ConfigError(
+                    name, self._pool[name],
+                    f"{default!r} when manager= is set: the daemon's own options "
+                    f"(nasflow manager --{name.replace('_', '-')}) decide that",
+                )
+
+    async def __aenter__(self) -> ManagerEngine:
+        from nasflow.worker._payload import pack
+
+        self._check_options()  # here, not in __init__: the experiment cleans up after us
+        s = self.setup
+        payload = await anyio.to_thread.run_sync(
+            pack, s.space, s.evaluator, s.objective, s.trial_directory)
+        self._setup_message = Setup(experiment_id=s.experiment_id, payload=payload,
+                                    concurrency=s.concurrency, trial_timeout=s.trial_timeout)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            tg.start_soon(self._consume)
+            if self._url is None:
+                from nasflow.manager import TrialManager
+
+                manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
+                await tg.start(manager.serve)
+                self._manager = manager
+                self._link = _LocalLink(self)
+            else:
+                from nasflow.manager._tuner import TunerLink
+
+                link = TunerLink(
+                    self._url, self._token or "", receive=self._receive,
+                    running=self._running_refs, restarted=self._manager_restarted,
+                    gone=self._gone, connect_timeout=self._connect_timeout,
+                    reattach_timeout=self._reattach_timeout, limits=self._limits,
+                )
+                self._link = link
+                tg.start_soon(self._guard, link.run)
+            self._link.send(self._setup_message)
+            with anyio.fail_after(self._connect_timeout + 30):
+                await self._granted.wait()
+            self._raise_failure()
+        except BaseException as exc:
+            await self._shutdown()
+            if isinstance(exc, TimeoutError):
+                raise ManagerGoneError(
+                    f"the manager at {self._url} accepted the connection but granted no "
+                    "capacity; check its log") from exc
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._shutdown()
+        if exc is None:
+            self._raise_failure()
+
+    async def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if self._link is not None:
+                with anyio.move_on_after(5):
+                    await self._link.detach("the experiment ended")
+            if self._manager is not None:
+                # let its workers leave on their own before anything is cancelled
+                self._manager.stop()
+                await self._manager.stopped.wait()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+
+    async def _guard(self, run: Callable[[], Any]) -> None:
+        """Run the link; turn its failure into the engine's (the run then fails with it)."""
+        from nasflow.manager import ManagerConnectionError
+
+        try:
+            await run()
+        except ManagerConnectionError as exc:
+            self._inbox.append((exc, None, None, None))
+            self._inbox_wake.set()
+
+    def _gone(self, reason: str) -> None:
+        if not self._closed:
+            self._receive(ManagerGoneError(f"the manager said goodbye: {reason}"), None, None,
+                          None)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    # --- the contract -------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._slots
+
+    @property
+    def running(self) -> frozenset[int]:
+        return frozenset(self._flights)
+
+    async def submit(self, spec: TrialSpec) -> None:
+        self._raise_failure()
+        if self._closed or self._link is None:
+            raise RuntimeError("the engine is closed")
+        while len(self._flights) >= self._slots:
+            self._room.clear()
+            await self._room.wait()
+            self._raise_failure()
+        self._flights[spec.id] = _Flight(spec)
+        self._idle.clear()
+        self._link.send(self._submit_message(spec))
+
+    def _submit_message(self, spec: TrialSpec) -> Submit:
+        return Submit(experiment_id=self.setup.experiment_id, trial_id=spec.id,
+                      attempt=spec.attempt, sample=spec.sample)
+
+    def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
+               reason: str = "") -> bool:
+        flight = self._flights.get(trial_id)
+        if flight is None:
+            return False
+        if flight.cancel is None and self._link is not None:
+            flight.cancel = (state, reason)
+            self._link.send(self._cancel_message(flight))
+        return True
+
+    def _cancel_message(self, flight: _Flight) -> Cancel:
+        state, reason = flight.cancel or (TrialState.CANCELED, "")
+        return Cancel(experiment_id=self.setup.experiment_id, trial_id=flight.spec.id,
+                      attempt=flight.spec.attempt, state=state, reason=reason)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # --- from the manager ---------------------------------------------------------------------
+
+    def _receive(self, message: Any, origin: str | None, origin_seq: int | None,
+                 done: Done | None) -> None:
+        """Queue a message from the manager; ``done`` acks it once published."""
+        self._inbox.append((message, origin, origin_seq, done))
+        self._inbox_wake.set()
+
+    def _running_refs(self) -> list[TrialRef]:
+        """Trials a worker has started, for a manager that restarted (``hello.running``)."""
+        exp = self.setup.experiment_id
+        return [TrialRef(experiment_id=exp, trial_id=f.spec.id, attempt=f.spec.attempt)
+                for f in self._flights.values() if f.started]
+
+    def _manager_restarted(self) -> None:
+        """A new manager incarnation knows nothing: set up again, resubmit what has not
+        started (what has is claimed by its worker), repeat pending cancels."""
+        assert self._link is not None and self._setup_message is not None
+        self._link.send(self._setup_message)
+        for flight in self._flights.values():
+            if not flight.started:
+                self._link.send(self._submit_message(flight.spec))
+            if flight.cancel is not None:
+                self._link.send(self._cancel_message(flight))
+
+    async def _consume(self) -> None:
+        inbox, wake = self._inbox, self._inbox_wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            while inbox:
+                batch = list(inbox)
+                inbox.clear()
+                for message, origin, origin_seq, _ in batch:
+                    if origin is not None:
+                        # a restarted manager may forward what the worker resent
+                        if origin_seq is None or origin_seq <= self._seen.get(origin, 0):
+                            continue
+                        self._seen[origin] = origin_seq
+                    await self._handle(message, origin)
+                for *_, done in batch:
+                    if done is not None:
+                        done()
+
+    async def _handle(self, message: Any, origin: str | None) -> None:
+        kind = type(message)
+        publish = self.setup.publish
+        if kind is Metric:  # the hot path first
+            flight = self._flights.get(message.trial_id)
+            if flight is None or flight.spec.attempt != message.attempt:
+                return
+            try:
+                primary, value = self.setup.objective.parse(message.value)
+            except MetricError:
+                _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
+                return
+            await publish(IntermediateMetric(time=message.time, trial_id=message.trial_id,
+                                             step=message.step, value=value, metric=primary))
+            return
+        if kind is Capacity:
+            self._slots = message.slots
+            self._granted.set()
+            self._room.set()
+            return
+        if kind is SetupFailed:
+            await self._fail(WorkerSetupError(message.error))
+            return
+        if isinstance(message, BaseException):
+            await self._fail(message)
+            return
+        flight = self._flights.get(message.trial_id)
+        if flight is None or flight.spec.attempt != message.attempt:
+            return  # a trial that already ended here
+        event: Event
+        if kind is TrialStartedMessage:
+            if flight.started:
+                return
+            flight.started = True
+            event = TrialStartedEvent(time=message.time, trial_id=message.trial_id,
+                                      attempt=message.attempt)
+        elif kind is FinalMetricMessage:
+            try:
+                primary, value = self.setup.objective.parse(message.value)
+            except MetricError as exc:
+                self._flights.pop(message.trial_id)  # ends FAILED below, once
+                await self._publish_end(flight, TrialState.FAILED,
+                                        TrialError.from_exception(exc), message.time)
+                return
+            event = FinalMetric(time=message.time, trial_id=message.trial_id, value=value,
+                                metric=primary)
+        elif kind is Checkpoint:
+            event = CheckpointSaved(time=message.time, trial_id=message.trial_id,
+                                    path=message.path, step=message.step)
+        elif kind is TrialEndedMessage:
+            error = message.error
+            if origin is None and error is not None and error.type == "WorkerDied":
+                error = self._with_stderr(message.trial_id, error)
+            del self._flights[message.trial_id]
+            await self._publish_end(flight, message.state, error, message.time)
+            return
+        else:
+            return
+        await publish(event)
+
+    async def _publish_end(self, flight: _Flight, state: TrialState, error: TrialError | None,
+                           when: float) -> None:
+        self._flights.pop(flight.spec.id, None)
+        await self.setup.publish(TrialEnded(time=when, trial_id=flight.spec.id, state=state,
+                                            error=error))
+        self._room.set()
+        if not self._flights:
+            self._idle.set()
+
+    def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
+        from nasflow.manager._pool import tail
+
+        path = self.setup.trial_directory(trial_id) / "stderr.log"
+        text = tail(path)
+        if not text:
+            return error
+        return TrialError(error.type, f"{error.message}; the end of its stderr ({path}):\n"
+                                      f"{text}", text)
+
+    async def _fail(self, exc: BaseException) -> None:
+        """The run cannot go on: end every trial in flight with ``exc``, once."""
+        if self._failure is not None:
+            return
+        self._failure = exc
+        error = TrialError(type(exc).__name__, str(exc))
+        for flight in list(self._flights.values()):
+            await self._publish_end(flight, TrialState.FAILED, error, time.time())
+        self._granted.set()
+        self._room.set()
+        self._idle.set()
+
+
+class _Link(Protocol):
+    """How the engine reaches its manager (in memory, or ``TunerLink`` over a socket)."""
+
+    def send(self, message: SequencedMessage) -> None:
+        """Send ``setup``, ``submit`` or ``cancel`` (delivery is the link's business)."""
+
+    async def detach(self, reason: str) -> None:
+        """Leave the manager for good (after what was sent has arrived)."""
+
+
+class _LocalLink:
+    """An embedded manager: calls into its core, which answers through ``deliver``."""
+
+    def __init__(self, engine: ManagerEngine) -> None:
+        assert engine._manager is not None
+        self._engine = engine
+        self._core = engine._manager.core
+
+    # the manager's side: an ExperimentPort
+    def deliver(self, message: SequencedMessage, origin: str | None, origin_seq: int | None,
+                done: Done | None) -> None:
+        self._engine._receive(message, origin, origin_seq, done)
+
+    def close(self, reason: str) -> None:
+        self._engine._gone(reason)
+
+    # the engine's side
+    def send(self, message: SequencedMessage) -> None:
+        if isinstance(message, Setup):
+            self._core.port_setup(self, message)
+        elif isinstance(message, Submit):
+            self._core.submit(self, message)
+        elif isinstance(message, Cancel):
+            self._core.cancel(self, message)
+
+    async def detach(self, reason: str) -> None:
+        self._core.detach(self._engine.setup.experiment_id, reason)

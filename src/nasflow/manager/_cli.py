@@ -1,0 +1,131 @@
+"""``nasflow manager``: run the trial manager as a long-lived daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from nasflow.exceptions import ConfigError
+from nasflow.manager._server import TrialManager, new_token
+
+__all__ = ["manager_command"]
+
+_EXAMPLES = """\
+examples:
+  nasflow manager                               # loopback, a free port, one worker per CPU
+  nasflow manager --port 8765 --workers 4       # a fixed address experiments can find again
+  nasflow manager --port 8765 --gpus 0,1 --trials-per-gpu 2   # 4 workers, 2 per GPU
+  NASFLOW_TOKEN=s3cret nasflow manager --port 8765            # a token of your choosing
+
+then, in the experiment:
+  cfg = nf.ExperimentConfig(manager="ws://127.0.0.1:8765",
+                            token=os.environ["NASFLOW_TOKEN"], concurrency=4)
+
+The token comes from --token, else NASFLOW_TOKEN, else a new one is generated and
+printed. Ctrl-C (SIGINT) or SIGTERM stops the workers and exits (code 130 / 143).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nasflow manager",
+        description="Run the nasflow trial manager: a WebSocket server with a pool of warm "
+                    "worker processes that several experiments can share.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1; anything else exposes the "
+                        "manager to the network: keep the token secret)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    p.add_argument("--token", default=None, help="shared secret (default: NASFLOW_TOKEN, "
+                                                 "else generated)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: the GPU shares with --gpus, else one per "
+                        "CPU)")
+    p.add_argument("--gpus", default=None,
+                   help="comma-separated GPU indices workers are spread over, e.g. 0,1")
+    p.add_argument("--trials-per-gpu", type=int, default=1,
+                   help="how many workers share one GPU (default 1)")
+    p.add_argument("--max-trials-per-worker", type=int, default=None,
+                   help="recycle a worker after this many trials (1: a fresh process each)")
+    p.add_argument("--kill-grace", type=float, default=5.0,
+                   help="seconds a stopped trial gets before its process group is killed")
+    p.add_argument("--reattach-timeout", type=float, default=60.0,
+                   help="seconds workers and experiments may be away before they are "
+                        "given up (default 60)")
+    p.add_argument("--log-dir", default=None, help="where workers write their own output")
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    return p
+
+
+def manager_command(argv: Sequence[str]) -> int:
+    """Run ``nasflow manager`` with ``argv`` (the arguments after ``manager``).
+
+    Returns the exit code: 0 never (it runs until stopped), 130 after SIGINT, 143 after
+    SIGTERM, 2 for a bad command line or configuration.
+    """
+    parser = _parser()
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = args.token or os.environ.get("NASFLOW_TOKEN") or None
+    generated = token is None
+    if token is None:
+        token = new_token()
+    try:
+        gpus = ([int(g) for g in args.gpus.split(",") if g.strip()]
+                if args.gpus is not None else None)
+    except ValueError:
+        parser.error(f"--gpus must be comma-separated integers, got {args.gpus!r}")
+    workers = args.workers
+    if workers is None:
+        workers = len(gpus) * args.trials_per_gpu if gpus else (os.cpu_count() or 1)
+    for name, value in (("--workers", workers), ("--trials-per-gpu", args.trials_per_gpu),
+                        ("--max-trials-per-worker", args.max_trials_per_worker or 1)):
+        if value < 1:
+            parser.error(f"{name} must be at least 1, got {value}")
+    try:
+        manager = TrialManager(
+            host=args.host, port=args.port, token=token, workers=workers, gpus=gpus,
+            trials_per_gpu=args.trials_per_gpu,
+            max_trials_per_worker=args.max_trials_per_worker, kill_grace=args.kill_grace,
+            reattach_timeout=args.reattach_timeout, log_dir=args.log_dir,
+        )
+    except ConfigError as exc:
+        print(f"nasflow manager: {exc}", file=sys.stderr)
+        return 2
+    return anyio.run(_serve, manager, generated, workers)
+
+
+async def _serve(manager: TrialManager, generated: bool, workers: int) -> int:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            try:
+                await tg.start(manager.serve)
+            except OSError as exc:
+                print(f"nasflow manager: cannot listen on {manager.host}:{manager.port}: "
+                      f"{exc}. Pick another --port, or 0 for a free one.", file=sys.stderr)
+                return 2
+            print(f"nasflow manager listening on {manager.url} with {workers} worker(s)")
+            print(f"url: {manager.url}")
+            if generated:
+                print(f"token: {manager.token}")
+                print("(export it as NASFLOW_TOKEN for your experiments)")
+            else:
+                print("token: (from --token / NASFLOW_TOKEN)")
+            sys.stdout.flush()
+            code = 0
+            async for signum in signals:
+                print(f"nasflow manager: {signal.Signals(signum).name}, stopping the workers",
+                      file=sys.stderr, flush=True)
+                code = 128 + signum
+                break
+            manager.stop()
+        return code

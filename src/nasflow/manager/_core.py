@@ -1,0 +1,564 @@
+"""``ManagerCore``: who runs what. Experiments submit, workers run, the core decides.
+
+No sockets here: the server layer (``_server.py``) feeds it protocol effects, an embedded
+engine calls it directly, and it answers through ``ExperimentPort``s and worker sessions.
+Every decision is made when something happens (a submit, a worker becoming idle, a
+trial ending, a timer) -- nothing polls.
+
+What it guarantees:
+
+* each experiment gets a fair share of the workers (``Capacity``, max-min fair), and
+  idle workers take the queued trial of the least served experiment;
+* a worker event is acked to the worker only once the experiment has made it durable;
+* ``trial_timeout`` and cancels are cooperative first (a ``cancel`` to the worker), then
+  the worker's process group is killed after ``kill_grace`` seconds;
+* a worker that dies ends its trial (FAILED, or the state a stop asked for) and is
+  replaced; workers dying again and again before connecting, or while loading a setup,
+  fail the experiments instead of looping;
+* after a restart, workers and experiments that re-attach are matched up again by their
+  ``hello.running``; the experiment drops resent events by ``(origin, origin_seq)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import anyio
+
+from nasflow._types import TrialError, TrialState
+from nasflow.manager._pool import LocalPool, WorkerProcess, tail
+from nasflow.manager._state import (
+    ExperimentPort,
+    ExperimentRecord,
+    Phase,
+    TrialKey,
+    TrialRecord,
+    WorkerRecord,
+    fair_shares,
+    payload_digest,
+)
+from nasflow.protocol import (
+    DEFAULT_LIMITS,
+    Acked,
+    Cancel,
+    Capacity,
+    Connected,
+    Deliver,
+    Effect,
+    Limits,
+    Role,
+    RunTrial,
+    SequencedMessage,
+    ServerSession,
+    Setup,
+    SetupFailed,
+    Submit,
+    TrialEnded,
+    TrialRef,
+    new_session_id,
+)
+
+__all__ = ["ManagerCore"]
+
+_log = logging.getLogger("nasflow.manager")
+
+_MAX_START_FAILURES = 3  # workers dying before they connect: the pool itself is broken
+_MAX_SETUP_DEATHS = 3  # workers dying while loading one experiment's setup
+_RETIRE_GRACE = 5.0  # seconds a retired worker gets to leave before it is killed
+
+
+class ManagerCore:
+    """The manager's brain; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        pool: LocalPool | None,
+        slots: list[str | None],
+        max_trials_per_worker: int | None = None,
+        kill_grace: float = 5.0,
+        reattach_timeout: float = 60.0,
+        adopt_grace: float = 5.0,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.slots = slots
+        """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
+        self.experiments: dict[str, ExperimentRecord] = {}
+        self.workers: dict[str, WorkerRecord] = {}
+        self.trials: dict[TrialKey, TrialRecord] = {}
+        self._pool = pool
+        self._max_per_worker = max_trials_per_worker
+        self._kill_grace = kill_grace
+        self._reattach_timeout = reattach_timeout
+        self._adopt_grace = adopt_grace
+        self._limits = limits
+        self._closing = False
+        self._start_failures = 0
+        self._broken: TrialError | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one worker per slot."""
+        for gpu in self.slots:
+            self._spawn(gpu)
+
+    async def shutdown(self, *, grace: float = 3.0) -> None:
+        """Say goodbye to everyone, give workers ``grace`` seconds to leave, kill the rest."""
+        self._closing = True
+        for exp in list(self.experiments.values()):
+            for trial in list(exp.trials.values()):
+                trial.cancel_timers()
+            if exp.port is not None:
+                exp.port.close("the manager is shutting down")
+        for worker in list(self.workers.values()):
+            worker.session.close("the manager is shutting down")
+            worker.wake()
+        if self._pool is not None:
+            with anyio.move_on_after(grace):
+                await self._pool.all_gone.wait()
+            self._pool.kill_all()
+
+    # --- workers ----------------------------------------------------------------------------
+
+    def _spawn(self, gpu: str | None) -> None:
+        if self._pool is None or self._closing or self._broken is not None:
+            return
+        session_id = new_session_id("worker")
+        session = ServerSession(Role.WORKER, peer_session=session_id, limits=self._limits)
+        worker = WorkerRecord(session_id, session, gpu)
+        self.workers[session_id] = worker
+        worker.process = self._pool.spawn(session_id, gpu)
+
+    def worker_for(self, session_id: str, pid: int | None) -> WorkerRecord | None:
+        """The record of a connecting worker; adopts one an earlier manager started."""
+        worker = self.workers.get(session_id)
+        if worker is not None or self._closing:
+            return worker
+        process = None
+        if self._pool is not None and pid is not None:
+            process = self._pool.adopt(session_id, pid)
+        if process is None:
+            return None  # nobody we can control: refuse rather than run trials blind
+        session = ServerSession(Role.WORKER, peer_session=session_id, limits=self._limits)
+        worker = WorkerRecord(session_id, session, process.gpu, process)
+        self.workers[session_id] = worker
+        _log.info("adopted worker %s (pid %s) from an earlier manager", session_id, pid)
+        return worker
+
+    def worker_connected(self, worker: WorkerRecord, wake: Callable[[], None]) -> None:
+        worker.wake, worker.connected = wake, True
+        worker.disconnected.clear()
+
+    def worker_disconnected(self, worker: WorkerRecord) -> None:
+        worker.wake = _noop
+        worker.connected = worker.ready = False
+        worker.disconnected.set()
+
+    def worker_effects(self, worker: WorkerRecord, effects: list[Effect]) -> None:
+        """Act on what a worker's session produced for one frame."""
+        for effect in effects:
+            if isinstance(effect, Deliver):
+                self._worker_event(worker, effect)
+            elif isinstance(effect, Acked):
+                for seq in [s for s in worker.setup_seqs if s <= effect.seq]:
+                    del worker.setup_seqs[seq]
+            elif isinstance(effect, Connected):
+                self._worker_ready(worker, effect.running)
+            elif isinstance(effect, Exception):
+                _log.warning("worker %s: %s", worker.session_id, effect)
+
+    def _worker_ready(self, worker: WorkerRecord, running: Iterable[TrialRef]) -> None:
+        worker.ready = worker.ever_ready = True
+        self._start_failures = 0
+        for ref in running:
+            self._claim(worker, ref)
+        for exp in self.experiments.values():
+            if exp.attached and exp.failure is None and worker.setups.get(exp.id) != exp.digest:
+                self._send_setup(worker, exp)  # eagerly: a broken setup fails at once
+        self._dispatch()
+
+    def _claim(self, worker: WorkerRecord, ref: TrialRef) -> None:
+        """A re-attaching worker still runs ``ref``: bind them again."""
+        key = (ref.experiment_id, ref.trial_id, ref.attempt)
+        trial = self.trials.get(key)
+        if trial is not None and trial.worker is worker:
+            return
+        if trial is not None and trial.phase is Phase.RUNNING:
+            # the trial was given to another worker meanwhile: this copy is stale
+            worker.stale = TrialRecord(trial.exp, ref.trial_id, ref.attempt, {})
+            self._send(worker, Cancel(experiment_id=ref.experiment_id, trial_id=ref.trial_id,
+                                      attempt=ref.attempt, state=TrialState.CANCELED,
+                                      reason="another worker runs this trial now"))
+            return
+        if trial is None:
+            exp = self.experiments.get(ref.experiment_id)
+            if exp is None:
+                exp = self.experiments[ref.experiment_id] = ExperimentRecord(ref.experiment_id)
+                self._expect(exp)
+            trial = TrialRecord(exp, ref.trial_id, ref.attempt, {})
+            self.trials[key] = exp.trials[(ref.trial_id, ref.attempt)] = trial
+        elif trial.phase is Phase.QUEUED:
+            trial.exp.queue.remove(trial)
+        trial.cancel_timers()
+        trial.phase, trial.worker, worker.trial = Phase.RUNNING, worker, trial
+        trial.exp.running += 1
+        worker.started += 1
+        self._arm_timeout(trial)
+
+    def _worker_event(self, worker: WorkerRecord, delivery: Deliver) -> None:
+        message = delivery.message
+        worker.pending += 1
+        done = functools.partial(self._ack_worker, worker, delivery)
+        if isinstance(message, SetupFailed):
+            exp = self.experiments.get(message.experiment_id)
+            if exp is not None and exp.failure is None:
+                self._fail_experiment(exp, message.error, message, worker.session_id,
+                                      delivery.seq, done)
+            else:
+                done()
+            return
+        key = (message.experiment_id, message.trial_id, message.attempt)  # type: ignore[union-attr]
+        trial = self.trials.get(key)
+        stale = worker.stale
+        if trial is None or trial.worker is not worker:
+            # a trial this manager already ended (killed, lost, cancelled) or gave elsewhere
+            if stale is not None and isinstance(message, TrialEnded) and stale.key == key:
+                worker.stale = None
+                self._dispatch()
+            done()
+            return
+        if isinstance(message, TrialEnded):
+            self._finished(trial)
+        self._forward(trial.exp, message, worker.session_id, delivery.seq, done)
+
+    def _ack_worker(self, worker: WorkerRecord, delivery: Deliver) -> None:
+        worker.session.ack(delivery)
+        worker.pending -= 1
+        if worker.retiring and worker.trial is None and worker.pending == 0:
+            self._retire(worker)  # every event of its last trial is durable now
+        worker.wake()
+
+    def _retire(self, worker: WorkerRecord) -> None:
+        """Tell a worker that ran its last trial to leave (it exits on ``bye``)."""
+        worker.session.close(f"recycled after {worker.started} trial(s)")
+        process = worker.process
+        if process is not None:
+            asyncio.get_running_loop().call_later(_RETIRE_GRACE, process.kill)
+
+    async def worker_exited(self, process: WorkerProcess) -> None:
+        """The pool saw a worker process end: its trial ends too; replace the worker."""
+        worker = self.workers.get(process.session_id)
+        if worker is None:
+            return
+        # let the connection deliver what the process wrote before it died
+        with anyio.move_on_after(2):
+            await worker.disconnected.wait()
+        self.workers.pop(process.session_id, None)
+        why = process.description or "exited"
+        if not worker.ever_ready and not self._closing:
+            self._start_failures += 1
+            if self._start_failures >= _MAX_START_FAILURES:
+                self._break_pool(why, process)
+        for exp_id in set(worker.setup_seqs.values()):
+            exp = self.experiments.get(exp_id)
+            if exp is not None and exp.failure is None:
+                exp.setup_deaths += 1
+                if exp.setup_deaths >= _MAX_SETUP_DEATHS:
+                    self._fail_experiment(exp, TrialError(
+                        "WorkerDied", f"{exp.setup_deaths} worker processes died while loading "
+                        f"this experiment's space and evaluator; the last one {why}"))
+        trial = worker.trial
+        if trial is not None and self.trials.get(trial.key) is trial:
+            state, error = self._death_outcome(trial, process, why)
+            self._end(trial, state, error)
+        if not worker.retiring and not self._closing:
+            self._spawn(worker.gpu)
+
+    def _death_outcome(self, trial: TrialRecord, process: WorkerProcess,
+                       why: str) -> tuple[TrialState, TrialError]:
+        what = f"the worker process (pid {process.pid}) {why}"
+        if trial.stop is not None:
+            state, reason = trial.stop
+            kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
+            return state, TrialError(kind, f"{reason} (it did not stop within kill_grace="
+                                           f"{self._kill_grace:g}s, so {what})")
+        return TrialState.FAILED, TrialError(
+            "WorkerDied", f"{what} while running trial {trial.trial_id}")
+
+    def _break_pool(self, why: str, process: WorkerProcess) -> None:
+        log = tail(process.log)
+        self._broken = TrialError(
+            "WorkerStartError",
+            f"{_MAX_START_FAILURES} worker processes in a row ended before connecting to the "
+            f"manager; the last one {why}. Its output ({process.log}):\n{log}",
+        )
+        for exp in list(self.experiments.values()):
+            if exp.failure is None:
+                self._fail_experiment(exp, self._broken)
+
+    # --- experiments ------------------------------------------------------------------------
+
+    def port_setup(self, port: ExperimentPort, message: Setup,
+                   running: Iterable[TrialRef] = ()) -> None:
+        """An experiment (re)attached: remember its setup, grant capacity, adopt its trials."""
+        exp = self.experiments.get(message.experiment_id)
+        if exp is None:
+            exp = self.experiments[message.experiment_id] = ExperimentRecord(
+                message.experiment_id)
+        elif exp.port is not None and exp.port is not port:
+            exp.port.close(f"another client took over experiment {exp.id}")
+        if exp.detach_timer is not None:
+            exp.detach_timer.cancel()
+            exp.detach_timer = None
+        exp.port = port
+        exp.payload, exp.digest = message.payload, payload_digest(message.payload)
+        exp.concurrency = message.concurrency or 1
+        exp.trial_timeout = message.trial_timeout
+        exp.slots = -1
+        held, exp.held = exp.held, []
+        for item in held:
+            port.deliver(*item)
+        for ref in running:
+            self._expect_trial(exp, ref)
+        if self._broken is not None:
+            self._fail_experiment(exp, self._broken)
+            return
+        for worker in self.workers.values():
+            if worker.ready and worker.setups.get(exp.id) != exp.digest:
+                self._send_setup(worker, exp)
+        self._rebalance()
+        self._dispatch()
+
+    def _expect_trial(self, exp: ExperimentRecord, ref: TrialRef) -> None:
+        """The experiment says ``ref`` runs; wait a little for its worker to claim it."""
+        key = (exp.id, ref.trial_id, ref.attempt)
+        if key in self.trials:
+            return
+        trial = TrialRecord(exp, ref.trial_id, ref.attempt, {}, phase=Phase.ORPHAN)
+        self.trials[key] = exp.trials[(ref.trial_id, ref.attempt)] = trial
+        trial.timers.append(asyncio.get_running_loop().call_later(
+            self._adopt_grace, self._end_orphan, trial))
+
+    def _end_orphan(self, trial: TrialRecord) -> None:
+        if trial.phase is Phase.ORPHAN:
+            self._end(trial, TrialState.FAILED, TrialError(
+                "WorkerLost", f"no worker re-attached with trial {trial.trial_id} within "
+                f"{self._adopt_grace:g}s after the manager restarted: its worker is gone"))
+
+    def _expect(self, exp: ExperimentRecord) -> None:
+        """Forget ``exp`` unless it (re)attaches within ``reattach_timeout``."""
+        if exp.detach_timer is None and not self._closing:
+            exp.detach_timer = asyncio.get_running_loop().call_later(
+                self._reattach_timeout, self.detach, exp.id,
+                f"it did not re-attach within reattach_timeout={self._reattach_timeout:g}s")
+
+    def port_disconnected(self, experiment_id: str | None) -> None:
+        """An experiment's connection dropped (no ``bye``): keep it for a while."""
+        exp = self.experiments.get(experiment_id or "")
+        if exp is not None:
+            self._expect(exp)
+
+    def port_reconnected(self, experiment_id: str | None) -> None:
+        exp = self.experiments.get(experiment_id or "")
+        if exp is not None and exp.detach_timer is not None:
+            exp.detach_timer.cancel()
+            exp.detach_timer = None
+
+    def submit(self, port: ExperimentPort, message: Submit) -> None:
+        """Queue a trial (a resubmit of a trial the manager already has is ignored)."""
+        exp = self._own(port, message.experiment_id)
+        if exp is None:
+            return
+        key = (exp.id, message.trial_id, message.attempt)
+        if key in self.trials:
+            return
+        trial = TrialRecord(exp, message.trial_id, message.attempt, message.sample)
+        if exp.failure is not None:
+            self._forward(exp, self._ended(trial, TrialState.FAILED, exp.failure), None,
+                          None, None)
+            return
+        self.trials[key] = exp.trials[(trial.trial_id, trial.attempt)] = trial
+        exp.queue.append(trial)
+        self._dispatch()
+
+    def cancel(self, port: ExperimentPort, message: Cancel) -> None:
+        """Stop a trial of the port's experiment."""
+        exp = self._own(port, message.experiment_id)
+        trial = None if exp is None else exp.trials.get((message.trial_id, message.attempt))
+        if trial is not None:
+            self._stop(trial, message.state, message.reason)
+
+    def detach(self, experiment_id: str, reason: str) -> None:
+        """Forget an experiment: it left (``bye``) or did not come back in time."""
+        exp = self.experiments.pop(experiment_id, None)
+        if exp is None:
+            return
+        if exp.detach_timer is not None:
+            exp.detach_timer.cancel()
+        _log.info("experiment %s detached: %s", experiment_id, reason)
+        exp.port = None
+        exp.queue.clear()
+        for trial in list(exp.trials.values()):
+            if trial.phase is Phase.RUNNING:
+                self._stop(trial, TrialState.CANCELED, f"the experiment left: {reason}")
+            else:
+                self._finished(trial)
+        self._rebalance()
+        self._dispatch()
+
+    def _own(self, port: ExperimentPort, experiment_id: str) -> ExperimentRecord | None:
+        exp = self.experiments.get(experiment_id)
+        if exp is None or exp.port is not port:
+            _log.warning("ignored a message about experiment %s from a client that did not "
+                         "set it up", experiment_id)
+            return None
+        return exp
+
+    def _fail_experiment(self, exp: ExperimentRecord, error: TrialError,
+                         message: SetupFailed | None = None, origin: str | None = None,
+                         origin_seq: int | None = None,
+                         done: functools.partial[None] | None = None) -> None:
+        exp.failure = error
+        for trial in list(exp.queue):
+            self._end(trial, TrialState.FAILED, error)
+        if message is None:
+            message = SetupFailed(experiment_id=exp.id, error=error)
+        self._forward(exp, message, origin, origin_seq, done)
+        self._rebalance()
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _rebalance(self) -> None:
+        exps = sorted((e for e in self.experiments.values() if e.attached and e.failure is None),
+                      key=lambda e: e.order)
+        shares = fair_shares(len(self.slots), [e.concurrency for e in exps])
+        for exp, share in zip(exps, shares, strict=True):
+            if exp.slots != share and exp.port is not None:
+                exp.slots = share
+                exp.port.deliver(Capacity(slots=share), None, None, None)
+
+    def _dispatch(self) -> None:
+        """Give queued trials to idle workers, least served experiment first."""
+        if self._closing:
+            return
+        while True:
+            idle = [w for w in self.workers.values() if w.idle]
+            if not idle:
+                return
+            waiting = [e for e in self.experiments.values()
+                       if e.queue and e.attached and e.failure is None]
+            if not waiting:
+                return
+            exp = min(waiting, key=lambda e: (e.running / max(e.slots, 1), e.order))
+            trial = exp.queue.popleft()
+            worker = next((w for w in idle if w.setups.get(exp.id) == exp.digest), idle[0])
+            self._start(worker, trial)
+
+    def _start(self, worker: WorkerRecord, trial: TrialRecord) -> None:
+        exp = trial.exp
+        if worker.setups.get(exp.id) != exp.digest:
+            self._send_setup(worker, exp)
+        trial.phase, trial.worker, worker.trial = Phase.RUNNING, worker, trial
+        exp.running += 1
+        worker.started += 1
+        self._send(worker, RunTrial(experiment_id=exp.id, trial_id=trial.trial_id,
+                                    attempt=trial.attempt, sample=trial.sample))
+        self._arm_timeout(trial)
+        if self._max_per_worker is not None and worker.started >= self._max_per_worker:
+            worker.retiring = True
+            self._spawn(worker.gpu)  # warm the successor while the last trial runs
+
+    def _arm_timeout(self, trial: TrialRecord) -> None:
+        timeout = trial.exp.trial_timeout
+        if timeout is not None:
+            trial.timers.append(asyncio.get_running_loop().call_later(
+                timeout, self._stop, trial, TrialState.TIMEOUT,
+                f"the trial ran longer than trial_timeout={timeout:g}s"))
+
+    def _send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
+        seq = worker.session.send(Setup(experiment_id=exp.id, payload=exp.payload))
+        worker.setups[exp.id] = exp.digest
+        worker.setup_seqs[seq] = exp.id
+        worker.wake()
+
+    @staticmethod
+    def _send(worker: WorkerRecord, message: SequencedMessage) -> None:
+        worker.session.send(message)
+        worker.wake()
+
+    def _stop(self, trial: TrialRecord, state: TrialState, reason: str) -> None:
+        """Stop a trial: at once if queued; else ask its worker, and kill it after a grace."""
+        if self.trials.get(trial.key) is not trial:
+            return
+        if trial.phase is not Phase.RUNNING or trial.worker is None:
+            self._end(trial, state, TrialError(_kind(state), reason or state.value))
+            return
+        if trial.stop is not None:
+            return
+        trial.stop = (state, reason)
+        self._send(trial.worker, Cancel(experiment_id=trial.exp.id, trial_id=trial.trial_id,
+                                        attempt=trial.attempt, state=state, reason=reason))
+        trial.timers.append(asyncio.get_running_loop().call_later(
+            self._kill_grace, self._kill, trial))
+
+    def _kill(self, trial: TrialRecord) -> None:
+        worker = trial.worker
+        if self.trials.get(trial.key) is not trial or worker is None:
+            return
+        _log.info("killing worker %s: trial %s did not stop within %ss",
+                  worker.session_id, trial.key, self._kill_grace)
+        if worker.process is not None:
+            worker.process.kill()  # its exit ends the trial (worker_exited)
+
+    def _end(self, trial: TrialRecord, state: TrialState, error: TrialError | None) -> None:
+        """End a trial here (the manager decided, not the worker)."""
+        self._finished(trial)
+        self._forward(trial.exp, self._ended(trial, state, error), None, None, None)
+
+    @staticmethod
+    def _ended(trial: TrialRecord, state: TrialState, error: TrialError | None) -> TrialEnded:
+        return TrialEnded(experiment_id=trial.exp.id, trial_id=trial.trial_id,
+                          attempt=trial.attempt, state=state, error=error, time=time.time())
+
+    def _finished(self, trial: TrialRecord) -> None:
+        """Forget a trial that ended; its worker is free again."""
+        trial.cancel_timers()
+        self.trials.pop(trial.key, None)
+        exp = trial.exp
+        exp.trials.pop((trial.trial_id, trial.attempt), None)
+        if trial.phase is Phase.QUEUED:
+            try:
+                exp.queue.remove(trial)
+            except ValueError:
+                pass
+        if trial.phase is Phase.RUNNING:
+            exp.running -= 1
+        worker = trial.worker
+        if worker is not None and worker.trial is trial:
+            worker.trial = None
+            if worker.retiring and worker.pending == 0:
+                self._retire(worker)
+            else:
+                self._dispatch()
+
+    def _forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
+                 origin_seq: int | None, done: functools.partial[None] | None) -> None:
+        if exp.port is not None:
+            exp.port.deliver(message, origin, origin_seq, done)
+        elif exp.id in self.experiments:
+            exp.held.append((message, origin, origin_seq, done))  # it has not attached yet
+        elif done is not None:
+            done()  # it left: nobody will read this
+
+
+def _kind(state: TrialState) -> str:
+    return "Timeout" if state is TrialState.TIMEOUT else "Stopped"
+
+
+def _noop() -> None:
+    return None

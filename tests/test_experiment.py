@@ -344,3 +344,42 @@ async def test_trial_directory_is_per_trial() -> None:
     await exp.run()
     assert len(set(dirs)) == 2
     assert all(d.startswith(str(exp.directory)) for d in dirs)
+
+
+async def test_retry_runs_failed_trials_again_under_their_id() -> None:
+    attempts: dict[int, list[int]] = {}
+
+    def flaky(model: Any, trial: nf.Trial) -> float:
+        attempts.setdefault(trial.id, []).append(trial.attempt)
+        if trial.attempt < 2 and trial.sample["depth"] == 1:
+            raise RuntimeError("transient")
+        return score(trial.sample)
+
+    seen: list[nf.TrialRecord] = []
+
+    class Watch(Strategy):
+        async def run(self, ctx: StrategyContext) -> None:
+            for sample in list(ctx.space.grid())[:6]:
+                await ctx.submit(sample)
+            while (r := await ctx.next_result()) is not None:
+                seen.append(r)
+
+    exp = experiment(Watch(), flaky, retry=2, concurrency=2)
+    await exp.run()
+    trials = exp.trials()
+    assert len(trials) == 6 and all(t.state is nf.TrialState.SUCCEEDED for t in trials)
+    depth1 = [t for t in trials if t.sample["depth"] == 1]
+    assert depth1 and all(t.attempt == 2 and attempts[t.id] == [0, 1, 2] for t in depth1)
+    assert sorted(r.id for r in seen) == list(range(6))  # the strategy saw each trial once
+
+
+async def test_retries_are_bounded_and_penalty_marks_failures() -> None:
+    def always_fails(model: Any, trial: nf.Trial) -> float:
+        raise RuntimeError("broken")
+
+    exp = experiment(evaluator=always_fails, max_trials=3, retry=1, penalty=-1.0)
+    await exp.run()
+    trials = exp.trials()
+    assert [t.attempt for t in trials] == [1, 1, 1]
+    assert all(t.state is nf.TrialState.FAILED and t.metric == -1.0 for t in trials)
+    assert exp.export_top_models(3) == []  # failures are never exported as results

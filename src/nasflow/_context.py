@@ -40,8 +40,9 @@ class ExperimentContext(StrategyContext):
         self.budget = exp._budget
         self.model_space = exp.space
         self.evaluator = exp.evaluator
+        # every ended trial, until the strategy takes it (references: a strategy that never
+        # reads results costs a pointer per trial)
         self._inbox: deque[TrialRecord] = deque()
-        self._inbox_on = False  # filled only once the strategy reads results
         self.taken = 0
         """How many ended trials the strategy has taken (``take_results``/``next_result``);
         snapshots record it, so a resumed strategy is handed the ones it had not seen."""
@@ -54,11 +55,9 @@ class ExperimentContext(StrategyContext):
         """After a resume: the strategy had taken ``taken`` results; ``unseen`` ended since."""
         self.taken = taken
         self._inbox.extend(unseen)
-        self._inbox_on = bool(unseen) or taken > 0
 
     def _ended(self, record: TrialRecord) -> None:
-        if self._inbox_on:
-            self._inbox.append(record)
+        self._inbox.append(record)
         self._changed.set()
         waiter = self._waiters.pop(record.id, None)
         if waiter is not None:
@@ -109,16 +108,14 @@ class ExperimentContext(StrategyContext):
         return f"max_trials={self.budget.max_trials} trials were submitted"
 
     def take_results(self) -> list[TrialRecord]:
-        self._inbox_on = True
         out = list(self._inbox)
         self._inbox.clear()
         self.taken += len(out)
         return out
 
     async def next_result(self) -> TrialRecord | None:
-        self._inbox_on = True
         while not self._inbox:
-            if self._exp._inflight == 0:
+            if self._exp._inflight == 0 and not self._exp._retries:
                 return None
             if self._changed.is_set():
                 self._changed = anyio.Event()

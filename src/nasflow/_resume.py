@@ -185,6 +185,7 @@ def restore_state(exp: Experiment, plan: ResumePlan, ctx: ExperimentContext) -> 
     for record in plan.records:
         exp._records[record.id] = record
         exp._hashes.setdefault(record.hash, record.id)
+        exp._penalise(record)
         if not record.state.finished:
             exp._inflight += 1  # in flight when the process died: requeue() settles it
     exp._next_id = plan.next_id
@@ -222,6 +223,7 @@ async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
     for record in again:
         await exp._ctx.wait_capacity()
         attempt = record.attempt + 1
+        exp._attempt0[record.id] = attempt  # retries (ExperimentConfig.retry) count from here
         await exp._publish(TrialSubmitted(time=time.time(), trial_id=record.id,
                                           sample=record.sample, hash=record.hash,
                                           attempt=attempt))

@@ -19,7 +19,13 @@ from nasflow._control import ControlServer
 from nasflow._persist import save_objects
 from nasflow._resume import requeue, restore_state
 from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
-from nasflow.events import ExperimentFinished, ExperimentStateChanged, TrialEnded
+from nasflow.engine import Engine, TrialSpec
+from nasflow.events import (
+    ExperimentFinished,
+    ExperimentStateChanged,
+    TrialEnded,
+    TrialSubmitted,
+)
 from nasflow.exceptions import BudgetExhausted, StoreError, StrategyError
 from nasflow.store import DB_NAME, ExperimentStore
 
@@ -95,8 +101,11 @@ class RunMixin:
                     search.cancel()
                 if self._plan is not None:
                     await requeue(self, self._plan, engine)
-                failure = await self._run_strategy(self._ctx)
-                await engine.wait_idle()
+                async with anyio.create_task_group() as helpers:
+                    helpers.start_soon(self._retry_failures, engine)
+                    failure = await self._run_strategy(self._ctx)
+                    await self._drain(engine)
+                    helpers.cancel_scope.cancel()
             if search.cancelled_caught and self._halt_request is None:
                 self._halt(ExperimentState.DONE, f"max_duration={cfg.max_duration}s reached")
             if self._halt_request is not None:
@@ -108,6 +117,35 @@ class RunMixin:
                     engine.cancel(trial_id, TrialState.CANCELED, reason, interrupted=interrupted)
                 await engine.wait_idle()
         return failure
+
+    async def _retry_failures(self: Experiment, engine: Engine) -> None:
+        """Run failed attempts again (``ExperimentConfig.retry``), as capacity allows."""
+        ctx = self._ctx
+        assert ctx is not None
+        while True:
+            while not self._retries:
+                await self._retry_wakeup.wait()
+                self._retry_wakeup = anyio.Event()
+            record = self._retries[0]
+            await ctx.wait_capacity()
+            attempt = record.attempt + 1
+            _log.info("trial %d ended %s (%s); running it again (attempt %d)", record.id,
+                      record.state.value, record.error, attempt)
+            await self._publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+                                               sample=record.sample, hash=record.hash,
+                                               attempt=attempt))
+            await engine.submit(TrialSpec(record.id, record.sample, attempt))
+            self._retries.popleft()
+            self._retry_settled.set()
+
+    async def _drain(self: Experiment, engine: Engine) -> None:
+        """Wait for every running trial, and for every retry they cause."""
+        while True:
+            await engine.wait_idle()
+            if not self._retries:
+                return
+            self._retry_settled = anyio.Event()
+            await self._retry_settled.wait()
 
     async def _run_strategy(self: Experiment, ctx: ExperimentContext
                             ) -> BaseException | None:

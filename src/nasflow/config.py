@@ -101,6 +101,14 @@ class ExperimentConfig:
     """Overrides ``NASFLOW_HOME`` (default ``~/.nasflow``) for this experiment."""
     event_buffer: int = 1024
     """Events each ``exp.events()`` subscriber may lag behind before the search waits."""
+    retry: int = 0
+    """Run a trial that ended in one of ``retry_on`` again (same id, attempt + 1), up to
+    this many extra times; the strategy only sees the last attempt."""
+    retry_on: Sequence[str] = ("FAILED",)
+    """Which final states count as failures worth retrying: ``"FAILED"``, ``"TIMEOUT"``."""
+    penalty: float | None = None
+    """The metric of trials that failed for good (FAILED or TIMEOUT after any retries), so
+    that strategies steer away from them; exports still rank succeeded trials only."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -140,6 +148,20 @@ class ExperimentConfig:
             ) or len(set(gpus)) != len(gpus):
                 raise ConfigError("gpus", gpus, "a list of distinct GPU indices, e.g. [0, 1]")
             put("gpus", tuple(gpus))
+        if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
+            raise ConfigError("retry", self.retry, "an int >= 0 (extra attempts per trial)")
+        kinds = ("FAILED", "TIMEOUT")
+        retry_on = [self.retry_on] if isinstance(self.retry_on, str) else self.retry_on
+        if not isinstance(retry_on, Sequence) or not retry_on or any(
+            str(k) not in kinds for k in retry_on
+        ):
+            raise ConfigError("retry_on", self.retry_on, f"a list of states from {kinds}")
+        put("retry_on", tuple(str(k) for k in retry_on))
+        p = self.penalty
+        if p is not None and (
+            isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p)
+        ):
+            raise ConfigError("penalty", p, "a finite number, or None")
         if not isinstance(self.store, bool):
             raise ConfigError("store", self.store, "True or False")
         if self.home is not None:
@@ -165,6 +187,7 @@ class ExperimentConfig:
         out["token"] = None
         if out["gpus"] is not None:
             out["gpus"] = list(out["gpus"])
+        out["retry_on"] = list(out["retry_on"])
         if isinstance(out["objective"], Mapping):
             out["objective"] = dict(out["objective"])
         return out

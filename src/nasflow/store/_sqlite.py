@@ -106,6 +106,11 @@ _UPSERT = (
     f"VALUES ({', '.join('?' for _ in _TRIAL_COLUMNS)})"
 )
 _COL = {name: i for i, name in enumerate(_TRIAL_COLUMNS)}
+_STATE, _METRIC, _METRICS, _STARTED, _ENDED = (
+    _COL["state"], _COL["metric"], _COL["metrics"], _COL["started_at"], _COL["ended_at"])
+_ERROR_TYPE, _ERROR_MESSAGE, _TRACEBACK, _END_SEQ = (
+    _COL["error_type"], _COL["error_message"], _COL["traceback"], _COL["end_seq"])
+_WAITING, _RUNNING = TrialState.WAITING.value, TrialState.RUNNING.value
 
 
 def _dumps(value: Any) -> str:
@@ -312,37 +317,53 @@ class ExperimentStore:
         progress: list[tuple[Any, ...]] = []
         live = self._live
 
-        def row(trial_id: int) -> list[Any] | None:
-            r = live.get(trial_id)
-            if r is not None:
-                dirty[trial_id] = r
-            return r
-
+        # one branch per event type, most frequent first: this loop is the store's hot path
         for ev in batch:
-            if isinstance(ev, IntermediateMetric):
+            kind_ = type(ev)
+            if kind_ is IntermediateMetric:
                 metrics.append((ev.trial_id, ev.attempt, ev.step, _dumps(ev.value), ev.metric,
                                 ev.time))
-            elif isinstance(ev, TrialSubmitted):
-                r = [ev.trial_id, ev.hash, _dumps(ev.sample), TrialState.WAITING.value, None,
-                     None, ev.time, None, None, None, None, None, ev.attempt, None]
+                continue
+            if kind_ is TrialSubmitted:
+                r = [ev.trial_id, ev.hash, _dumps(ev.sample), _WAITING, None, None, ev.time,
+                     None, None, None, None, None, ev.attempt, None]
                 live[ev.trial_id] = dirty[ev.trial_id] = r
-            elif isinstance(ev, TrialStarted):
-                self._change(row(ev.trial_id), updates, ev.trial_id,
-                             state=TrialState.RUNNING.value, started_at=ev.time)
-            elif isinstance(ev, FinalMetric):
-                self._change(row(ev.trial_id), updates, ev.trial_id,
-                             metric=ev.metric, metrics=_dumps(ev.value))
-            elif isinstance(ev, TrialEnded):
+                continue
+            if kind_ is TrialStarted:
+                r = live.get(ev.trial_id)
+                if r is None:
+                    self._update(updates, ev.trial_id, state=_RUNNING, started_at=ev.time)
+                else:
+                    r[_STATE], r[_STARTED] = _RUNNING, ev.time
+                    dirty[ev.trial_id] = r
+                continue
+            if kind_ is FinalMetric:
+                r = live.get(ev.trial_id)
+                if r is None:
+                    self._update(updates, ev.trial_id, metric=ev.metric,
+                                 metrics=_dumps(ev.value))
+                else:
+                    r[_METRIC], r[_METRICS] = ev.metric, _dumps(ev.value)
+                    dirty[ev.trial_id] = r
+                continue
+            if kind_ is TrialEnded:
                 err = ev.error
                 self._end_seq += 1
-                self._change(row(ev.trial_id), updates, ev.trial_id,
-                             state=ev.state.value, ended_at=ev.time,
-                             error_type=err.type if err else None,
-                             error_message=err.message if err else None,
-                             traceback=err.traceback if err else None,
-                             end_seq=self._end_seq)
-                live.pop(ev.trial_id, None)
-            elif isinstance(ev, CheckpointSaved):
+                r = live.pop(ev.trial_id, None)
+                if r is None:
+                    self._update(updates, ev.trial_id, state=ev.state.value, ended_at=ev.time,
+                                 error_type=err.type if err else None,
+                                 error_message=err.message if err else None,
+                                 traceback=err.traceback if err else None,
+                                 end_seq=self._end_seq)
+                else:
+                    r[_STATE], r[_ENDED], r[_END_SEQ] = ev.state.value, ev.time, self._end_seq
+                    if err is not None:
+                        r[_ERROR_TYPE], r[_ERROR_MESSAGE], r[_TRACEBACK] = (
+                            err.type, err.message, err.traceback)
+                    dirty[ev.trial_id] = r
+                continue
+            if isinstance(ev, CheckpointSaved):
                 checkpoints.append((ev.trial_id, ev.path, ev.step, ev.time))
             elif isinstance(ev, StrategyProgress):
                 progress.append((ev.time, ev.step, _dumps(ev.values)))
@@ -386,12 +407,7 @@ class ExperimentStore:
             raise
 
     @staticmethod
-    def _change(r: list[Any] | None, updates: list[tuple[str, tuple[Any, ...]]],
-                trial_id: int, **cols: Any) -> None:
-        if r is not None:
-            for k, v in cols.items():
-                r[_COL[k]] = v
-            return
+    def _update(updates: list[tuple[str, tuple[Any, ...]]], trial_id: int, **cols: Any) -> None:
         # a trial submitted before this writer existed (e.g. before a resume)
         sets = ", ".join(f"{k} = ?" for k in cols)
         updates.append((f"UPDATE trials SET {sets} WHERE id = ?", (*cols.values(), trial_id)))

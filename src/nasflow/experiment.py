@@ -42,7 +42,7 @@ from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
+from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import (
     Event,
@@ -210,10 +210,11 @@ class Experiment(RunMixin, Results):
 
     def _make_engine(self) -> Engine:
         cfg = self.config
-        if cfg.training_service != "inprocess":
+        if cfg.training_service == "ray":
             raise ConfigError(
                 "training_service", cfg.training_service,
-                "'inprocess' (the 'local' and 'ray' services come with the trial manager)",
+                "'inprocess' or 'local': the Ray training service is not supported yet "
+                "(run `nasflow manager` on each machine instead, or use 'local')",
             )
         setup = EngineSetup(
             space=self.space,
@@ -225,7 +226,18 @@ class Experiment(RunMixin, Results):
             concurrency=cfg.concurrency,
             trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
         )
-        return InProcessEngine(setup)
+        if cfg.training_service == "inprocess" and cfg.manager is None:
+            return InProcessEngine(setup)
+        return ManagerEngine(
+            setup,
+            manager=cfg.manager,
+            token=cfg.token or os.environ.get("NASFLOW_TOKEN"),
+            gpus=cfg.gpus,  # type: ignore[arg-type]
+            trials_per_gpu=cfg.trials_per_gpu,
+            max_trials_per_worker=cfg.max_trials_per_worker,
+            reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
+            log_dir=self.directory / "workers",
+        )
 
     async def _engine_submit(self, spec: TrialSpec) -> None:
         assert self._engine is not None

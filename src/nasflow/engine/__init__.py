@@ -12,6 +12,7 @@ from nasflow.engine._inprocess import InProcessEngine as InProcessEngine
 from nasflow.engine._manager import ManagerEngine as ManagerEngine
 from nasflow.engine._manager import ManagerGoneError as ManagerGoneError
 from nasflow.engine._manager import WorkerSetupError as WorkerSetupError
+from nasflow.worker._payload import PayloadError as PayloadError
 
 __all__ = [
     "Engine",
@@ -19,6 +20,7 @@ __all__ = [
     "InProcessEngine",
     "ManagerEngine",
     "ManagerGoneError",
+    "PayloadError",
     "Publish",
     "TrialSpec",
     "WorkerSetupError",

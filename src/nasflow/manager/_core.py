@@ -146,6 +146,9 @@ class ManagerCore:
             return None  # nobody we can control: refuse rather than run trials blind
         session = ServerSession(Role.WORKER, peer_session=session_id, limits=self._limits)
         worker = WorkerRecord(session_id, session, process.gpu, process)
+        # this manager started a full pool of its own: the adopted worker finishes what it
+        # runs and leaves
+        worker.retiring = True
         self.workers[session_id] = worker
         _log.info("adopted worker %s (pid %s) from an earlier manager", session_id, pid)
         return worker
@@ -177,6 +180,9 @@ class ManagerCore:
         self._start_failures = 0
         for ref in running:
             self._claim(worker, ref)
+        if worker.retiring and worker.trial is None and worker.pending == 0:
+            self._retire(worker)
+            return
         for exp in self.experiments.values():
             if exp.attached and exp.failure is None and worker.setups.get(exp.id) != exp.digest:
                 self._send_setup(worker, exp)  # eagerly: a broken setup fails at once
@@ -548,6 +554,8 @@ class ManagerCore:
 
     def _forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
                  origin_seq: int | None, done: functools.partial[None] | None) -> None:
+        if self._closing:
+            return  # experiments were told goodbye; they end their trials themselves
         if exp.port is not None:
             exp.port.deliver(message, origin, origin_seq, done)
         elif exp.id in self.experiments:

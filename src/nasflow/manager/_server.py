@@ -90,6 +90,8 @@ class SessionPort:
 
     def deliver(self, message: SequencedMessage, origin: str | None, origin_seq: int | None,
                 done: Callable[[], None] | None) -> None:
+        if self.session.state is SessionState.ENDED:
+            return  # the experiment left (or was told goodbye): nobody reads this
         if origin is not None:
             # say which worker (and which of its seqs) this came from, so the experiment can
             # drop a copy a restarted manager forwards again

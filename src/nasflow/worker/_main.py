@@ -91,7 +91,7 @@ class Worker:
         """Serve the manager until it says goodbye or stays away; return the exit code."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self.runner.run_pipe)
+            await tg.start(self.runner.run_pipe)
             tg.start_soon(self._process)
             if self._parent_pid is not None:
                 tg.start_soon(self._watch_parent, self._parent_pid)
@@ -99,9 +99,19 @@ class Worker:
                 await self.client.run()
             except ManagerConnectionError as exc:
                 print(f"nasflow worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
-                self.exit_code = EXIT_REFUSED if exc.fatal else EXIT_MANAGER_GONE
-            tg.cancel_scope.cancel()
+                self._leave(EXIT_REFUSED if exc.fatal else EXIT_MANAGER_GONE)
+            self._leave(self.exit_code)
         return self.exit_code
+
+    def _leave(self, code: int) -> None:
+        """Stop serving. A trial still running is abandoned: its thread cannot be
+        interrupted, so with one running the process exits at once."""
+        self.exit_code = code
+        if self.runner.current is not None:
+            _flush_std()
+            os._exit(code)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     # --- messages from the manager ----------------------------------------------------------
 
@@ -121,9 +131,7 @@ class Worker:
                     self._inbox_wake.set()
             elif isinstance(effect, PeerClosed):
                 # the manager retires this worker (or shuts down): nothing runs here any more
-                self.exit_code = EXIT_BYE
-                if self._tg is not None:
-                    self._tg.cancel_scope.cancel()
+                self._leave(EXIT_BYE)
 
     def _cancel(self, message: Cancel) -> None:
         if not self.runner.cancel(message.trial_id, message.attempt, message.state,
@@ -207,9 +215,7 @@ class Worker:
             os.close(fd)
         print(f"nasflow worker {os.getpid()}: the experiment process {pid} exited",
               file=sys.stderr, flush=True)
-        self.exit_code = EXIT_PARENT_GONE
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        self._leave(EXIT_PARENT_GONE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -245,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         parent_pid=args.parent_pid,
     )
     code = asyncio.run(worker.run())
+    _flush_std()
+    # leave even if an evaluator thread is still stuck (the manager kills those anyway)
+    os._exit(code)
+
+
+def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    # leave even if an evaluator thread is still stuck (the manager kills those anyway)
-    os._exit(code)

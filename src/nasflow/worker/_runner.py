@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from nasflow._types import TrialError, TrialState
 from nasflow.engine._base import build_model
@@ -66,9 +67,12 @@ class TrialRunner:
         self.current: _Run | None = None
         """The trial running now, if any."""
 
-    async def run_pipe(self) -> None:
-        """Forward reports from evaluator threads; run it in the worker's task group."""
-        await self._pipe.run()
+    async def run_pipe(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                       ) -> None:
+        """Forward reports from evaluator threads: ``await tg.start(runner.run_pipe)``
+        before the first trial (reports need the pipe running)."""
+        task_status.started()
+        await self._pipe.run()  # binds the loop before its first await
 
     @property
     def running(self) -> tuple[TrialRef, ...]:

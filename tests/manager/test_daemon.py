@@ -1,0 +1,124 @@
+"""``nasflow manager`` as a daemon: several experiments, restarts, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from _mgr_helpers import Harness, alive, daemon, free_port, setup_for, wait_exited
+
+from nasflow._types import TrialState
+from nasflow.engine import ManagerEngine, ManagerGoneError, TrialSpec
+from nasflow.evaluator import Trial
+from nasflow.events import FinalMetric, IntermediateMetric, TrialEnded, TrialStarted
+from nasflow.manager import TrialManager, manager_command, new_token
+from nasflow.testing._engine_contract import hang_forever
+
+STEPS = 30
+
+
+def steady_reporter(model: Any, trial: Trial) -> float:
+    for step in range(STEPS):
+        trial.report(float(step), step=step)
+        time.sleep(0.04)  # simulated work: the trial outlives a manager restart
+    return 1.0
+
+
+async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Path) -> None:
+    port, token = free_port(), new_token()
+    h = Harness()
+    setup = setup_for(steady_reporter, h, tmp_path)
+    with anyio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            first = await stack.enter_async_context(
+                daemon(port, token, "--workers", "1"))
+            later = AsyncExitStack()  # the second daemon outlives the engine
+            await stack.enter_async_context(later)
+            async with ManagerEngine(setup, manager=first.url, token=token) as engine:
+                await engine.submit(TrialSpec(0, {"x": 1}))
+                await h.first(lambda e: isinstance(e, IntermediateMetric) and e.step == 5)
+                first.kill()  # a crash: no goodbye to anyone
+                await first.process.wait()
+                await later.enter_async_context(daemon(port, token, "--workers", "1"))
+                ended = await h.ended(0)
+                assert ended.state is TrialState.SUCCEEDED, ended
+    events = h.of(0)
+    steps = [e.step for e in events if isinstance(e, IntermediateMetric)]
+    assert steps == list(range(STEPS))
+    assert [type(e) for e in events if not isinstance(e, IntermediateMetric)] == [
+        TrialStarted, FinalMetric, TrialEnded]
+
+
+async def test_two_experiments_share_one_manager_fairly(tmp_path: Path) -> None:
+    ha, hb = Harness(), Harness()
+    sa = setup_for(hang_forever, ha, tmp_path / "a", concurrency=2, experiment_id="exp-a")
+    sb = setup_for(hang_forever, hb, tmp_path / "b", concurrency=2, experiment_id="exp-b")
+
+    def started(trial_id: int) -> Any:
+        return lambda e: isinstance(e, TrialStarted) and e.trial_id == trial_id
+
+    with anyio.fail_after(60):
+        async with TrialManager(workers=2) as manager:
+            core = manager.core
+            async with ManagerEngine(sa, manager=manager.url, token=manager.token) as a:
+                assert a.capacity == 2  # alone: both workers
+                for i in (0, 1):
+                    await a.submit(TrialSpec(i, {"x": 1}))
+                await ha.first(started(0))
+                await ha.first(started(1))
+                async with ManagerEngine(sb, manager=manager.url, token=manager.token) as b:
+                    assert b.capacity == 1
+                    assert core.experiments["exp-a"].slots == 1
+                    await b.submit(TrialSpec(0, {"x": 1}))  # waits: both workers are busy
+                    a.cancel(0)
+                    # the freed worker goes to b (0 running), not to a (1 running)
+                    await hb.first(started(0))
+                    assert len(a.running) == 1 and len(b.running) == 1
+                    b.cancel(0)
+                    await b.wait_idle()
+                assert core.experiments["exp-a"].slots == 2  # b left: a gets both back
+                a.cancel(1)
+                await a.wait_idle()
+
+
+async def report_pid_and_wait(model: Any, trial: Trial) -> float:
+    trial.report(float(os.getpid()))
+    await anyio.sleep_forever()
+    return 0.0
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_the_daemon_stops_its_workers_on_a_signal(tmp_path: Path, signum: int,
+                                                        code: int) -> None:
+    h = Harness()
+    setup = setup_for(report_pid_and_wait, h, tmp_path, concurrency=2)
+    token = new_token()
+    with anyio.fail_after(60):
+        async with daemon(free_port(), token, "--workers", "2") as d:
+            with pytest.raises(ManagerGoneError, match="shutting down"):
+                async with ManagerEngine(setup, manager=d.url, token=token) as engine:
+                    for i in (0, 1):
+                        await engine.submit(TrialSpec(i, {"x": 1}))
+                    pids = [int((await h.metric(i)).value) for i in (0, 1)]
+                    d.process.send_signal(signum)
+                    assert await d.process.wait() == code
+                    # the experiment learns why its trials ended
+                    for i in (0, 1):
+                        assert (await h.ended(i)).state is TrialState.FAILED
+            for pid in pids:
+                await wait_exited(pid)
+                assert not alive(pid)
+
+
+def test_manager_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        manager_command(["--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    assert "nasflow manager --port 8765" in out and "NASFLOW_TOKEN" in out

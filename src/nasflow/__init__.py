@@ -43,6 +43,8 @@ from nasflow.space import Constraint as Constraint
 from nasflow.space import Numerical as Numerical
 from nasflow.space import SearchSpace as SearchSpace
 from nasflow.space import sample_hash as sample_hash
+from nasflow.store import ExperimentInfo as ExperimentInfo
+from nasflow.store import list_experiments as list_experiments
 
 if TYPE_CHECKING:
     from nasflow import nn as nn
@@ -56,6 +58,7 @@ __all__ = [
     "Evaluator",
     "Experiment",
     "ExperimentConfig",
+    "ExperimentInfo",
     "ExperimentNotFoundError",
     "ExperimentResults",
     "ExperimentState",
@@ -78,6 +81,7 @@ __all__ = [
     "__version__",
     "current_trial",
     "evaluator",
+    "list_experiments",
     "load_experiment",
     "nn",
     "run",

@@ -15,7 +15,7 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from nasflow.cli import _demo
+    from nasflow.cli import _control, _demo, _manager, _results, _trials
 
     parser = argparse.ArgumentParser(
         prog="nasflow",
@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nasflow {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="<command>")
     _demo.add_parser(sub)
+    _control.add_parsers(sub)  # run, stop, resume
+    _results.add_parsers(sub)  # list, show
+    _trials.add_parsers(sub)  # trials, export
+    _manager.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,225 @@
+"""``nasflow trials`` and ``nasflow export``: one experiment's trials, and its best
+architectures ready to paste into code or feed to a script.
+
+Every trial this module prints carries its trial id (NNI's exported dicts had none, so a
+result could not be traced back to its logs and checkpoints): ``trial_id`` in JSON and
+CSV, a ``# trial N`` comment above each sample in the ``dict`` format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pprint
+import sys
+from typing import Any
+
+from nasflow._results import ExperimentResults, load_experiment
+from nasflow._types import TrialRecord
+from nasflow.cli._output import (
+    EXIT_OK,
+    Formatter,
+    add_home,
+    command,
+    find,
+    fmt_duration,
+    fmt_metric,
+    print_json,
+    print_table,
+    state_style,
+)
+from nasflow.cli._progress import short_sample
+from nasflow.cli._results import parse_states, trial_json
+
+__all__ = ["add_parsers", "format_dict"]
+
+TRIALS_EXAMPLES = """examples:
+  nasflow trials k3j9x0ab                          # every trial, by id
+  nasflow trials k3j9x0ab --sort metric --limit 10 # the 10 best (any state)
+  nasflow trials k3j9x0ab --state FAILED           # what failed, with the error
+  nasflow trials k3j9x0ab --state succeeded,early_stopped --csv > trials.csv
+  nasflow trials k3j9x0ab --json | jq '.[] | {trial_id, metric}'
+
+--sort metric puts the best first (per the experiment's direction; trials without a metric
+last), --sort duration the longest first, --sort id the lowest first; --reverse flips.
+CSV columns: trial_id, state, metric, duration, attempt, started_at, ended_at, error,
+metrics (JSON), then one column per architecture label.
+"""
+
+EXPORT_EXAMPLES = """examples:
+  nasflow export k3j9x0ab                  # the best architecture, as a Python dict
+  nasflow export k3j9x0ab --top 5 > best.py
+  nasflow export k3j9x0ab --top 5 --format json > best.json
+
+--format dict prints a Python list literal of samples (paste it into code, or read it
+with ast.literal_eval), each preceded by a '# trial N: metric M' comment; --format json
+prints [{"trial_id", "sample", "metric", "metrics"}, ...]. Best first; for several
+objectives the Pareto front. Rebuild a model with space.freeze(sample).
+"""
+
+_SORTS = ("id", "metric", "duration")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``trials`` and ``export``."""
+    p = sub.add_parser(
+        "trials", help="an experiment's trials: filter, sort, JSON or CSV",
+        description="List the trials of an experiment (works while it runs): id, state, "
+        "metric, duration, error or attempt, architecture.",
+        epilog=TRIALS_EXAMPLES, formatter_class=Formatter,
+    )
+    p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
+    p.add_argument("--state", action="append", type=parse_states, metavar="STATE",
+                   help="only trials in this state (repeatable, or comma-separated)")
+    p.add_argument("--sort", choices=_SORTS, default="id", help="order (default id)")
+    p.add_argument("--reverse", action="store_true", help="reverse the order")
+    p.add_argument("--limit", type=_count, default=None, metavar="N",
+                   help="at most N trials (after sorting)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    add_home(p)
+    p.set_defaults(func=trials_main)
+
+    p = sub.add_parser(
+        "export", help="the best architectures, as Python dicts or JSON",
+        description="Export an experiment's best architectures (samples), each with its "
+        "trial id and metric, with no experiment running.",
+        epilog=EXPORT_EXAMPLES, formatter_class=Formatter,
+    )
+    p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
+    p.add_argument("--top", type=_count, default=1, metavar="K",
+                   help="how many, best first (default 1)")
+    p.add_argument("--format", choices=("dict", "json"), default="dict",
+                   help="dict: a Python literal with '# trial N' comments (default); "
+                        "json: a list of {trial_id, sample, metric, metrics}")
+    add_home(p)
+    p.set_defaults(func=export_main)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# --- trials -----------------------------------------------------------------------------
+
+def _sorted(records: list[TrialRecord], by: str, results: ExperimentResults,
+            reverse: bool) -> list[TrialRecord]:
+    score = results.objective.score
+
+    def by_metric(r: TrialRecord) -> tuple[bool, float, int]:
+        # best first; trials without a metric after all that have one
+        return (r.metric is None, 0.0 if r.metric is None else -score(r.metric), r.id)
+
+    def by_duration(r: TrialRecord) -> tuple[bool, float, int]:
+        return (r.duration is None, -(r.duration or 0.0), r.id)
+
+    def by_id(r: TrialRecord) -> tuple[bool, float, int]:
+        return (False, 0.0, r.id)
+
+    key = {"metric": by_metric, "duration": by_duration}.get(by, by_id)
+    ordered = sorted(records, key=key)
+    return ordered[::-1] if reverse else ordered
+
+
+def _note(r: TrialRecord) -> str:
+    parts = [str(r.error)[:80]] if r.error else []
+    if r.attempt:
+        parts.append(f"re-run (attempt {r.attempt})")
+    return "; ".join(parts)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: scalars as they are, lists and dicts as JSON, ``None`` empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value)
+    return value
+
+
+def _write_csv(records: list[TrialRecord]) -> None:
+    fixed = ["trial_id", "state", "metric", "duration", "attempt", "started_at", "ended_at",
+             "error", "metrics"]
+    labels: dict[str, None] = {}
+    for r in records:
+        labels.update(dict.fromkeys(r.sample))
+    # a label that clashes with a fixed column keeps its data under "sample.<label>"
+    names = [f"sample.{k}" if k in fixed else k for k in labels]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fixed + names)
+    for r in records:
+        writer.writerow([
+            r.id, r.state.value, _cell(r.metric), _cell(r.duration), r.attempt,
+            _cell(r.started_at), _cell(r.ended_at), "" if r.error is None else str(r.error),
+            _cell(r.metrics),
+        ] + [_cell(r.sample.get(k)) for k in labels])
+
+
+@command
+def trials_main(args: argparse.Namespace) -> int:
+    directory = find(args.id, args.home)
+    states = None if not args.state else sorted({s for group in args.state for s in group})
+    with load_experiment(directory) as results:
+        records = _sorted(results.trials(states), args.sort, results, args.reverse)
+    if args.limit is not None:
+        records = records[: args.limit]
+    if args.json:
+        print_json([trial_json(r) for r in records])
+        return EXIT_OK
+    if args.csv:
+        _write_csv(records)
+        return EXIT_OK
+    if not records:
+        print("no trials" + (" in state " + ", ".join(states) if states else ""))
+        return EXIT_OK
+    rows = [[str(r.id), r.state.value, fmt_metric(r.metric), fmt_duration(r.duration),
+             _note(r), short_sample(r.sample, 120)] for r in records]
+    print_table(["TRIAL", "STATE", "METRIC", "DURATION", "NOTE", "ARCHITECTURE"], rows,
+                right=["TRIAL", "METRIC", "DURATION"], wrap=["NOTE", "ARCHITECTURE"],
+                styles=[state_style(r.state.value) for r in records])
+    return EXIT_OK
+
+
+# --- export -----------------------------------------------------------------------------
+
+def format_dict(records: list[TrialRecord], header: str) -> str:
+    """A Python list literal of the samples, each preceded by ``# trial N: metric M``
+    (comments, so ``ast.literal_eval`` reads it back as the bare samples)."""
+    lines = [f"# {header}", "["]
+    for r in records:
+        lines.append(f"    # trial {r.id}: metric {fmt_metric(r.metric)}"
+                     + (f" {json.dumps(r.metrics)}" if isinstance(r.metrics, dict) else ""))
+        text = pprint.pformat(r.sample, width=84, sort_dicts=False)
+        lines += ["    " + line for line in text.splitlines()]
+        lines[-1] += ","
+    lines.append("]")
+    return "\n".join(lines)
+
+
+@command
+def export_main(args: argparse.Namespace) -> int:
+    directory = find(args.id, args.home)
+    with load_experiment(directory) as results:
+        top = results.export_top_models(args.top)
+        total = len(results.trials())
+        objective = ", ".join(f"{d} {n}" for n, d in results.objective.directions.items())
+        exp_id, front = results.id, results.objective.multi
+    if not top:
+        print(f"note: no trial of experiment {exp_id} has succeeded; nothing to export",
+              file=sys.stderr)
+    if args.format == "json":
+        print_json([{"trial_id": r.id, "sample": r.sample, "metric": r.metric,
+                     "metrics": r.metrics} for r in top])
+        return EXIT_OK
+    what = "Pareto front" if front else f"best {len(top)}"
+    header = f"experiment {exp_id}: the {what} of {total} trials ({objective}), best first"
+    print(format_dict(top, header))
+    return EXIT_OK

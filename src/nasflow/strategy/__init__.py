@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nasflow.strategy._asha import ASHA as ASHA
+from nasflow.strategy._asha import MOASHA as MOASHA
 from nasflow.strategy._base import Budget as Budget
 from nasflow.strategy._base import Strategy as Strategy
 from nasflow.strategy._base import StrategyContext as StrategyContext
 from nasflow.strategy._base import TrialHandle as TrialHandle
 from nasflow.strategy._grid import GridSearch as GridSearch
+from nasflow.strategy._hyperband import Hyperband as Hyperband
+from nasflow.strategy._median import MedianStop as MedianStop
 from nasflow.strategy._random import Random as Random
 from nasflow.strategy._scheduler import Decision as Decision
 from nasflow.strategy._scheduler import Scheduler as Scheduler
@@ -21,12 +25,16 @@ if TYPE_CHECKING:
     from nasflow.strategy.oneshot import RandomOneShot as RandomOneShot
 
 __all__ = [
+    "ASHA",
     "Budget",
     "DARTS",
     "Decision",
     "ENAS",
     "GridSearch",
     "GumbelDARTS",
+    "Hyperband",
+    "MOASHA",
+    "MedianStop",
     "Proxyless",
     "Random",
     "RandomOneShot",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import TrialError, TrialState
+from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
 from nasflow.events import (
     CheckpointSaved,
@@ -100,7 +100,7 @@ class _Sim:
     timeline: list[tuple[float, Callable[[float], Event]]] | None = None
     cursor: int = 0
     version: int = 0  # bumped to invalidate heap entries (on cancel)
-    kill: tuple[TrialState, str] | None = None
+    kill: tuple[TrialState, str, bool] | None = None  # state, reason, interrupted
     ended: bool = False
     captured: list[Event] = field(default_factory=list)  # evaluator mode: what it reported
 
@@ -177,7 +177,7 @@ class SimulatedEngine(Engine):
                 # exactly one TrialEnded per trial, also when the run is torn down
                 for sim in list(self._running.values()):
                     await self._end(sim, TrialState.CANCELED,
-                                    TrialError("Cancelled", "the engine was shut down"),
+                                    TrialError(INTERRUPTED, "the experiment was cancelled"),
                                     wait=False)
             self._tg.cancel_scope.cancel()  # the driver
             try:
@@ -217,18 +217,18 @@ class SimulatedEngine(Engine):
         self._wake.set()
 
     def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "") -> bool:
+               reason: str = "", *, interrupted: bool = False) -> bool:
         sim = self._running.get(trial_id)
         if sim is None or sim.ended:
             return False
         if sim.kill is None:
-            sim.kill = (state, reason)
+            sim.kill = (state, reason, interrupted)
             sim.version += 1  # drop its future events
             self._push(self.clock.now(), sim)
             if trial_id in self._waiting_for_curve:
                 self._waiting_for_curve.discard(trial_id)
                 assert self._oracle is not None
-                self._oracle.cancel(trial_id, state, reason)
+                self._oracle.cancel(trial_id, state, reason, interrupted=interrupted)
             self._wake.set()
         return True
 
@@ -342,9 +342,10 @@ class SimulatedEngine(Engine):
         """Publish ``sim``'s events that are due now, and schedule its next one."""
         now = self.clock.now()
         if sim.kill is not None:
-            state, reason = sim.kill
+            state, reason, interrupted = sim.kill
             kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
-            await self._end(sim, state, TrialError(kind, reason or state.value))
+            await self._end(sim, state, TrialError(INTERRUPTED if interrupted else kind,
+                                                   reason or state.value))
             return
         assert sim.timeline is not None
         timeline = sim.timeline

@@ -10,6 +10,7 @@ from nasflow.strategy._base import Budget as Budget
 from nasflow.strategy._base import Strategy as Strategy
 from nasflow.strategy._base import StrategyContext as StrategyContext
 from nasflow.strategy._base import TrialHandle as TrialHandle
+from nasflow.strategy._evolution import RegularizedEvolution as RegularizedEvolution
 from nasflow.strategy._grid import GridSearch as GridSearch
 from nasflow.strategy._hyperband import Hyperband as Hyperband
 from nasflow.strategy._median import MedianStop as MedianStop
@@ -38,6 +39,7 @@ __all__ = [
     "Proxyless",
     "Random",
     "RandomOneShot",
+    "RegularizedEvolution",
     "Scheduler",
     "Strategy",
     "StrategyContext",

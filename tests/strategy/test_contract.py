@@ -1,0 +1,32 @@
+"""Every strategy passes the strategy contract on the simulated engine."""
+
+from __future__ import annotations
+
+import nasflow as nf
+from nasflow.strategy import Strategy
+from nasflow.testing import StrategyContract
+
+
+class TestRandom(StrategyContract):
+    learns = False
+
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.Random(seed=seed)
+
+
+class TestGridSearch(StrategyContract):
+    learns = False
+
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.GridSearch(shuffle=True, seed=seed)
+
+
+class TestRegularizedEvolution(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.RegularizedEvolution(population_size=20, sample_size=5, seed=seed)
+
+
+class TestRegularizedEvolutionCrossover(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.RegularizedEvolution(population_size=20, sample_size=5,
+                                                crossover=True, seed=seed)

@@ -30,3 +30,16 @@ class TestRegularizedEvolutionCrossover(StrategyContract):
     def make_strategy(self, seed: int) -> Strategy:
         return nf.strategy.RegularizedEvolution(population_size=20, sample_size=5,
                                                 crossover=True, seed=seed)
+
+
+class TestTPE(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.TPE(seed=seed)
+
+
+class TestOptunaNSGAII(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        import optuna
+
+        return nf.strategy.OptunaSampler(
+            optuna.samplers.NSGAIISampler(population_size=10, seed=seed), seed=seed)

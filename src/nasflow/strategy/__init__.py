@@ -14,9 +14,11 @@ from nasflow.strategy._evolution import RegularizedEvolution as RegularizedEvolu
 from nasflow.strategy._grid import GridSearch as GridSearch
 from nasflow.strategy._hyperband import Hyperband as Hyperband
 from nasflow.strategy._median import MedianStop as MedianStop
+from nasflow.strategy._optuna import OptunaSampler as OptunaSampler
 from nasflow.strategy._random import Random as Random
 from nasflow.strategy._scheduler import Decision as Decision
 from nasflow.strategy._scheduler import Scheduler as Scheduler
+from nasflow.strategy._tpe import TPE as TPE
 
 if TYPE_CHECKING:
     from nasflow.strategy.oneshot import DARTS as DARTS
@@ -36,6 +38,7 @@ __all__ = [
     "Hyperband",
     "MOASHA",
     "MedianStop",
+    "OptunaSampler",
     "Proxyless",
     "Random",
     "RandomOneShot",
@@ -43,6 +46,7 @@ __all__ = [
     "Scheduler",
     "Strategy",
     "StrategyContext",
+    "TPE",
     "TrialHandle",
 ]
 

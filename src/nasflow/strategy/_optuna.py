@@ -1,0 +1,334 @@
+"""``OptunaSampler``: any Optuna sampler (TPE, CMA-ES, GP, NSGA-II, ...) searching a
+nasflow space through Optuna's ask/tell interface.
+
+Optuna needs to be installed (``pip install optuna``); it is imported when the strategy is
+first used.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import random
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from nasflow._types import INTERRUPTED, TrialRecord, TrialState
+from nasflow.exceptions import SampleValidationError
+from nasflow.space import Sample, sample_hash
+from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
+from nasflow.strategy._optuna_codec import Codec
+from nasflow.strategy._sampling import SpaceTracker, draw_unseen
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["OptunaSampler"]
+
+_log = logging.getLogger("nasflow.strategy")
+
+_HASH = "nasflow_hash"
+"""User attribute linking an Optuna trial to the nasflow sample it stands for."""
+_CONSTRAINT = "nasflow"
+"""Constraint key set (> 0) on an Optuna trial whose sample violates a space constraint."""
+
+
+def import_optuna() -> Any:
+    """``optuna``, or an ImportError saying how to get it."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ImportError(
+            "this strategy runs on Optuna, which is not installed: pip install optuna"
+        ) from exc
+    return optuna
+
+
+class OptunaSampler(Strategy):
+    """Any Optuna sampler as a nasflow strategy, e.g.
+    ``OptunaSampler(optuna.samplers.NSGAIISampler(seed=0))``.
+
+    The study is created with the experiment's direction(s), one per objective, so
+    ``minimize`` is honoured and multi-objective samplers (TPE, NSGA-II) get every
+    objective. Several trials are asked at once when the experiment runs several.
+
+    **Mapping.** Each label becomes an Optuna parameter named after it, suggested
+    define-by-run in space order and only when active given the earlier choices.
+    ``Categorical`` → ``suggest_categorical`` (by index when a value is not a plain
+    ``None``/bool/int/float/str, or two values compare equal); ``Numerical`` →
+    ``suggest_float`` (``log``), a quantized one → ``suggest_int`` over the multiples of
+    ``quantize`` (``log`` kept); ``CategoricalMultiple`` → one categorical over all subsets
+    when there are at most 64, else one ``[0, 1]`` score per candidate (``label:i``) of
+    which the top ``n_chosen`` (or those above 0.5, at least one) are taken.
+
+    **What Optuna is told.** SUCCEEDED → the final metric(s); EARLY_STOPPED → PRUNED (the
+    scheduler judged it bad; TPE ranks pruned trials below completed ones); FAILED,
+    TIMEOUT, CANCELED → FAIL (ignored by the samplers). A trial cut off by a stopping
+    experiment is told when it has run again after a resume.
+
+    **Never a wasted trial.** A proposal that violates a space constraint is told PRUNED
+    with an Optuna constraint value of 1 (infeasible) and not submitted. With ``dedup``, a
+    proposal equal to a submitted sample is not submitted either: it is told that trial's
+    outcome (at once, or when it ends). After ``patience`` such proposals in a row a random
+    unseen sample is enqueued instead; the search ends once none is left.
+
+    **Resume.** ``state_dict`` holds every trial of the study (parameters, distributions,
+    values, attributes) and the sampler itself (cloudpickled, base64), so a restored
+    strategy rebuilds the same study and continues exactly where it stopped.
+    """
+
+    def __init__(
+        self,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        *,
+        dedup: bool = True,
+        patience: int = 20,
+        seed: int | None = None,
+    ) -> None:
+        self.sampler = sampler
+        """The Optuna sampler (``None`` until a subclass builds it for the space)."""
+        self.dedup = dedup
+        self.patience = patience
+        self.seed = seed
+        self.study: optuna.Study | None = None
+        """The Optuna study, once the search has started (read it, don't tell it)."""
+        self._rng = random.Random(seed)  # for the random unseen fallback
+        self._loaded: dict[str, Any] | None = None
+        self._codec: Codec | None = None
+        self._pending: dict[str, list[int]] = {}  # hash -> numbers of trials awaiting it
+        self._done: dict[str, tuple[Any, list[float] | None]] = {}  # hash -> outcome
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self, ctx: StrategyContext) -> None:
+        study = self._start(ctx)
+        tracker = SpaceTracker(ctx.space)
+        while True:
+            if ctx.budget.exhausted:
+                return
+            await ctx.wait_capacity()
+            for record in ctx.take_results():
+                self._tell(ctx, record)
+            if ctx.budget.exhausted:
+                return
+            if self.dedup and tracker.exhausted(ctx.distinct_submitted):
+                _log.info("%r: every sample of the space was tried", self)
+                return
+            proposal = self._propose(ctx)
+            if proposal is None:
+                _log.info("%r: no unseen sample is left", self)
+                return
+            number, sample = proposal
+            try:
+                await ctx.submit(sample)
+            except BaseException:
+                if not ctx.seen(sample):  # never became a trial: do not leave it RUNNING
+                    self._pending.pop(sample_hash(sample), None)
+                    study.tell(number, state=_optuna().trial.TrialState.FAIL)
+                raise
+
+    def _start(self, ctx: StrategyContext) -> optuna.Study:
+        optuna = import_optuna()
+        self._codec = Codec(ctx.space)
+        if self.sampler is None:
+            self.sampler = self._build_sampler(ctx)
+        directions = list(ctx.objective.directions.values())
+        with _quiet():  # "A new study created in memory ..."
+            study = optuna.create_study(sampler=self.sampler, directions=directions)
+        self.study = study
+        if self._loaded is not None:
+            self._replay(study, self._loaded["trials"])
+            self._loaded = None
+        # what was proposed and told so far, from the study itself
+        states = optuna.trial.TrialState
+        for t in study.get_trials(deepcopy=False):
+            h = t.user_attrs.get(_HASH)
+            if h is None:
+                continue
+            if t.state is states.RUNNING:
+                if ctx.seen(self._codec.decode(t.params)):
+                    self._pending.setdefault(h, []).append(t.number)
+                else:  # asked, then lost before it was submitted
+                    study.tell(t.number, state=states.FAIL)
+            elif t.state in (states.COMPLETE, states.PRUNED, states.FAIL):
+                self._done.setdefault(h, (t.state, t.values))
+        return study
+
+    def _build_sampler(self, ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+        raise TypeError("OptunaSampler needs a sampler, e.g. optuna.samplers.NSGAIISampler()")
+
+    # --- proposing ----------------------------------------------------------------------
+
+    def _propose(self, ctx: StrategyContext) -> tuple[int, Sample] | None:
+        study, codec = self.study, self._codec
+        assert study is not None and codec is not None
+        states = _optuna().trial.TrialState
+        for _ in range(self.patience):
+            trial = self._ask(ctx, study)
+            try:
+                sample = ctx.space.canonicalize(codec.suggest(trial))
+            except SampleValidationError as exc:
+                if not exc.constraint:
+                    raise
+                trial.set_constraint(_CONSTRAINT, 1.0)
+                study.tell(trial, state=states.PRUNED)
+                continue
+            h = sample_hash(sample)
+            trial.set_user_attr(_HASH, h)
+            if not self.dedup or not ctx.seen(sample):
+                self._pending.setdefault(h, []).append(trial.number)
+                return trial.number, sample
+            known = self._done.get(h)
+            if known is None:  # equal to a running trial: told when that one ends
+                self._pending.setdefault(h, []).append(trial.number)
+            else:
+                study.tell(trial, values=known[1], state=known[0])
+        # the sampler keeps proposing what was tried: enqueue a random unseen sample
+        seen = ctx.seen if self.dedup else (lambda s: False)
+        sample = draw_unseen(ctx.space, self._rng, seen)
+        if sample is None:
+            return None
+        h = sample_hash(sample)
+        study.enqueue_trial(codec.encode(sample), user_attrs={_HASH: h})
+        trial = self._ask(ctx, study)
+        sample = ctx.space.canonicalize(codec.suggest(trial))
+        self._pending.setdefault(h, []).append(trial.number)
+        return trial.number, sample
+
+    def _ask(self, ctx: StrategyContext, study: optuna.Study) -> optuna.Trial:
+        try:
+            return study.ask()
+        except ValueError as exc:
+            if ctx.objective.multi:
+                raise ValueError(
+                    f"{type(self.sampler).__name__} could not propose a trial for the "
+                    f"objectives {ctx.objective.directions} ({exc}); it may not support "
+                    "several objectives: use TPE or optuna.samplers.NSGAIISampler"
+                ) from exc
+            raise
+
+    # --- telling ------------------------------------------------------------------------
+
+    def _tell(self, ctx: StrategyContext, record: TrialRecord) -> None:
+        study, codec = self.study, self._codec
+        assert study is not None and codec is not None
+        if record.state is TrialState.CANCELED and record.error is not None \
+                and record.error.type == INTERRUPTED:
+            return  # it runs again when the experiment is resumed; told then
+        state, values = self._outcome(ctx, record)
+        self._done.setdefault(record.hash, (state, values))
+        numbers = self._pending.pop(record.hash, [])
+        for number in numbers:
+            study.tell(number, values=values, state=state)
+        if not numbers:  # a trial this strategy did not propose: learn from it all the same
+            optuna = _optuna()
+            study.add_trial(optuna.trial.create_trial(
+                state=state, values=values, params=codec.encode(record.sample),
+                distributions=codec.distributions(record.sample),
+                user_attrs={_HASH: record.hash},
+            ))
+
+    @staticmethod
+    def _outcome(ctx: StrategyContext, record: TrialRecord) -> tuple[Any, list[float] | None]:
+        states = _optuna().trial.TrialState
+        if record.state is TrialState.SUCCEEDED and record.metric is not None:
+            if ctx.objective.multi and isinstance(record.metrics, dict):
+                return states.COMPLETE, [float(record.metrics[n]) for n in ctx.objective.directions]
+            return states.COMPLETE, [float(record.metric)]
+        if record.state is TrialState.EARLY_STOPPED:
+            return states.PRUNED, None
+        return states.FAIL, None
+
+    # --- state --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.study is None:
+            return dict(self._loaded) if self._loaded is not None else {}
+        return {
+            "trials": [_freeze(t) for t in self.study.get_trials(deepcopy=False)],
+            "sampler": _pickle(self.sampler),
+            "rng": rng_state(self._rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self._loaded = dict(state)
+        self.study = None
+        self._pending, self._done = {}, {}
+        if state.get("sampler") is not None:
+            self.sampler = _unpickle(state["sampler"])
+        if state.get("rng") is not None:
+            self._rng = rng_from_state(state["rng"])
+
+    @staticmethod
+    def _replay(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
+        optuna = _optuna()
+        from optuna.distributions import json_to_distribution
+
+        for t in trials:
+            study.add_trial(optuna.trial.create_trial(
+                state=optuna.trial.TrialState[t["state"]],
+                values=t["values"],
+                params=t["params"],
+                distributions={k: json_to_distribution(d) for k, d in t["distributions"].items()},
+                user_attrs=t["user_attrs"],
+                system_attrs=t["system_attrs"],
+                intermediate_values={int(k): v for k, v in t["intermediate"]},
+            ))
+
+    def __repr__(self) -> str:
+        return f"OptunaSampler({type(self.sampler).__name__}, dedup={self.dedup})"
+
+
+def _optuna() -> Any:
+    import optuna
+
+    return optuna
+
+
+def _freeze(t: Any) -> dict[str, Any]:
+    from optuna.distributions import distribution_to_json
+
+    return {
+        "state": t.state.name,
+        "values": t.values,
+        "params": t.params,
+        "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+        "user_attrs": t.user_attrs,
+        "system_attrs": t.system_attrs,
+        "intermediate": [[k, v] for k, v in t.intermediate_values.items()],
+    }
+
+
+def _pickle(obj: Any) -> str | None:
+    import cloudpickle
+
+    try:
+        return base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
+    except Exception as exc:  # a sampler holding an unpicklable object: resume re-uses it
+        _log.warning("the sampler %r cannot be pickled (%r); a resumed search continues with "
+                     "the sampler it is given", obj, exc)
+        return None
+
+
+def _unpickle(data: str) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(base64.b64decode(data))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Optuna's INFO logs and experimental warnings, silenced for one call."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _optuna().exceptions.ExperimentalWarning)
+            yield
+    finally:
+        logger.setLevel(level)

@@ -43,3 +43,8 @@ class TestOptunaNSGAII(StrategyContract):
 
         return nf.strategy.OptunaSampler(
             optuna.samplers.NSGAIISampler(population_size=10, seed=seed), seed=seed)
+
+
+class TestPolicyBasedRL(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.PolicyBasedRL(seed=seed)

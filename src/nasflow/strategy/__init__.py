@@ -16,6 +16,7 @@ from nasflow.strategy._hyperband import Hyperband as Hyperband
 from nasflow.strategy._median import MedianStop as MedianStop
 from nasflow.strategy._optuna import OptunaSampler as OptunaSampler
 from nasflow.strategy._random import Random as Random
+from nasflow.strategy._rl import PolicyBasedRL as PolicyBasedRL
 from nasflow.strategy._scheduler import Decision as Decision
 from nasflow.strategy._scheduler import Scheduler as Scheduler
 from nasflow.strategy._tpe import TPE as TPE
@@ -39,6 +40,7 @@ __all__ = [
     "MOASHA",
     "MedianStop",
     "OptunaSampler",
+    "PolicyBasedRL",
     "Proxyless",
     "Random",
     "RandomOneShot",

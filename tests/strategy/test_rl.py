@@ -1,0 +1,63 @@
+"""PolicyBasedRL: conditional decisions, its state (weights, optimizer), learning."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pytest
+
+import nasflow as nf
+from nasflow.strategy import PolicyBasedRL
+from nasflow.testing import SimulatedEngine
+from nasflow.testing._strategy_contract import conditional_space, conditional_table
+
+
+async def test_samples_hold_exactly_the_active_labels() -> None:
+    space = conditional_space()
+    exp = SimulatedEngine.experiment(space, PolicyBasedRL(seed=0), conditional_table,
+                                     nf.ExperimentConfig(max_trials=40, concurrency=3,
+                                                         store=False))
+    await exp.run()
+    for t in exp.trials():
+        space.validate(t.sample)
+    assert {t.sample["depth"] for t in exp.trials()} == {1, 2, 3}
+
+
+async def test_the_state_holds_weights_optimizer_and_generator() -> None:
+    import torch
+
+    strategy = PolicyBasedRL(seed=1, hidden_size=16)
+    assert strategy.state_dict()["torch"] is None  # nothing built before the search
+    exp = SimulatedEngine.experiment(conditional_space(), strategy, conditional_table,
+                                     nf.ExperimentConfig(max_trials=10, store=False))
+    await exp.run()
+    state = strategy.state_dict()
+    blob = torch.load(io.BytesIO(base64.b64decode(state["torch"])), weights_only=True)
+    assert "cell.weight_ih" in blob["net"] and blob["net"]["cell.weight_ih"].shape[1] == 16
+    assert blob["optim"]["t"] >= 8  # one Adam step per result taken
+    assert isinstance(blob["gen"], torch.Tensor)
+    assert state["baseline"] is not None
+
+
+def best_op_table(sample: dict[str, Any]) -> tuple[list[float], float]:
+    return [1.0 if sample["op0"] == "conv" else 0.0], 1.0
+
+
+async def test_the_controller_learns_what_pays() -> None:
+    space = nf.SearchSpace({"op0": nf.Categorical(["conv", "sep", "pool", "skip"]),
+                            "x": nf.Numerical(0.0, 1.0)})  # continuous: never exhausted
+    exp = SimulatedEngine.experiment(space, PolicyBasedRL(seed=2, lr=0.05), best_op_table,
+                                     nf.ExperimentConfig(max_trials=120, store=False))
+    await exp.run()
+    ops = [t.sample["op0"] for t in exp.trials()]
+    assert ops[:8].count("conv") < 8  # it starts out uniform ...
+    assert ops[-40:].count("conv") >= 36  # ... and ends up choosing what pays
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="samples_per_update"):
+        PolicyBasedRL(samples_per_update=0)
+    with pytest.raises(ValueError, match="baseline_decay"):
+        PolicyBasedRL(baseline_decay=1.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import sys
@@ -71,7 +72,7 @@ def export(epochs: int) -> None:
                 "SELECT time FROM metrics WHERE trial_id = ? AND attempt = ? ORDER BY rowid",
                 (t.id, t.attempt))
             stamps = [t.started_at] + [x for (x,) in times]
-            secs = [round(b - a, 4) for a, b in zip(stamps, stamps[1:], strict=False)]
+            secs = [round(b - a, 4) for a, b in itertools.pairwise(stamps)]
             rows.append([t.sample, [round(a, 5) for a in accs], secs])
     table = {"space": "nasflow.demo.DigitsNet", "epochs": epochs,
              "labels": space.search_space_object().labels,

@@ -19,6 +19,7 @@ import pytest
 
 import nasflow as nf
 from nasflow._resume import ResumeError
+from nasflow.events import TrialStarted
 from nasflow.strategy import Strategy, StrategyContext
 
 SPACE = {"a": nf.Categorical(list(range(10))), "b": nf.Categorical(list(range(10)))}
@@ -40,9 +41,11 @@ async def test_stop_then_resume_runs_interrupted_trials_again() -> None:
 
     exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=1),
                         nf.ExperimentConfig(max_trials=10, concurrency=2))
+    started = exp.events(TrialStarted)
     async with exp:
-        while len(exp.trials(["SUCCEEDED"])) < 4 or len(exp.trials(["RUNNING"])) < 2:
-            await anyio.sleep(0.01)  # let the search reach the state under test
+        async for ev in started:  # trials 0-3 finish at once; 4 and 5 then block
+            if ev.trial_id == 5:
+                break
         await exp.stop()
     before = {t.id: t for t in exp.trials()}
     assert [before[i].state for i in (4, 5)] == [nf.TrialState.CANCELED] * 2
@@ -136,19 +139,21 @@ async def test_a_running_experiment_is_not_resumed_twice() -> None:
 async def test_a_requeued_trial_continues_from_its_checkpoint() -> None:
     gate = anyio.Event()
 
+    checkpointed = anyio.Event()
+
     def evaluate(model: None, trial: nf.Trial) -> float:
         state = trial.load_checkpoint() or {"step": 0}
         for step in range(state["step"], 4):
             trial.report(float(step), step=step)
             trial.save_checkpoint({"step": step + 1}, step=step)
             if step == 1 and trial.attempt == 0:
+                anyio.from_thread.run_sync(checkpointed.set)
                 anyio.from_thread.run(gate.wait)  # stopped here on the first attempt
         return float(state["step"])  # where this attempt started
 
     exp = nf.Experiment({"a": nf.Categorical([1])}, evaluate, nf.strategy.Random())
     async with exp:
-        while not exp.trials(["RUNNING"]) or not list(exp.directory.glob("trials/0/check*")):
-            await anyio.sleep(0.01)  # let the trial write its first checkpoints
+        await checkpointed.wait()
         await exp.stop()
     gate.set()
     resumed = await nf.Experiment.resume(exp.id, evaluator=evaluate)

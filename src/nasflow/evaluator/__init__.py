@@ -1,7 +1,7 @@
 """Evaluators: how a model is trained and scored, and the trial-side reporting API.
 
-``Classification`` and ``Regression`` (real torch training loops) import torch only when
-used.
+``Classification`` and ``Regression`` (real torch training loops) and the profilers
+(``count_flops``, ``flops_constraint``, ``Profiled``, ...) import torch only when used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from nasflow.evaluator._trial import Trial as Trial
 from nasflow.evaluator._trial import current_trial as current_trial
 
 if TYPE_CHECKING:
+    from nasflow.evaluator._profile import ModelConstraint as ModelConstraint
+    from nasflow.evaluator._profile import Profiled as Profiled
+    from nasflow.evaluator._profile import count_flops as count_flops
+    from nasflow.evaluator._profile import count_params as count_params
+    from nasflow.evaluator._profile import flops_constraint as flops_constraint
+    from nasflow.evaluator._profile import measure_latency as measure_latency
+    from nasflow.evaluator._profile import params_constraint as params_constraint
     from nasflow.evaluator._training import Classification as Classification
     from nasflow.evaluator._training import Regression as Regression
 
@@ -21,10 +28,22 @@ __all__ = [
     "Classification",
     "Evaluator",
     "FunctionalEvaluator",
+    "ModelConstraint",
+    "Profiled",
     "Regression",
     "Trial",
+    "count_flops",
+    "count_params",
     "current_trial",
+    "flops_constraint",
+    "measure_latency",
+    "params_constraint",
 ]
+
+_PROFILE = (
+    "ModelConstraint", "Profiled", "count_flops", "count_params", "flops_constraint",
+    "measure_latency", "params_constraint",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from nasflow.evaluator import _training
 
         return getattr(_training, name)
+    if name in _PROFILE:  # the profilers need torch too
+        from nasflow.evaluator import _profile
+
+        return getattr(_profile, name)
     raise AttributeError(f"module 'nasflow.evaluator' has no attribute {name!r}")

@@ -48,3 +48,8 @@ class TestOptunaNSGAII(StrategyContract):
 class TestPolicyBasedRL(StrategyContract):
     def make_strategy(self, seed: int) -> Strategy:
         return nf.strategy.PolicyBasedRL(seed=seed)
+
+
+class TestLocalSearch(StrategyContract):
+    def make_strategy(self, seed: int) -> Strategy:
+        return nf.strategy.LocalSearch(seed=seed)

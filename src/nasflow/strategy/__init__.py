@@ -13,6 +13,7 @@ from nasflow.strategy._base import TrialHandle as TrialHandle
 from nasflow.strategy._evolution import RegularizedEvolution as RegularizedEvolution
 from nasflow.strategy._grid import GridSearch as GridSearch
 from nasflow.strategy._hyperband import Hyperband as Hyperband
+from nasflow.strategy._local import LocalSearch as LocalSearch
 from nasflow.strategy._median import MedianStop as MedianStop
 from nasflow.strategy._optuna import OptunaSampler as OptunaSampler
 from nasflow.strategy._random import Random as Random
@@ -37,6 +38,7 @@ __all__ = [
     "GridSearch",
     "GumbelDARTS",
     "Hyperband",
+    "LocalSearch",
     "MOASHA",
     "MedianStop",
     "OptunaSampler",

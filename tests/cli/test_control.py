@@ -153,6 +153,7 @@ def test_a_killed_run_is_crashed_then_resumed(cli: Cli, tmp_path: Path) -> None:
         async def evaluate(model, trial):
             await anyio.sleep(0.02)
             if trial.id == 5 and trial.attempt == 0:
+                await anyio.sleep(0.2)  # its start is committed by now (within 5 ms)
                 os.kill(os.getpid(), signal.SIGKILL)  # the machine went away mid-trial
             return trial.sample["a"] * 10 + trial.sample["b"]
 
@@ -164,7 +165,7 @@ def test_a_killed_run_is_crashed_then_resumed(cli: Cli, tmp_path: Path) -> None:
     assert out.returncode == -signal.SIGKILL
     exp_id = out.stdout.splitlines()[0].rsplit(" ", 1)[-1]
     (info,) = json.loads(cli("list", "--json").stdout)
-    assert info["state"] == "CRASHED" and info["trials"]["RUNNING"] >= 1
+    assert info["state"] == "CRASHED" and info["trials"]["RUNNING"] >= 1  # trial 5
 
     resumed = cli("resume", exp_id, "--quiet")
     assert resumed.returncode == 0, resumed.stderr

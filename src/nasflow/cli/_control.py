@@ -24,6 +24,7 @@ from nasflow.cli._loadfile import ExperimentFileError, load_experiment_file
 from nasflow.cli._output import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     Formatter,
     add_home,
     command,
@@ -304,7 +305,7 @@ def _wait_stopped(info: ExperimentInfo, timeout: float) -> int:
 def stop_main(args: argparse.Namespace) -> int:
     if args.all == (args.id is not None):
         print("error: give an experiment id, or --all (not both)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not args.all:
         return _stop_one(experiment_info(find(args.id, args.home)), args)
     running = [i for i in list_experiments(args.home) if i.state == ExperimentState.RUNNING]

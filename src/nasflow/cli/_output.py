@@ -40,7 +40,14 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-Formatter = argparse.RawDescriptionHelpFormatter
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help text: the description wrapped to the terminal, the epilog (examples) kept
+    exactly as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 def add_home(p: argparse.ArgumentParser) -> None:
@@ -50,8 +57,8 @@ def add_home(p: argparse.ArgumentParser) -> None:
 
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a command: a ``NasflowError`` becomes ``error: ...`` on stderr and exit 1; a
-    closed pipe (``nasflow trials ID | head``) ends quietly."""
+    """Wrap a command: a ``NasflowError`` or ``OSError`` becomes ``error: ...`` on stderr
+    and exit 1; a closed pipe (``nasflow trials ID | head``) ends quietly."""
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
@@ -62,6 +69,9 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             return EXIT_FAILED
         except BrokenPipeError:
             return _pipe_closed()
+        except OSError as exc:  # e.g. NASFLOW_HOME unreadable: say so, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         except BaseExceptionGroup as group:
             # the progress view runs in a task group: its BrokenPipeError arrives wrapped
             # (the experiment has been stopped and saved by then)

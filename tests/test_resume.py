@@ -18,7 +18,6 @@ import anyio
 import pytest
 
 import nasflow as nf
-from nasflow._resume import ResumeError
 from nasflow.events import TrialStarted
 from nasflow.strategy import Strategy, StrategyContext
 
@@ -97,7 +96,7 @@ async def test_the_strategy_continues_from_its_snapshot() -> None:
                         nf.ExperimentConfig(max_trials=5))
     await exp.run()
     assert exp.strategy.told == []  # type: ignore[attr-defined]
-    with pytest.raises(ResumeError, match="max_trials"):  # the budget is part of the config
+    with pytest.raises(nf.ResumeError, match="max_trials"):  # the budget is part of the config
         nf.Experiment.restore(exp.id, config=nf.ExperimentConfig(max_trials=6))
     more = nf.Experiment.restore(exp.id, config=nf.ExperimentConfig(max_trials=5))
     assert isinstance(more.strategy, TakeLater)
@@ -112,11 +111,11 @@ async def test_mismatches_are_listed() -> None:
     exp = nf.Experiment(SPACE, lambda m, t: 1.0, nf.strategy.Random(),
                         nf.ExperimentConfig(max_trials=2, concurrency=1))
     await exp.run()
-    with pytest.raises(ResumeError, match="concurrency: stored 1, given 2") as err:
+    with pytest.raises(nf.ResumeError, match="concurrency: stored 1, given 2") as err:
         nf.Experiment.restore(exp.id, config=nf.ExperimentConfig(max_trials=2, concurrency=2))
     assert err.value.differences == [("concurrency", 1, 2)]
     other = {"a": nf.Categorical(list(range(9))), "b": nf.Categorical(list(range(10)))}
-    with pytest.raises(ResumeError, match="space differs.*'a'|space differs.*a:"):
+    with pytest.raises(nf.ResumeError, match="space differs.*'a'|space differs.*a:"):
         nf.Experiment.restore(exp.id, space=other)
 
 
@@ -131,7 +130,7 @@ async def test_a_running_experiment_is_not_resumed_twice() -> None:
     exp = nf.Experiment(SPACE, forever, nf.strategy.Random())
     async with exp:
         await started.wait()
-        with pytest.raises(ResumeError, match="still running"):
+        with pytest.raises(nf.ResumeError, match="still running"):
             nf.Experiment.restore(exp.id)
         await exp.stop()
 

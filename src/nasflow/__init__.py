@@ -29,6 +29,7 @@ from nasflow.exceptions import ConfigError as ConfigError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
 from nasflow.exceptions import MetricError as MetricError
 from nasflow.exceptions import NasflowError as NasflowError
+from nasflow.exceptions import ResumeError as ResumeError
 from nasflow.exceptions import SampleValidationError as SampleValidationError
 from nasflow.exceptions import SpaceBuildError as SpaceBuildError
 from nasflow.exceptions import SpaceError as SpaceError
@@ -66,6 +67,7 @@ __all__ = [
     "MetricError",
     "NasflowError",
     "Numerical",
+    "ResumeError",
     "SampleValidationError",
     "SearchSpace",
     "SpaceBuildError",

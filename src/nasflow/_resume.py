@@ -14,7 +14,7 @@ from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialRecord
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import TrialEnded, TrialSubmitted
-from nasflow.exceptions import ExperimentNotFoundError, NasflowError, StoreError
+from nasflow.exceptions import ExperimentNotFoundError, ResumeError, StoreError
 from nasflow.space import SearchSpace
 from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
 
@@ -36,15 +36,6 @@ if TYPE_CHECKING:
 
 # fields that may differ on resume: where results live, and a secret never stored
 _FREE_FIELDS = ("home", "token")
-
-
-class ResumeError(NasflowError):
-    """An experiment cannot be resumed as asked; ``differences`` lists what disagrees."""
-
-    def __init__(self, message: str, differences: list[tuple[str, Any, Any]] | None = None):
-        self.differences = differences or []
-        """``[(name, stored value, given value), ...]``."""
-        super().__init__(message)
 
 
 def find_experiment(id_or_path: str | os.PathLike[str], home: str | os.PathLike[str] | None

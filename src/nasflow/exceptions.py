@@ -13,6 +13,7 @@ The tree::
     ├── BudgetExhausted             a strategy submitted past the experiment's budget
     ├── StrategyError               a strategy raised; the experiment failed
     ├── StoreError                  the experiment store is missing, corrupt or unwritable
+    ├── ResumeError                 an experiment cannot be resumed as asked
     └── ExperimentNotFoundError     no experiment with that id or path
 
 Each error carries the offending values as attributes and says what to do in its message.
@@ -103,6 +104,16 @@ class StrategyError(NasflowError):
 
 class StoreError(NasflowError):
     """The experiment store is missing, corrupt or cannot be written."""
+
+
+class ResumeError(NasflowError):
+    """An experiment cannot be resumed as asked (it still runs, or the config or space
+    differs); ``differences`` lists ``(name, stored, given)`` for each disagreement."""
+
+    def __init__(self, message: str, differences: list[tuple[str, Any, Any]] | None = None):
+        self.differences = differences or []
+        """``[(name, stored value, given value), ...]``."""
+        super().__init__(message)
 
 
 class ExperimentNotFoundError(NasflowError, LookupError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from typing import IO, Any
 
-from nasflow._types import TrialState
+from nasflow._types import TrialRecord, TrialState
 from nasflow.events import (
     Event,
     EventStream,
@@ -52,7 +53,8 @@ class ProgressView:
     """Consumes an experiment's events and shows them (``await view.run(exp.events())``)."""
 
     def __init__(self, *, total: int | None, maximize: bool = True,
-                 out: IO[str] | None = None, live: bool | None = None) -> None:
+                 out: IO[str] | None = None, live: bool | None = None,
+                 history: Iterable[TrialRecord] = ()) -> None:
         self.out = out or sys.stdout
         self.total = total
         self.maximize = maximize
@@ -61,6 +63,14 @@ class ProgressView:
         self.best: _Row | None = None
         self.t0 = time.monotonic()
         self.finished: ExperimentFinished | None = None
+        for record in history:  # trials of a resumed experiment's earlier runs
+            row = _Row(record.id, record.sample)
+            row.state, row.metric = record.state, record.metric
+            self.rows[record.id] = row
+            if row.state is TrialState.SUCCEEDED and row.metric is not None and (
+                self.best is None or self._better(row.metric, self.best.metric)
+            ):
+                self.best = row
 
     async def run(self, events: EventStream) -> None:
         """Show events until the experiment finishes."""

@@ -26,8 +26,10 @@ async def run_experiment(exp: Experiment, *, live: bool | None = None,
     """Run ``exp`` with a progress view; SIGINT/SIGTERM stop it gracefully (running trials
     CANCELED, everything saved). Returns the exit code."""
     out = out or sys.stdout
+    plan = exp._plan  # a resumed experiment: count its earlier trials too
     view = ProgressView(total=exp.config.max_trials,
-                        maximize=exp.objective.direction == "maximize", out=out, live=live)
+                        maximize=exp.objective.direction == "maximize", out=out, live=live,
+                        history=plan.records if plan is not None else ())
     code = EXIT_OK
     events = exp.events()
 

@@ -4,6 +4,7 @@ the simulated engine (less compute for the same best)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -11,7 +12,7 @@ import anyio
 import pytest
 
 import nasflow as nf
-from nasflow.events import IntermediateMetric
+from nasflow.events import IntermediateMetric, TrialEnded
 from nasflow.strategy import ASHA, Hyperband, MedianStop, Scheduler
 from nasflow.testing import SimulatedEngine
 
@@ -94,7 +95,7 @@ async def test_asha_stops_trials_for_real_on_the_in_process_engine(cooperative: 
     expected = "should_stop" if cooperative else "TrialStopped"
     assert seen == {t.id: expected for t in stopped}
     # concurrency 1: each trial started once the one before had ended, stopped or not
-    for before, after in zip(trials, trials[1:], strict=False):
+    for before, after in itertools.pairwise(trials):
         assert after.started_at >= before.ended_at  # type: ignore[operator]
     # the best architecture is never stopped (it leads every rung it reaches)
     assert exp.best().sample == {"x": 11}  # type: ignore[union-attr]
@@ -218,3 +219,36 @@ async def test_time_rungs_stop_at_the_first_report_past_the_rung() -> None:
         epochs = round(ran / seconds)  # type: ignore[operator]
         assert ran == pytest.approx(epochs * seconds)
         assert any(epochs * seconds >= r > (epochs - 1) * seconds for r in (3.0, 9.0, 27.0))
+
+
+async def test_a_resumed_search_goes_on_from_the_scheduler_snapshot() -> None:
+    lock = Lockstep()
+    first = nf.Experiment(SPACE, lock.evaluator(cooperative=False), nf.strategy.Random(seed=1),
+                          nf.ExperimentConfig(max_trials=12, concurrency=1, store=True),
+                          scheduler=ASHA(max_t=9), id="halted")
+
+    async def stop_after_five() -> None:
+        ended = 0
+        async for _ in first.events(TrialEnded):
+            ended += 1
+            if ended == 5:
+                await first.stop()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_after_five)
+        await lock.run(first)
+    assert first.state is nf.ExperimentState.STOPPED
+    before = first.scheduler.recorded()  # type: ignore[union-attr]
+    assert set(before[0]) >= set(range(5))
+
+    lock = Lockstep()
+    again = nf.Experiment.restore("halted", evaluator=lock.evaluator(cooperative=False))
+    await lock.run(again)
+    assert isinstance(again.scheduler, ASHA) and again.state is nf.ExperimentState.DONE
+    after = again.scheduler.recorded()
+    # the five trials that ended before the stop kept their records (from the snapshot);
+    # the interrupted one ran again and was recorded once more; every trial reached step 1
+    assert {i: after[0][i] for i in range(5)} == {i: before[0][i] for i in range(5)}
+    assert sorted(after[0]) == list(range(12))
+    stopped = {t.id for t in again.trials([nf.TrialState.EARLY_STOPPED])}
+    assert stopped and all(again.scheduler.bracket_of(i) == 0 for i in range(12))

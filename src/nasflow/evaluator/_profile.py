@@ -66,10 +66,10 @@ def _example(inputs: Inputs, device: Any = None) -> tuple[Any, ...]:
 
 
 def _device_of(model: torch.nn.Module) -> Any:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for param in model.parameters():
+        return param.device
+    for buffer in model.buffers():
+        return buffer.device
     return None
 
 

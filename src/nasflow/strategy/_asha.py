@@ -130,8 +130,8 @@ class ASHA(Scheduler):
         return self._bracket_of.get(trial_id)
 
     def _levels(self, bracket: int) -> list[float]:
-        eta, levels = self.reduction_factor, []
-        k = bracket
+        eta, k = self.reduction_factor, bracket
+        levels: list[float] = []
         while True:
             level = self.grace_period * eta**k
             if isinstance(self.grace_period, int) and isinstance(eta, int):
@@ -205,7 +205,8 @@ class ASHA(Scheduler):
         rung.scores[trial_id] = score
         if isinstance(score, tuple):
             keep = self._keep(len(rung.scores))
-            return _position(list(rung.scores.values()), len(rung.scores) - 1, keep)
+            vectors = [s for s in rung.scores.values() if isinstance(s, tuple)]
+            return _position(vectors, len(vectors) - 1, keep)
         insort(rung.ordered, score)
         return len(rung.ordered) - bisect_right(rung.ordered, score)  # how many are better
 

@@ -23,9 +23,10 @@ Table format (``benchmarks/build_digits_table.py``): ``{"epochs": E, "rows": [[s
 [accuracy per epoch], [seconds per epoch]], ...]}``. The synthetic table (``--synthetic``,
 or when the file is missing) has the same format and is generated deterministically.
 
-The simulated engine reports epoch ``e`` (1-based) as ``step = e - 1`` and replays the mean
-epoch time of a row, so ``--grace 1`` puts the first rung after 2 epochs, and rungs lie
-below ``max_t = E - 1`` (no rung on the last epoch: a finished trial is never stopped).
+The simulated engine reports epoch ``e`` (1-based) as ``step = e - 1`` and ASHA counts
+that report as ``e`` epochs done, so ``--grace 1`` puts the first rung after 1 epoch;
+``max_t = E`` (no rung on the last epoch: a finished trial is never stopped). The engine
+replays the mean epoch time of a row.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def main() -> None:
     else:
         table, source = synthetic_table(), "synthetic (seed 0)"
     epochs = int(table["epochs"])
-    max_t = epochs - 1  # 0-based steps: see the module docstring
+    max_t = epochs  # rungs strictly below the full budget: see the module docstring
     schedulers = {
         "asha": lambda: ASHA(max_t=max_t, grace_period=args.grace,
                              reduction_factor=args.eta),
@@ -194,7 +195,7 @@ def main() -> None:
         "concurrency": args.concurrency,
         "grace_period_steps": args.grace,
         "reduction_factor": args.eta,
-        "rungs_after_epochs": [int(r) + 1 for r in ASHA(max_t=max_t, grace_period=args.grace,
+        "rungs_after_epochs": [int(r) for r in ASHA(max_t=max_t, grace_period=args.grace,
                                                          reduction_factor=args.eta).rungs()],
         "target": "anytime: the same best with <= 40% of random search's compute, every seed",
         "summary": summary,

@@ -84,7 +84,7 @@ def test_classification_learns_digits_and_reports_every_epoch(digits: Any,
     evaluator = Classification(train, val, epochs=4, lr=3e-3, device="cpu")
     trial = RecordingTrial(tmp_path)
     result = evaluator.evaluate(mlp(), trial)
-    assert [step for step, _ in trial.reports] == [1, 2, 3, 4]
+    assert [step for step, _ in trial.reports] == [0, 1, 2, 3]
     assert result == trial.reports[-1][1]
     assert result > 0.7  # chance is 0.1
     assert evaluator.default_objective == "maximize"
@@ -193,7 +193,7 @@ def test_a_stopped_trial_ends_training_at_once(digits: Any, tmp_path: Path) -> N
     trial = RecordingTrial(tmp_path, stop_after=2)  # a scheduler stops it after epoch 2
     with pytest.raises(nf.TrialStopped, match="epoch 3"):
         evaluator.evaluate(mlp(), trial)
-    assert [step for step, _ in trial.reports] == [1, 2]
+    assert [step for step, _ in trial.reports] == [0, 1]
 
 
 def test_a_trial_stopped_before_it_starts_trains_nothing(digits: Any, tmp_path: Path) -> None:
@@ -358,12 +358,12 @@ async def test_an_experiment_trains_each_architecture(digits: Any, tmp_path: Pat
     assert {t.state for t in trials} == {nf.TrialState.SUCCEEDED}
     assert all(t.metric is not None and t.metric > 0.5 for t in trials)
     assert sorted((ev.trial_id, ev.step) for ev in seen) == [
-        (trial, step) for trial in range(3) for step in (1, 2, 3)
+        (trial, step) for trial in range(3) for step in (0, 1, 2)
     ]
     with nf.load_experiment(exp.id, home=tmp_path) as stored:
         for t in trials:
             steps = stored.intermediates(t.id)
-            assert [s for s, _ in steps] == [1, 2, 3]
+            assert [s for s, _ in steps] == [0, 1, 2]
             assert steps[-1][1] == t.metric
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from nasflow._objective import Objective
 from nasflow._types import TrialRecord, TrialState
-from nasflow.strategy import Decision, Scheduler
+from nasflow.strategy import Decision, MedianStop, Scheduler
 
 
 def record(trial_id: int, started_at: float = 0.0) -> TrialRecord:
@@ -31,7 +31,10 @@ class Feeder:
 
     def result(self, trial_id: int, step: int, value: Any, time: float = 0.0) -> Decision:
         primary, normal = self.objective.parse(value)
-        return self.scheduler.on_result(self.trials[trial_id], step, primary, normal, time)
+        # ASHA-family tests speak in steps *done* (1 after the first epoch) while reports
+        # count from 0; MedianStop tests give the reported step itself
+        reported = step if isinstance(self.scheduler, MedianStop) else step - 1
+        return self.scheduler.on_result(self.trials[trial_id], reported, primary, normal, time)
 
     def end(self, trial_id: int, state: TrialState = TrialState.SUCCEEDED) -> None:
         self.trials[trial_id].state = state

@@ -196,7 +196,7 @@ class _Supervised(Evaluator):
                 metric = self._score(module, val, device)
             _log.debug("trial %s epoch %d: train loss %.4g, val %.4g (%.3fs)", trial.id,
                        epoch, train_loss, metric, time.perf_counter() - started)
-            trial.report(metric, step=epoch)
+            trial.report(metric, step=epoch - 1)  # steps count from 0, as trial.report's do
         return metric
 
     def _check_model(self, model: Any) -> nn.Module:

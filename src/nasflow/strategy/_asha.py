@@ -48,9 +48,11 @@ class ASHA(Scheduler):
     """Asynchronous successive halving: stop trials that fall behind at a rung.
 
     ``max_t`` is the full budget (what the evaluator trains for): rungs are placed at
-    ``grace_period * reduction_factor**k < max_t``. ``time_attr="step"`` counts the
-    ``step`` given to ``trial.report`` (report ``step=epoch`` with epochs counted from 1,
-    as ``Classification`` does); ``"time"`` counts seconds since the trial started, from
+    ``grace_period * reduction_factor**k < max_t``. ``time_attr="step"`` counts steps
+    done: ``trial.report(value, step=s)`` (steps from 0, as ``trial.report`` numbers them
+    and ``Classification`` reports epochs) stands for ``s + 1`` steps, so with
+    ``grace_period=1`` the first rung is the first report; ``"time"`` counts seconds
+    since the trial started, from
     the events' times (simulated ones on a ``SimulatedEngine``). ASHA never stops a trial
     for reaching ``max_t``: it ends when its evaluator returns.
 
@@ -161,7 +163,7 @@ class ASHA(Scheduler):
         if bracket is None:  # a trial that started before this scheduler saw it
             bracket = self._deal(trial.id)
         if self.time_attr == "step":
-            resource: float = step
+            resource: float = step + 1  # steps count from 0: the report at step s ends s+1
         else:
             started = trial.started_at if trial.started_at is not None else time
             resource = time - started

@@ -186,3 +186,15 @@ async def test_the_state_rebuilds_the_same_study() -> None:
 def test_a_sampler_is_required() -> None:
     with pytest.raises(TypeError, match="needs a sampler"):
         OptunaSampler()._build_sampler(None)  # type: ignore[arg-type]
+
+
+async def test_a_used_strategy_pickles_as_its_state() -> None:
+    import cloudpickle
+
+    strategy = nf.strategy.TPE(seed=5)
+    exp = SimulatedEngine.experiment(conditional_space(), strategy, conditional_table,
+                                     nf.ExperimentConfig(max_trials=12, store=False))
+    await exp.run()
+    copy = cloudpickle.loads(cloudpickle.dumps(strategy))
+    assert copy.study is None
+    assert copy.state_dict()["trials"] == strategy.state_dict()["trials"]

@@ -61,3 +61,14 @@ def test_arguments_are_checked() -> None:
         PolicyBasedRL(samples_per_update=0)
     with pytest.raises(ValueError, match="baseline_decay"):
         PolicyBasedRL(baseline_decay=1.0)
+
+
+async def test_a_used_strategy_pickles_as_its_state() -> None:
+    import cloudpickle
+
+    strategy = PolicyBasedRL(seed=3, hidden_size=8)
+    exp = SimulatedEngine.experiment(conditional_space(), strategy, conditional_table,
+                                     nf.ExperimentConfig(max_trials=6, store=False))
+    await exp.run()
+    copy = cloudpickle.loads(cloudpickle.dumps(strategy))
+    assert copy.state_dict() == strategy.state_dict()

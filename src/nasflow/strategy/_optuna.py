@@ -99,6 +99,7 @@ class OptunaSampler(Strategy):
         self._codec: Codec | None = None
         self._pending: dict[str, list[int]] = {}  # hash -> numbers of trials awaiting it
         self._done: dict[str, tuple[Any, list[float] | None]] = {}  # hash -> outcome
+        self._frozen: dict[int, dict[str, Any]] = {}  # finished trials, serialised once
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -246,22 +247,35 @@ class OptunaSampler(Strategy):
     def state_dict(self) -> dict[str, Any]:
         if self.study is None:
             return dict(self._loaded) if self._loaded is not None else {}
-        return {
-            "trials": [_freeze(t) for t in self.study.get_trials(deepcopy=False)],
-            "sampler": _pickle(self.sampler),
-            "rng": rng_state(self._rng),
-        }
+        # snapshots come often: a finished trial never changes, so it is serialised once
+        frozen, trials = self._frozen, []
+        for t in self.study.get_trials(deepcopy=False):
+            data = frozen.get(t.number)
+            if data is None:
+                data = _freeze(t)
+                if t.state.is_finished():
+                    frozen[t.number] = data
+            trials.append(data)
+        return {"trials": trials, "sampler": _pickle(self.sampler), "rng": rng_state(self._rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         self._loaded = dict(state)
         self.study = None
-        self._pending, self._done = {}, {}
+        self._pending, self._done, self._frozen = {}, {}, {}
         if state.get("sampler") is not None:
             self.sampler = _unpickle(state["sampler"])
         if state.get("rng") is not None:
             self._rng = rng_from_state(state["rng"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (e.g. with the experiment) as plain data: the study as its trials
+        state = self.__dict__.copy()
+        if self.study is not None:
+            state["_loaded"] = self.state_dict()
+        state.update(study=None, _codec=None, _pending={}, _done={}, _frozen={})
+        return state
 
     @staticmethod
     def _replay(study: optuna.Study, trials: list[dict[str, Any]]) -> None:

@@ -31,7 +31,12 @@ class Random(Strategy):
     async def run(self, ctx: StrategyContext) -> None:
         space, rng = ctx.space, self._rng
         size = space.size() if self.dedup and not space.constraints else None
-        while not ctx.budget.exhausted:
+        while True:
+            # draw only once a trial can start: a snapshot taken while we wait then holds
+            # no drawn-but-unsubmitted sample, so a resumed search repeats this one exactly
+            await ctx.wait_capacity()
+            if ctx.budget.exhausted:
+                return
             if size is not None and ctx.distinct_submitted >= size:
                 _log.info("random search: all %d samples of the space were tried", size)
                 return

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 
-def run_nni_darts(epochs: int) -> dict[str, Any]:
+def run_nni_darts(epochs: int, device: str = "cpu") -> dict[str, Any]:
     """Median seconds per supernet epoch of NNI's DARTS (first epoch left out)."""
     warnings.filterwarnings("ignore")
     import pytorch_lightning as pl
@@ -73,7 +73,8 @@ def run_nni_darts(epochs: int) -> dict[str, Any]:
         learning_rate=3e-3,
         train_dataloaders=DataLoader(TensorDataset(*train), batch_size=64, shuffle=True),
         val_dataloaders=DataLoader(TensorDataset(*val), batch_size=64),
-        max_epochs=epochs + 1, num_classes=10, accelerator="cpu", devices=1,
+        max_epochs=epochs + 1, num_classes=10,
+        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
         enable_progress_bar=False, enable_model_summary=False, logger=False,
         enable_checkpointing=False, callbacks=[timer],
     )

@@ -18,6 +18,7 @@ says why it is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -97,7 +98,7 @@ def bare_darts_epochs(epochs: int, device: str) -> dict[str, Any]:
     return {"epoch_seconds": statistics.median(seconds[1:]), "all_epochs": seconds}
 
 
-def nni_epochs(epochs: int) -> dict[str, Any]:
+def nni_epochs(epochs: int, device: str) -> dict[str, Any]:
     """NNI 3.0's DARTS on the same space and data, if NNI is importable here."""
     try:
         import nni  # noqa: F401
@@ -107,7 +108,7 @@ def nni_epochs(epochs: int) -> dict[str, Any]:
                 "(see docs/benchmarks-oneshot.md)"}
     from _nni_b6 import run_nni_darts  # lives beside this file; imports NNI
 
-    return {"available": True, **run_nni_darts(epochs)}
+    return {"available": True, **run_nni_darts(epochs, device)}
 
 
 def main() -> None:
@@ -131,7 +132,8 @@ def main() -> None:
         results["darts_overhead_vs_bare_loop"] = (
             darts["epoch_seconds"] / results["bare_darts_loop"]["epoch_seconds"])
     if args.nni:
-        results["nni_darts"] = nni_epochs(args.epochs)
+        with contextlib.redirect_stdout(sys.stderr):  # NNI and Lightning print; stdout is JSON
+            results["nni_darts"] = nni_epochs(args.epochs, args.device)
         if darts and results["nni_darts"].get("available"):
             results["darts_time_ratio_vs_nni"] = (
                 darts["epoch_seconds"] / results["nni_darts"]["epoch_seconds"])

@@ -14,6 +14,7 @@ the searched architecture's test accuracy with their median.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -43,7 +44,8 @@ def searched(strategy: str, epochs: int) -> tuple[dict[str, Any], float]:
 
     t0 = time.perf_counter()
     if strategy == "DARTS":
-        exp = anyio.run(example.search, epochs)
+        with contextlib.redirect_stdout(sys.stderr):  # its epoch lines; stdout is the JSON
+            exp = anyio.run(example.search, epochs)
     else:
         train, val, _ = example.search_data()
         evaluator = nf.evaluator.Classification(train, val, epochs=epochs, batch_size=64,

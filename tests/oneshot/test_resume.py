@@ -86,6 +86,18 @@ def test_resume_continues_from_the_last_epoch(name: str) -> None:
         assert [step for _, step, _ in stored._reader.progress()] == [1]
 
 
+def test_experiment_resume_continues_a_stopped_search_from_its_checkpoint() -> None:
+    exp1 = nf.Experiment(Tiny(), _evaluator(), MAKERS["DARTS"](), nf.ExperimentConfig())
+    assert _stop_after_first_epoch(exp1) == [1]
+    # no trial ended, so no strategy snapshot exists: the checkpoint alone carries on
+    exp2 = nf.Experiment.restore(exp1.id)
+    assert [e.step for e in _run(exp2) if e.values["phase"] == "train"] == [2, 3]
+    assert exp2.state is nf.ExperimentState.DONE and len(exp2.export_top_models(5)) == 5
+    with nf.load_experiment(exp1.id) as stored:
+        assert [step for _, step, v in stored._reader.progress()
+                if v["phase"] == "train"] == [1, 2, 3]
+
+
 def test_resume_without_the_checkpoint_says_what_is_missing() -> None:
     strategy = nf.strategy.DARTS()
     strategy.load_state_dict({"version": 1, "strategy": "DARTS", "epoch": 2,
@@ -93,7 +105,7 @@ def test_resume_without_the_checkpoint_says_what_is_missing() -> None:
     exp = nf.Experiment(Tiny(), _evaluator(), strategy, nf.ExperimentConfig(store=False))
     with pytest.raises(nf.StrategyError) as info:
         nf.run(exp)
-    assert "same experiment id" in str(info.value.__cause__)
+    assert "resume the same experiment" in str(info.value.__cause__)
 
 
 def test_a_state_from_another_strategy_is_refused() -> None:

@@ -47,10 +47,9 @@ class _Mixed(nn.Module):
                     f"differ: {shapes}; make the candidates return tensors of one shape, or "
                     "use RandomOneShot or ENAS (which run one candidate at a time)",
                 )
-        total = weights[0] * first
-        for w, o in zip(weights[1:], outs[1:], strict=True):
-            total = total + w * o
-        return total
+        # one stacked contraction rather than a multiply and an add per candidate: on a
+        # GPU these small models are bound by kernel launches
+        return torch.tensordot(weights, torch.stack(list(outs)), dims=1)
 
 
 def _gate(weights: torch.Tensor, picked: int, out: Any,
@@ -84,6 +83,8 @@ class MixedLayer(_Mixed):
         arch = self._arch
         if arch.mode is Mode.HARD:
             return self.candidate(arch.pick(self.label, self._where)[0])(*args, **kwargs)
+        if len(self.names) == 1:  # no decision: nothing to mix
+            return self.candidate(0)(*args, **kwargs)
         weights = arch.weight(self.label)
         if arch.mode is Mode.SOFT:
             outs = [self.candidate(i)(*args, **kwargs) for i in range(len(self.names))]
@@ -178,6 +179,8 @@ class MixedInput(_Mixed):
             )
         if arch.mode is Mode.HARD:
             return self._reduce([inputs[i] for i in arch.pick(self.label, self._where)])
+        if self.n_candidates == 1:  # no decision (a cell's first node): nothing to mix
+            return self._reduce(inputs)
         weights = arch.weight(self.label)
         if arch.mode is Mode.SOFT:
             mixed = self._weighted_sum(weights, inputs, self.label)

@@ -155,27 +155,33 @@ class OneShotStrategy(Strategy):
         self._resuming = True
 
     async def run(self, ctx: StrategyContext) -> None:
-        if self._phase == "done":
+        """Train the supernet (continuing from the checkpoint in the experiment directory
+        if there is one), then record the ranked architectures."""
+        if self._resuming and self._phase == "done":
             _log.info("%s: the search already finished; nothing to resume", self)
             return
         evaluator = _training_evaluator(ctx, type(self).__name__)
         rt = await anyio.to_thread.run_sync(self._setup, ctx.model_space, evaluator)
         rt.sign = ctx.objective.sign
         self.supernet = rt.supernet
-        if self._resuming:
-            saved = await ctx.load_checkpoint(self.checkpoint)
-            if saved is None:
-                if self._epoch > 0:
-                    raise NasflowError(
-                        f"{type(self).__name__}: resuming after epoch {self._epoch}, but the "
-                        f"checkpoint {self.checkpoint!r} is not in this experiment's "
-                        "directory; resume with the same experiment id and NASFLOW_HOME"
-                    )
-            else:
-                await anyio.to_thread.run_sync(self._restore, rt, saved)
-        if self._phase == "train":
-            await self._train(ctx, rt)
-            self._phase = "export"
+        # the checkpoint is authoritative: an experiment directory is never reused by
+        # another experiment, so one found there is this search's own, saved before an
+        # interruption (resume takes a strategy snapshot only once trials end, and a
+        # one-shot search records its trials at the very end)
+        saved = await ctx.load_checkpoint(self.checkpoint)
+        if saved is not None:
+            await anyio.to_thread.run_sync(self._restore, rt, saved)
+        elif self._resuming and self._epoch > 0:
+            raise NasflowError(
+                f"{type(self).__name__}: resuming after epoch {self._epoch}, but the "
+                f"checkpoint {self.checkpoint!r} is not in this experiment's directory; "
+                "resume the same experiment (same id and NASFLOW_HOME)"
+            )
+        else:
+            self._epoch = 0
+        self._phase = "train"
+        await self._train(ctx, rt)
+        self._phase = "export"
         await self._export(ctx, rt)
         self._phase = "done"
 

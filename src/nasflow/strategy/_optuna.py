@@ -131,19 +131,19 @@ class OptunaSampler(Strategy):
                 raise
 
     def _start(self, ctx: StrategyContext) -> optuna.Study:
-        optuna = import_optuna()
+        lib = import_optuna()
         self._codec = Codec(ctx.space)
         if self.sampler is None:
             self.sampler = self._build_sampler(ctx)
         directions = list(ctx.objective.directions.values())
         with _quiet():  # "A new study created in memory ..."
-            study = optuna.create_study(sampler=self.sampler, directions=directions)
+            study: optuna.Study = lib.create_study(sampler=self.sampler, directions=directions)
         self.study = study
         if self._loaded is not None:
             self._replay(study, self._loaded["trials"])
             self._loaded = None
         # what was proposed and told so far, from the study itself
-        states = optuna.trial.TrialState
+        states = lib.trial.TrialState
         for t in study.get_trials(deepcopy=False):
             h = t.user_attrs.get(_HASH)
             if h is None:
@@ -188,11 +188,11 @@ class OptunaSampler(Strategy):
                 study.tell(trial, values=known[1], state=known[0])
         # the sampler keeps proposing what was tried: enqueue a random unseen sample
         seen = ctx.seen if self.dedup else (lambda s: False)
-        sample = draw_unseen(ctx.space, self._rng, seen)
-        if sample is None:
+        unseen = draw_unseen(ctx.space, self._rng, seen)
+        if unseen is None:
             return None
-        h = sample_hash(sample)
-        study.enqueue_trial(codec.encode(sample), user_attrs={_HASH: h})
+        h = sample_hash(unseen)
+        study.enqueue_trial(codec.encode(unseen), user_attrs={_HASH: h})
         trial = self._ask(ctx, study)
         sample = ctx.space.canonicalize(codec.suggest(trial))
         self._pending.setdefault(h, []).append(trial.number)

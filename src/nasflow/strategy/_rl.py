@@ -267,7 +267,7 @@ class PolicyBasedRL(Strategy):
                 log_prob, entropy = self._net.evaluate(self._actions(sample))
                 loss = loss - adv * log_prob - self.entropy_weight * entropy
             self._optim.zero_grad()
-            (loss / len(batch)).backward()
+            (loss / len(batch)).backward()  # type: ignore[no-untyped-call]
             self._optim.step()
 
     # --- state --------------------------------------------------------------------------
@@ -400,11 +400,12 @@ def _controller(sizes: list[int], hidden: int) -> Any:
             return 2.5 * torch.tanh(self.heads[i](h)[0] / 5.0), (h, c)
 
         def embed(self, i: int, action: int) -> torch.Tensor:
-            return self.embeds[i](torch.tensor([action]))
+            out: torch.Tensor = self.embeds[i](torch.tensor([action]))
+            return out
 
         def evaluate(self, actions: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
             """Log-probability and entropy of taking ``actions`` in turn."""
-            state, x = None, self.start
+            state, x = None, self.start.view(1, -1)
             log_prob, entropy = torch.zeros(()), torch.zeros(())
             for i, a in actions:
                 logits, state = self.step(i, x, state)

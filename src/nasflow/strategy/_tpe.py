@@ -49,7 +49,7 @@ class TPE(OptunaSampler):
         self.group = group
 
     def _build_sampler(self, ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-        optuna = import_optuna()
+        lib = import_optuna()
         space = ctx.space
         group = self.group
         if group is None:
@@ -57,7 +57,9 @@ class TPE(OptunaSampler):
                 space.conditions(label) is not None for label in space.labels
             )
         with _quiet():  # group=True is "experimental" in Optuna
-            return optuna.samplers.TPESampler(group=group, **self.tpe_options)
+            sampler: optuna.samplers.BaseSampler = lib.samplers.TPESampler(
+                group=group, **self.tpe_options)
+        return sampler
 
     def __repr__(self) -> str:
         return f"TPE(seed={self.seed}, n_startup_trials={self.tpe_options['n_startup_trials']})"

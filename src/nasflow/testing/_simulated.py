@@ -291,8 +291,8 @@ class SimulatedEngine(Engine):
 
     def _replay(self, events: list[Event]) -> list[tuple[float, Callable[[float], Event]]]:
         """Evaluator mode: reports ``seconds_per_step`` apart, the end after the last."""
-        sps, timeline, at = self.seconds_per_step, [], 0.0
-        reports = 0
+        sps, at, reports = self.seconds_per_step, 0.0, 0
+        timeline: list[tuple[float, Callable[[float], Event]]] = []
         for ev in events:
             if isinstance(ev, IntermediateMetric):
                 reports += 1

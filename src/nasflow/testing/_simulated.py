@@ -25,6 +25,7 @@ To run an ``nf.Experiment`` on it, build the experiment with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -39,7 +40,6 @@ from anyio.abc import TaskGroup
 from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
 from nasflow.events import (
-    CheckpointSaved,
     Event,
     FinalMetric,
     IntermediateMetric,
@@ -408,12 +408,19 @@ class SimulatedEngine(Engine):
             config if config is not None else ExperimentConfig(store=False),
             name=name, scheduler=scheduler,
         )
+        cls.attach(exp, table, clock=clock, seconds_per_step=seconds_per_step)
+        return exp
+
+    @classmethod
+    def attach(cls, exp: Experiment, table: Table | None = None, *,
+               clock: FakeClock | None = None, seconds_per_step: float = 1.0) -> None:
+        """Run ``exp``'s trials on a ``SimulatedEngine`` (e.g. an experiment rebuilt by
+        ``Experiment.restore``, to resume a simulated search)."""
         clock = clock if clock is not None else FakeClock()
         # Experiment builds its engine in _make_engine; an instance attribute overrides it
         exp._make_engine = functools.partial(  # type: ignore[method-assign]
             cls._for_experiment, exp, table, clock, seconds_per_step
         )
-        return exp
 
     @classmethod
     def _for_experiment(cls, exp: Experiment, table: Table | None, clock: FakeClock,
@@ -449,19 +456,7 @@ def _ended(trial_id: int, state: TrialState, error: TrialError | None,
 
 
 def _retimed(event: Event, now: float) -> Event:
-    if isinstance(event, IntermediateMetric):
-        return IntermediateMetric(time=now, trial_id=event.trial_id, step=event.step,
-                                  value=event.value, metric=event.metric)
-    if isinstance(event, FinalMetric):
-        return FinalMetric(time=now, trial_id=event.trial_id, value=event.value,
-                           metric=event.metric)
-    if isinstance(event, CheckpointSaved):
-        return CheckpointSaved(time=now, trial_id=event.trial_id, path=event.path,
-                               step=event.step)
-    if isinstance(event, TrialEnded):
-        return TrialEnded(time=now, trial_id=event.trial_id, state=event.state,
-                          error=event.error)
-    return event
+    return dataclasses.replace(event, time=now)
 
 
 def _table_only(model: Any, trial: Any) -> float:

@@ -16,7 +16,7 @@ def test_the_benchmark_prints_its_figures() -> None:
          "--more", "2"], capture_output=True, text=True, check=True, timeout=120)
     doc = json.loads(out.stdout)
     assert doc["benchmark"] == "asha_compute" and doc["table"].startswith("synthetic")
-    assert doc["rungs_after_epochs"] == [2, 4]
+    assert doc["rungs_after_epochs"] == [1, 3, 9]  # grace 1, eta 3, below 10 epochs
     for name in ("asha", "hyperband"):
         run = doc["per_seed"][0][name]
         assert 0 < run["same_trials"]["compute_ratio"] < 1

@@ -55,6 +55,22 @@ async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Pa
         TrialStarted, FinalMetric, TrialEnded]
 
 
+async def test_an_experiment_that_loses_its_connection_reattaches(tmp_path: Path) -> None:
+    h = Harness()
+    setup = setup_for(steady_reporter, h, tmp_path)
+    with anyio.fail_after(60):
+        async with TrialManager(workers=1) as manager, \
+                ManagerEngine(setup, manager=manager.url, token=manager.token) as engine:
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            await h.first(lambda e: isinstance(e, IntermediateMetric) and e.step == 5)
+            (port,) = manager._ports.values()
+            port.connection.transport.abort()  # the network drops; nobody says goodbye
+            ended = await h.ended(0)
+            assert ended.state is TrialState.SUCCEEDED
+    steps = [e.step for e in h.of(0) if isinstance(e, IntermediateMetric)]
+    assert steps == list(range(STEPS))
+
+
 async def test_two_experiments_share_one_manager_fairly(tmp_path: Path) -> None:
     ha, hb = Harness(), Harness()
     sa = setup_for(hang_forever, ha, tmp_path / "a", concurrency=2, experiment_id="exp-a")

@@ -144,6 +144,7 @@ class ManagerEngine(Engine):
         self._link: _Link | None = None
         self._tg: TaskGroup | None = None
         self._setup_message: Setup | None = None
+        self._single = not setup.objective.multi
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -344,11 +345,15 @@ class ManagerEngine(Engine):
             flight = self._flights.get(message.trial_id)
             if flight is None or flight.spec.attempt != message.attempt:
                 return
-            try:
-                primary, value = self.setup.objective.parse(message.value)
-            except MetricError:
-                _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
-                return
+            value = message.value
+            if type(value) is float and self._single:
+                primary = value  # the worker parsed it with this objective already
+            else:
+                try:
+                    primary, value = self.setup.objective.parse(value)
+                except MetricError:
+                    _log.warning("dropped metric %r of trial %s", value, message.trial_id)
+                    return
             await publish(IntermediateMetric(time=message.time, trial_id=message.trial_id,
                                              step=message.step, value=value, metric=primary))
             return

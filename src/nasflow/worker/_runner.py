@@ -17,10 +17,13 @@ the trial's directory, so prints, C-level output and child processes are capture
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from anyio.abc import TaskStatus
 
 from nasflow._types import TrialError, TrialState
 from nasflow.engine._base import build_model
-from nasflow.evaluator._trial import ReportPipe, Trial, _current
+from nasflow.evaluator._trial import Trial, _current
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.exceptions import MetricError, TrialStopped
 from nasflow.protocol import (
@@ -58,21 +61,71 @@ class _Run:
     is_async: bool = False
 
 
+_MAX_BACKLOG = 65536  # reports a thread may queue before it waits for the loop
+
+
+class _Outbox:
+    """Where a worker's ``Trial`` puts its reports (it calls ``put``, like a ReportPipe).
+
+    On the loop (async evaluators) a report becomes a protocol message at once; from an
+    evaluator thread it is queued and the loop is woken once per batch, not per report.
+    A thread far ahead of the loop waits (bounded backlog); nothing is dropped.
+    """
+
+    def __init__(self, forward: Callable[[Event], None]) -> None:
+        self._forward = forward
+        self._pending: deque[Event] = deque()
+        self._scheduled = False
+        self._room = threading.Event()
+        self._room.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    def bind(self) -> None:
+        """Bind to the running loop (call from it before the first trial)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def put(self, event: Event) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self.drain()  # keep reports in order
+            self._forward(event)
+            return
+        if len(self._pending) >= _MAX_BACKLOG:
+            self._room.clear()
+            self._room.wait()
+        self._pending.append(event)
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:  # the loop closed under a thread the worker left behind
+                pass
+
+    def drain(self) -> None:
+        """Forward everything queued (on the loop)."""
+        self._scheduled = False  # first: a later put schedules a new drain
+        pending, forward = self._pending, self._forward
+        while pending:
+            forward(pending.popleft())
+        self._room.set()
+
+
 class TrialRunner:
     """Runs trials for a worker, one at a time; see the module docstring."""
 
     def __init__(self, send: Callable[[SequencedMessage], None]) -> None:
         self._send = send
-        self._pipe = ReportPipe(self._forward)
+        self._pipe = _Outbox(self._forward)
         self.current: _Run | None = None
         """The trial running now, if any."""
 
     async def run_pipe(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                        ) -> None:
-        """Forward reports from evaluator threads: ``await tg.start(runner.run_pipe)``
-        before the first trial (reports need the pipe running)."""
+        """Bind report forwarding to this loop: ``await tg.start(runner.run_pipe)`` before
+        the first trial."""
+        self._pipe.bind()
         task_status.started()
-        await self._pipe.run()  # binds the loop before its first await
 
     @property
     def running(self) -> tuple[TrialRef, ...]:
@@ -105,7 +158,7 @@ class TrialRunner:
             message.trial_id,
             message.sample,
             objective=payload.objective,
-            pipe=self._pipe,
+            pipe=self._pipe,  # type: ignore[arg-type]  # duck-typed: only put() is used
             directory=lambda: payload.trial_directory(message.trial_id),
             experiment_id=message.experiment_id,
             attempt=message.attempt,
@@ -115,7 +168,7 @@ class TrialRunner:
         try:
             with _capture(trial.directory):
                 state, error, final = await self._evaluate(run, payload)
-                await self._pipe.flush()  # every intermediate before the final result
+                self._pipe.drain()  # every intermediate before the final result
             ids = _ids(message)
             now = time.time()
             if final is not None:
@@ -171,15 +224,19 @@ class TrialRunner:
 
     # --- reports from the evaluator ---------------------------------------------------------
 
-    async def _forward(self, event: Event) -> None:
+    def _forward(self, event: Event) -> None:
         run = self.current
-        if run is None or getattr(event, "trial_id", None) != run.message.trial_id:
+        if run is None:
             return  # a report that raced the end of its trial
-        ids = _ids(run.message)
-        if isinstance(event, IntermediateMetric):
-            self._send(Metric(**ids, step=event.step, value=event.value, time=event.time))
-        elif isinstance(event, CheckpointSaved):
-            self._send(Checkpoint(**ids, path=event.path, step=event.step, time=event.time))
+        m = run.message
+        if type(event) is IntermediateMetric:  # the hot path
+            if event.trial_id == m.trial_id:
+                self._send(Metric(experiment_id=m.experiment_id, trial_id=m.trial_id,
+                                  attempt=m.attempt, step=event.step, value=event.value,
+                                  time=event.time))
+        elif isinstance(event, CheckpointSaved) and event.trial_id == m.trial_id:
+            self._send(Checkpoint(**_ids(m), path=event.path, step=event.step,
+                                  time=event.time))
 
 
 def _ids(message: RunTrial) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""B3: one trial reports 10,000 intermediate metrics as fast as it can.
+
+Measured from the moment the evaluator is entered (its ``TrialStarted`` time) to the moment
+an ``exp.events()`` subscriber -- what a strategy sees -- has received the last metric
+("seen"), and to the moment the experiment's SQLite store has committed them all
+("durable": a store flush issued right then). In-process and on a local worker (embedded
+manager), same evaluator, same run, alternating, median of ``--runs``. Target: >= 100,000
+metrics/s.
+
+    python benchmarks/b3_metric_throughput.py [--metrics 10000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import anyio
+from _common import emit
+
+N = 10_000
+
+
+def report_many(model: Any, trial: Any) -> float:
+    n = trial.sample["n"]
+    report = trial.report
+    for i in range(n):
+        report(i * 1e-6, step=i)
+    return 1.0
+
+
+def run_once(service: str, n: int, home: str) -> dict[str, float]:
+    import nasflow as nf
+    from nasflow.events import IntermediateMetric, TrialStarted
+
+    exp = nf.Experiment(
+        {"n": nf.Categorical([n])}, report_many, nf.strategy.GridSearch(),
+        nf.ExperimentConfig(training_service=service, home=home, event_buffer=n + 16),
+    )
+    marks: dict[str, float] = {}
+
+    async def watch() -> None:
+        seen = 0
+        async for event in exp.events(TrialStarted, IntermediateMetric):
+            if isinstance(event, TrialStarted):
+                marks["start"] = event.time
+                continue
+            seen += 1
+            if seen == n:
+                marks["seen"] = time.time()
+                assert exp._store is not None
+                await exp._store.flush()  # everything put so far is committed
+                marks["durable"] = time.time()
+                return
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await exp.run()
+
+    anyio.run(main)
+    assert exp.trials()[0].state.value == "SUCCEEDED"
+    seen = marks["seen"] - marks["start"]
+    durable = marks["durable"] - marks["start"]
+    return {"seen_per_s": n / seen, "durable_per_s": n / durable}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", type=int, default=N)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    raw: dict[str, list[dict[str, float]]] = {"inprocess": [], "local": []}
+    with tempfile.TemporaryDirectory() as home:
+        for service in raw:  # warm-up: imports, first SQLite open, first worker start
+            run_once(service, args.metrics, home)
+        for _ in range(args.runs):
+            for service in raw:
+                raw[service].append(run_once(service, args.metrics, home))
+
+    def med(service: str, key: str) -> int:
+        return round(statistics.median(r[key] for r in raw[service]))
+
+    emit("B3", {
+        "metrics": args.metrics,
+        "runs": args.runs,
+        "metrics_per_s_median": {
+            f"{service}_{key}": med(service, f"{key}_per_s")
+            for service in raw for key in ("seen", "durable")
+        },
+        "target": ">= 100,000 metrics/s, evaluator entered -> durable",
+        "raw": {s: [{k: round(v) for k, v in r.items()} for r in rs] for s, rs in raw.items()},
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,9 @@ class Experiment(RunMixin, Results):
     ``space`` is a ``nasflow.nn.ModelSpace`` (each trial gets a frozen ``torch.nn.Module``)
     or a torch-free dict of choices / ``SearchSpace`` (each trial gets ``model=None`` and
     reads ``trial.sample``). ``evaluator`` is an ``Evaluator`` or a plain function
-    ``fn(model, trial)``.
+    ``fn(model, trial)``. ``scheduler`` stops trials early (``nf.strategy.ASHA``, ...);
+    ``engine`` replaces the configured training service (a function of an
+    ``EngineSetup``, e.g. a ``nasflow.testing.SimulatedEngine``).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Experiment(RunMixin, Results):
         name: str | None = None,
         id: str | None = None,
         scheduler: Scheduler | None = None,
+        engine: Callable[[EngineSetup], Engine] | None = None,
     ) -> None:
         self.config = config if config is not None else ExperimentConfig()
         """The configuration."""
@@ -137,6 +140,9 @@ class Experiment(RunMixin, Results):
             )
         self.scheduler = scheduler
         """The early-stopping scheduler, or ``None``."""
+        self.engine_factory = engine
+        """Builds the engine from an ``EngineSetup`` instead of the configured training
+        service (e.g. ``nasflow.testing.SimulatedEngine``); ``None`` for the default."""
         if scheduler is not None:
             scheduler.bind(self.objective)
         self.state = ExperimentState.CREATED
@@ -226,6 +232,8 @@ class Experiment(RunMixin, Results):
             concurrency=cfg.concurrency,
             trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
         )
+        if self.engine_factory is not None:
+            return self.engine_factory(setup)
         if cfg.training_service == "inprocess" and cfg.manager is None:
             return InProcessEngine(setup)
         return ManagerEngine(

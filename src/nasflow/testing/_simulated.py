@@ -417,22 +417,8 @@ class SimulatedEngine(Engine):
         """Run ``exp``'s trials on a ``SimulatedEngine`` (e.g. an experiment rebuilt by
         ``Experiment.restore``, to resume a simulated search)."""
         clock = clock if clock is not None else FakeClock()
-        # Experiment builds its engine in _make_engine; an instance attribute overrides it
-        exp._make_engine = functools.partial(  # type: ignore[method-assign]
-            cls._for_experiment, exp, table, clock, seconds_per_step
-        )
-
-    @classmethod
-    def _for_experiment(cls, exp: Experiment, table: Table | None, clock: FakeClock,
-                        seconds_per_step: float) -> SimulatedEngine:
-        cfg = exp.config
-        setup = EngineSetup(
-            space=exp.space, evaluator=exp.evaluator, objective=exp.objective,
-            publish=exp._publish, trial_directory=exp._trial_directory,
-            experiment_id=exp.id, concurrency=cfg.concurrency,
-            trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
-        )
-        return cls(setup, table, clock=clock, seconds_per_step=seconds_per_step)
+        exp.engine_factory = functools.partial(
+            cls, table=table, clock=clock, seconds_per_step=seconds_per_step)
 
     def __repr__(self) -> str:
         source = "evaluator" if self.table is None else "table"

@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         print("nasflow worker: NASFLOW_TOKEN is not set", file=sys.stderr)
         return EXIT_REFUSED
     faulthandler.enable()  # a segfault in a trial leaves a Python traceback in its stderr
+    # a sync evaluator's thread holds the GIL for 5 ms slices by default; the loop thread
+    # (streaming reports out, heartbeats, cancels) must get a turn sooner than that, or
+    # reports leave in bursts only after the trial has ended
+    sys.setswitchinterval(0.001)
     worker = Worker(
         args.url, token, args.session,
         reattach_timeout=args.reattach_timeout,

@@ -103,10 +103,12 @@ class _Outbox:
                 pass
 
     def drain(self) -> None:
-        """Forward everything queued (on the loop)."""
+        """Forward what is queued now (on the loop)."""
         self._scheduled = False  # first: a later put schedules a new drain
         pending, forward = self._pending, self._forward
-        while pending:
+        # only what is there now: a thread reporting all the while would otherwise keep
+        # this loop busy until the trial ends, and nothing would be sent meanwhile
+        for _ in range(len(pending)):
             forward(pending.popleft())
         self._room.set()
 

@@ -88,5 +88,6 @@ def run_nni_darts(epochs: int, device: str = "cpu") -> dict[str, Any]:
 
     return {"epoch_seconds": statistics.median(timed), "all_epochs": timer.seconds,
             "nni": nni.__version__, "pytorch_lightning": pl.__version__,
-            "note": "NNI DARTS's epoch includes its validation loop over val_dataloaders "
-                    "as Lightning runs it; no NNI manager is started"}
+            "note": "NNI's DARTS feeds the validation data to its architecture steps and "
+                    "runs no validation loop: its epoch is training steps only (compare "
+                    "with nasflow's train_epoch_seconds too); no NNI manager is started"}

@@ -140,3 +140,22 @@ def test_the_supernet_gives_inherited_weight_models() -> None:
     with torch.no_grad():
         mse = float(((model(x).squeeze(1) - y) ** 2).mean())
     assert mse == pytest.approx(exp.best().metric, rel=1e-4)
+
+
+@pytest.mark.parametrize("inner", ["GridSearch", "RegularizedEvolution", "TPE"])
+def test_random_one_shot_searches_the_supernet_with_any_multi_trial_strategy(inner: str) -> None:
+    space = Tiny()
+    train, val = tiny_data()
+    evaluator = nf.evaluator.Classification(train, val, epochs=1, batch_size=24)
+    search = getattr(nf.strategy, inner)()
+    strategy = nf.strategy.RandomOneShot(search=search, search_trials=5)
+    exp = nf.Experiment(space, evaluator, strategy, nf.ExperimentConfig(store=False))
+    events = _run(exp)
+    trials = exp.trials()
+    assert len(trials) == 5 and len({t.hash for t in trials}) == 5  # de-duplicated
+    assert all(t.state is nf.TrialState.SUCCEEDED for t in trials)
+    searched = [e.values for e in events if e.values["phase"] == "search"]
+    assert [v["evaluated"] for v in searched] == [1, 2, 3, 4, 5]
+    best = exp.best()
+    assert best is not None and best.metric == max(t.metric for t in trials)
+    assert strategy.state_dict()["search"] == search.state_dict()

@@ -196,6 +196,7 @@ class OneShotStrategy(Strategy):
             steps = [0]
             while not await anyio.to_thread.run_sync(self._chunk, rt, batches, sums, steps):
                 pass
+            train_seconds = time.perf_counter() - started
             stats = {k: float(v) / max(steps[0], 1) for k, v in sums.items()}
             if "train_loss" in stats and not _finite(stats["train_loss"]):
                 raise MetricError(
@@ -212,7 +213,7 @@ class OneShotStrategy(Strategy):
             await ctx.progress(
                 step=epoch, strategy=type(self).__name__, phase="train", epoch=epoch,
                 epochs=rt.epochs, steps=steps[0], seconds=time.perf_counter() - started,
-                **stats, probs=probs,
+                train_seconds=train_seconds, **stats, probs=probs,
             )
 
     # --- in the worker thread -------------------------------------------------------------

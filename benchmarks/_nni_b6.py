@@ -54,7 +54,8 @@ def run_nni_darts(epochs: int, device: str = "cpu") -> dict[str, Any]:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.reduced(self.reduce(self.normal(self.stem(x))))
-            return self.head(torch.relu(x).mean((2, 3)))
+            out: torch.Tensor = self.head(torch.relu(x).mean((2, 3)))
+            return out
 
     class EpochTimer(pl.Callback):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -120,7 +120,7 @@ def nni_epochs(epochs: int, device: str) -> dict[str, Any]:
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(x for run in runs for x in run[key])
+    return float(statistics.median(x for run in runs for x in run[key]))
 
 
 def main() -> None:

@@ -82,7 +82,8 @@ class CellNet(snn.ModelSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduced(self.reduce(self.normal(self.stem(x))))
-        return self.head(torch.relu(x).mean((2, 3)))
+        logits: torch.Tensor = self.head(torch.relu(x).mean((2, 3)))
+        return logits
 
 
 SIZE = {"channels": 8, "nodes": 2} if QUICK else {"channels": 16, "nodes": 3}
@@ -90,7 +91,10 @@ SIZE = {"channels": 8, "nodes": 2} if QUICK else {"channels": 16, "nodes": 3}
 # --- searching ------------------------------------------------------------------------------
 
 
-def search_data() -> tuple[tuple, tuple, tuple]:
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def search_data() -> tuple[Pair, Pair, Pair]:
     """Search train / search validation (a 3:1 split of the training digits) and the
     held-out test digits."""
     (x, y), test = digits_data()
@@ -135,9 +139,9 @@ def retrain(model: nn.Module, epochs: int) -> float:
     loss_fn = nn.CrossEntropyLoss()
     for _ in range(epochs):
         model.train()
-        for idx in torch.randperm(len(y), generator=g).split(64):
+        for idx in torch.split(torch.randperm(len(y), generator=g), 64):
             opt.zero_grad()
-            loss_fn(model(x[idx]), y[idx]).backward()
+            torch.autograd.backward(loss_fn(model(x[idx]), y[idx]))
             opt.step()
     model.eval()
     with torch.no_grad():

@@ -276,4 +276,6 @@ def deferred_mix(weights: torch.Tensor, out: torch.Tensor,
     """``out`` (the picked candidate's output), carrying ``dL/dweights`` as if
     ``sum_j weights[j] * o_j`` had been computed; ``known`` holds outputs already at
     hand (detached), ``recompute(j)`` gives the others."""
-    return out + _Deferred.apply(weights, out.detach(), recompute, known)
+    zero: torch.Tensor = _Deferred.apply(  # type: ignore[no-untyped-call]
+        weights, out.detach(), recompute, known)
+    return out + zero

@@ -141,7 +141,7 @@ class DARTS(OneShotStrategy):
         with frozen(weights):
             rt.supernet.set_soft(self._mix(rt))
             loss = rt.loss(xv, yv)
-            loss.backward()
+            torch.autograd.backward(loss)
         opt.step()
         return loss
 
@@ -154,7 +154,7 @@ class DARTS(OneShotStrategy):
             mix = self._mix(rt)
         rt.supernet.set_soft(mix)
         loss = rt.loss(x, y)
-        loss.backward()
+        torch.autograd.backward(loss)
         if self.gradient_clip_val is not None:
             nn.utils.clip_grad_norm_(rt.model.parameters(), self.gradient_clip_val)
         rt.optimizer.step()

@@ -145,7 +145,7 @@ class ENAS(OneShotStrategy):
         rt.supernet.set_hard(self._policy_sample(rt))
         rt.optimizer.zero_grad(set_to_none=True)
         loss = rt.loss(x, y)
-        loss.backward()
+        torch.autograd.backward(loss)
         rt.optimizer.step()
         return {"train_loss": loss}
 
@@ -169,7 +169,7 @@ class ENAS(OneShotStrategy):
                 advantage = reward - (baseline.value if baseline.ready else reward)
                 loss = loss - advantage * logp - self.entropy_weight * entropy
             opt.zero_grad(set_to_none=True)
-            (loss / self.ctrl_samples).backward()
+            torch.autograd.backward(loss / self.ctrl_samples)
             opt.step()
             mean = sum(rewards[-self.ctrl_samples:]) / self.ctrl_samples
             baseline.update(mean, self.baseline_decay)
@@ -219,9 +219,11 @@ class ENAS(OneShotStrategy):
         for sample in candidates:
             if ctx.seen(sample):
                 continue  # recorded before a resume
-            value = await anyio.to_thread.run_sync(
-                lambda s=sample: self.evaluate_sample(rt, s, calibrate=self.bn_calibration_batches))
+            value = await anyio.to_thread.run_sync(self._evaluate, rt, sample)
             await ctx.record(sample, value)
+
+    def _evaluate(self, rt: Run, sample: Sample) -> float:
+        return self.evaluate_sample(rt, sample, calibrate=self.bn_calibration_batches)
 
     def __repr__(self) -> str:
         return (f"ENAS(epochs={self.epochs}, ctrl_lr={self.ctrl_lr}, "
@@ -230,6 +232,9 @@ class ENAS(OneShotStrategy):
 
 class _Scalar(nn.Module):
     """The reward baseline, kept as a buffer so that it is checkpointed with the rest."""
+
+    _value: torch.Tensor
+    _ready: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

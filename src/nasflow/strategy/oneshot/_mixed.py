@@ -49,7 +49,8 @@ class _Mixed(nn.Module):
                 )
         # one stacked contraction rather than a multiply and an add per candidate: on a
         # GPU these small models are bound by kernel launches
-        return torch.tensordot(weights, torch.stack(list(outs)), dims=1)
+        mixed: torch.Tensor = torch.tensordot(weights, torch.stack(list(outs)), dims=1)
+        return mixed
 
 
 def _gate(weights: torch.Tensor, picked: int, out: Any,

@@ -49,7 +49,7 @@ class Proxyless(DARTS):
         with frozen(list(rt.model.parameters())):
             rt.supernet.set_gate(picked, gates)
             loss = rt.loss(xv, yv)
-            loss.backward()
+            torch.autograd.backward(loss)
         opt.step()
         return loss
 
@@ -64,7 +64,7 @@ class Proxyless(DARTS):
         rt.supernet.set_hard({k: specs[k].value(v) for k, v in picked.items()})
         rt.optimizer.zero_grad(set_to_none=True)
         loss = rt.loss(x, y)
-        loss.backward()
+        torch.autograd.backward(loss)
         if self.gradient_clip_val is not None:
             torch.nn.utils.clip_grad_norm_(rt.model.parameters(), self.gradient_clip_val)
         rt.optimizer.step()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 from nasflow.exceptions import SampleValidationError
-from nasflow.space import Sample, SearchSpace
+from nasflow.space import CategoricalMultiple, Sample, SearchSpace
 from nasflow.strategy.oneshot._arch import MAX_COMBOS, LabelSpec
 
 __all__ = ["Ranked", "top_by_probability"]
@@ -36,7 +36,8 @@ def _options(spec: LabelSpec, probs: list[float]) -> list[tuple[Any, float]]:
         k = spec.n_chosen or 1
         best = sorted(range(spec.n), key=lambda i: -probs[i])[:k]
         subsets = [[spec.values[i] for i in sorted(best)]]
-    return [(s, sum(logp[spec.choice._index(v)] for v in s)) for s in subsets]
+    choice = cast(CategoricalMultiple, spec.choice)
+    return [(s, math.fsum(logp[choice._index(v)] for v in s)) for s in subsets]
 
 
 def top_by_probability(space: SearchSpace, specs: dict[str, LabelSpec],

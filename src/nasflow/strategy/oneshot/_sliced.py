@@ -15,7 +15,7 @@ statistics to the input the same way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,11 @@ class SlicedConv(nn.Module):
     """A convolution whose ``out_channels``, ``kernel_size`` (and ``padding`` to match)
     are choices; ``in_channels`` follows the input; ``groups`` fixed or depthwise."""
 
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    _out_masks: torch.Tensor
+    _kernel_masks: torch.Tensor
+
     def __init__(self, arch: ArchState, where: str, combos: Combos, resolved: list[dict[str, Any]],
                  nd: int, template: nn.Module, depthwise: bool) -> None:
         super().__init__()
@@ -48,8 +53,8 @@ class SlicedConv(nn.Module):
         self._where = where
         self.combos = combos
         self.nd = nd
-        self.weight = template.weight
-        self.bias = template.bias
+        self.weight = cast(nn.Parameter, template.weight)  # shared, not copied
+        self.bias = cast("nn.Parameter | None", template.bias)
         first = resolved[0]
         self.stride = _tuple(first.get("stride", 1), nd)
         self.dilation = _tuple(first.get("dilation", 1), nd)
@@ -125,14 +130,18 @@ class SlicedConv(nn.Module):
 class SlicedLinear(nn.Module):
     """A linear layer whose ``out_features`` is a choice; ``in_features`` follows the input."""
 
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    _out_masks: torch.Tensor
+
     def __init__(self, arch: ArchState, where: str, combos: Combos,
                  resolved: list[dict[str, Any]], template: nn.Linear) -> None:
         super().__init__()
         self._arch = arch
         self._where = where
         self.combos = combos
-        self.weight = template.weight
-        self.bias = template.bias
+        self.weight = cast(nn.Parameter, template.weight)
+        self.bias = cast("nn.Parameter | None", template.bias)
         self._outs = [r["out_features"] for r in resolved]
         self._vary_out = not _same(self._outs)
         out_max = self.weight.shape[0]
@@ -184,6 +193,9 @@ class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 class SlicedLayerNorm(nn.Module):
     """Layer norm over the last dimension, its parameters sliced to the input's size."""
+
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
 
     def __init__(self, template: nn.LayerNorm) -> None:
         super().__init__()
@@ -256,7 +268,7 @@ def build_sliced(cls: type[nn.Module], arch: ArchState, where: str, combos: Comb
         if not _fixed(resolved, {"in_features", "out_features"}):
             return None
         template = cls(**_max_args(resolved, ("in_features", "out_features")))
-        return SlicedLinear(arch, where, combos, resolved, template)  # type: ignore[arg-type]
+        return SlicedLinear(arch, where, combos, resolved, template)
     if cls in (nn.BatchNorm1d, nn.BatchNorm2d):
         if not _fixed(resolved, {"num_features"}):
             return None
@@ -270,5 +282,5 @@ def build_sliced(cls: type[nn.Module], arch: ArchState, where: str, combos: Comb
             return None
         args = dict(resolved[0])
         args["normalized_shape"] = max(s if isinstance(s, int) else s[0] for s in shapes)
-        return SlicedLayerNorm(cls(**args))  # type: ignore[arg-type]
+        return SlicedLayerNorm(cls(**args))
     return None

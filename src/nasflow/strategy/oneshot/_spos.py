@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
+import torch
 
 from nasflow._types import TrialRecord, TrialState
 from nasflow.exceptions import BudgetExhausted
@@ -159,7 +160,7 @@ class RandomOneShot(OneShotStrategy):
         rt.supernet.set_hard(rt.supernet.space.random(rng=rt.rng))
         rt.optimizer.zero_grad(set_to_none=True)
         loss = rt.loss(x, y)
-        loss.backward()
+        torch.autograd.backward(loss)
         rt.optimizer.step()
         return {"train_loss": loss}
 
@@ -176,8 +177,7 @@ class RandomOneShot(OneShotStrategy):
         limit = self.search_trials or ctx.budget.max_trials or 50
 
         async def evaluate(sample: Sample) -> float:
-            value = await anyio.to_thread.run_sync(
-                lambda: self.evaluate_sample(rt, sample, calibrate=self.bn_calibration_batches))
+            value = await anyio.to_thread.run_sync(self._evaluate, rt, sample)
             await ctx.progress(step=rt.epochs, strategy=type(self).__name__, phase="search",
                                evaluated=sub.budget.submitted, **{f"val_{rt.metric}": value})
             return value
@@ -187,6 +187,9 @@ class RandomOneShot(OneShotStrategy):
             await self.search.run(sub)
         except BudgetExhausted:
             pass  # the sub-network budget is spent: the search is complete
+
+    def _evaluate(self, rt: Run, sample: Sample) -> float:
+        return self.evaluate_sample(rt, sample, calibrate=self.bn_calibration_batches)
 
     def __repr__(self) -> str:
         return (f"RandomOneShot(epochs={self.epochs}, search={self.search!r}, "

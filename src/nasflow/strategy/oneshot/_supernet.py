@@ -26,7 +26,7 @@ output size).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -229,9 +229,9 @@ class Supernet:
 
     def _cell(self, module: Cell, path: str, where: str) -> nn.Module:
         if self.differentiable and module.merge_op != "all":
-            op = module._modules[f"op_{module.slots()[0][0]}_0"]
+            first = cast(LayerChoice, module._modules[f"op_{module.slots()[0][0]}_0"])
             raise UnsupportedSpaceError(
-                where, self.space.label_of(op.choice).rsplit("/", 1)[0],  # type: ignore[union-attr]
+                where, self.space.label_of(first.choice).rsplit("/", 1)[0],
                 f"{self.strategy} needs merge_op='all': with 'loose_end' the cell's output "
                 "depends on which inputs are chosen, which cannot be mixed by weight; use "
                 "RandomOneShot or ENAS",
@@ -241,8 +241,8 @@ class Supernet:
             m = module._modules[name]
             parts[name] = None if m is None else self._convert(m, join(path, name))
         for i, k in module.slots():
-            op: LayerChoice = module._modules[f"op_{i}_{k}"]  # type: ignore[assignment]
-            inp: InputChoice = module._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
+            op = cast(LayerChoice, module._modules[f"op_{i}_{k}"])
+            inp = cast(InputChoice, module._modules[f"input_{i}_{k}"])
             op_path = join(path, f"op_{i}_{k}")
             parts[f"op_{i}_{k}"] = self._layer_choice(op, op_path, describe(op, op_path))
             inp_where = describe(inp, join(path, f"input_{i}_{k}"))

@@ -2,7 +2,8 @@
 
 Each worker is ``sys.executable -m nasflow.worker`` in a new session (so its own process
 group), with ``NASFLOW_TOKEN`` in its environment (not on its command line, where ``ps``
-would show it) and, for GPU slots, its own ``CUDA_VISIBLE_DEVICES``. Killing a worker
+would show it), for GPU slots its own ``CUDA_VISIBLE_DEVICES``, and unless this process
+sets one, ``OMP_NUM_THREADS`` = its share of the CPUs (like Ray's workers). Killing a worker
 kills its whole process group: whatever a trial started (data loader workers, shell
 commands) goes with it. Its own output, outside trials, goes to ``<log_dir>/<session>.log``.
 
@@ -109,9 +110,13 @@ class LocalPool:
         log_dir: Path,
         parent_pid: int | None,
         on_exit: Callable[[WorkerProcess], Awaitable[None]],
+        threads: int | None = None,
     ) -> None:
         self.log_dir = log_dir
         """Where workers write their own output."""
+        self.threads = threads
+        """``OMP_NUM_THREADS`` for workers when this process has none set (``None``: leave
+        it unset)."""
         self._token = token
         self._reattach_timeout = reattach_timeout
         self._parent_pid = parent_pid
@@ -175,6 +180,10 @@ class LocalPool:
         if self._parent_pid is not None:
             command += ["--parent-pid", str(self._parent_pid)]
         env = {**os.environ, "NASFLOW_TOKEN": self._token}
+        if self.threads is not None:
+            # N workers each running torch with one thread per core would oversubscribe
+            # the machine many times over (OpenMP threads spin while they wait)
+            env.setdefault("OMP_NUM_THREADS", str(self.threads))
         if proc.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = proc.gpu
         try:

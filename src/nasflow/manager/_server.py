@@ -186,6 +186,7 @@ class TrialManager:
         self._pool = LocalPool(
             token=self.token, reattach_timeout=reattach_timeout, log_dir=self.log_dir,
             parent_pid=os.getpid() if embedded else None, on_exit=self._worker_exited,
+            threads=max(1, _cpus() // workers),
         )
         self.core = ManagerCore(
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
@@ -435,6 +436,14 @@ def _wrong_role(hello: Hello, path: str) -> ProtocolError:
         f"a {hello.role.value} client connected to {path}; experiments use /tuner, "
         "workers /trial", offending_type="hello",
     )
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _noop() -> None:

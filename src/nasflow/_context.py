@@ -175,6 +175,11 @@ class ExperimentContext(StrategyContext):
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
         await self._exp._publish(StrategyProgress(time=time.time(), step=step, values=values))
+        self._snapshot_due()  # a strategy that reports progress has moved on: record it
+
+    def _snapshot_due(self) -> None:
+        if self._exp._store is not None:
+            self._exp._store.snapshot_due()
 
     def _checkpoint_path(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -193,6 +198,7 @@ class ExperimentContext(StrategyContext):
             tmp.replace(path)
 
         await anyio.to_thread.run_sync(save)
+        self._snapshot_due()
 
     async def load_checkpoint(self, name: str) -> Any | None:
         path = self._checkpoint_path(name)

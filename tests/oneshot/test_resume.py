@@ -83,7 +83,7 @@ def test_resume_continues_from_the_last_epoch(name: str) -> None:
         r.sample for r in ref_exp.export_top_models(2)]
 
     with nf.load_experiment(exp1.id) as stored:  # the interrupted run stored its epoch
-        assert [step for _, step, _ in stored._reader.progress()] == [1]
+        assert [step for _, step, _ in stored.progress()] == [1]
 
 
 def test_experiment_resume_continues_a_stopped_search_from_its_checkpoint() -> None:
@@ -94,7 +94,7 @@ def test_experiment_resume_continues_a_stopped_search_from_its_checkpoint() -> N
     assert [e.step for e in _run(exp2) if e.values["phase"] == "train"] == [2, 3]
     assert exp2.state is nf.ExperimentState.DONE and len(exp2.export_top_models(5)) == 5
     with nf.load_experiment(exp1.id) as stored:
-        assert [step for _, step, v in stored._reader.progress()
+        assert [step for _, step, v in stored.progress()
                 if v["phase"] == "train"] == [1, 2, 3]
 
 

@@ -109,7 +109,7 @@ def test_a_few_steps_stream_store_and_export_valid_ranked_samples(name: str) -> 
     assert models[0](torch.randn(2, 1, 6, 6)).shape == (2, 4)
 
     with nf.load_experiment(exp.id) as stored:
-        progress = stored._reader.progress()
+        progress = stored.progress()
         assert [values for _, _, values in progress] == [e.values for e in live]
         assert [r.sample for r in stored.export_top_models(3)] == [r.sample for r in top]
 

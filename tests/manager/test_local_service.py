@@ -18,9 +18,10 @@ import anyio
 from _mgr_helpers import alive, embedded, group_alive, wait_exited
 
 import nasflow as nf
-from nasflow._types import TrialState
+from nasflow._types import INTERRUPTED, TrialState
 from nasflow.engine import TrialSpec
 from nasflow.evaluator import Trial
+from nasflow.events import IntermediateMetric
 
 # --- evaluators -------------------------------------------------------------------------------
 
@@ -47,6 +48,12 @@ def spawn_child_then_hang(model: Any, trial: Trial) -> float:
     return 0.0
 
 
+async def report_then_wait(model: Any, trial: Trial) -> float:
+    trial.report(1.0)
+    await anyio.sleep_forever()
+    return 0.0
+
+
 def pid_only(model: Any, trial: Trial) -> float:
     return float(os.getpid())
 
@@ -70,6 +77,24 @@ async def test_search_with_two_workers(home: Path) -> None:
     folder = exp.directory / "trials" / "3"
     assert (folder / "stdout.log").read_text() == "stdout of trial 3\n"
     assert (folder / "stderr.log").read_text() == "stderr of trial 3\n"
+
+
+async def test_stopping_the_experiment_interrupts_its_trials(home: Path) -> None:
+    """A stop cuts trials off as INTERRUPTED (a resume runs them again), not as failures."""
+    exp = nf.Experiment(
+        {"x": nf.Categorical([1, 2])}, report_then_wait, nf.strategy.GridSearch(),
+        nf.ExperimentConfig(concurrency=2, training_service="local"),
+    )
+    with anyio.fail_after(60):
+        async with exp:
+            seen = 0
+            async for _ in exp.events(IntermediateMetric):
+                seen += 1
+                if seen == 2:  # both trials run
+                    await exp.stop("enough")
+    trials = exp.trials()
+    assert [t.state for t in trials] == [TrialState.CANCELED] * 2
+    assert all(t.error is not None and t.error.type == INTERRUPTED for t in trials), trials
 
 
 async def test_sigkilled_worker_fails_its_trial_and_is_replaced(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import TrialError, TrialState
+from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent
@@ -90,6 +90,7 @@ class _Flight:
     spec: TrialSpec
     started: bool = False
     cancel: tuple[TrialState, str] | None = None
+    interrupted: bool = False
 
 
 class ManagerEngine(Engine):
@@ -277,12 +278,13 @@ class ManagerEngine(Engine):
                       attempt=spec.attempt, sample=spec.sample)
 
     def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "") -> bool:
+               reason: str = "", *, interrupted: bool = False) -> bool:
         flight = self._flights.get(trial_id)
         if flight is None:
             return False
         if flight.cancel is None and self._link is not None:
-            flight.cancel = (state, reason)
+            # the wire knows only the state; "interrupted" is this side's business
+            flight.cancel, flight.interrupted = (state, reason), interrupted
             self._link.send(self._cancel_message(flight))
         return True
 
@@ -395,6 +397,10 @@ class ManagerEngine(Engine):
             error = message.error
             if origin is None and error is not None and error.type == "WorkerDied":
                 error = self._with_stderr(message.trial_id, error)
+            if flight.interrupted and error is not None and flight.cancel is not None \
+                    and message.state is flight.cancel[0]:
+                # stopped because the experiment stops: a resume runs it again
+                error = TrialError(INTERRUPTED, error.message, error.traceback)
             del self._flights[message.trial_id]
             await self._publish_end(flight, message.state, error, message.time)
             return

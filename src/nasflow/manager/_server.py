@@ -95,8 +95,8 @@ class SessionPort:
         if origin is not None:
             # say which worker (and which of its seqs) this came from, so the experiment can
             # drop a copy a restarted manager forwards again
-            message = dataclasses.replace(message, origin=origin,  # type: ignore[call-arg]
-                                          origin_seq=origin_seq)
+            message = dataclasses.replace(  # only trial events get here with an origin
+                message, origin=origin, origin_seq=origin_seq)  # type: ignore[arg-type]
         seq = self.session.send(message)
         if done is not None:
             self._done.append((seq, done))

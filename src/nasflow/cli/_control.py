@@ -29,6 +29,7 @@ from nasflow.cli._output import (
     add_home,
     command,
     find,
+    positive_int,
 )
 from nasflow.cli._running import print_best, run_experiment
 from nasflow.config import parse_duration
@@ -90,10 +91,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--experiment", metavar="NAME", default=None,
                    help="the variable or zero-argument function that gives the experiment "
                         "(default: `experiment`, else `make_experiment()`, else the only one)")
-    p.add_argument("--max-trials", type=_positive, metavar="N", help="override max_trials")
+    p.add_argument("--max-trials", type=positive_int, metavar="N", help="override max_trials")
     p.add_argument("--max-duration", type=_duration, metavar="TIME",
                    help="override max_duration (seconds, or e.g. 90s, 1h30m)")
-    p.add_argument("--concurrency", type=_positive, metavar="N", help="override concurrency")
+    p.add_argument("--concurrency", type=positive_int, metavar="N", help="override concurrency")
     p.add_argument("--name", default=None, help="override the experiment's name")
     p.add_argument("--id", default=None, help="the experiment id (default: a new one)")
     _add_view_options(p)
@@ -141,14 +142,6 @@ def _add_view_options(p: argparse.ArgumentParser) -> None:
                       help="no progress, only the summary at the end")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _duration(text: str) -> float:

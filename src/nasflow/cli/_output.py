@@ -50,6 +50,17 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer, with a message naming the bad value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def add_home(p: argparse.ArgumentParser) -> None:
     """The ``--home`` option every experiment command takes."""
     p.add_argument("--home", metavar="DIR", default=None,

@@ -21,6 +21,7 @@ from nasflow.cli._output import (
     fmt_duration,
     fmt_metric,
     fmt_time,
+    positive_int,
     print_json,
     print_table,
     state_style,
@@ -78,7 +79,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         epilog=SHOW_EXAMPLES, formatter_class=Formatter,
     )
     p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
-    p.add_argument("--top", type=_positive, default=5, metavar="K",
+    p.add_argument("--top", type=positive_int, default=5, metavar="K",
                    help="how many best trials to show (default 5)")
     p.add_argument("--json", action="store_true", help="JSON, for scripts")
     add_home(p)
@@ -87,14 +88,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 # --- argument types ---------------------------------------------------------------------
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _split_states(text: str, allowed: list[str]) -> list[str]:

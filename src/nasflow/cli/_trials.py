@@ -25,6 +25,7 @@ from nasflow.cli._output import (
     find,
     fmt_duration,
     fmt_metric,
+    positive_int,
     print_json,
     print_table,
     state_style,
@@ -74,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="only trials in this state (repeatable, or comma-separated)")
     p.add_argument("--sort", choices=_SORTS, default="id", help="order (default id)")
     p.add_argument("--reverse", action="store_true", help="reverse the order")
-    p.add_argument("--limit", type=_count, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="at most N trials (after sorting)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="a JSON list, for scripts")
@@ -89,7 +90,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         epilog=EXPORT_EXAMPLES, formatter_class=Formatter,
     )
     p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
-    p.add_argument("--top", type=_count, default=1, metavar="K",
+    p.add_argument("--top", type=positive_int, default=1, metavar="K",
                    help="how many, best first (default 1)")
     p.add_argument("--format", choices=("dict", "json"), default="dict",
                    help="dict: a Python literal with '# trial N' comments (default); "
@@ -98,14 +99,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=export_main)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 # --- trials -----------------------------------------------------------------------------

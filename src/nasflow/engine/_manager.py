@@ -322,7 +322,8 @@ class ManagerEngine(Engine):
                 self._link.send(self._cancel_message(flight))
 
     async def _consume(self) -> None:
-        inbox, wake = self._inbox, self._inbox_wake
+        inbox, wake, seen = self._inbox, self._inbox_wake, self._seen
+        flights, publish, single = self._flights, self.setup.publish, self._single
         while True:
             await wake.wait()
             wake.clear()
@@ -332,9 +333,19 @@ class ManagerEngine(Engine):
                 for message, origin, origin_seq, _ in batch:
                     if origin is not None:
                         # a restarted manager may forward what the worker resent
-                        if origin_seq is None or origin_seq <= self._seen.get(origin, 0):
+                        if origin_seq is None or origin_seq <= seen.get(origin, 0):
                             continue
-                        self._seen[origin] = origin_seq
+                        seen[origin] = origin_seq
+                    if type(message) is Metric:  # the hot path, inline
+                        flight = flights.get(message.trial_id)
+                        value = message.value
+                        if (flight is not None and flight.spec.attempt == message.attempt
+                                and type(value) is float and single):
+                            # the worker parsed it with this objective already
+                            await publish(IntermediateMetric(
+                                time=message.time, trial_id=message.trial_id,
+                                step=message.step, value=value, metric=value))
+                            continue
                     await self._handle(message, origin)
                 for *_, done in batch:
                     if done is not None:
@@ -343,19 +354,15 @@ class ManagerEngine(Engine):
     async def _handle(self, message: Any, origin: str | None) -> None:
         kind = type(message)
         publish = self.setup.publish
-        if kind is Metric:  # the hot path first
+        if kind is Metric:  # a dict, or a trial that ended (plain floats go inline)
             flight = self._flights.get(message.trial_id)
             if flight is None or flight.spec.attempt != message.attempt:
                 return
-            value = message.value
-            if type(value) is float and self._single:
-                primary = value  # the worker parsed it with this objective already
-            else:
-                try:
-                    primary, value = self.setup.objective.parse(value)
-                except MetricError:
-                    _log.warning("dropped metric %r of trial %s", value, message.trial_id)
-                    return
+            try:
+                primary, value = self.setup.objective.parse(message.value)
+            except MetricError:
+                _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
+                return
             await publish(IntermediateMetric(time=message.time, trial_id=message.trial_id,
                                              step=message.step, value=value, metric=primary))
             return

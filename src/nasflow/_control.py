@@ -2,8 +2,9 @@
 
 The experiment listens on 127.0.0.1 (a free port) and writes ``control.json`` (port, a
 random token, pid; readable by the owner only) into its directory; a request is one JSON
-line ``{"token": ..., "op": "stop" | "status"}`` answered by one JSON line. The file is
-removed when the run ends.
+line ``{"token": ..., "op": "stop" | "status", "wait": bool}`` answered by one JSON line
+(``stop`` with ``wait`` answers once the run has ended and everything is saved). The file
+is removed when the run ends.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["CONTROL_FILE", "ControlServer", "send_request"]
 
 CONTROL_FILE = "control.json"
 _MAX_REQUEST = 4096
+DRAIN_SECONDS = 5.0
 
 
 class ControlServer:
@@ -38,6 +40,9 @@ class ControlServer:
         self._status = status
         self._token = secrets.token_urlsafe(24)
         self._listener: anyio.abc.SocketListener | None = None
+        self._active = 0  # requests being answered
+        self._quiet = anyio.Event()
+        self._quiet.set()
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                     ) -> None:
@@ -58,7 +63,23 @@ class ControlServer:
         finally:
             path.unlink(missing_ok=True)
 
+    async def drain(self) -> None:
+        """Let requests in progress be answered (e.g. a ``stop`` waiting for the end); a
+        client that does not read its answer gets at most ``DRAIN_SECONDS``."""
+        with anyio.move_on_after(DRAIN_SECONDS):
+            await self._quiet.wait()
+
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        self._active += 1
+        self._quiet = anyio.Event()
+        try:
+            await self._answer(stream)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._quiet.set()
+
+    async def _answer(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
             try:
                 with anyio.fail_after(5):
@@ -68,10 +89,14 @@ class ControlServer:
                 if not hmac.compare_digest(token.encode(), self._token.encode()):
                     reply: dict[str, Any] = {"ok": False, "error": "bad token"}
                 elif request.get("op") == "stop":
-                    reply = {"ok": True, "stopping": True}
-                    await stream.send(json.dumps(reply).encode() + b"\n")
-                    await self._on_stop(str(request.get("reason") or "stopped from the CLI"))
-                    return
+                    reason = str(request.get("reason") or "stopped from the CLI")
+                    if not request.get("wait"):
+                        await stream.send(json.dumps({"ok": True, "stopping": True}).encode()
+                                          + b"\n")
+                        await self._on_stop(reason)
+                        return
+                    await self._on_stop(reason)  # returns once the run has ended and saved
+                    reply = {"ok": True, "stopped": True, **self._status()}
                 elif request.get("op") == "status":
                     reply = {"ok": True, **self._status()}
                 else:
@@ -103,6 +128,10 @@ def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: An
                 if not chunk:
                     break
                 data += chunk
+    except TimeoutError as exc:
+        raise NasflowError(
+            f"experiment {directory.name} did not answer within {timeout:g}s"
+        ) from exc
     except OSError as exc:
         raise NasflowError(
             f"cannot reach experiment {directory.name} on port {info.get('port')}: {exc}; "

@@ -45,22 +45,28 @@ class RunMixin:
         failure: BaseException | None = None  # raised by the strategy
         internal: BaseException | None = None  # raised by anything else (e.g. the store)
         finished_normally = False
-        try:
-            async with anyio.create_task_group() as services:
+        control: ControlServer | None = None
+        async with anyio.create_task_group() as services:
+            try:
                 if cfg.store:
                     await self._open_store()
                     control = ControlServer(self.directory, self.stop, self._status)
                     await services.start(control.serve)
                 failure = await self._search()
                 finished_normally = True
+            except BaseException as exc:
+                inner = unwrap(exc)
+                if isinstance(inner, anyio.get_cancelled_exc_class()):
+                    raise
+                internal = inner
+            finally:
+                await self._finish(failure or internal, normal=finished_normally)
+                # the control endpoint outlives the run's end: `nasflow stop --wait` gets
+                # its answer once everything is saved
+                if control is not None:
+                    with anyio.CancelScope(shield=True):
+                        await control.drain()
                 services.cancel_scope.cancel()
-        except BaseException as exc:
-            inner = unwrap(exc)
-            if isinstance(inner, anyio.get_cancelled_exc_class()):
-                raise
-            internal = inner
-        finally:
-            await self._finish(failure or internal, normal=finished_normally)
         if internal is not None:
             raise internal
         if failure is not None:
@@ -196,6 +202,7 @@ class RunMixin:
                     await self._store.close()
                 except StoreError:
                     _log.exception("closing the store of experiment %s failed", self.id)
+            self._finished.set()  # everything is saved: stop() and wait() may return
 
 
 def unwrap(exc: BaseException) -> BaseException:

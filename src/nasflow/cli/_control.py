@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -261,37 +260,29 @@ def _stop_one(info: ExperimentInfo, args: argparse.Namespace) -> int:
         print(f"error: experiment {info.id} runs on host {info.host}; run nasflow stop "
               "there", file=sys.stderr)
         return EXIT_FAILED
-    reply = send_request(info.directory, "stop",
-                         reason=args.reason or "stopped with nasflow stop")
+    print(f"stopping experiment {info.id}: running trials are cancelled, everything is saved",
+          flush=True)
+    try:
+        # with --wait the experiment answers only once it has ended and saved everything
+        reply = send_request(info.directory, "stop", wait=args.wait,
+                             timeout=args.timeout if args.wait else 10.0,
+                             reason=args.reason or "stopped with nasflow stop")
+    except NasflowError as exc:
+        if args.wait and "did not answer" in str(exc):
+            print(f"error: experiment {info.id} still RUNNING after {args.timeout:g}s (its "
+                  "running trials may be slow to cancel); check again with nasflow show "
+                  f"{info.id}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
     if not reply.get("ok"):
         print(f"error: experiment {info.id} refused to stop: {reply.get('error')}",
               file=sys.stderr)
         return EXIT_FAILED
-    print(f"stopping experiment {info.id}: running trials are cancelled, everything is saved",
-          flush=True)
-    if not args.wait:
-        return EXIT_OK
-    return _wait_stopped(info, args.timeout)
-
-
-def _wait_stopped(info: ExperimentInfo, timeout: float) -> int:
-    # the experiment lives in another process and offers no end notification: re-read its
-    # state, starting fast (a stop usually takes milliseconds) and backing off
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
+    if args.wait:
         now = experiment_info(info.directory)
-        if now.state != ExperimentState.RUNNING:
-            reason = f" ({now.end_reason})" if now.end_reason else ""
-            print(f"experiment {info.id} {now.state}{reason}; {now.total} trials")
-            return EXIT_OK
-        if time.monotonic() >= deadline:
-            print(f"error: experiment {info.id} still RUNNING after {timeout:g}s (its running "
-                  "trials may be slow to cancel); check again with nasflow show "
-                  f"{info.id}", file=sys.stderr)
-            return EXIT_FAILED
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        reason = f" ({now.end_reason})" if now.end_reason else ""
+        print(f"experiment {info.id} {now.state}{reason}; {now.total} trials")
+    return EXIT_OK
 
 
 @command

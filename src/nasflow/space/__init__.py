@@ -10,9 +10,9 @@ from typing import Any
 from nasflow.space._choice import Categorical as Categorical
 from nasflow.space._choice import CategoricalMultiple as CategoricalMultiple
 from nasflow.space._choice import Choice as Choice
-from nasflow.space._choice import Expr as Expr
 from nasflow.space._choice import Numerical as Numerical
-from nasflow.space._choice import Operation as Operation
+from nasflow.space._expr import Expr as Expr
+from nasflow.space._expr import Operation as Operation
 from nasflow.space._space import Condition as Condition
 from nasflow.space._space import Constraint as Constraint
 from nasflow.space._space import Sample as Sample

@@ -24,7 +24,8 @@ from nasflow.exceptions import (
     SpaceError,
     SpaceExhaustedError,
 )
-from nasflow.space._choice import Categorical, Choice, Expr
+from nasflow.space._choice import Categorical, Choice
+from nasflow.space._expr import Expr
 
 __all__ = [
     "Condition",

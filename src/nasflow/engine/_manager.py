@@ -9,8 +9,10 @@ the manager, and handed over as objects. With a ``ws://`` URL it attaches to a r
 The engine owes its experiment what every engine does (``nasflow.testing.EngineContract``):
 ``submit`` waits for the capacity the manager grants (its fair share), events flow to
 ``publish`` in order, and each is acked back (so the worker forgets it) only after
-``publish`` returned. A worker's event that reaches it twice (a restarted manager forwards
-what the worker resent) is dropped by ``(origin, origin_seq)``.
+``publish`` returned -- and after ``setup.flush()``, once per batch, if the experiment's
+``EngineSetup`` offers such a durability barrier. A worker's event that reaches it twice
+(a restarted manager forwards what the worker resent) is dropped by
+``(origin, origin_seq)``.
 
 If the experiment's setup cannot be loaded by a worker, or the manager is gone for good,
 every trial in flight ends FAILED with that error, ``submit`` raises it, and so does
@@ -324,6 +326,9 @@ class ManagerEngine(Engine):
     async def _consume(self) -> None:
         inbox, wake, seen = self._inbox, self._inbox_wake, self._seen
         flights, publish, single = self._flights, self.setup.publish, self._single
+        # a durability barrier, if the experiment offers one: acks then mean "committed",
+        # not only "handed to the store's writer" (a few ms of group commit)
+        barrier = getattr(self.setup, "flush", None)
         while True:
             await wake.wait()
             wake.clear()
@@ -347,6 +352,8 @@ class ManagerEngine(Engine):
                                 step=message.step, value=value, metric=value))
                             continue
                     await self._handle(message, origin)
+                if barrier is not None:
+                    await barrier()
                 for *_, done in batch:
                     if done is not None:
                         done()

@@ -212,6 +212,9 @@ class ManagerCore(WorkerSide):
         if exp.detach_timer is not None:
             exp.detach_timer.cancel()
         _log.info("experiment %s detached: %s", experiment_id, reason)
+        if exp.port is not None:
+            # a client coming back after this must learn it was dropped, not wait forever
+            exp.port.close(f"the manager forgot experiment {experiment_id}: {reason}")
         exp.port = None
         exp.queue.clear()
         for trial in list(exp.trials.values()):

@@ -338,6 +338,10 @@ class TrialManager:
 
     async def _serve_experiment(self, ws: ServerConnection, hello: Hello,
                                 first: str | bytes) -> None:
+        # forget sessions that ended while disconnected (their experiment left or timed out)
+        for key in [k for k, p in self._ports.items()
+                    if p.connection is None and p.session.state is SessionState.ENDED]:
+            del self._ports[key]
         port = self._ports.get(hello.session)
         if port is None or port.session.state is SessionState.ENDED:
             session = ServerSession(Role.EXPERIMENT, limits=self.limits)

@@ -36,8 +36,9 @@ async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Pa
     setup = setup_for(steady_reporter, h, tmp_path)
     with anyio.fail_after(60):
         async with AsyncExitStack() as stack:
+            logs = ("--log-dir", str(tmp_path / "logs"))  # a SIGKILLed daemon cannot clean up
             first = await stack.enter_async_context(
-                daemon(port, token, "--workers", "1"))
+                daemon(port, token, "--workers", "1", *logs))
             later = AsyncExitStack()  # the second daemon outlives the engine
             await stack.enter_async_context(later)
             async with ManagerEngine(setup, manager=first.url, token=token) as engine:
@@ -45,7 +46,7 @@ async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Pa
                 await h.first(lambda e: isinstance(e, IntermediateMetric) and e.step == 5)
                 first.kill()  # a crash: no goodbye to anyone
                 await first.process.wait()
-                await later.enter_async_context(daemon(port, token, "--workers", "1"))
+                await later.enter_async_context(daemon(port, token, "--workers", "1", *logs))
                 ended = await h.ended(0)
                 assert ended.state is TrialState.SUCCEEDED, ended
     events = h.of(0)

@@ -20,6 +20,9 @@ from nasflow._types import TrialRecord as TrialRecord
 from nasflow._types import TrialState as TrialState
 from nasflow._version import __version__ as __version__
 from nasflow.config import ExperimentConfig as ExperimentConfig
+from nasflow.engine import ManagerGoneError as ManagerGoneError
+from nasflow.engine import PayloadError as PayloadError
+from nasflow.engine import WorkerSetupError as WorkerSetupError
 from nasflow.evaluator import Evaluator as Evaluator
 from nasflow.evaluator import FunctionalEvaluator as FunctionalEvaluator
 from nasflow.evaluator import Trial as Trial
@@ -64,9 +67,11 @@ __all__ = [
     "ExperimentResults",
     "ExperimentState",
     "FunctionalEvaluator",
+    "ManagerGoneError",
     "MetricError",
     "NasflowError",
     "Numerical",
+    "PayloadError",
     "ResumeError",
     "SampleValidationError",
     "SearchSpace",
@@ -80,6 +85,7 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "TrialStopped",
+    "WorkerSetupError",
     "__version__",
     "current_trial",
     "evaluator",

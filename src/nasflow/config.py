@@ -148,6 +148,14 @@ class ExperimentConfig:
             ) or len(set(gpus)) != len(gpus):
                 raise ConfigError("gpus", gpus, "a list of distinct GPU indices, e.g. [0, 1]")
             put("gpus", tuple(gpus))
+            slots = len(gpus) * self.trials_per_gpu
+            if self.manager is None and self.concurrency > slots:
+                raise ConfigError(
+                    "concurrency", self.concurrency,
+                    f"at most len(gpus) * trials_per_gpu = {len(gpus)} * "
+                    f"{self.trials_per_gpu} = {slots}: every trial needs a GPU share "
+                    "(raise trials_per_gpu, add GPUs, or lower concurrency)",
+                )
         if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
             raise ConfigError("retry", self.retry, "an int >= 0 (extra attempts per trial)")
         kinds = ("FAILED", "TIMEOUT")

@@ -14,7 +14,12 @@ The tree::
     ├── StrategyError               a strategy raised; the experiment failed
     ├── StoreError                  the experiment store is missing, corrupt or unwritable
     ├── ResumeError                 an experiment cannot be resumed as asked
-    └── ExperimentNotFoundError     no experiment with that id or path
+    ├── ExperimentNotFoundError     no experiment with that id or path
+    └── (defined where they are raised, exported by ``nasflow``)
+        ├── WorkerSetupError        workers cannot load the experiment's space/evaluator
+        ├── PayloadError            the space/evaluator cannot be sent to workers
+        ├── ManagerGoneError        the trial manager vanished beyond reattach_timeout
+        └── ManagerConnectionError  the manager cannot be reached (nasflow.manager)
 
 Each error carries the offending values as attributes and says what to do in its message.
 """

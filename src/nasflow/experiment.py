@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -170,12 +172,14 @@ class Experiment(RunMixin, Results):
         self._attempt0: dict[int, int] = {}  # the attempt retries count from (resumed trials)
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._tmpdir: str | None = None
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
+            """The experiment's directory (its store, saved objects and trial folders)."""
         else:
-            self._tmpdir = tempfile.mkdtemp(prefix=f"nasflow-{self.id}-")
-            self.directory = Path(self._tmpdir)
+            # no store: trial folders go to a temporary directory, created on first use
+            # and removed with the experiment object
+            self.directory = Path(tempfile.gettempdir()) / f"nasflow-{self.id}-{os.getpid()}"
+            weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
 
     def _objective(self) -> Objective:
         configured = self.config.directions
@@ -231,6 +235,7 @@ class Experiment(RunMixin, Results):
             experiment_id=self.id,
             concurrency=cfg.concurrency,
             trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
+            flush=self._store.flush if self._store is not None else None,
         )
         if self.engine_factory is not None:
             return self.engine_factory(setup)

@@ -58,8 +58,6 @@ async def test_each_worker_gets_its_gpu_share(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(("shown", "config", "match"), [
     ([], {"gpus": [0]}, "no GPU"),
     (["0"], {"gpus": [0, 1]}, r"\[1\] can never be used"),
-    (["0", "1"], {"gpus": [0], "concurrency": 3, "trials_per_gpu": 2},
-     "trials_per_gpu=3"),
 ])
 async def test_an_unsatisfiable_gpu_request_fails_at_once(
         monkeypatch: pytest.MonkeyPatch, shown: list[str], config: dict[str, Any],
@@ -71,6 +69,12 @@ async def test_an_unsatisfiable_gpu_request_fails_at_once(
     with anyio.fail_after(30), pytest.raises(ConfigError, match=match):
         await exp.run()
     assert exp.trials() == []
+
+
+def test_more_trials_than_gpu_shares_is_refused_by_the_config() -> None:
+    with pytest.raises(ConfigError, match=r"len\(gpus\) \* trials_per_gpu = 1 \* 2 = 2"):
+        nf.ExperimentConfig(training_service="local", gpus=[0], concurrency=3,
+                            trials_per_gpu=2)
 
 
 def test_slots_spread_over_gpus_first() -> None:

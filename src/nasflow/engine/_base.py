@@ -45,6 +45,9 @@ class EngineSetup:
     experiment_id: str
     concurrency: int = 1
     trial_timeout: float | None = None
+    flush: Callable[[], Awaitable[None]] | None = None
+    """Returns once everything published so far is durable (the store's commit); engines
+    that acknowledge events to remote workers await it before acking. ``None``: no store."""
 
 
 def build_model(space: Any, sample: dict[str, Any]) -> Any:

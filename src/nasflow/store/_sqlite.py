@@ -148,6 +148,7 @@ class ExperimentStore:
         self._high_water = high_water
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room: anyio.Event | None = None
         self._live: dict[int, list[Any]] = {}  # writer thread only: rows of unfinished trials
@@ -203,9 +204,10 @@ class ExperimentStore:
 
     async def close(self) -> None:
         """Commit everything and stop the writer thread."""
-        if self._thread is None:
+        if self._thread is None or self._closing:
             return
         await self.flush()
+        self._closing = True  # a flush from now on has nothing left to wait for
         self._queue.append(None)
         self._kick()
         await anyio.to_thread.run_sync(self._thread.join)
@@ -263,7 +265,7 @@ class ExperimentStore:
 
     async def flush(self) -> None:
         """Commit now; return once everything queued before this call is durable."""
-        if self._thread is None:
+        if self._thread is None or self._closing:
             return
         done = anyio.Event()
         self._queue.append(("flush", done.set))

@@ -142,15 +142,28 @@ class EventStream:
     stream is closed (``async with`` or ``aclose``) or garbage-collected.
     """
 
+    _YIELD_EVERY = 64
+
     def __init__(self, receive: ObjectReceiveStream[Event]) -> None:
         self._receive = receive
         self._finalizer = weakref.finalize(self, receive.close)
+        self._unyielded = 0
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
+        # take what is already buffered without a trip through the event loop, but still
+        # yield (a cancellation point) every few events so a backlog cannot hog the loop
         try:
+            if self._unyielded < self._YIELD_EVERY:
+                try:
+                    event = self._receive.receive_nowait()  # type: ignore[attr-defined]
+                    self._unyielded += 1
+                    return event
+                except anyio.WouldBlock:
+                    pass
+            self._unyielded = 0
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None

@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec, build_model
 from nasflow.evaluator._trial import ReportPipe, Trial, TrialOutput, _current
-from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted
+from nasflow.events import FinalMetric, TrialEnded, TrialStarted
 from nasflow.exceptions import MetricError, TrialStopped
 
 __all__ = ["InProcessEngine"]
@@ -114,12 +114,9 @@ class InProcessEngine(Engine):
         self._slot_freed = asyncio.Event()
         self._runners_left = setup.concurrency
         self._runners_done = asyncio.Event()
-        self._pipe = ReportPipe(self._publish)
+        self._pipe = ReportPipe(setup.publish)
         self._tg: TaskGroup | None = None
         self._model_space = bool(getattr(setup.space, "is_model_space", False))
-
-    async def _publish(self, event: Event) -> None:
-        await self.setup.publish(event)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -99,11 +99,14 @@ class ReportPipe:
     async def flush(self) -> None:
         """Publish everything queued so far."""
         self._scheduled = False  # before draining: a later put schedules a new wake-up
+        room, low = self._room, self._max_backlog // 2
         while self._pending:
             await self._publish(self._pending.popleft())
-            if len(self._pending) < self._max_backlog // 2:
-                self._room.set()
-        self._room.set()
+            # Event.set takes a lock: only when a reporting thread may be waiting
+            if not room.is_set() and len(self._pending) < low:
+                room.set()
+        if not room.is_set():
+            room.set()
 
     def take_pending(self) -> list[Event]:
         """Remove and return what is queued (used when publishing must not wait)."""

@@ -9,6 +9,7 @@ subclass and nothing else.
 from __future__ import annotations
 
 import binascii
+import math
 import reprlib
 from typing import Any
 
@@ -23,6 +24,7 @@ from nasflow.protocol._errors import (
 )
 from nasflow.protocol._limits import DEFAULT_LIMITS, Limits
 from nasflow.protocol._messages import PROTOCOL_VERSION, ErrorMessage, Message
+from nasflow.protocol._messages import Metric as _Metric
 from nasflow.protocol._schema import BY_CLASS, BY_TYPE, Invalid, MessageSpec
 
 __all__ = ["Frame", "decode", "encode", "encode_batch", "encode_error"]
@@ -152,8 +154,37 @@ def _decode_batch(obj: dict[str, Any], limits: Limits) -> list[Frame]:
     return out
 
 
+_INT_MAX = 2**63 - 1  # what orjson can encode (as in _schema)
+_MAX_ID = 256  # the longest id _schema.ID accepts
+
+
+def _fast_metric(obj: dict[str, Any]) -> Frame | None:
+    """The hot message, decoded without the generic field loop: a plain-float ``metric``
+    from a worker. ``None`` for anything else, which the generic path then validates (with
+    its precise errors); what it accepts, the generic path accepts too (unknown fields are
+    ignored by both)."""
+    if obj.get("origin") is not None or obj.get("origin_seq") is not None:
+        return None  # forwarded by a manager: rare here, let the generic path check it
+    seq, eid, tid = obj.get("seq"), obj.get("experiment_id"), obj.get("trial_id")
+    attempt, step, value, t = obj.get("attempt"), obj.get("step"), obj.get("value"), obj.get("time")
+    if (type(seq) is int and 1 <= seq <= _INT_MAX
+            and type(eid) is str and 0 < len(eid) <= _MAX_ID
+            and type(tid) is int and 0 <= tid <= _INT_MAX
+            and type(attempt) is int and 0 <= attempt <= _INT_MAX
+            and type(step) is int and -_INT_MAX - 1 <= step <= _INT_MAX
+            and type(value) is float and math.isfinite(value)
+            and type(t) is float and math.isfinite(t)):
+        return seq, _Metric(experiment_id=eid, trial_id=tid, attempt=attempt, step=step,
+                            value=value, time=t)
+    return None
+
+
 def _decode_one(obj: dict[str, Any], *, in_batch: bool) -> Frame:
     kind = obj.get("type")
+    if kind == "metric":  # most frames are metrics: put the common case first
+        fast = _fast_metric(obj)
+        if fast is not None:
+            return fast
     spec = BY_TYPE.get(kind) if type(kind) is str else None
     if spec is None:
         if type(kind) is not str:

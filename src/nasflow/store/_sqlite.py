@@ -234,7 +234,8 @@ class ExperimentStore:
             # lands in the same transaction: a snapshot per commit, not per trial
             self._snapshot_due = False
             self._queue.append(("snapshot", self._snapshot()))
-        self._wake.set()
+        if not self._wake.is_set():  # Event.set takes a lock: skip it while the writer works
+            self._wake.set()
 
     def set_meta(self, **values: Any) -> None:
         """Queue metadata updates (JSON values)."""

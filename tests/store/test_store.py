@@ -104,3 +104,29 @@ async def test_a_store_that_cannot_be_opened_fails_the_run(home: Path) -> None:
     with pytest.raises(nf.StoreError, match="NASFLOW_HOME"):
         await exp.run()
     assert exp.state is nf.ExperimentState.FAILED
+
+
+async def test_a_resubmitted_trial_in_one_commit_keeps_its_last_state(tmp_path: Path) -> None:
+    """A trial ended by an update (its row predates this store object) and submitted again
+    in the same commit must end with the new attempt's row, whatever the statement order."""
+    import time
+
+    from nasflow.events import TrialEnded, TrialStarted, TrialSubmitted
+    from nasflow.store import ExperimentStore, StoreReader
+
+    path = tmp_path / "experiment.db"
+    first = ExperimentStore(path)
+    await first.open({"id": "x"})
+    first.put(TrialSubmitted(time=time.time(), trial_id=0, sample={"a": 1}, hash="h"))
+    first.put(TrialStarted(time=time.time(), trial_id=0))
+    await first.close()
+    again = ExperimentStore(path)  # as after a resume: the row exists, this store has no copy
+    await again.open({"id": "x"})
+    again.put(TrialEnded(time=time.time(), trial_id=0, state=nf.TrialState.CANCELED,
+                         error=nf.TrialError("Interrupted", "the process died")))
+    again.put(TrialSubmitted(time=time.time(), trial_id=0, sample={"a": 1}, hash="h", attempt=1))
+    again.put(TrialStarted(time=time.time(), trial_id=0, attempt=1))
+    again.put(TrialEnded(time=time.time(), trial_id=0, state=nf.TrialState.SUCCEEDED))
+    await again.close()
+    (trial,) = StoreReader(path).trials()
+    assert trial.state is nf.TrialState.SUCCEEDED and trial.attempt == 1 and trial.error is None

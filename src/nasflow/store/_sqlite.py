@@ -1,12 +1,17 @@
 """The experiment store: one SQLite database (WAL) per experiment.
 
-Writes happen on a dedicated thread, never on the event loop. ``put(event)`` appends to a
-queue; the writer thread is woken when ``GROUP_COMMIT_EVENTS`` events are queued or
-``GROUP_COMMIT_SECONDS`` after the first one (an event-loop timer, not a poll), then
-writes everything queued in one transaction (``executemany``, trial rows coalesced) and
+Commits happen on a dedicated writer thread, never on the event loop. ``put(event)`` turns
+the event into rows at once, on the loop (trial rows are coalesced: a trial that starts
+and ends between two commits is one row); ``GROUP_COMMIT_SECONDS`` after the first event,
+or once ``GROUP_COMMIT_EVENTS`` are put (an event-loop timer, not a poll), the rows become
+multi-row statements handed to the writer, which runs them in one transaction and
 commits. ``await flush()`` commits at once and returns when everything put before it is
-durable. Waking the writer per event would hand the GIL back and forth for every event;
-group commit keeps the store's cost per trial at a few microseconds.
+durable.
+
+Why this split: SQLite releases the GIL while it works, Python code does not. A writer
+thread that did the per-event Python work competed with the event loop for the GIL, and
+while it waited, every GIL release by the loop (each ``epoll``) woke it: that halved the
+throughput of B1. Now the writer holds the GIL only to bind parameters.
 
 Durability: WAL with ``synchronous=NORMAL`` survives a killed process (``kill -9``) once
 committed; a power loss may lose the last commits. A crash loses at most the events of
@@ -22,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +50,9 @@ from nasflow.exceptions import StoreError
 __all__ = ["SCHEMA_VERSION", "ExperimentStore", "StoreReader"]
 
 SCHEMA_VERSION = 1
-GROUP_COMMIT_SECONDS = 0.005
+GROUP_COMMIT_SECONDS = 0.05
 """How long an event may wait before the writer is woken (unless a flush forces it)."""
-GROUP_COMMIT_EVENTS = 2048
+GROUP_COMMIT_EVENTS = 8192
 """How many queued events wake the writer at once."""
 
 _SCHEMA = """
@@ -101,10 +107,25 @@ _TRIAL_COLUMNS = (
     "id", "hash", "sample", "state", "metric", "metrics", "submitted_at", "started_at",
     "ended_at", "error_type", "error_message", "traceback", "attempt", "end_seq",
 )
-_UPSERT = (
-    f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _TRIAL_COLUMNS)})"
-)
+_UPSERT_HEAD = f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
+_METRICS_HEAD = "INSERT INTO metrics (trial_id, attempt, step, value, metric, time) VALUES "
+_MAX_VARIABLES = 32766  # SQLite >= 3.32 accepts this many ? per statement
+
+
+def _rows_statements(head: str, width: int, rows: list[Any]) -> list[tuple[str, list[Any]]]:
+    """Multi-row ``INSERT`` statements for ``rows`` (parameters copied into flat lists).
+
+    ``executemany`` steps once per row, releasing and re-acquiring the GIL each time; a
+    multi-row ``VALUES`` list steps once per thousands of rows.
+    """
+    per = _MAX_VARIABLES // width
+    one = "(" + ", ".join("?" * width) + ")"
+    return [
+        (head + ", ".join([one] * len(chunk)), [v for r in chunk for v in r])
+        for chunk in (rows[i:i + per] for i in range(0, len(rows), per))
+    ]
+
+
 _COL = {name: i for i, name in enumerate(_TRIAL_COLUMNS)}
 _STATE, _METRIC, _METRICS, _STARTED, _ENDED = (
     _COL["state"], _COL["metric"], _COL["metrics"], _COL["started_at"], _COL["ended_at"])
@@ -142,7 +163,8 @@ class ExperimentStore:
     def __init__(self, path: Path, *, high_water: int = 100_000) -> None:
         self.path = path
         """Where the database lives."""
-        self._queue: deque[Any] = deque()  # appended on the loop, popped by the writer
+        self._batch = _Batch()  # loop thread only: what the next commit writes
+        self._sealed: deque[_Sealed | None] = deque()  # for the writer (None: stop)
         self._wake = threading.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._high_water = high_water
@@ -150,9 +172,8 @@ class ExperimentStore:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._room: anyio.Event | None = None
-        self._live: dict[int, list[Any]] = {}  # writer thread only: rows of unfinished trials
-        self._end_seq = 0  # writer thread only: the order in which trials ended
+        self._live: dict[int, list[Any]] = {}  # loop thread only: rows of unfinished trials
+        self._end_seq = 0  # loop thread only: the order in which trials ended
         self._snapshot: Callable[[], bytes] | None = None
         self._snapshot_due = False
 
@@ -208,38 +229,98 @@ class ExperimentStore:
             return
         await self.flush()
         self._closing = True  # a flush from now on has nothing left to wait for
-        self._queue.append(None)
-        self._kick()
+        self._sealed.append(None)
+        self._wake.set()
         await anyio.to_thread.run_sync(self._thread.join)
         self._thread = None
 
     # --- writing (on the event loop) ------------------------------------------------------
 
     def put(self, event: Event) -> None:
-        """Queue an event for writing (never blocks; event-loop thread only)."""
+        """Queue an event for writing (never blocks; event-loop thread only).
+
+        The event becomes rows right here, on the loop: the writer thread then only runs
+        prepared statements, whose SQLite work releases the GIL. (A writer that did this
+        Python work itself competed with the loop for the GIL and, while it did, every
+        release of the GIL by the loop cost both threads a wake-up: that halved B1.)
+        """
         if self._error is not None:
             raise StoreError(f"the experiment store {self.path} failed: {self._error!r}")
-        self._queue.append(event)
-        if len(self._queue) >= GROUP_COMMIT_EVENTS:
+        b = self._batch
+        b.events += 1
+        kind = type(event)
+        # one branch per event type, most frequent first: the store's hot path
+        if kind is IntermediateMetric:
+            b.metrics.append((event.trial_id, event.attempt, event.step, _dumps(event.value),
+                              event.metric, event.time))
+        elif kind is TrialSubmitted:
+            r = [event.trial_id, event.hash, _dumps(event.sample), _WAITING, None, None,
+                 event.time, None, None, None, None, None, event.attempt, None]
+            self._live[event.trial_id] = b.dirty[event.trial_id] = r
+        elif kind is TrialStarted:
+            r = self._live.get(event.trial_id)
+            if r is None:
+                b.update(event.trial_id, state=_RUNNING, started_at=event.time)
+            else:
+                r[_STATE], r[_STARTED] = _RUNNING, event.time
+                b.dirty[event.trial_id] = r
+        elif kind is FinalMetric:
+            r = self._live.get(event.trial_id)
+            if r is None:
+                b.update(event.trial_id, metric=event.metric, metrics=_dumps(event.value))
+            else:
+                r[_METRIC], r[_METRICS] = event.metric, _dumps(event.value)
+                b.dirty[event.trial_id] = r
+        elif kind is TrialEnded:
+            err = event.error
+            self._end_seq += 1
+            r = self._live.pop(event.trial_id, None)
+            if r is None:
+                b.update(event.trial_id, state=event.state.value, ended_at=event.time,
+                         error_type=err.type if err else None,
+                         error_message=err.message if err else None,
+                         traceback=err.traceback if err else None, end_seq=self._end_seq)
+            else:
+                r[_STATE], r[_ENDED], r[_END_SEQ] = event.state.value, event.time, self._end_seq
+                if err is not None:
+                    r[_ERROR_TYPE], r[_ERROR_MESSAGE], r[_TRACEBACK] = (
+                        err.type, err.message, err.traceback)
+                b.dirty[event.trial_id] = r
+        elif isinstance(event, CheckpointSaved):
+            b.statements.append(("INSERT INTO checkpoints (trial_id, path, step, time) "
+                                 "VALUES (?, ?, ?, ?)",
+                                 (event.trial_id, event.path, event.step, event.time)))
+        elif isinstance(event, StrategyProgress):
+            b.statements.append(('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
+                                 (event.time, event.step, _dumps(event.values))))
+        if b.events >= GROUP_COMMIT_EVENTS:
             self._kick()
         elif self._timer is None and self._loop is not None:
             self._timer = self._loop.call_later(GROUP_COMMIT_SECONDS, self._kick)
 
     def _kick(self) -> None:
+        """Hand everything put so far to the writer, as one transaction."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._snapshot_due and self._snapshot is not None:
-            # taken now, on the loop, it matches exactly the events queued before it, and
-            # lands in the same transaction: a snapshot per commit, not per trial
+            # taken now, on the loop, it matches exactly the events before it, and lands in
+            # the same transaction: a snapshot per commit, not per trial
             self._snapshot_due = False
-            self._queue.append(("snapshot", self._snapshot()))
-        if not self._wake.is_set():  # Event.set takes a lock: skip it while the writer works
+            self._batch.statements.append((
+                "INSERT OR REPLACE INTO snapshots (id, time, ended, state) VALUES (1, ?, ?, ?)",
+                (time.time(), self._end_seq, self._snapshot())))
+        batch, self._batch = self._batch, _Batch()
+        if batch.events or batch.statements or batch.callbacks:
+            self._sealed.append(batch.seal())
             self._wake.set()
 
     def set_meta(self, **values: Any) -> None:
         """Queue metadata updates (JSON values)."""
-        self._queue.append(("meta", [(k, _dumps(v)) for k, v in values.items()]))
+        self._batch.statements.append((
+            "INSERT OR REPLACE INTO meta (key, value) VALUES "
+            + ", ".join(["(?, ?)"] * len(values)),
+            [x for k, v in values.items() for x in (k, _dumps(v))]))
         self._kick()
 
     def snapshot_with(self, provider: Callable[[], bytes]) -> None:
@@ -253,23 +334,23 @@ class ExperimentStore:
 
     @property
     def backlogged(self) -> bool:
-        """Whether more than the high-water mark of writes are queued."""
-        return len(self._queue) > self._high_water
+        """Whether the writer is more than the high-water mark of events behind."""
+        return len(self._sealed) * GROUP_COMMIT_EVENTS > self._high_water
 
     async def wait_room(self) -> None:
-        """Wait until the backlog written so far is committed."""
+        """Wait until the backlog handed to the writer so far is committed."""
         while self.backlogged:
-            self._room = anyio.Event()
-            self._queue.append(("room", None))
+            room = anyio.Event()
+            self._batch.callbacks.append(room.set)
             self._kick()
-            await self._room.wait()
+            await room.wait()
 
     async def flush(self) -> None:
         """Commit now; return once everything queued before this call is durable."""
         if self._thread is None or self._closing:
             return
         done = anyio.Event()
-        self._queue.append(("flush", done.set))
+        self._batch.callbacks.append(done.set)
         self._kick()
         await done.wait()
         if self._error is not None:
@@ -278,27 +359,24 @@ class ExperimentStore:
     # --- the writer thread ----------------------------------------------------------------
 
     def _writer(self, conn: sqlite3.Connection) -> None:
-        queue = self._queue
+        sealed = self._sealed
         try:
             while True:
                 self._wake.wait()
                 self._wake.clear()
-                batch = []
-                while queue:
-                    batch.append(queue.popleft())
-                if not batch:
-                    continue
-                stop = None in batch
-                callbacks: list[Callable[[], None]] = []
-                if self._error is None:
+                work: list[Any] = []
+                while sealed:
+                    work.append(sealed.popleft())
+                stop = None in work
+                batches = [w for w in work if w is not None]
+                if batches and self._error is None:
                     try:
-                        self._write(conn, batch, callbacks)
+                        self._commit(conn, batches)
                     except Exception as exc:  # keep running so flush() can report it
                         self._error = exc
-                if self._error is not None:
-                    callbacks += [x[1] for x in batch if isinstance(x, tuple) and x[0] == "flush"]
-                for cb in callbacks:
-                    self._call_on_loop(cb)
+                for batch in batches:
+                    for cb in batch.callbacks:
+                        self._call_on_loop(cb)
                 if stop:
                     return
         finally:
@@ -311,111 +389,51 @@ class ExperimentStore:
             except RuntimeError:  # the loop is gone; nobody waits any more
                 pass
 
-    def _write(self, conn: sqlite3.Connection, batch: list[Any],
-               callbacks: list[Callable[[], None]]) -> None:
-        dirty: dict[int, list[Any]] = {}
-        updates: list[tuple[str, tuple[Any, ...]]] = []
-        metrics: list[tuple[Any, ...]] = []
-        checkpoints: list[tuple[Any, ...]] = []
-        meta: list[tuple[str, str]] = []
-        snapshots: list[tuple[Any, ...]] = []
-        progress: list[tuple[Any, ...]] = []
-        live = self._live
-
-        # one branch per event type, most frequent first: this loop is the store's hot path
-        for ev in batch:
-            kind_ = type(ev)
-            if kind_ is IntermediateMetric:
-                metrics.append((ev.trial_id, ev.attempt, ev.step, _dumps(ev.value), ev.metric,
-                                ev.time))
-                continue
-            if kind_ is TrialSubmitted:
-                r = [ev.trial_id, ev.hash, _dumps(ev.sample), _WAITING, None, None, ev.time,
-                     None, None, None, None, None, ev.attempt, None]
-                live[ev.trial_id] = dirty[ev.trial_id] = r
-                continue
-            if kind_ is TrialStarted:
-                r = live.get(ev.trial_id)
-                if r is None:
-                    self._update(updates, ev.trial_id, state=_RUNNING, started_at=ev.time)
-                else:
-                    r[_STATE], r[_STARTED] = _RUNNING, ev.time
-                    dirty[ev.trial_id] = r
-                continue
-            if kind_ is FinalMetric:
-                r = live.get(ev.trial_id)
-                if r is None:
-                    self._update(updates, ev.trial_id, metric=ev.metric,
-                                 metrics=_dumps(ev.value))
-                else:
-                    r[_METRIC], r[_METRICS] = ev.metric, _dumps(ev.value)
-                    dirty[ev.trial_id] = r
-                continue
-            if kind_ is TrialEnded:
-                err = ev.error
-                self._end_seq += 1
-                r = live.pop(ev.trial_id, None)
-                if r is None:
-                    self._update(updates, ev.trial_id, state=ev.state.value, ended_at=ev.time,
-                                 error_type=err.type if err else None,
-                                 error_message=err.message if err else None,
-                                 traceback=err.traceback if err else None,
-                                 end_seq=self._end_seq)
-                else:
-                    r[_STATE], r[_ENDED], r[_END_SEQ] = ev.state.value, ev.time, self._end_seq
-                    if err is not None:
-                        r[_ERROR_TYPE], r[_ERROR_MESSAGE], r[_TRACEBACK] = (
-                            err.type, err.message, err.traceback)
-                    dirty[ev.trial_id] = r
-                continue
-            if isinstance(ev, CheckpointSaved):
-                checkpoints.append((ev.trial_id, ev.path, ev.step, ev.time))
-            elif isinstance(ev, StrategyProgress):
-                progress.append((ev.time, ev.step, _dumps(ev.values)))
-            elif isinstance(ev, tuple):
-                kind, payload = ev
-                if kind == "meta":
-                    meta.extend(payload)
-                elif kind == "snapshot":
-                    snapshots[:] = [(time.time(), self._end_seq, payload)]  # the newest wins
-                elif kind in ("flush", "room"):
-                    if kind == "flush":
-                        callbacks.append(payload)
-                    elif self._room is not None:
-                        callbacks.append(self._room.set)
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, batches: list[_Sealed]) -> None:
         conn.execute("BEGIN")
         try:
-            if dirty:
-                conn.executemany(_UPSERT, dirty.values())
-            for sql, params in updates:
-                conn.execute(sql, params)
-            if metrics:
-                conn.executemany(
-                    "INSERT INTO metrics (trial_id, attempt, step, value, metric, time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", metrics)
-            if checkpoints:
-                conn.executemany(
-                    "INSERT INTO checkpoints (trial_id, path, step, time) VALUES (?, ?, ?, ?)",
-                    checkpoints)
-            if meta:
-                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
-            if progress:
-                conn.executemany('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
-                                 progress)
-            if snapshots:
-                conn.execute(
-                    "INSERT OR REPLACE INTO snapshots (id, time, ended, state) "
-                    "VALUES (1, ?, ?, ?)", snapshots[0])
+            for batch in batches:
+                for sql, params in batch.statements:
+                    conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    @staticmethod
-    def _update(updates: list[tuple[str, tuple[Any, ...]]], trial_id: int, **cols: Any) -> None:
-        # a trial submitted before this writer existed (e.g. before a resume)
+
+@dataclass(slots=True)
+class _Sealed:
+    statements: list[tuple[str, Any]]
+    callbacks: list[Callable[[], None]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What is put between two commits, turned into statements by ``seal``."""
+
+    events: int = 0
+    dirty: dict[int, list[Any]] = field(default_factory=dict)
+    metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    statements: list[tuple[str, Any]] = field(default_factory=list)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+    def update(self, trial_id: int, **cols: Any) -> None:
+        # a trial submitted before this process's store existed (e.g. before a resume)
         sets = ", ".join(f"{k} = ?" for k in cols)
-        updates.append((f"UPDATE trials SET {sets} WHERE id = ?", (*cols.values(), trial_id)))
+        self.statements.append(
+            (f"UPDATE trials SET {sets} WHERE id = ?", (*cols.values(), trial_id)))
+
+    def seal(self) -> _Sealed:
+        """The statements, with the parameters copied now (live rows change later)."""
+        # updates first: they are for rows this process did not write, and a later event
+        # of the batch (a trial submitted again on resume) may have replaced the row whole
+        out = list(self.statements)  # updates, checkpoints, progress, meta, snapshot
+        if self.dirty:
+            out += _rows_statements(_UPSERT_HEAD, len(_TRIAL_COLUMNS), list(self.dirty.values()))
+        if self.metrics:
+            out += _rows_statements(_METRICS_HEAD, 6, self.metrics)
+        return _Sealed(out, self.callbacks)
 
 
 class StoreReader:

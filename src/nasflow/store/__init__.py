@@ -7,13 +7,13 @@ from nasflow.store._paths import experiment_dir as experiment_dir
 from nasflow.store._paths import nasflow_home as nasflow_home
 from nasflow.store._paths import new_experiment_id as new_experiment_id
 from nasflow.store._paths import valid_id as valid_id
+from nasflow.store._reader import StoreReader as StoreReader
 from nasflow.store._registry import DAMAGED as DAMAGED
 from nasflow.store._registry import ExperimentInfo as ExperimentInfo
 from nasflow.store._registry import experiment_info as experiment_info
 from nasflow.store._registry import list_experiments as list_experiments
 from nasflow.store._sqlite import SCHEMA_VERSION as SCHEMA_VERSION
 from nasflow.store._sqlite import ExperimentStore as ExperimentStore
-from nasflow.store._sqlite import StoreReader as StoreReader
 
 __all__ = [
     "DAMAGED",

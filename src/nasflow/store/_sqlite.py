@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import orjson
 
-from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow._types import TrialState
 from nasflow.events import (
     CheckpointSaved,
     Event,
@@ -47,7 +47,7 @@ from nasflow.events import (
 )
 from nasflow.exceptions import StoreError
 
-__all__ = ["SCHEMA_VERSION", "ExperimentStore", "StoreReader"]
+__all__ = ["SCHEMA_VERSION", "ExperimentStore", "connect"]
 
 SCHEMA_VERSION = 1
 GROUP_COMMIT_SECONDS = 0.05
@@ -138,7 +138,8 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A connection to an experiment database (WAL for the writer, read-only else)."""
     try:
         if readonly:
             # as_uri() escapes ?, # and % in the path, which a bare "file:" URI would misread
@@ -201,7 +202,7 @@ class ExperimentStore:
                 f"cannot create the experiment directory {self.path.parent}: {exc}. Check "
                 "NASFLOW_HOME (or ExperimentConfig.home) points to a writable directory"
             ) from exc
-        conn = _connect(self.path, readonly=False)
+        conn = connect(self.path, readonly=False)
         try:
             conn.executescript(_SCHEMA)
             version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -434,85 +435,3 @@ class _Batch:
         if self.metrics:
             out += _rows_statements(_METRICS_HEAD, 6, self.metrics)
         return _Sealed(out, self.callbacks)
-
-
-class StoreReader:
-    """Read-only access to an experiment database, safe while another process writes it."""
-
-    def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise StoreError(
-                f"no experiment store at {path}: the experiment directory is incomplete "
-                "(it was never started, or the file was removed)"
-            )
-        self.path = path
-        self._conn = _connect(path, readonly=True)
-        try:
-            self._conn.execute("SELECT count(*) FROM trials").fetchone()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise StoreError(
-                f"{path} is not a readable nasflow experiment store ({exc}); if it is "
-                "damaged, restore it from a backup or move it away"
-            ) from exc
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
-
-    def meta(self) -> dict[str, Any]:
-        """Every metadata key with its (JSON-decoded) value."""
-        rows = self._query("SELECT key, value FROM meta")
-        return {k: orjson.loads(v) for k, v in rows}
-
-    def trials(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
-        """Every trial (or those in ``states``), by id."""
-        sql = f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials"
-        params: tuple[Any, ...] = ()
-        if states is not None:
-            names = [TrialState(s).value for s in states]
-            sql += f" WHERE state IN ({', '.join('?' for _ in names)})"
-            params = tuple(names)
-        return [_record(r) for r in self._query(sql + " ORDER BY id", params)]
-
-    def intermediates(self, trial_id: int, attempt: int | None = None) -> list[tuple[int, Any]]:
-        """``[(step, value), ...]`` reported by one trial (its latest attempt unless
-        ``attempt`` is given), in report order."""
-        if attempt is None:
-            row = self._query("SELECT attempt FROM trials WHERE id = ?", (trial_id,))
-            attempt = row[0][0] if row else 0
-        rows = self._query(
-            "SELECT step, value FROM metrics WHERE trial_id = ? AND attempt = ? ORDER BY rowid",
-            (trial_id, attempt))
-        return [(step, orjson.loads(v)) for step, v in rows]
-
-    def end_order(self) -> dict[int, int]:
-        """``{trial id: position in the order trials ended}`` for ended trials."""
-        rows = self._query("SELECT id, end_seq FROM trials WHERE end_seq IS NOT NULL")
-        return dict(rows)
-
-    def progress(self) -> list[tuple[float, int | None, dict[str, Any]]]:
-        """``[(time, step, values), ...]`` the strategy reported, in order."""
-        rows = self._query('SELECT time, step, "values" FROM progress ORDER BY rowid')
-        return [(t, step, orjson.loads(v)) for t, step, v in rows]
-
-    def latest_snapshot(self) -> tuple[int, bytes] | None:
-        """``(ended, state)`` of the newest snapshot: ``ended`` trials had ended by then."""
-        rows = self._query("SELECT ended, state FROM snapshots WHERE id = 1")
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"reading {self.path} failed: {exc}") from exc
-
-
-def _record(r: tuple[Any, ...]) -> TrialRecord:
-    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt, _) = r
-    error = TrialError(etype, emsg or "", tb or "") if etype else None
-    return TrialRecord(
-        id=tid, sample=orjson.loads(sample), hash=h, state=TrialState(state), metric=metric,
-        metrics=orjson.loads(metrics) if metrics is not None else None, submitted_at=sub,
-        started_at=start, ended_at=end, error=error, attempt=attempt,
-    )

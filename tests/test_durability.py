@@ -18,7 +18,9 @@ import anyio
 import pytest
 
 import nasflow as nf
-from nasflow.events import TrialStarted
+from nasflow.engine import Engine, EngineSetup, TrialSpec
+from nasflow.events import FinalMetric, IntermediateMetric, TrialEnded, TrialStarted
+from nasflow.store import StoreReader
 from nasflow.strategy import Strategy, StrategyContext
 
 SPACE = {"a": nf.Categorical(list(range(10))), "b": nf.Categorical(list(range(10)))}
@@ -256,3 +258,94 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path, home: Path) -> N
     assert survived == kills and len(completed) == budget
     assert mid_run >= 2, "the kills should hit the search while trials run"
     print(f"kill -9: {survived} kills ({mid_run} mid-trial) survived, {budget} trials checked")
+
+
+# --- re-attach --------------------------------------------------------------------------------
+
+STORED_THEN_KILLED = textwrap.dedent("""
+    import time
+    import anyio
+    import nasflow as nf
+    from nasflow.events import IntermediateMetric
+
+    def evaluate(model, trial):
+        for step in range(2):
+            trial.report(step / 10, step=step)
+        time.sleep(3600)  # killed here
+
+    async def main():
+        exp = nf.Experiment({"x": nf.Categorical([1])}, evaluate, nf.strategy.GridSearch(),
+                            nf.ExperimentConfig(max_trials=1), id="replayed")
+        metrics = exp.events(IntermediateMetric)
+        async with exp:
+            async for event in metrics:
+                if event.step == 1:
+                    await exp._store.flush()
+                    print("STORED", flush=True)
+
+    anyio.run(main)
+""")
+
+
+class ReplayingEngine(Engine):
+    """Re-attaches the trial it is offered and sends its events the way a manager does to
+    a process that took over from one killed after its store committed some events but
+    before it acked them: those events again, then the new ones."""
+
+    def __init__(self, setup: EngineSetup, stored: set[tuple[int, float]]) -> None:
+        super().__init__(setup)
+        self._stored = sorted(stored)
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    @property
+    def running(self) -> frozenset[int]:
+        return frozenset()
+
+    async def submit(self, spec: TrialSpec) -> None:
+        raise AssertionError(f"nothing should be submitted, got {spec}")
+
+    def cancel(self, trial_id: int, state: nf.TrialState = nf.TrialState.CANCELED,
+               reason: str = "", *, interrupted: bool = False) -> bool:
+        return False
+
+    async def wait_idle(self) -> None:
+        return None
+
+    async def reattach(self, specs: list[TrialSpec]) -> set[int]:
+        (spec,) = specs
+        publish = self.setup.publish
+        for step, when in [*self._stored, (2, time.time()), (3, time.time())]:
+            await publish(IntermediateMetric(time=when, trial_id=spec.id, step=step,
+                                             value=step / 10, metric=step / 10))
+        await publish(FinalMetric(time=time.time(), trial_id=spec.id, value=1.0, metric=1.0))
+        await publish(TrialEnded(time=time.time(), trial_id=spec.id,
+                                 state=nf.TrialState.SUCCEEDED))
+        return {spec.id}
+
+
+def test_metrics_a_reattached_trial_sends_again_are_stored_once(tmp_path: Path,
+                                                                home: Path) -> None:
+    script = tmp_path / "search.py"
+    script.write_text(STORED_THEN_KILLED)
+    env = {**os.environ, "NASFLOW_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"STORED\n"  # steps 0 and 1 are committed
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    reader = StoreReader(home / "experiments" / "replayed" / "experiment.db")
+    stored = reader.metric_keys(0, 0)
+    reader.close()
+    assert [step for step, _ in sorted(stored)] == [0, 1]
+
+    resumed = nf.Experiment.restore("replayed")
+    resumed.engine_factory = lambda setup: ReplayingEngine(setup, stored)
+    nf.run(resumed)
+    with nf.load_experiment("replayed") as saved:
+        assert saved.state is nf.ExperimentState.DONE
+        [trial] = saved.trials()
+        assert (trial.state, trial.attempt, trial.metric) == (nf.TrialState.SUCCEEDED, 0, 1.0)
+        assert saved.intermediates(0) == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]

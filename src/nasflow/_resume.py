@@ -13,12 +13,13 @@ from nasflow._persist import decode_snapshot, load_object, owner_alive
 from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, TrialSpec
-from nasflow.events import TrialEnded, TrialSubmitted
+from nasflow.events import Event, IntermediateMetric, TrialEnded, TrialSubmitted
 from nasflow.exceptions import ExperimentNotFoundError, ResumeError, StoreError
 from nasflow.space import SearchSpace
 from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
 
 __all__ = [
+    "Replay",
     "ResumeError",
     "ResumePlan",
     "config_differences",
@@ -85,6 +86,9 @@ class ResumePlan:
     """The newest snapshot (strategy and scheduler state, results the strategy took)."""
     pending: list[TrialRecord] = field(default_factory=list)
     """Trials that were in flight: re-attached if still running, else run again."""
+    stored: dict[int, set[tuple[int, float]]] = field(default_factory=dict)
+    """``(step, time)`` of the metrics stored for the attempt of each trial that was still
+    WAITING/RUNNING (one that is re-attached may send some of them again)."""
 
     @property
     def next_id(self) -> int:
@@ -113,6 +117,8 @@ def plan_resume(directory: Path) -> ResumePlan:
                 f"(nasflow stop {meta.get('id')}), or wait for it to end"
             )
         records = reader.trials()
+        stored = {r.id: reader.metric_keys(r.id, r.attempt)
+                  for r in records if not r.state.finished}
         end_order = reader.end_order()
         raw = reader.latest_snapshot()
         try:
@@ -127,7 +133,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         reader.close()
     pending = [r for r in records if _interrupted(r)]
     return ResumePlan(meta=meta, records=records, end_order=end_order, snapshot=snapshot,
-                      pending=pending)
+                      pending=pending, stored={i: keys for i, keys in stored.items() if keys})
 
 
 def restore_experiment(cls: type[Experiment], id_or_path: str | os.PathLike[str], *,
@@ -201,7 +207,14 @@ async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
     if not plan.pending:
         return
     specs = [TrialSpec(r.id, r.sample, r.attempt) for r in plan.pending]
+    if plan.stored:
+        # before reattach: the engine may publish a re-attached trial's events at once
+        exp._replay = Replay(dict(plan.stored))
     attached = await engine.reattach(specs)
+    if exp._replay is not None:
+        exp._replay.keep(attached)
+        if not exp._replay:
+            exp._replay = None
     again = [r for r in plan.pending if r.id not in attached]
     now = time.time()
     for record in again:
@@ -219,3 +232,41 @@ async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
                                           sample=record.sample, hash=record.hash,
                                           attempt=attempt))
         await engine.submit(TrialSpec(record.id, record.sample, attempt))
+
+
+class Replay:
+    """Metrics of re-attached trials that the store already holds, to drop once each.
+
+    A process killed after its store committed some events but before it acked them to
+    the manager gets them again when it resumes: the manager cannot know they were kept.
+    They come first, in the order they were reported, so the first metric of a trial that
+    is not stored means the rest of that trial's are new.
+    """
+
+    __slots__ = ("_stored",)
+
+    def __init__(self, stored: dict[int, set[tuple[int, float]]]) -> None:
+        self._stored = stored  # trial id -> {(step, time)} stored for its attempt
+
+    def __bool__(self) -> bool:
+        return bool(self._stored)
+
+    def keep(self, trial_ids: set[int]) -> None:
+        """Forget all but ``trial_ids`` (the trials that were re-attached)."""
+        for trial_id in set(self._stored) - trial_ids:
+            del self._stored[trial_id]
+
+    def stored(self, event: Event) -> bool:
+        """Whether ``event`` is a metric the store already holds (then drop it)."""
+        if type(event) is IntermediateMetric:
+            keys = self._stored.get(event.trial_id)
+            if keys is None:
+                return False
+            key = (event.step, event.time)
+            if key in keys:
+                keys.discard(key)
+                return True
+            del self._stored[event.trial_id]
+        elif type(event) is TrialEnded:
+            self._stored.pop(event.trial_id, None)
+        return False

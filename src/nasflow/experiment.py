@@ -36,6 +36,7 @@ from nasflow._objective import Objective
 from nasflow._persist import encode_snapshot, process_start_time
 from nasflow._results import Results
 from nasflow._resume import (
+    Replay,
     ResumePlan,
     restore_experiment,
     space_signature,
@@ -166,6 +167,7 @@ class Experiment(RunMixin, Results):
         self._search_scope: anyio.CancelScope | None = None
         self._halt_request: tuple[ExperimentState, str] | None = None
         self._plan: ResumePlan | None = None  # set by restore()
+        self._replay: Replay | None = None  # metrics a re-attached trial sends again
         self._retries: deque[TrialRecord] = deque()  # failed attempts to run again
         self._retry_wakeup = anyio.Event()
         self._retry_settled = anyio.Event()
@@ -259,6 +261,8 @@ class Experiment(RunMixin, Results):
     # --- events ---------------------------------------------------------------------------
 
     async def _publish(self, event: Event, *, wait: bool = True) -> None:
+        if self._replay is not None and self._replay.stored(event):
+            return
         if wait:
             await self._hub.publish(event)
             store = self._store

@@ -134,7 +134,7 @@ class Daemon:
 @asynccontextmanager
 async def daemon(port: int, token: str, *args: str) -> AsyncIterator[Daemon]:
     """Start ``nasflow manager`` on ``port``; yields once it printed its URL."""
-    command = [sys.executable, "-m", "nasflow.manager", "--port", str(port), "--token", token,
+    command = [sys.executable, "-m", "nasflow.manager", "--port", str(port), f"--token={token}",
                *args]
     process = await anyio.open_process(command, stderr=None)
     assert process.stdout is not None

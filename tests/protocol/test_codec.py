@@ -13,6 +13,8 @@ from nasflow._types import TrialError, TrialState
 from nasflow.protocol import (
     PROTOCOL_VERSION,
     Ack,
+    Capacity,
+    HeldTrial,
     Hello,
     Limits,
     MalformedMessageError,
@@ -113,6 +115,15 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     assert decode(frame) == [(1, _metric())]
 
 
+def test_capacity_held_is_optional_both_ways() -> None:
+    """A manager that predates ``held`` sends none (``None``: nothing is known about held
+    trials); a client that predates it ignores it like any unknown field."""
+    assert decode(_wire(type="capacity", seq=1, slots=2)) == [(1, Capacity(slots=2))]
+    [(_, message)] = decode(_wire(type="capacity", seq=1, slots=2, held=[{"trial_id": 3}]))
+    assert message == Capacity(slots=2, held=(HeldTrial(trial_id=3),))
+    assert orjson.loads(encode(Capacity(slots=2, held=()), 1))["held"] == []
+
+
 def test_the_schema_covers_every_dataclass_field() -> None:
     for cls, spec in BY_CLASS.items():
         assert [name for name, _, _ in spec.fields] == [f.name for f in dataclasses.fields(cls)]
@@ -189,6 +200,12 @@ def test_encode_error_names_code_and_offender() -> None:
         (b'{"type": "capacity", "seq": 1}', MalformedMessageError, "field 'slots' is missing"),
         (b'{"type": "capacity", "seq": 1, "slots": -1}', MalformedMessageError, ">= 0"),
         (b'{"type": "capacity", "seq": 1, "slots": 1.5}', MalformedMessageError, "integer"),
+        (b'{"type": "capacity", "seq": 1, "slots": 1, "held": {"trial_id": 1}}',
+         MalformedMessageError, "field 'held'"),
+        (b'{"type": "capacity", "seq": 1, "slots": 1, "held": [{"trial_id": -1}]}',
+         MalformedMessageError, "field 'held'"),
+        (b'{"type": "capacity", "seq": 1, "slots": 1, "held": [{"trial_id": 1, '
+         b'"queued": "no"}]}', MalformedMessageError, "queued"),
         (b'{"type": "ack", "seq": "3"}', MalformedMessageError, "field 'seq'"),
         (b'{"type": "bye", "reason": null}', MalformedMessageError, "field 'reason'"),
         (b'{"type": "batch"}', MalformedMessageError, "non-empty list"),

@@ -200,6 +200,34 @@ def test_an_experiment_gets_what_the_manager_sent_while_it_was_away(tuner_link: 
         "Capacity", "TrialEnded"]
 
 
+def test_what_a_dead_client_never_acked_can_go_to_its_successor() -> None:
+    """An experiment process dies; a new one (a new client session) takes its experiment
+    over: the manager hands it what the dead one had not acked, and only that."""
+    old = Link(Role.EXPERIMENT)
+    old.connect()
+    sent = [Capacity(slots=1), *(metric(step) for step in range(4))]
+    for message in sent:
+        old.server.send(message)
+    got, _ = old.pump()
+    for delivery in deliveries(got)[:3]:  # made durable: capacity, steps 0 and 1
+        old.client.ack(delivery)
+    old.pump()
+    old.drop()  # kill -9: the client never acks the rest
+    old.server.send(metric(4))  # reported while nobody was attached
+    pending = old.server.unacked_messages()
+    assert pending == [(4, metric(2)), (5, metric(3)), (6, metric(4))]
+    old.server.close("another client took over")
+    assert old.server.unacked_messages() == pending  # bye changes nothing about it
+
+    new = Link(Role.EXPERIMENT)
+    new.connect()
+    for _, message in pending:
+        new.server.send(message)
+    got, _ = new.pump(auto_ack=True)
+    assert delivered(got) == [metric(2), metric(3), metric(4)]
+    assert new.server.unacked_messages() == []
+
+
 def test_a_manager_can_queue_for_a_worker_before_it_connects() -> None:
     pair = Link()
     pair.server = ServerSession(Role.WORKER, "manager-1", peer_session="client-1")

@@ -14,6 +14,12 @@ The engine owes its experiment what every engine does (``nasflow.testing.EngineC
 (a restarted manager forwards what the worker resent) is dropped by
 ``(origin, origin_seq)``.
 
+A resumed experiment re-attaches to the trials a daemon kept running after its process
+died (``reattach``): the manager answers the new process's ``setup`` with the trials it
+still holds for the experiment (``capacity.held``), followed by their events that the dead
+process never acked; the engine holds those events back until ``reattach`` has said which
+trials are still wanted, adopts those (same id, same attempt) and cancels the others.
+
 If the experiment's setup cannot be loaded by a worker, or the manager is gone for good,
 every trial in flight ends FAILED with that error, ``submit`` raises it, and so does
 leaving the ``async with`` block: the experiment fails with the cause, once.
@@ -25,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +50,7 @@ from nasflow.protocol import (
     Cancel,
     Capacity,
     Checkpoint,
+    HeldTrial,
     Limits,
     Metric,
     SequencedMessage,
@@ -91,6 +98,9 @@ class ManagerGoneError(NasflowError):
 class _Flight:
     spec: TrialSpec
     started: bool = False
+    """A worker has it (a manager that restarts is told so in ``hello.running``)."""
+    announced: bool = False
+    """Its ``TrialStarted`` was published (by this engine)."""
     cancel: tuple[TrialState, str] | None = None
     interrupted: bool = False
 
@@ -148,6 +158,12 @@ class ManagerEngine(Engine):
         self._tg: TaskGroup | None = None
         self._setup_message: Setup | None = None
         self._single = not setup.objective.multi
+        # the manager's answer to our setup: the trials it still holds for this experiment
+        # (None: no answer, or a manager too old to give one)
+        self._held: tuple[HeldTrial, ...] | None = None
+        self._settled = asyncio.Event()  # reattach() (or the first submit) decided on them
+        # held trials we did not take: cancelled; their (id, attempt) -> "it ended"
+        self._doomed: dict[tuple[int, int], asyncio.Event] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -267,6 +283,14 @@ class ManagerEngine(Engine):
         self._raise_failure()
         if self._closed or self._link is None:
             raise RuntimeError("the engine is closed")
+        if not self._settled.is_set():
+            self._settle(())  # no reattach came first: nothing the manager held is ours
+        doomed = self._doomed.get((spec.id, spec.attempt))
+        if doomed is not None:
+            # the manager still runs an attempt under this key that we did not take (a
+            # trial the dead process submitted but never recorded); it would ignore ours
+            await doomed.wait()
+            self._raise_failure()
         while len(self._flights) >= self._slots:
             self._room.clear()
             await self._room.wait()
@@ -297,6 +321,38 @@ class ManagerEngine(Engine):
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+    async def reattach(self, specs: list[TrialSpec]) -> set[int]:
+        """Take over those of ``specs`` whose attempt the manager still holds (running,
+        queued, or ended with events this experiment has not stored yet): they become this
+        engine's trials, with their events, as if submitted here. Held trials not in
+        ``specs`` (or of another attempt) are cancelled. Call it once, before ``submit``."""
+        self._raise_failure()
+        return self._settle(specs)
+
+    def _settle(self, specs: Iterable[TrialSpec]) -> set[int]:
+        """Decide, once, about the trials the manager held when we set up."""
+        if self._settled.is_set():
+            return set()
+        self._settled.set()  # the consumer goes on with the held trials' events
+        held, self._held = self._held or (), None
+        wanted = {spec.id: spec for spec in specs}
+        taken: set[int] = set()
+        for trial in held:
+            spec = wanted.get(trial.trial_id)
+            if (spec is not None and spec.attempt == trial.attempt
+                    and spec.id not in self._flights):
+                self._flights[spec.id] = _Flight(spec, started=not trial.queued)
+                taken.add(spec.id)
+            elif self._link is not None:
+                self._doomed[(trial.trial_id, trial.attempt)] = asyncio.Event()
+                self._link.send(Cancel(
+                    experiment_id=self.setup.experiment_id, trial_id=trial.trial_id,
+                    attempt=trial.attempt, state=TrialState.CANCELED,
+                    reason="the resumed experiment does not continue this attempt"))
+        if taken:
+            self._idle.clear()
+        return taken
 
     # --- from the manager ---------------------------------------------------------------------
 
@@ -349,7 +405,8 @@ class ManagerEngine(Engine):
                             # the worker parsed it with this objective already
                             await publish(IntermediateMetric(
                                 time=message.time, trial_id=message.trial_id,
-                                step=message.step, value=value, metric=value))
+                                step=message.step, value=value, metric=value,
+                                attempt=message.attempt))
                             continue
                     await self._handle(message, origin)
                 if barrier is not None:
@@ -371,12 +428,19 @@ class ManagerEngine(Engine):
                 _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
                 return
             await publish(IntermediateMetric(time=message.time, trial_id=message.trial_id,
-                                             step=message.step, value=value, metric=primary))
+                                             step=message.step, value=value, metric=primary,
+                                             attempt=message.attempt))
             return
         if kind is Capacity:
             self._slots = message.slots
+            if message.held is not None and not self._settled.is_set() and self._held is None:
+                self._held = message.held  # the answer to our setup
             self._granted.set()
             self._room.set()
+            if self._held:
+                # the held trials' events come next: wait until reattach() says which
+                # trials are ours (requeue calls it as soon as we are entered)
+                await self._settled.wait()
             return
         if kind is SetupFailed:
             await self._fail(WorkerSetupError(message.error))
@@ -386,12 +450,17 @@ class ManagerEngine(Engine):
             return
         flight = self._flights.get(message.trial_id)
         if flight is None or flight.spec.attempt != message.attempt:
-            return  # a trial that already ended here
+            # a trial that already ended here, or a held one we did not take
+            if kind is TrialEndedMessage and self._doomed:
+                ended = self._doomed.pop((message.trial_id, message.attempt), None)
+                if ended is not None:
+                    ended.set()
+            return
         event: Event
         if kind is TrialStartedMessage:
-            if flight.started:
+            if flight.announced:
                 return
-            flight.started = True
+            flight.started = flight.announced = True
             event = TrialStartedEvent(time=message.time, trial_id=message.trial_id,
                                       attempt=message.attempt)
         elif kind is FinalMetricMessage:
@@ -406,7 +475,8 @@ class ManagerEngine(Engine):
                                 metric=primary)
         elif kind is Checkpoint:
             event = CheckpointSaved(time=message.time, trial_id=message.trial_id,
-                                    path=message.path, step=message.step)
+                                    path=message.path, step=message.step,
+                                    attempt=message.attempt)
         elif kind is TrialEndedMessage:
             error = message.error
             if origin is None and error is not None and error.type == "WorkerDied":
@@ -446,6 +516,9 @@ class ManagerEngine(Engine):
         if self._failure is not None:
             return
         self._failure = exc
+        self._settled.set()
+        for ended in self._doomed.values():
+            ended.set()  # submit raises the failure instead of waiting
         error = TrialError(type(exc).__name__, str(exc))
         for flight in list(self._flights.values()):
             await self._publish_end(flight, TrialState.FAILED, error, time.time())
@@ -479,6 +552,10 @@ class _LocalLink:
 
     def close(self, reason: str) -> None:
         self._engine._gone(reason)
+
+    def hand_over(self, reason: str) -> list[Any]:
+        self.close(reason)  # in memory: nothing is ever left undelivered
+        return []
 
     # the engine's side
     def send(self, message: SequencedMessage) -> None:

@@ -33,6 +33,7 @@ from nasflow.manager._pool import LocalPool
 from nasflow.manager._state import (
     ExperimentPort,
     ExperimentRecord,
+    Held,
     Phase,
     TrialKey,
     TrialRecord,
@@ -45,6 +46,7 @@ from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
     Capacity,
+    HeldTrial,
     Limits,
     RunTrial,
     SequencedMessage,
@@ -116,13 +118,20 @@ class ManagerCore(WorkerSide):
 
     def port_setup(self, port: ExperimentPort, message: Setup,
                    running: Iterable[TrialRef] = ()) -> None:
-        """An experiment (re)attached: remember its setup, grant capacity, adopt its trials."""
+        """An experiment (re)attached: remember its setup, grant capacity, adopt its trials.
+
+        The grant answers the setup: it lists the trials the manager holds for the
+        experiment (``capacity.held``), and their events not yet made durable follow it --
+        including those a client that died (a killed experiment process, now resumed)
+        never acked.
+        """
         exp = self.experiments.get(message.experiment_id)
+        moved: list[Held] = []
         if exp is None:
             exp = self.experiments[message.experiment_id] = ExperimentRecord(
                 message.experiment_id)
         elif exp.port is not None and exp.port is not port:
-            exp.port.close(f"another client took over experiment {exp.id}")
+            moved = exp.port.hand_over(f"another client took over experiment {exp.id}")
         if exp.detach_timer is not None:
             exp.detach_timer.cancel()
             exp.detach_timer = None
@@ -131,18 +140,22 @@ class ManagerCore(WorkerSide):
         exp.concurrency = message.concurrency or 1
         exp.trial_timeout = message.trial_timeout
         exp.slots = -1
-        held, exp.held = exp.held, []
-        for item in held:
-            port.deliver(*item)
+        pending, exp.held = moved + exp.held, []
         for ref in running:
             self._expect_trial(exp, ref)
         if self._broken is not None:
+            for item in pending:
+                port.deliver(*item)
             self._fail_experiment(exp, self._broken)
             return
         for worker in self.workers.values():
             if worker.ready and worker.setups.get(exp.id) != exp.digest:
                 self._send_setup(worker, exp)
-        self._rebalance()
+        # the answer first: a resumed experiment decides what to re-attach before it
+        # reads the events of those trials
+        self._rebalance(answer=exp, held=_held_trials(exp, pending))
+        for item in pending:
+            port.deliver(*item)
         self._dispatch()
 
     def _expect_trial(self, exp: ExperimentRecord, ref: TrialRef) -> None:
@@ -247,14 +260,18 @@ class ManagerCore(WorkerSide):
 
     # --- scheduling -------------------------------------------------------------------------
 
-    def _rebalance(self) -> None:
+    def _rebalance(self, answer: ExperimentRecord | None = None,
+                   held: tuple[HeldTrial, ...] = ()) -> None:
+        """Grant each experiment its fair share; ``answer``'s grant (it has none yet)
+        answers its setup and carries ``held``."""
         exps = sorted((e for e in self.experiments.values() if e.attached and e.failure is None),
                       key=lambda e: e.order)
         shares = fair_shares(len(self.slots), [e.concurrency for e in exps])
         for exp, share in zip(exps, shares, strict=True):
             if exp.slots != share and exp.port is not None:
                 exp.slots = share
-                exp.port.deliver(Capacity(slots=share), None, None, None)
+                grant = Capacity(slots=share, held=held if exp is answer else None)
+                exp.port.deliver(grant, None, None, None)
 
     def _dispatch(self) -> None:
         """Give queued trials to idle workers, least served experiment first."""
@@ -370,6 +387,18 @@ class ManagerCore(WorkerSide):
             exp.held.append((message, origin, origin_seq, done))  # it has not attached yet
         elif done is not None:
             done()  # it left: nobody will read this
+
+
+def _held_trials(exp: ExperimentRecord, pending: list[Held]) -> tuple[HeldTrial, ...]:
+    """What ``exp``'s new client must hear about: the trials the manager has, and those
+    that ended here but whose events (their end among them) it has not acked."""
+    held = {key: trial.phase is Phase.QUEUED for key, trial in exp.trials.items()}
+    for message, *_ in pending:
+        trial_id = getattr(message, "trial_id", None)
+        if trial_id is not None:
+            held.setdefault((trial_id, message.attempt), False)  # type: ignore[union-attr]
+    return tuple(HeldTrial(trial_id=t, attempt=a, queued=q)
+                 for (t, a), q in sorted(held.items()))
 
 
 def _kind(state: TrialState) -> str:

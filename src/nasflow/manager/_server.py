@@ -41,10 +41,12 @@ from nasflow.manager._client import (
 from nasflow.manager._core import ManagerCore
 from nasflow.manager._gpus import plan_slots
 from nasflow.manager._pool import LocalPool
+from nasflow.manager._state import Held
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Acked,
     Cancel,
+    Capacity,
     Connected,
     Deliver,
     Effect,
@@ -105,6 +107,19 @@ class SessionPort:
     def close(self, reason: str) -> None:
         self.session.close(reason)
         self.wake()
+
+    def hand_over(self, reason: str) -> list[Held]:
+        done = dict(self._done)
+        self._done.clear()
+        moved: list[Held] = []
+        if self.session.state is not SessionState.ENDED:
+            for seq, message in self.session.unacked_messages():
+                if type(message) is Capacity:
+                    continue  # the new client gets a grant of its own
+                moved.append((message, getattr(message, "origin", None),
+                              getattr(message, "origin_seq", None), done.get(seq)))
+        self.close(reason)
+        return moved
 
     def effects(self, effects: list[Effect]) -> None:
         """Act on what the experiment's session produced for one frame."""

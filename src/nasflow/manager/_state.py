@@ -21,6 +21,7 @@ from nasflow.protocol import SequencedMessage, ServerSession
 __all__ = [
     "ExperimentPort",
     "ExperimentRecord",
+    "Held",
     "Phase",
     "TrialKey",
     "TrialRecord",
@@ -33,6 +34,8 @@ TrialKey = tuple[str, int, int]
 """``(experiment_id, trial_id, attempt)``."""
 
 Done = Callable[[], None]
+Held = tuple[SequencedMessage, str | None, int | None, Done | None]
+"""A message on its way to an experiment: ``(message, origin, origin_seq, done)``."""
 _order = itertools.count()
 
 
@@ -61,6 +64,11 @@ class ExperimentPort(Protocol):
 
     def close(self, reason: str) -> None:
         """Say goodbye: the manager will not serve this experiment any more."""
+
+    def hand_over(self, reason: str) -> list[Held]:
+        """Another client took the experiment over (it came back as a new process): say
+        goodbye, and return what was delivered here and not made durable, oldest first,
+        with the ``done`` callbacks that ack it onwards (``capacity`` grants excepted)."""
 
 
 class Phase(enum.Enum):
@@ -93,8 +101,7 @@ class ExperimentRecord:
     """Why the experiment cannot run trials (its setup failed to load)."""
     setup_deaths: int = 0
     """Workers that died while loading this experiment's setup."""
-    held: list[tuple[SequencedMessage, str | None, int | None, Done | None]] = field(
-        default_factory=list)
+    held: list[Held] = field(default_factory=list)
     """Events of re-attached workers that arrived before the experiment did."""
     detach_timer: asyncio.TimerHandle | None = None
     order: int = field(default_factory=lambda: next(_order))

@@ -45,6 +45,7 @@ from nasflow.protocol._messages import ControlMessage as ControlMessage
 from nasflow.protocol._messages import ErrorMessage as ErrorMessage
 from nasflow.protocol._messages import FinalMetric as FinalMetric
 from nasflow.protocol._messages import Heartbeat as Heartbeat
+from nasflow.protocol._messages import HeldTrial as HeldTrial
 from nasflow.protocol._messages import Hello as Hello
 from nasflow.protocol._messages import Message as Message
 from nasflow.protocol._messages import Metric as Metric
@@ -83,6 +84,7 @@ __all__ = [
     "FinalMetric",
     "Frame",
     "Heartbeat",
+    "HeldTrial",
     "Hello",
     "Limits",
     "MalformedMessageError",

@@ -9,8 +9,10 @@ resends it after a reconnect, so it is delivered exactly once.
 Who sends what (the client is the side that connects)::
 
     tuner channel   experiment -> manager   setup, submit, cancel
-                    manager -> experiment   capacity, setup_failed, trial_started, metric,
-                                            final_metric, checkpoint, trial_ended
+                    manager -> experiment   capacity (its answer to a setup lists the
+                                            trials the manager holds), setup_failed,
+                                            trial_started, metric, final_metric,
+                                            checkpoint, trial_ended
     trial channel   manager -> worker       setup, run_trial, cancel
                     worker -> manager       setup_failed, trial_started, metric,
                                             final_metric, checkpoint, trial_ended
@@ -37,6 +39,7 @@ __all__ = [
     "ErrorMessage",
     "FinalMetric",
     "Heartbeat",
+    "HeldTrial",
     "Hello",
     "Message",
     "Metric",
@@ -81,6 +84,17 @@ class TrialRef:
     experiment_id: str
     trial_id: int
     attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldTrial:
+    """One attempt of one trial the manager holds for an experiment (``capacity.held``)."""
+
+    trial_id: int
+    attempt: int = 0
+    queued: bool = False
+    """No worker has taken it yet (else it runs, or it ended and some of its events have
+    not been acked by the experiment yet)."""
 
 
 # ---- control messages (no seq) ---------------------------------------------------------
@@ -244,10 +258,17 @@ class Capacity:
     """Manager → experiment: you may have ``slots`` trials in flight (submitted, not ended).
 
     An absolute number, not an increment, so a grant can neither leak nor double.
+
+    ``held`` is set in the manager's answer to a ``setup`` only (``None`` otherwise, and
+    from managers that predate it): every trial of this experiment the manager still
+    holds -- queued, running, or ended with events the experiment has not acked. A
+    resumed experiment re-attaches those it still wants and cancels the others; the
+    events of the held trials follow this message.
     """
 
     TYPE: ClassVar[str] = "capacity"
     slots: int
+    held: tuple[HeldTrial, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

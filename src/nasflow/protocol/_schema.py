@@ -186,6 +186,36 @@ RUNNING = Kind(
 )
 
 
+def _parse_held(v: Any) -> tuple[m.HeldTrial, ...]:
+    if not isinstance(v, list):
+        raise Invalid
+    held = []
+    for item in v:
+        if not isinstance(item, dict):
+            raise Invalid
+        trial_id: Any = item.get("trial_id")
+        attempt: Any = item.get("attempt", 0)
+        queued: Any = item.get("queued", False)
+        if not (COUNT.check(trial_id) and COUNT.check(attempt) and type(queued) is bool):
+            raise Invalid
+        held.append(m.HeldTrial(trial_id=trial_id, attempt=attempt, queued=queued))
+    return tuple(held)
+
+
+HELD = Kind(
+    'a list of {"trial_id": int, "attempt": int, "queued": bool}',
+    lambda v: isinstance(v, tuple)
+    and all(
+        isinstance(h, m.HeldTrial)
+        and COUNT.check(h.trial_id)
+        and COUNT.check(h.attempt)
+        and type(h.queued) is bool
+        for h in v
+    ),
+    _parse_held,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageSpec:
     """The schema of one message type."""
@@ -259,7 +289,7 @@ _SPECS = (
     _spec(m.Submit, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.RunTrial, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.Cancel, sequenced=True, **_TRIAL, state=STOP_STATE, reason=TEXT),
-    _spec(m.Capacity, sequenced=True, slots=COUNT),
+    _spec(m.Capacity, sequenced=True, slots=COUNT, held=_optional(HELD)),
     _spec(m.TrialStarted, sequenced=True, **_TRIAL, time=NUMBER, **_ORIGIN),
     _spec(
         m.Metric, sequenced=True, **_TRIAL, step=INT, value=METRIC, time=NUMBER, **_ORIGIN

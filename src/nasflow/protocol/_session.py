@@ -190,6 +190,19 @@ class _Session:
         if delivery.epoch == self._in.epoch:
             self._in.ack(delivery.seq)
 
+    def unacked_messages(self) -> list[tuple[int, SequencedMessage]]:
+        """``(seq, message)`` of every sent message the peer has not acked, oldest first.
+
+        For handing them to another session: a manager whose experiment came back as a
+        new process (a new client session) forwards what the dead one never acked.
+        """
+        first = self._out.first_unacked
+        out: list[tuple[int, SequencedMessage]] = []
+        for i, frame in enumerate(self._out.unacked()):
+            [(_, message)] = decode(frame, self.limits)  # our own frames: they decode
+            out.append((first + i, message))  # type: ignore[arg-type]
+        return out
+
     def heartbeat(self) -> None:
         """Queue a ``heartbeat`` (only while open; the peer ignores it)."""
         if self.state is SessionState.OPEN:

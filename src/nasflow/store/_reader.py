@@ -66,6 +66,12 @@ class StoreReader:
             (trial_id, attempt))
         return [(step, orjson.loads(v)) for step, v in rows]
 
+    def metric_keys(self, trial_id: int, attempt: int) -> set[tuple[int, float]]:
+        """``{(step, time), ...}`` of the intermediate metrics stored for one attempt."""
+        rows = self._query("SELECT step, time FROM metrics WHERE trial_id = ? AND attempt = ?",
+                           (trial_id, attempt))
+        return {(step, t) for step, t in rows}
+
     def end_order(self) -> dict[int, int]:
         """``{trial id: position in the order trials ended}`` for ended trials."""
         rows = self._query("SELECT id, end_seq FROM trials WHERE end_seq IS NOT NULL")

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from nasflow._context import ExperimentContext
 from nasflow._control import ControlServer
-from nasflow._persist import save_objects
-from nasflow._resume import requeue, restore_state
+from nasflow._persist import encode_snapshot, process_start_time, save_objects
+from nasflow._resume import requeue, restore_state, space_signature
 from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow._version import __version__
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     ExperimentFinished,
@@ -203,6 +206,51 @@ class RunMixin:
                 except StoreError:
                     _log.exception("closing the store of experiment %s failed", self.id)
             self._finished.set()  # everything is saved: stop() and wait() may return
+
+    # --- what the store and the control endpoint record -------------------------------
+
+    def _meta(self: Experiment) -> dict[str, Any]:
+        owner = {
+            "state": ExperimentState.RUNNING.value,
+            "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
+            "host": socket.gethostname(),
+            "started_at": time.time(),
+            "ended_at": None,
+        }
+        if self._plan is not None:
+            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1}
+        return {
+            **owner,
+            "id": self.id,
+            "name": self.name,
+            "created_at": owner["started_at"],
+            "config": self.config.to_dict(),
+            "objective": self.objective.directions,
+            "labels": self.search_space.labels,
+            "space": space_signature(self.search_space),
+            "strategy": repr(self.strategy),
+            "evaluator": repr(self.evaluator),
+            "scheduler": None if self.scheduler is None else repr(self.scheduler),
+            "nasflow_version": __version__,
+        }
+
+    def _status(self: Experiment) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state.value, "trials": len(self._records),
+                "running": self._inflight, "best": self._best_metric()}
+
+    # --- snapshots and resume -------------------------------------------------------------
+
+    def _snapshot(self: Experiment) -> bytes:
+        """The strategy's (and scheduler's) state, and how many ended trials it has taken;
+        called by the store at a commit, so it matches exactly the events committed."""
+        ctx = self._ctx
+        return encode_snapshot({
+            "version": 1,
+            "taken": ctx.taken if ctx is not None else 0,
+            "strategy": self.strategy.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+        })
 
 
 def unwrap(exc: BaseException) -> BaseException:

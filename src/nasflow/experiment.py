@@ -18,9 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -33,17 +31,14 @@ from anyio.abc import TaskGroup
 
 from nasflow._context import ExperimentContext
 from nasflow._objective import Objective
-from nasflow._persist import encode_snapshot, process_start_time
 from nasflow._results import Results
 from nasflow._resume import (
     Replay,
     ResumePlan,
     restore_experiment,
-    space_signature,
 )
 from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
-from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
@@ -405,48 +400,7 @@ class Experiment(RunMixin, Results):
     def _trial_directory(self, trial_id: int) -> Path:
         return self.directory / "trials" / str(trial_id)
 
-    def _meta(self) -> dict[str, Any]:
-        owner = {
-            "state": ExperimentState.RUNNING.value,
-            "pid": os.getpid(),
-            "pid_start": process_start_time(os.getpid()),
-            "host": socket.gethostname(),
-            "started_at": time.time(),
-            "ended_at": None,
-        }
-        if self._plan is not None:
-            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1}
-        return {
-            **owner,
-            "id": self.id,
-            "name": self.name,
-            "created_at": owner["started_at"],
-            "config": self.config.to_dict(),
-            "objective": self.objective.directions,
-            "labels": self.search_space.labels,
-            "space": space_signature(self.search_space),
-            "strategy": repr(self.strategy),
-            "evaluator": repr(self.evaluator),
-            "scheduler": None if self.scheduler is None else repr(self.scheduler),
-            "nasflow_version": __version__,
-        }
-
-    def _status(self) -> dict[str, Any]:
-        return {"id": self.id, "state": self.state.value, "trials": len(self._records),
-                "running": self._inflight, "best": self._best_metric()}
-
-    # --- snapshots and resume -------------------------------------------------------------
-
-    def _snapshot(self) -> bytes:
-        """The strategy's (and scheduler's) state, and how many ended trials it has taken;
-        called by the store at a commit, so it matches exactly the events committed."""
-        ctx = self._ctx
-        return encode_snapshot({
-            "version": 1,
-            "taken": ctx.taken if ctx is not None else 0,
-            "strategy": self.strategy.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-        })
+    # --- resume -----------------------------------------------------------------------------
 
     @classmethod
     def restore(

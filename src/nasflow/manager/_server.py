@@ -74,8 +74,10 @@ _ENDPOINTS = {"/tuner": Role.EXPERIMENT, "/trial": Role.WORKER}
 
 
 def new_token() -> str:
-    """A fresh random token (256 bits, URL-safe)."""
-    return secrets.token_urlsafe(32)
+    """A fresh random token (256 bits, hex)."""
+    # hex, not urlsafe base64: a token starting with "-" would read as an option in
+    # `nasflow manager --token TOKEN`
+    return secrets.token_hex(32)
 
 
 class SessionPort:

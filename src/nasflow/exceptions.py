@@ -15,10 +15,10 @@ The tree::
     ├── StoreError                  the experiment store is missing, corrupt or unwritable
     ├── ResumeError                 an experiment cannot be resumed as asked
     ├── ExperimentNotFoundError     no experiment with that id or path
+    ├── WorkerSetupError            workers cannot load the experiment's space/evaluator
+    ├── ManagerGoneError            the trial manager went away for good
     └── (defined where they are raised, exported by ``nasflow``)
-        ├── WorkerSetupError        workers cannot load the experiment's space/evaluator
         ├── PayloadError            the space/evaluator cannot be sent to workers
-        ├── ManagerGoneError        the trial manager vanished beyond reattach_timeout
         └── ManagerConnectionError  the manager cannot be reached (nasflow.manager)
 
 Each error carries the offending values as attributes and says what to do in its message.
@@ -123,3 +123,24 @@ class ResumeError(NasflowError):
 
 class ExperimentNotFoundError(NasflowError, LookupError):
     """No experiment with that id (under ``NASFLOW_HOME``) or at that path."""
+
+
+class WorkerSetupError(NasflowError):
+    """A worker could not load the experiment's space and evaluator (e.g. an import error).
+
+    ``error`` holds the worker's exception type, message and traceback.
+    """
+
+    def __init__(self, error: Any) -> None:
+        self.error = error
+        """What the worker raised (a ``nasflow.TrialError``)."""
+        super().__init__(
+            f"a worker could not load the experiment's space and evaluator: {error}. "
+            "Everything they refer to must be importable in the worker processes (same "
+            "Python environment; modules next to your script are found through sys.path). "
+            f"Worker traceback:\n{error.traceback}"
+        )
+
+
+class ManagerGoneError(NasflowError):
+    """The trial manager went away for good (it shut down, or never came back)."""

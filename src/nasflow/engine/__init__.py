@@ -10,8 +10,8 @@ from nasflow.engine._base import TrialSpec as TrialSpec
 from nasflow.engine._base import build_model as build_model
 from nasflow.engine._inprocess import InProcessEngine as InProcessEngine
 from nasflow.engine._manager import ManagerEngine as ManagerEngine
-from nasflow.engine._manager import ManagerGoneError as ManagerGoneError
-from nasflow.engine._manager import WorkerSetupError as WorkerSetupError
+from nasflow.exceptions import ManagerGoneError as ManagerGoneError
+from nasflow.exceptions import WorkerSetupError as WorkerSetupError
 from nasflow.worker._payload import PayloadError as PayloadError
 
 __all__ = [

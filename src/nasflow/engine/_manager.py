@@ -35,16 +35,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec
+from nasflow.engine._links import Link, LocalLink
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent
-from nasflow.exceptions import ConfigError, MetricError, NasflowError
+from nasflow.exceptions import (
+    ConfigError,
+    ManagerGoneError,
+    MetricError,
+    WorkerSetupError,
+)
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
@@ -53,7 +59,6 @@ from nasflow.protocol import (
     HeldTrial,
     Limits,
     Metric,
-    SequencedMessage,
     Setup,
     SetupFailed,
     Submit,
@@ -71,27 +76,6 @@ __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 _log = logging.getLogger("nasflow.engine.manager")
 
 Done = Callable[[], None]
-
-
-class WorkerSetupError(NasflowError):
-    """A worker could not load the experiment's space and evaluator (e.g. an import error).
-
-    ``error`` holds the worker's exception type, message and traceback.
-    """
-
-    def __init__(self, error: TrialError) -> None:
-        self.error = error
-        """What the worker raised."""
-        super().__init__(
-            f"a worker could not load the experiment's space and evaluator: {error}. "
-            "Everything they refer to must be importable in the worker processes (same "
-            "Python environment; modules next to your script are found through sys.path). "
-            f"Worker traceback:\n{error.traceback}"
-        )
-
-
-class ManagerGoneError(NasflowError):
-    """The trial manager went away for good (it shut down, or never came back)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -154,7 +138,7 @@ class ManagerEngine(Engine):
         self._failure: BaseException | None = None
         self._closed = False
         self._manager: TrialManager | None = None
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._tg: TaskGroup | None = None
         self._setup_message: Setup | None = None
         self._single = not setup.objective.multi
@@ -203,7 +187,7 @@ class ManagerEngine(Engine):
                 manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
                 await tg.start(manager.serve)
                 self._manager = manager
-                self._link = _LocalLink(self)
+                self._link = LocalLink(self)
             else:
                 from nasflow.manager._tuner import TunerLink
 
@@ -525,46 +509,3 @@ class ManagerEngine(Engine):
         self._granted.set()
         self._room.set()
         self._idle.set()
-
-
-class _Link(Protocol):
-    """How the engine reaches its manager (in memory, or ``TunerLink`` over a socket)."""
-
-    def send(self, message: SequencedMessage) -> None:
-        """Send ``setup``, ``submit`` or ``cancel`` (delivery is the link's business)."""
-
-    async def detach(self, reason: str) -> None:
-        """Leave the manager for good (after what was sent has arrived)."""
-
-
-class _LocalLink:
-    """An embedded manager: calls into its core, which answers through ``deliver``."""
-
-    def __init__(self, engine: ManagerEngine) -> None:
-        assert engine._manager is not None
-        self._engine = engine
-        self._core = engine._manager.core
-
-    # the manager's side: an ExperimentPort
-    def deliver(self, message: SequencedMessage, origin: str | None, origin_seq: int | None,
-                done: Done | None) -> None:
-        self._engine._receive(message, origin, origin_seq, done)
-
-    def close(self, reason: str) -> None:
-        self._engine._gone(reason)
-
-    def hand_over(self, reason: str) -> list[Any]:
-        self.close(reason)  # in memory: nothing is ever left undelivered
-        return []
-
-    # the engine's side
-    def send(self, message: SequencedMessage) -> None:
-        if isinstance(message, Setup):
-            self._core.port_setup(self, message)
-        elif isinstance(message, Submit):
-            self._core.submit(self, message)
-        elif isinstance(message, Cancel):
-            self._core.cancel(self, message)
-
-    async def detach(self, reason: str) -> None:
-        self._core.detach(self._engine.setup.experiment_id, reason)

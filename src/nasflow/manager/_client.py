@@ -159,7 +159,7 @@ class SessionClient:
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 # backoff between attempts: the only sleep here, bounded by the deadline
-                await anyio.sleep(min(delay * (0.5 + random.random()), max(left, 0)))
+                await anyio.sleep(min(delay * (0.5 + random.random()), max(left, 0)))  # backoff
                 delay = min(delay * 2, _MAX_DELAY)
                 continue
             delay = _FIRST_DELAY

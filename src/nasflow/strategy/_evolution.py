@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import deque
 from typing import Any
@@ -10,11 +9,10 @@ from typing import Any
 from nasflow._types import TrialRecord, TrialState
 from nasflow.space import Sample
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
-from nasflow.strategy._sampling import SpaceTracker, crossover, draw_unseen, mutate
+from nasflow.strategy._sampling import crossover, draw_unseen, mutate, steady_proposals
 
 __all__ = ["RegularizedEvolution"]
 
-_log = logging.getLogger("nasflow.strategy")
 
 
 class RegularizedEvolution(Strategy):
@@ -68,22 +66,8 @@ class RegularizedEvolution(Strategy):
         self._random_submitted = 0
 
     async def run(self, ctx: StrategyContext) -> None:
-        tracker = SpaceTracker(ctx.space)
-        while True:
-            if ctx.budget.exhausted:
-                return
-            await ctx.wait_capacity()
-            for record in ctx.take_results():
-                self._add(ctx, record)
-            if ctx.budget.exhausted:
-                return
-            if self.dedup and tracker.exhausted(ctx.distinct_submitted):
-                _log.info("regularized evolution: every sample of the space was tried")
-                return
-            sample = self._propose(ctx)
-            if sample is None:
-                _log.info("regularized evolution: no unseen sample is left")
-                return
+        async for sample in steady_proposals(ctx, self._add, self._propose, dedup=self.dedup,
+                                             name="regularized evolution"):
             await ctx.submit(sample)
 
     # --- the algorithm ------------------------------------------------------------------

@@ -20,7 +20,7 @@ from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 from nasflow.strategy._optuna_codec import Codec
-from nasflow.strategy._sampling import SpaceTracker, draw_unseen
+from nasflow.strategy._sampling import draw_unseen, steady_proposals
 
 if TYPE_CHECKING:
     import optuna
@@ -105,23 +105,8 @@ class OptunaSampler(Strategy):
 
     async def run(self, ctx: StrategyContext) -> None:
         study = self._start(ctx)
-        tracker = SpaceTracker(ctx.space)
-        while True:
-            if ctx.budget.exhausted:
-                return
-            await ctx.wait_capacity()
-            for record in ctx.take_results():
-                self._tell(ctx, record)
-            if ctx.budget.exhausted:
-                return
-            if self.dedup and tracker.exhausted(ctx.distinct_submitted):
-                _log.info("%r: every sample of the space was tried", self)
-                return
-            proposal = self._propose(ctx)
-            if proposal is None:
-                _log.info("%r: no unseen sample is left", self)
-                return
-            number, sample = proposal
+        async for number, sample in steady_proposals(ctx, self._tell, self._propose,
+                                                     dedup=self.dedup, name=repr(self)):
             try:
                 await ctx.submit(sample)
             except BaseException:

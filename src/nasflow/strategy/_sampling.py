@@ -1,4 +1,4 @@
-"""Sample-level moves shared by the multi-trial strategies: unseen random draws, space
+"""What the multi-trial strategies share: the steady-state loop, unseen random draws, space
 exhaustion, mutation, crossover and one-label neighbourhoods.
 
 Every move respects conditional labels the same way: change the labels it changes, then
@@ -8,27 +8,64 @@ active, and drop those that became inactive; constraints are checked there too.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nasflow.exceptions import SpaceExhaustedError
 from nasflow.space import Categorical, CategoricalMultiple, Choice, Numerical, Sample, SearchSpace
 from nasflow.space import sample_hash as _hash
 
+if TYPE_CHECKING:
+    from nasflow._types import TrialRecord
+    from nasflow.strategy._base import StrategyContext
+
 __all__ = [
     "ENUMERATE_LIMIT",
     "SpaceTracker",
     "complete",
+    "steady_proposals",
     "crossover",
     "draw_unseen",
     "mutate",
     "neighbours",
 ]
 
+_log = logging.getLogger("nasflow.strategy")
+T = TypeVar("T")
+
 ENUMERATE_LIMIT = 100_000
 """A finite space this small is enumerated once random draws stop finding new samples."""
+
+
+async def steady_proposals(
+    ctx: StrategyContext, tell: Callable[[StrategyContext, TrialRecord], None],
+    propose: Callable[[StrategyContext], T | None], *, dedup: bool, name: str,
+) -> AsyncIterator[T]:
+    """The asynchronous steady-state loop: once a trial can start, ``tell`` the strategy
+    every result that came in, then yield its next proposal (the caller submits it).
+
+    Ends when the budget is spent, the space is exhausted, or ``propose`` has nothing.
+    """
+    tracker = SpaceTracker(ctx.space)
+    while True:
+        if ctx.budget.exhausted:
+            return
+        await ctx.wait_capacity()
+        for record in ctx.take_results():
+            tell(ctx, record)
+        if ctx.budget.exhausted:
+            return
+        if dedup and tracker.exhausted(ctx.distinct_submitted):
+            _log.info("%s: every sample of the space was tried", name)
+            return
+        proposal = propose(ctx)
+        if proposal is None:
+            _log.info("%s: no unseen sample is left", name)
+            return
+        yield proposal
 
 
 class SpaceTracker:

@@ -180,6 +180,12 @@ def main() -> None:
         if darts:
             results["darts_time_ratio_vs_nni"] = darts["epoch_seconds"] / nni_seconds
             results["darts_train_time_ratio_vs_nni"] = darts["train_epoch_seconds"] / nni_seconds
+            # each round's ratio (its runs ran minutes apart at most, under the same load)
+            # and their median: steadier than the ratio of medians on a shared machine
+            rounds = [statistics.median(a["epochs"]) / statistics.median(b["epochs"])
+                      for a, b in zip(runs["DARTS"], runs["nni"], strict=True)]
+            results["darts_round_ratios_vs_nni"] = rounds
+            results["darts_median_round_ratio_vs_nni"] = statistics.median(rounds)
     else:
         results["nni_darts"] = nni_missing
     emit("b6_oneshot_epoch", results)

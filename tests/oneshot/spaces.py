@@ -109,3 +109,32 @@ def tiny_data(n: int = 96) -> tuple[tuple[torch.Tensor, torch.Tensor],
     y = (x.mean((1, 2, 3)) > 0).long() + 2 * (x[:, 0, 0, 0] > 0).long()
     cut = n * 3 // 4
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def darts_ops(c: int) -> dict[str, nn.Module]:
+    """The DARTS-like candidates of ``examples/oneshot_digits.py`` on ``c`` channels."""
+    return {
+        "conv3": nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, bias=False),
+                               nn.BatchNorm2d(c)),
+        "sep3": nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
+                              nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c)),
+        "dil3": nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=2, dilation=2, bias=False),
+                              nn.BatchNorm2d(c, affine=False)),
+        "max3": nn.MaxPool2d(3, stride=1, padding=1),
+        "avg3": nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+        "skip": nn.Identity(),
+    }
+
+
+class Cells(snn.ModelSpace):
+    """A one-cell DARTS-like space on grey images (one input channel)."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        self.cell = snn.Cell(darts_ops(c), num_nodes=2,
+                             num_ops_per_node=2, label="cell")
+        self.head = nn.Linear(2 * c, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.cell(self.stem(x))).mean((2, 3)))

@@ -47,10 +47,59 @@ class _Mixed(nn.Module):
                     f"differ: {shapes}; make the candidates return tensors of one shape, or "
                     "use RandomOneShot or ENAS (which run one candidate at a time)",
                 )
-        # one stacked contraction rather than a multiply and an add per candidate: on a
-        # GPU these small models are bound by kernel launches
-        mixed: torch.Tensor = torch.tensordot(weights, torch.stack(list(outs)), dims=1)
+        return weighted_sum(weights, outs)
+
+
+def weighted_sum(weights: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_i weights[i] * outs[i]`` (tensors of one shape), differentiable in both.
+
+    On a GPU: one stacked contraction, since these small models are bound by kernel
+    launches there. On the CPU: ``_WeightedSum``, which keeps the candidates' memory
+    format (a contraction returns a contiguous tensor, which would undo channels-last),
+    copies nothing into a stack, and computes the weights' gradient only when asked.
+    """
+    if weights.device.type == "cpu":
+        mixed: torch.Tensor = _WeightedSum.apply(weights, *outs)  # type: ignore[no-untyped-call]
         return mixed
+    contracted: torch.Tensor = torch.tensordot(weights, torch.stack(list(outs)), dims=1)
+    return contracted
+
+
+def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` and ``b`` flattened in one element order, as views where their layout allows
+    (channels-last tensors flatten through their NHWC permutation)."""
+    if a.ndim == 4 and not a.is_contiguous() and a.is_contiguous(
+            memory_format=torch.channels_last):
+        return a.permute(0, 2, 3, 1).reshape(-1), b.permute(0, 2, 3, 1).reshape(-1)
+    return a.reshape(-1), b.reshape(-1)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_i w_i * o_i`` on the CPU: a multiply and in-place adds forward (the result
+    takes the first candidate's memory format); backward ``dL/do_i = w_i * g`` and, only
+    when the weights need it, ``dL/dw_i = <g, o_i>``."""
+
+    @staticmethod
+    def forward(ctx: Any, weights: torch.Tensor, *outs: torch.Tensor) -> torch.Tensor:
+        ws = weights.tolist()  # on the CPU: no device synchronisation
+        mixed: torch.Tensor = outs[0] * ws[0]
+        for w, o in zip(ws[1:], outs[1:], strict=True):
+            mixed.add_(o, alpha=w)
+        ctx.ws = ws
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(*outs)
+        return mixed
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grads: list[torch.Tensor | None] = [
+            grad * w if needed else None
+            for w, needed in zip(ctx.ws, ctx.needs_input_grad[1:], strict=True)
+        ]
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.stack([torch.dot(*_flat_pair(grad, o)) for o in ctx.saved_tensors])
+        return (grad_w, *grads)
 
 
 def _gate(weights: torch.Tensor, picked: int, out: Any,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -36,6 +36,7 @@ from nasflow.evaluator._training import (
 from nasflow.exceptions import MetricError, NasflowError
 from nasflow.space import Sample
 from nasflow.strategy._base import Strategy, StrategyContext
+from nasflow.strategy.oneshot._format import choose_channels_last, to_channels_last
 from nasflow.strategy.oneshot._supernet import Supernet
 
 __all__ = ["OneShotStrategy", "Run"]
@@ -72,6 +73,8 @@ class Run:
     epochs: int = 0
     parts: dict[str, Any] = field(default_factory=dict)
     """Strategy-specific objects (architecture parameters, controllers, their optimizers)."""
+    channels_last: bool | None = None
+    """Whether 4-D inputs run channels-last (decided on the first batch; see ``_format``)."""
     _val_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
@@ -79,11 +82,24 @@ class Run:
         """The supernet's module."""
         return self.supernet.model
 
+    def prepare(self, x: Any) -> Any:
+        """An input batch in the supernet's memory format."""
+        if self.channels_last is None:
+            self.channels_last = choose_channels_last(self.model, self.supernet.arch, x)
+        if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+            return to_channels_last(x)
+        return x
+
+    def batches(self, source: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        """``source``'s batches, inputs in the supernet's memory format."""
+        for x, y in source:
+            yield self.prepare(x), y
+
     def next_val(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next validation batch, cycling (for architecture steps)."""
         for _ in range(2):
             if self._val_iter is None:
-                self._val_iter = iter(self.val_shuffled)
+                self._val_iter = self.batches(self.val_shuffled)
             try:
                 return next(self._val_iter)
             except StopIteration:
@@ -92,7 +108,7 @@ class Run:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of the supernet (in its current mode) on one batch."""
-        out = self.model(x)
+        out = self.model(self.prepare(x))
         y = self.evaluator._check_output(out, y)
         loss: torch.Tensor = self.criterion(out, y)
         return loss
@@ -273,7 +289,7 @@ class OneShotStrategy(Strategy):
             return float(rt.evaluator._score(rt.model, self._eval_batches(rt), rt.device))
 
     def _eval_batches(self, rt: Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in rt.val:
+        for batch in rt.batches(rt.val):
             self._eval_arch(rt)
             yield batch
 
@@ -285,7 +301,7 @@ class OneShotStrategy(Strategy):
         """
         rt.supernet.set_hard(sample)
         if calibrate:
-            recalibrate_bn(rt.model, rt.calibration, calibrate)
+            recalibrate_bn(rt.model, rt.batches(rt.calibration), calibrate)
         rt.model.eval()
         with torch.no_grad():
             return float(rt.evaluator._score(rt.model, _fixed(rt, sample), rt.device))
@@ -354,7 +370,7 @@ class OneShotStrategy(Strategy):
 
 
 def _fixed(rt: Run, sample: Sample) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for batch in rt.val:
+    for batch in rt.batches(rt.val):
         rt.supernet.set_hard(sample)
         yield batch
 

@@ -1,0 +1,130 @@
+"""The supernet's fast paths compute what the plain ones do: the CPU weighted sum equals
+the stacked contraction, and a supernet in channels-last equals the contiguous one
+(forward, gradients, batch-norm statistics); spaces that cannot take channels-last
+keep the contiguous format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from nasflow import nn as snn
+from nasflow.strategy.oneshot import Supernet
+from nasflow.strategy.oneshot._format import (
+    choose_channels_last,
+    set_memory_format,
+    to_channels_last,
+)
+from nasflow.strategy.oneshot._mixed import weighted_sum
+
+from .spaces import Cells, Rich
+
+CL = torch.channels_last
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "mixed"])
+@pytest.mark.parametrize("arch_grad", [True, False])
+def test_weighted_sum_equals_the_stacked_contraction(layout: str, arch_grad: bool) -> None:
+    outs = [torch.randn(3, 5, 4, 4) for _ in range(4)]
+    if layout != "nchw":
+        outs = [to_channels_last(o) if layout == "nhwc" or i % 2 else o
+                for i, o in enumerate(outs)]
+    w = torch.softmax(torch.randn(4), 0)
+    grad = torch.randn(3, 5, 4, 4)
+
+    def run(fn):  # type: ignore[no-untyped-def]
+        ws = w.clone().requires_grad_(arch_grad)
+        os_ = [o.clone().requires_grad_() for o in outs]
+        y = fn(ws, os_)
+        y.backward(grad)
+        return y, ws.grad, [o.grad for o in os_]
+
+    y, gw, go = run(weighted_sum)
+    y0, gw0, go0 = run(lambda ws, os_: torch.tensordot(ws, torch.stack(os_), dims=1))
+    torch.testing.assert_close(y, y0)
+    if layout == "nhwc":
+        assert y.is_contiguous(memory_format=CL)  # the candidates' format is kept
+    if arch_grad:
+        torch.testing.assert_close(gw, gw0)
+    else:
+        assert gw is None
+    for a, b in zip(go, go0, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_one_channel_tensors_get_channels_last_strides() -> None:
+    x = torch.randn(2, 1, 3, 3)
+    y = to_channels_last(x)
+    assert y.stride(1) == 1 and torch.equal(x, y)
+    assert to_channels_last(y) is y
+    z = torch.randn(2, 3, 4, 4)
+    assert to_channels_last(z).is_contiguous(memory_format=CL)
+
+
+# Rich in eval mode: its dropout draws its mask in memory order, so another layout drops
+# other (equally likely) elements
+@pytest.mark.parametrize(("space_cls", "train"), [(Cells, True), (Rich, False)])
+def test_channels_last_supernet_equals_the_contiguous_one(space_cls: type, train: bool) -> None:
+    space = space_cls()
+    plain = Supernet(space, differentiable=True)
+    fast = Supernet(space, differentiable=True)
+    fast.model.load_state_dict(plain.model.state_dict())
+    x = torch.randn(8, 1, 6, 6)
+    assert choose_channels_last(fast.model, fast.arch, x)
+    assert all(p.stride(1) == 1 for p in fast.model.parameters() if p.ndim == 4)
+    g = torch.Generator().manual_seed(1)
+    alpha = {label: torch.randn(spec.n, generator=g) for label, spec in plain.specs.items()}
+    grads = {}
+    for net, inp in ((plain, x), (fast, to_channels_last(x))):
+        a = {k: v.clone().requires_grad_() for k, v in alpha.items()}
+        net.set_soft({k: torch.softmax(v, 0) for k, v in a.items()})
+        net.model.train(train)
+        out = net.model(inp)
+        (out * torch.arange(out.numel()).view(out.shape).float()).sum().backward()
+        grads[id(net)] = (out.detach(), {k: v.grad for k, v in a.items()},
+                          {n: p.grad for n, p in net.model.named_parameters()},
+                          {n: b.clone() for n, b in net.model.named_buffers()})
+    (o1, a1, p1, b1), (o2, a2, p2, b2) = grads[id(plain)], grads[id(fast)]
+    torch.testing.assert_close(o2, o1, rtol=1e-4, atol=1e-5)
+    for name in a1:
+        torch.testing.assert_close(a2[name], a1[name], rtol=1e-4, atol=1e-5, msg=name)
+    for name in p1:
+        torch.testing.assert_close(p2[name], p1[name], rtol=1e-4, atol=1e-5, msg=name)
+    for name in b1:
+        torch.testing.assert_close(b2[name], b1[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+class Flattening(snn.ModelSpace):
+    """Flattens with ``view``, which a channels-last activation cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = snn.LayerChoice([nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 1)],
+                                  label="op")
+        self.head = nn.Linear(2 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.op(x)
+        return self.head(y.view(y.shape[0], -1))
+
+
+def test_a_space_that_cannot_run_channels_last_stays_contiguous() -> None:
+    net = Supernet(Flattening(), differentiable=True)
+    net.set_hard({"op": 0})
+    net.model.train()
+    assert not choose_channels_last(net.model, net.arch, torch.randn(4, 1, 6, 6))
+    assert all(p.stride() == torch.empty(p.shape).stride()
+               for p in net.model.parameters() if p.ndim == 4)
+    # the probe left the architecture and the training flags as they were
+    assert net.arch.picked == {"op": [0]} and net.model.training
+    net.model(torch.randn(4, 1, 6, 6))
+
+
+def test_no_channels_last_without_4d_inputs_or_convolutions() -> None:
+    net = Supernet(Cells(), differentiable=True)
+    assert not choose_channels_last(net.model, net.arch, torch.randn(4, 36))
+    set_memory_format(net.model, CL)
+    assert all(p.stride(1) == 1 for p in net.model.parameters() if p.ndim == 4)
+    set_memory_format(net.model, torch.contiguous_format)
+    assert all(p.stride() == torch.empty(p.shape).stride() for p in net.model.parameters())

@@ -13,9 +13,9 @@ from websockets.exceptions import ConnectionClosed
 
 from nasflow.engine import ManagerEngine
 from nasflow.manager import ManagerConnectionError, TrialManager
-from nasflow.protocol import Limits
+from nasflow.protocol import PROTOCOL_VERSION, Limits
 
-HELLO = orjson.dumps({"type": "hello", "version": 1, "role": "experiment",
+HELLO = orjson.dumps({"type": "hello", "version": PROTOCOL_VERSION, "role": "experiment",
                       "session": "experiment-test", "peer_session": None, "last_seq": 0,
                       "resend_from": 1, "running": []}).decode()
 

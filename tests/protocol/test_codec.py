@@ -219,7 +219,7 @@ def test_encode_error_names_code_and_offender() -> None:
          "'version' is missing"),
         (b'{"type": "hello", "version": 99}', VersionMismatchError, "speaks 99"),
         (b'{"type": "welcome", "version": "1"}', VersionMismatchError, "speaks '1'"),
-        (b'{"type": "hello", "version": 1, "role": "admin", "session": "s"}',
+        (b'{"type": "hello", "version": 2, "role": "admin", "session": "s"}',
          MalformedMessageError, "field 'role'"),
     ],
 )

@@ -3,6 +3,7 @@ ProtocolError (and sessions raise nothing at all)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from nasflow.protocol._schema import BY_TYPE
 
 from ._examples import EXAMPLES
 from ._link import Link
+from .test_fast_metric import batch_like
 
 LIMITS = Limits(max_message_size=4096, max_setup_size=16384, max_batch=8)
 TYPES = [*BY_TYPE, "batch", "nope"]
@@ -109,6 +111,17 @@ def test_arbitrary_batches(items: list[dict[str, Any]]) -> None:
     only_protocol_errors(orjson.dumps({"type": "batch", "messages": items}))
 
 
+@given(batch_like())
+def test_metrics_batches_with_broken_columns(obj: dict[str, Any]) -> None:
+    # the stdlib encoder: it also writes what orjson refuses (NaN, 2**64), as a peer might
+    only_protocol_errors(json.dumps(obj))
+
+
+@given(st.lists(batch_like() | mutated_example(), min_size=1, max_size=4))
+def test_batch_frames_of_metrics_batches(items: list[dict[str, Any]]) -> None:
+    only_protocol_errors(json.dumps({"type": "batch", "messages": items}))
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
@@ -117,6 +130,7 @@ def test_arbitrary_batches(items: list[dict[str, Any]]) -> None:
             (message_like() | mutated_example()).map(
                 lambda o: orjson.dumps(o).decode()
             ),
+            batch_like().map(json.dumps),
         ),
         max_size=8,
     ),

@@ -49,6 +49,7 @@ from nasflow.protocol._messages import HeldTrial as HeldTrial
 from nasflow.protocol._messages import Hello as Hello
 from nasflow.protocol._messages import Message as Message
 from nasflow.protocol._messages import Metric as Metric
+from nasflow.protocol._messages import Metrics as Metrics
 from nasflow.protocol._messages import MetricValue as MetricValue
 from nasflow.protocol._messages import Role as Role
 from nasflow.protocol._messages import RunTrial as RunTrial
@@ -92,6 +93,7 @@ __all__ = [
     "MessageTooLargeError",
     "Metric",
     "MetricValue",
+    "Metrics",
     "PROTOCOL_VERSION",
     "PeerClosed",
     "PeerError",

@@ -4,6 +4,10 @@ A frame is either one message ``{"type": "metric", "seq": 7, ...}`` or a batch o
 sequenced messages ``{"type": "batch", "messages": [{...}, {...}]}``. Decoding is orjson
 plus plain dict checks against the schema; anything wrong raises a ``ProtocolError``
 subclass and nothing else.
+
+A frame holds at most ``Limits.max_batch`` messages, where each entry of a ``metrics``
+message counts as one (``weight``): the work a frame makes and what a rate limiter is
+asked for grow with the metrics it carries, not with how they were packed.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from nasflow.protocol._errors import (
 from nasflow.protocol._limits import DEFAULT_LIMITS, Limits
 from nasflow.protocol._messages import PROTOCOL_VERSION, ErrorMessage, Message
 from nasflow.protocol._messages import Metric as _Metric
+from nasflow.protocol._messages import Metrics as _Metrics
 from nasflow.protocol._schema import BY_CLASS, BY_TYPE, Invalid, MessageSpec
 
-__all__ = ["Frame", "decode", "encode", "encode_batch", "encode_error"]
+__all__ = ["Frame", "decode", "encode", "encode_batch", "encode_error", "weight"]
 
 Frame = tuple[int | None, Message]
 """A decoded message with its seq (``None`` for control messages)."""
@@ -70,6 +75,10 @@ def encode(message: Message, seq: int | None = None) -> bytes:
                 offending_type=spec.type,
                 offending_seq=seq,
             )
+    if spec.validate is not None:
+        problem = spec.validate(message)
+        if problem is not None:
+            raise MalformedMessageError(problem, offending_type=spec.type, offending_seq=seq)
     try:
         body = orjson.dumps(message, default=_default)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
@@ -79,6 +88,12 @@ def encode(message: Message, seq: int | None = None) -> bytes:
     head = spec.head if seq is None else b'%s,"seq":%d' % (spec.head, seq)
     # body is "{...fields}" (or "{}"): splice the type (and seq) in front of the fields
     return head + (b"," + body[1:] if len(body) > 2 else b"}")
+
+
+def weight(message: Message) -> int:
+    """How many messages ``message`` counts as against ``Limits.max_batch`` and a rate
+    limiter: its entries for ``metrics``, else 1."""
+    return len(message.steps) if type(message) is _Metrics else 1
 
 
 def encode_batch(frames: list[bytes]) -> bytes:
@@ -128,7 +143,18 @@ def decode(data: str | bytes, limits: Limits = DEFAULT_LIMITS) -> list[Frame]:
         )
     if kind == "batch":
         return _decode_batch(obj, limits)
-    return [_decode_one(obj, in_batch=False)]
+    frame = _decode_one(obj, in_batch=False)
+    if type(frame[1]) is _Metrics and len(frame[1].steps) > limits.max_batch:
+        raise _too_many(len(frame[1].steps), "metrics", limits, frame[0])
+    return [frame]
+
+
+def _too_many(count: int, what: str, limits: Limits, seq: int | None = None
+              ) -> MessageTooLargeError:
+    text = (f"'metrics' message of {count} entries" if what == "metrics" else
+            f"batch of {count} messages (each entry of a 'metrics' message counts as one)")
+    return MessageTooLargeError(f"{text}; the limit is {limits.max_batch}",
+                                offending_type=what, offending_seq=seq)
 
 
 def _decode_batch(obj: dict[str, Any], limits: Limits) -> list[Frame]:
@@ -144,13 +170,18 @@ def _decode_batch(obj: dict[str, Any], limits: Limits) -> list[Frame]:
             offending_type="batch",
         )
     out: list[Frame] = []
+    total = 0
     for item in items:
         if type(item) is not dict:
             raise MalformedMessageError(
                 f"a batch item must be a JSON object, got {_json_kind(item)}",
                 offending_type="batch",
             )
-        out.append(_decode_one(item, in_batch=True))
+        frame = _decode_one(item, in_batch=True)
+        total += len(frame[1].steps) if type(frame[1]) is _Metrics else 1
+        out.append(frame)
+    if total > limits.max_batch:
+        raise _too_many(total, "batch", limits)
     return out
 
 
@@ -179,9 +210,42 @@ def _fast_metric(obj: dict[str, Any]) -> Frame | None:
     return None
 
 
+_FLOAT, _INT = frozenset({float}), frozenset({int})
+_isfinite = math.isfinite
+
+
+def _fast_metrics(obj: dict[str, Any]) -> Frame | None:
+    """The hottest message, decoded without the generic field loop: a ``metrics`` batch of
+    plain floats from a worker. ``None`` for anything else, which the generic path then
+    validates (with its precise errors); what it accepts, the generic path accepts too."""
+    if obj.get("origin") is not None or obj.get("origin_seq") is not None:
+        return None
+    seq, eid, tid, attempt = (obj.get("seq"), obj.get("experiment_id"), obj.get("trial_id"),
+                              obj.get("attempt"))
+    steps, values, times = obj.get("steps"), obj.get("values"), obj.get("times")
+    if (type(seq) is int and 1 <= seq <= _INT_MAX
+            and type(eid) is str and 0 < len(eid) <= _MAX_ID
+            and type(tid) is int and 0 <= tid <= _INT_MAX
+            and type(attempt) is int and 0 <= attempt <= _INT_MAX
+            and type(steps) is list and type(values) is list and type(times) is list
+            and 0 < len(steps) == len(values) == len(times)
+            # C-level loops: the types first, then what the types allow
+            and set(map(type, steps)) == _INT and set(map(type, values)) == _FLOAT
+            and set(map(type, times)) == _FLOAT
+            and min(steps) >= -_INT_MAX - 1 and max(steps) <= _INT_MAX
+            and all(map(_isfinite, values)) and all(map(_isfinite, times))):
+        return seq, _Metrics(experiment_id=eid, trial_id=tid, attempt=attempt,
+                             steps=tuple(steps), values=tuple(values), times=tuple(times))
+    return None
+
+
 def _decode_one(obj: dict[str, Any], *, in_batch: bool) -> Frame:
     kind = obj.get("type")
-    if kind == "metric":  # most frames are metrics: put the common case first
+    if kind == "metrics":  # most metrics travel in batches: put the common case first
+        fast = _fast_metrics(obj)
+        if fast is not None:
+            return fast
+    elif kind == "metric":
         fast = _fast_metric(obj)
         if fast is not None:
             return fast
@@ -249,7 +313,12 @@ def _build(spec: MessageSpec, obj: dict[str, Any], seq: int | None) -> Any:
             offending_type=spec.type,
             offending_seq=seq,
         )
-    return spec.cls(**kwargs)
+    message = spec.cls(**kwargs)
+    if spec.validate is not None:
+        problem = spec.validate(message)
+        if problem is not None:
+            raise MalformedMessageError(problem, offending_type=spec.type, offending_seq=seq)
+    return message
 
 
 def _show(value: Any) -> str:

@@ -11,10 +11,10 @@ Who sends what (the client is the side that connects)::
     tuner channel   experiment -> manager   setup, submit, cancel
                     manager -> experiment   capacity (its answer to a setup lists the
                                             trials the manager holds), setup_failed,
-                                            trial_started, metric, final_metric,
+                                            trial_started, metric, metrics, final_metric,
                                             checkpoint, trial_ended
     trial channel   manager -> worker       setup, run_trial, cancel
-                    worker -> manager       setup_failed, trial_started, metric,
+                    worker -> manager       setup_failed, trial_started, metric, metrics,
                                             final_metric, checkpoint, trial_ended
 
 The trial events are the same classes on both channels, so the manager forwards what a
@@ -44,6 +44,7 @@ __all__ = [
     "Message",
     "Metric",
     "MetricValue",
+    "Metrics",
     "PROTOCOL_VERSION",
     "Role",
     "RunTrial",
@@ -59,10 +60,10 @@ __all__ = [
     "accepted_by_server",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """The version in ``hello``/``welcome``; both sides must match exactly. Bump it on any
 change an older peer would reject or misread (adding an optional field is not one:
-receivers ignore fields they do not know)."""
+receivers ignore fields they do not know). Version 2 added the ``metrics`` message."""
 
 MetricValue = float | dict[str, float]
 """A metric as the evaluator reported it: a float, or a dict of named floats."""
@@ -308,6 +309,33 @@ class Metric:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Metrics:
+    """Intermediate metrics of one trial, oldest first: ``len(steps)`` reports, the i-th
+    being ``trial.report(values[i], step=steps[i])`` at ``times[i]``.
+
+    The three tuples have the same length, at least 1 and at most ``Limits.max_batch``.
+    A worker sends one for the reports made in quick succession (what came in during one
+    event-loop tick), so that a trial reporting thousands of metrics a second costs one
+    message, one seq and one ack per batch instead of per metric. It is delivered, acked,
+    resent and dropped as a duplicate as a whole; receivers publish its entries one by one.
+    """
+
+    TYPE: ClassVar[str] = "metrics"
+    experiment_id: str
+    trial_id: int
+    attempt: int = 0
+    steps: tuple[int, ...]
+    values: tuple[MetricValue, ...]
+    times: tuple[float, ...]
+    origin: str | None = None
+    """Set by the manager when it forwards the event to the experiment: the session id of
+    the worker that sent it (``None`` from a worker, and on events the manager made)."""
+    origin_seq: int | None = None
+    """With ``origin``: the event's seq in that worker's session. A restarted manager may
+    forward a worker's resent event twice; the experiment drops it by (origin, origin_seq)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FinalMetric:
     """The trial's final result (at most one per attempt)."""
 
@@ -375,6 +403,7 @@ SequencedMessage = (
     | Capacity
     | TrialStarted
     | Metric
+    | Metrics
     | FinalMetric
     | Checkpoint
     | TrialEnded
@@ -385,7 +414,7 @@ Message = ControlMessage | SequencedMessage
 """Any message of either channel."""
 
 _TRIAL_EVENTS: frozenset[type[Any]] = frozenset(
-    {SetupFailed, TrialStarted, Metric, FinalMetric, Checkpoint, TrialEnded}
+    {SetupFailed, TrialStarted, Metric, Metrics, FinalMetric, Checkpoint, TrialEnded}
 )
 _FROM_CLIENT: dict[Role, frozenset[type[Any]]] = {
     Role.EXPERIMENT: frozenset({Setup, Submit, Cancel}),

@@ -16,15 +16,16 @@ __all__ = ["Incoming", "Outgoing"]
 
 
 class Outgoing:
-    """Our sequenced messages: the next seq, and the encoded frames not yet acked."""
+    """Our sequenced messages: the next seq, and the encoded frames not yet acked (each
+    with its weight, for packing them into batches again when they are resent)."""
 
     __slots__ = ("_frames", "next_seq")
 
     def __init__(self) -> None:
         self.next_seq = 1
         """The seq the next sent message gets."""
-        # seqs are contiguous, so frames[i] has seq first_unacked + i
-        self._frames: deque[bytes] = deque()
+        # seqs are contiguous, so frames[i] has seq first_unacked + i: (weight, frame)
+        self._frames: deque[tuple[int, bytes]] = deque()
 
     @property
     def first_unacked(self) -> int:
@@ -34,10 +35,10 @@ class Outgoing:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def add(self, frame: bytes) -> int:
+    def add(self, frame: bytes, weight: int = 1) -> int:
         """Keep ``frame`` (encoded with seq ``next_seq``) until acked; return its seq."""
         seq = self.next_seq
-        self._frames.append(frame)
+        self._frames.append((weight, frame))
         self.next_seq = seq + 1
         return seq
 
@@ -56,6 +57,10 @@ class Outgoing:
 
     def unacked(self) -> list[bytes]:
         """The frames to resend after a reconnect, oldest first."""
+        return [frame for _, frame in self._frames]
+
+    def unacked_weighted(self) -> list[tuple[int, bytes]]:
+        """``(weight, frame)`` of every frame to resend, oldest first."""
         return list(self._frames)
 
 

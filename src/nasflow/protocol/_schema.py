@@ -93,6 +93,56 @@ def _is_metric(v: Any) -> bool:
 METRIC = Kind("a finite number or a non-empty object of finite numbers", _is_metric)
 
 
+# ---- the columns of a ``metrics`` message ---------------------------------------------
+# Checked with C-level loops (``map``, ``set``, ``min``/``max``) where the common case
+# allows it: a batch holds up to ``max_batch`` entries and is the hot message.
+
+_FLOAT, _INT = frozenset({float}), frozenset({int})
+
+
+def _all_ints(v: tuple[Any, ...] | list[Any]) -> bool:
+    return (set(map(type, v)) == _INT  # bool is not int here: type(True) is bool
+            and min(v) >= -_INT_MAX - 1 and max(v) <= _INT_MAX)
+
+
+def _all_numbers(v: tuple[Any, ...] | list[Any]) -> bool:
+    if set(map(type, v)) == _FLOAT:
+        return all(map(math.isfinite, v))
+    return all(map(_is_number, v))
+
+
+def _all_metrics(v: tuple[Any, ...] | list[Any]) -> bool:
+    if set(map(type, v)) == _FLOAT:
+        return all(map(math.isfinite, v))
+    return all(map(_is_metric, v))
+
+
+def _column(expected: str, items_ok: Callable[[Any], bool]) -> Kind:
+    """A non-empty tuple of items (a JSON array on the wire)."""
+
+    def parse(v: Any) -> tuple[Any, ...]:
+        if type(v) is list and v and items_ok(v):
+            return tuple(v)
+        raise Invalid
+
+    return Kind(f"a non-empty list of {expected}",
+                lambda v: type(v) is tuple and bool(v) and items_ok(v), parse)
+
+
+STEPS = _column("integers", _all_ints)
+VALUES = _column("metric values (finite numbers or objects of finite numbers)", _all_metrics)
+TIMES = _column("finite numbers", _all_numbers)
+
+
+def _same_lengths(message: Any) -> str | None:
+    """A ``metrics`` message's columns must line up."""
+    n, v, t = len(message.steps), len(message.values), len(message.times)
+    if n == v == t:
+        return None
+    return (f"fields 'steps', 'values' and 'times' hold {n}, {v} and {t} items; "
+            "expected one item each per metric")
+
+
 def _state_kind(states: tuple[TrialState, ...]) -> Kind:
     by_name = {s.value: s for s in states}
 
@@ -227,6 +277,8 @@ class MessageSpec:
     """``(name, kind, required)`` in dataclass order."""
     head: bytes
     """``{"type":"<name>"`` — the start of every encoded frame of this type."""
+    validate: Callable[[Any], str | None] | None = None
+    """Checks across fields, on a message whose fields are valid: an error text, or None."""
 
 
 def _spec(cls: type[Any], *, sequenced: bool, **kinds: Kind) -> MessageSpec:
@@ -293,6 +345,11 @@ _SPECS = (
     _spec(m.TrialStarted, sequenced=True, **_TRIAL, time=NUMBER, **_ORIGIN),
     _spec(
         m.Metric, sequenced=True, **_TRIAL, step=INT, value=METRIC, time=NUMBER, **_ORIGIN
+    ),
+    dataclasses.replace(
+        _spec(m.Metrics, sequenced=True, **_TRIAL, steps=STEPS, values=VALUES, times=TIMES,
+              **_ORIGIN),
+        validate=_same_lengths,
     ),
     _spec(m.FinalMetric, sequenced=True, **_TRIAL, value=METRIC, time=NUMBER, **_ORIGIN),
     _spec(

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from nasflow.protocol._codec import decode, encode, encode_batch, encode_error
+from nasflow.protocol._codec import decode, encode, encode_error, weight
 from nasflow.protocol._effects import Acked, Connected, Deliver, Effect, PeerClosed, SessionState
 from nasflow.protocol._errors import (
     MessageTooLargeError,
@@ -38,6 +38,7 @@ from nasflow.protocol._errors import (
     UnauthorizedError,
     UnexpectedMessageError,
 )
+from nasflow.protocol._framing import Queued, pack
 from nasflow.protocol._limits import DEFAULT_LIMITS, Limits, RateLimiter
 from nasflow.protocol._messages import (
     Ack,
@@ -58,7 +59,6 @@ from nasflow.protocol._reliable import Incoming, Outgoing
 __all__ = ["ClientSession", "ServerSession", "new_session_id", "read_hello"]
 
 _LIVE = (SessionState.CONNECTING, SessionState.OPEN)
-_BATCH_OVERHEAD = len(encode_batch([]))
 
 
 def new_session_id(prefix: str) -> str:
@@ -113,8 +113,8 @@ class _Session:
         self._authenticated = False
         self._out = Outgoing()
         self._in = Incoming()
-        # (sequenced?, frame) in send order; sequenced frames may be batched together
-        self._outbox: list[tuple[bool, bytes]] = []
+        # (weight, frame) in send order; sequenced frames (weight >= 1) may share a batch
+        self._outbox: list[Queued] = []
 
     @property
     def unacked(self) -> int:
@@ -145,7 +145,7 @@ class _Session:
         if self.state is SessionState.OPEN:
             self._queue_ack()
         if self.state in _LIVE:
-            self._outbox.append((False, encode(Bye(reason=reason))))
+            self._outbox.append((0, encode(Bye(reason=reason))))
         self.state = SessionState.ENDED
 
     # ---- sending -----------------------------------------------------------------------
@@ -155,8 +155,9 @@ class _Session:
 
         Returns the seq (``Acked`` effects refer to it). Raises ``UnexpectedMessageError``
         for a message this side does not send, ``MalformedMessageError`` or
-        ``MessageTooLargeError`` for one the peer would reject, ``SessionEndedError`` after
-        ``bye``.
+        ``MessageTooLargeError`` for one the peer would reject (a ``metrics`` message of
+        more than ``limits.max_batch`` entries among them: split it), ``SessionEndedError``
+        after ``bye``.
         """
         if self.state is SessionState.ENDED:
             raise SessionEndedError("cannot send: the session ended with 'bye'")
@@ -175,9 +176,16 @@ class _Session:
                 offending_type=message.TYPE,
                 offending_seq=seq,
             )
-        self._out.add(frame)
+        size = weight(message)
+        if size > limits.max_batch:
+            raise MessageTooLargeError(
+                f"'metrics' message of {size} entries; the limit is {limits.max_batch}",
+                offending_type=message.TYPE,
+                offending_seq=seq,
+            )
+        self._out.add(frame, size)
         if self.state is SessionState.OPEN:
-            self._outbox.append((True, frame))
+            self._outbox.append((size, frame))
         return seq
 
     def ack(self, delivery: Deliver) -> None:
@@ -206,7 +214,7 @@ class _Session:
     def heartbeat(self) -> None:
         """Queue a ``heartbeat`` (only while open; the peer ignores it)."""
         if self.state is SessionState.OPEN:
-            self._outbox.append((False, encode(Heartbeat())))
+            self._outbox.append((0, encode(Heartbeat())))
 
     def data_to_send(self) -> list[str]:
         """The frames to send now, in order; send them as WebSocket text frames.
@@ -218,32 +226,14 @@ class _Session:
             self._queue_ack()
         if not self._outbox:
             return []
-        out: list[bytes] = []
-        run: list[bytes] = []
-        room = self.limits.max_message_size - _BATCH_OVERHEAD
-        used = 0
-        batching = self.limits.max_batch > 1
-        for sequenced, frame in self._outbox:
-            if sequenced and batching and len(frame) < room:
-                if len(run) == self.limits.max_batch or used + len(frame) + 1 > room:
-                    out.append(run[0] if len(run) == 1 else encode_batch(run))
-                    run, used = [], 0
-                run.append(frame)
-                used += len(frame) + 1
-                continue
-            if run:
-                out.append(run[0] if len(run) == 1 else encode_batch(run))
-                run, used = [], 0
-            out.append(frame)
-        if run:
-            out.append(run[0] if len(run) == 1 else encode_batch(run))
+        out = pack(self._outbox, self.limits)
         self._outbox.clear()
-        return [frame.decode() for frame in out]
+        return out
 
     def _queue_ack(self) -> None:
         if self._in.ack_pending:
             self._in.ack_pending = False
-            self._outbox.append((False, encode(Ack(seq=self._in.acked))))
+            self._outbox.append((0, encode(Ack(seq=self._in.acked))))
 
     # ---- receiving ---------------------------------------------------------------------
 
@@ -259,8 +249,10 @@ class _Session:
         effects: list[Effect] = []
         try:
             frames = decode(data, self.limits)
-            if self._rate_limit is not None and not self._rate_limit.allow(len(frames)):
-                raise RateLimitError(f"{len(frames)} more messages are over the rate limit")
+            if self._rate_limit is not None:
+                count = sum(weight(message) for _, message in frames)
+                if not self._rate_limit.allow(count):
+                    raise RateLimitError(f"{count} more messages are over the rate limit")
             for seq, message in frames:
                 if seq is not None:
                     self._receive_sequenced(seq, message, effects)
@@ -327,7 +319,7 @@ class _Session:
     def _fail(self, error: ProtocolError) -> ProtocolError:
         self._outbox.clear()
         if not isinstance(error, PeerError):
-            self._outbox.append((False, encode_error(error)))
+            self._outbox.append((0, encode_error(error)))
         self.state = SessionState.CLOSED
         return error
 
@@ -337,8 +329,8 @@ class _Session:
         ``ack_told`` is the watermark the handshake told the peer; later acks still need
         an ``ack`` frame.
         """
-        frames = self._out.unacked()
-        self._outbox.extend((True, frame) for frame in frames)
+        frames = self._out.unacked_weighted()
+        self._outbox.extend(frames)
         self._in.ack_pending = self._in.acked > ack_told
         self.state = SessionState.OPEN
         return len(frames)
@@ -395,7 +387,7 @@ class ClientSession(_Session):
             resend_from=self._out.first_unacked,
             running=tuple(running),
         )
-        self._outbox.append((False, encode(hello)))
+        self._outbox.append((0, encode(hello)))
 
     def _handshake(self, message: Hello | Welcome, effects: list[Effect]) -> None:
         if not isinstance(message, Welcome):
@@ -495,7 +487,7 @@ class ServerSession(_Session):
             last_seq=self._in.acked,
             resend_from=self._out.first_unacked,
         )
-        self._outbox.append((False, encode(welcome)))
+        self._outbox.append((0, encode(welcome)))
         effects.append(
             Connected(message.session, resumed, self._open(self._in.acked), message.running)
         )

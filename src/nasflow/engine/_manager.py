@@ -10,9 +10,12 @@ The engine owes its experiment what every engine does (``nasflow.testing.EngineC
 ``submit`` waits for the capacity the manager grants (its fair share), events flow to
 ``publish`` in order, and each is acked back (so the worker forgets it) only after
 ``publish`` returned -- and after ``setup.flush()``, once per batch, if the experiment's
-``EngineSetup`` offers such a durability barrier. A worker's event that reaches it twice
-(a restarted manager forwards what the worker resent) is dropped by
-``(origin, origin_seq)``.
+``EngineSetup`` offers such a durability barrier (the events that come meanwhile are
+published while the store commits; they wait for the next barrier). A ``metrics`` message
+(many steps of one trial) is published as one event per step. A worker's event that
+reaches it twice (a restarted manager forwards what the worker resent) is dropped by
+``(origin, origin_seq)``. What the engine does with the manager's messages lives in
+``_manager_events.py``.
 
 A resumed experiment re-attaches to the trials a daemon kept running after its process
 died (``reattach``): the manager answers the new process's ``setup`` with the trials it
@@ -28,11 +31,8 @@ leaving the ``async with`` block: the experiment fails with the cause, once.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -40,56 +40,32 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import INTERRUPTED, TrialError, TrialState
+from nasflow._types import TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec
 from nasflow.engine._links import Link, LocalLink
-from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
-from nasflow.events import TrialStarted as TrialStartedEvent
+from nasflow.engine._manager_events import Done, ManagerEvents, _Flight
 from nasflow.exceptions import (
     ConfigError,
     ManagerGoneError,
-    MetricError,
     WorkerSetupError,
 )
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
-    Capacity,
-    Checkpoint,
     HeldTrial,
     Limits,
-    Metric,
     Setup,
-    SetupFailed,
     Submit,
     TrialRef,
 )
-from nasflow.protocol import FinalMetric as FinalMetricMessage
-from nasflow.protocol import TrialEnded as TrialEndedMessage
-from nasflow.protocol import TrialStarted as TrialStartedMessage
 
 if TYPE_CHECKING:
     from nasflow.manager import TrialManager
 
 __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 
-_log = logging.getLogger("nasflow.engine.manager")
 
-Done = Callable[[], None]
-
-
-@dataclass(slots=True, eq=False)
-class _Flight:
-    spec: TrialSpec
-    started: bool = False
-    """A worker has it (a manager that restarts is told so in ``hello.running``)."""
-    announced: bool = False
-    """Its ``TrialStarted`` was published (by this engine)."""
-    cancel: tuple[TrialState, str] | None = None
-    interrupted: bool = False
-
-
-class ManagerEngine(Engine):
+class ManagerEngine(ManagerEvents, Engine):
     """Runs trials on a trial manager's workers; see the module docstring.
 
     ``manager``/``token``: a daemon's URL and token (``None``: an embedded manager).
@@ -135,6 +111,8 @@ class ManagerEngine(Engine):
         self._inbox: deque[tuple[Any, str | None, int | None, Done | None]] = deque()
         self._inbox_wake = asyncio.Event()
         self._seen: dict[str, int] = {}  # origin -> highest origin_seq published
+        self._to_ack: list[Done] = []  # published, acked once the store committed them
+        self._acking = False  # a store barrier is in flight for some of them
         self._failure: BaseException | None = None
         self._closed = False
         self._manager: TrialManager | None = None
@@ -362,150 +340,3 @@ class ManagerEngine(Engine):
                 self._link.send(self._submit_message(flight.spec))
             if flight.cancel is not None:
                 self._link.send(self._cancel_message(flight))
-
-    async def _consume(self) -> None:
-        inbox, wake, seen = self._inbox, self._inbox_wake, self._seen
-        flights, publish, single = self._flights, self.setup.publish, self._single
-        # a durability barrier, if the experiment offers one: acks then mean "committed",
-        # not only "handed to the store's writer" (a few ms of group commit)
-        barrier = getattr(self.setup, "flush", None)
-        while True:
-            await wake.wait()
-            wake.clear()
-            while inbox:
-                batch = list(inbox)
-                inbox.clear()
-                for message, origin, origin_seq, _ in batch:
-                    if origin is not None:
-                        # a restarted manager may forward what the worker resent
-                        if origin_seq is None or origin_seq <= seen.get(origin, 0):
-                            continue
-                        seen[origin] = origin_seq
-                    if type(message) is Metric:  # the hot path, inline
-                        flight = flights.get(message.trial_id)
-                        value = message.value
-                        if (flight is not None and flight.spec.attempt == message.attempt
-                                and type(value) is float and single):
-                            # the worker parsed it with this objective already
-                            await publish(IntermediateMetric(
-                                time=message.time, trial_id=message.trial_id,
-                                step=message.step, value=value, metric=value,
-                                attempt=message.attempt))
-                            continue
-                    await self._handle(message, origin)
-                if barrier is not None:
-                    await barrier()
-                for *_, done in batch:
-                    if done is not None:
-                        done()
-
-    async def _handle(self, message: Any, origin: str | None) -> None:
-        kind = type(message)
-        publish = self.setup.publish
-        if kind is Metric:  # a dict, or a trial that ended (plain floats go inline)
-            flight = self._flights.get(message.trial_id)
-            if flight is None or flight.spec.attempt != message.attempt:
-                return
-            try:
-                primary, value = self.setup.objective.parse(message.value)
-            except MetricError:
-                _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
-                return
-            await publish(IntermediateMetric(time=message.time, trial_id=message.trial_id,
-                                             step=message.step, value=value, metric=primary,
-                                             attempt=message.attempt))
-            return
-        if kind is Capacity:
-            self._slots = message.slots
-            if message.held is not None and not self._settled.is_set() and self._held is None:
-                self._held = message.held  # the answer to our setup
-            self._granted.set()
-            self._room.set()
-            if self._held:
-                # the held trials' events come next: wait until reattach() says which
-                # trials are ours (requeue calls it as soon as we are entered)
-                await self._settled.wait()
-            return
-        if kind is SetupFailed:
-            await self._fail(WorkerSetupError(message.error))
-            return
-        if isinstance(message, BaseException):
-            await self._fail(message)
-            return
-        flight = self._flights.get(message.trial_id)
-        if flight is None or flight.spec.attempt != message.attempt:
-            # a trial that already ended here, or a held one we did not take
-            if kind is TrialEndedMessage and self._doomed:
-                ended = self._doomed.pop((message.trial_id, message.attempt), None)
-                if ended is not None:
-                    ended.set()
-            return
-        event: Event
-        if kind is TrialStartedMessage:
-            if flight.announced:
-                return
-            flight.started = flight.announced = True
-            event = TrialStartedEvent(time=message.time, trial_id=message.trial_id,
-                                      attempt=message.attempt)
-        elif kind is FinalMetricMessage:
-            try:
-                primary, value = self.setup.objective.parse(message.value)
-            except MetricError as exc:
-                self._flights.pop(message.trial_id)  # ends FAILED below, once
-                await self._publish_end(flight, TrialState.FAILED,
-                                        TrialError.from_exception(exc), message.time)
-                return
-            event = FinalMetric(time=message.time, trial_id=message.trial_id, value=value,
-                                metric=primary)
-        elif kind is Checkpoint:
-            event = CheckpointSaved(time=message.time, trial_id=message.trial_id,
-                                    path=message.path, step=message.step,
-                                    attempt=message.attempt)
-        elif kind is TrialEndedMessage:
-            error = message.error
-            if origin is None and error is not None and error.type == "WorkerDied":
-                error = self._with_stderr(message.trial_id, error)
-            if flight.interrupted and error is not None and flight.cancel is not None \
-                    and message.state is flight.cancel[0]:
-                # stopped because the experiment stops: a resume runs it again
-                error = TrialError(INTERRUPTED, error.message, error.traceback)
-            del self._flights[message.trial_id]
-            await self._publish_end(flight, message.state, error, message.time)
-            return
-        else:
-            return
-        await publish(event)
-
-    async def _publish_end(self, flight: _Flight, state: TrialState, error: TrialError | None,
-                           when: float) -> None:
-        self._flights.pop(flight.spec.id, None)
-        await self.setup.publish(TrialEnded(time=when, trial_id=flight.spec.id, state=state,
-                                            error=error))
-        self._room.set()
-        if not self._flights:
-            self._idle.set()
-
-    def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
-        from nasflow.manager._pool import tail
-
-        path = self.setup.trial_directory(trial_id) / "stderr.log"
-        text = tail(path)
-        if not text:
-            return error
-        return TrialError(error.type, f"{error.message}; the end of its stderr ({path}):\n"
-                                      f"{text}", text)
-
-    async def _fail(self, exc: BaseException) -> None:
-        """The run cannot go on: end every trial in flight with ``exc``, once."""
-        if self._failure is not None:
-            return
-        self._failure = exc
-        self._settled.set()
-        for ended in self._doomed.values():
-            ended.set()  # submit raises the failure instead of waiting
-        error = TrialError(type(exc).__name__, str(exc))
-        for flight in list(self._flights.values()):
-            await self._publish_end(flight, TrialState.FAILED, error, time.time())
-        self._granted.set()
-        self._room.set()
-        self._idle.set()

@@ -21,6 +21,8 @@ from nasflow.manager import TrialManager, manager_command, new_token
 from nasflow.testing._engine_contract import hang_forever
 
 STEPS = 30
+BURSTS = 30  # bursty_reporter: BURSTS x BURST reports
+BURST = 100
 
 
 def steady_reporter(model: Any, trial: Trial) -> float:
@@ -30,10 +32,26 @@ def steady_reporter(model: Any, trial: Trial) -> float:
     return 1.0
 
 
-async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Path) -> None:
+def bursty_reporter(model: Any, trial: Trial) -> float:
+    # many reports at once (they travel as `metrics` batches), then some simulated work
+    for burst in range(BURSTS):
+        for step in range(burst * BURST, (burst + 1) * BURST):
+            trial.report(step / 1000, step=step)
+        time.sleep(0.04)
+    return 1.0
+
+
+REPORTERS = {"one-by-one": (steady_reporter, STEPS), "in-bursts": (bursty_reporter,
+                                                                    BURSTS * BURST)}
+
+
+@pytest.mark.parametrize("reporter", list(REPORTERS))
+async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Path,
+                                                                    reporter: str) -> None:
     port, token = free_port(), new_token()
     h = Harness()
-    setup = setup_for(steady_reporter, h, tmp_path)
+    fn, steps_in_all = REPORTERS[reporter]
+    setup = setup_for(fn, h, tmp_path)
     with anyio.fail_after(60):
         async with AsyncExitStack() as stack:
             logs = ("--log-dir", str(tmp_path / "logs"))  # a SIGKILLed daemon cannot clean up
@@ -43,7 +61,8 @@ async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Pa
             await stack.enter_async_context(later)
             async with ManagerEngine(setup, manager=first.url, token=token) as engine:
                 await engine.submit(TrialSpec(0, {"x": 1}))
-                await h.first(lambda e: isinstance(e, IntermediateMetric) and e.step == 5)
+                await h.first(lambda e: isinstance(e, IntermediateMetric)
+                              and e.step == steps_in_all // 6)
                 first.kill()  # a crash: no goodbye to anyone
                 await first.process.wait()
                 await later.enter_async_context(daemon(port, token, "--workers", "1", *logs))
@@ -51,25 +70,29 @@ async def test_manager_restart_mid_trial_delivers_every_metric_once(tmp_path: Pa
                 assert ended.state is TrialState.SUCCEEDED, ended
     events = h.of(0)
     steps = [e.step for e in events if isinstance(e, IntermediateMetric)]
-    assert steps == list(range(STEPS))
+    assert steps == list(range(steps_in_all))
     assert [type(e) for e in events if not isinstance(e, IntermediateMetric)] == [
         TrialStarted, FinalMetric, TrialEnded]
 
 
-async def test_an_experiment_that_loses_its_connection_reattaches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reporter", list(REPORTERS))
+async def test_an_experiment_that_loses_its_connection_reattaches(tmp_path: Path,
+                                                                  reporter: str) -> None:
     h = Harness()
-    setup = setup_for(steady_reporter, h, tmp_path)
+    fn, steps_in_all = REPORTERS[reporter]
+    setup = setup_for(fn, h, tmp_path)
     with anyio.fail_after(60):
         async with TrialManager(workers=1) as manager, \
                 ManagerEngine(setup, manager=manager.url, token=manager.token) as engine:
             await engine.submit(TrialSpec(0, {"x": 1}))
-            await h.first(lambda e: isinstance(e, IntermediateMetric) and e.step == 5)
+            await h.first(lambda e: isinstance(e, IntermediateMetric)
+                          and e.step == steps_in_all // 6)
             (port,) = manager._ports.values()
             port.connection.transport.abort()  # the network drops; nobody says goodbye
             ended = await h.ended(0)
             assert ended.state is TrialState.SUCCEEDED
     steps = [e.step for e in h.of(0) if isinstance(e, IntermediateMetric)]
-    assert steps == list(range(STEPS))
+    assert steps == list(range(steps_in_all))
 
 
 async def test_two_experiments_share_one_manager_fairly(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ class Worker:
         parent_pid: int | None = None,
     ) -> None:
         self.session = ClientSession(Role.WORKER, session_id)
-        self.runner = TrialRunner(self._send)
+        self.runner = TrialRunner(self._send, max_batch=self.session.limits.max_batch)
         self.client = SessionClient(
             url, token, self.session,
             on_effects=self._on_effects,

@@ -9,6 +9,10 @@ manager), same evaluator, same run, alternating, median of ``--runs``. Target: >
 metrics/s.
 
     python benchmarks/b3_metric_throughput.py [--metrics 10000] [--runs 5]
+        [--service both|inprocess|local]
+
+``--service local`` measures the worker path alone: the trial runs in a worker process and
+its metrics travel worker -> trial channel -> manager -> ManagerEngine -> store/strategy.
 """
 
 from __future__ import annotations
@@ -75,8 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=int, default=N)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--service", choices=("both", "inprocess", "local"), default="both",
+                        help="which engine to measure (default both, alternating)")
     args = parser.parse_args()
-    raw: dict[str, list[dict[str, float]]] = {"inprocess": [], "local": []}
+    services = ("inprocess", "local") if args.service == "both" else (args.service,)
+    raw: dict[str, list[dict[str, float]]] = {s: [] for s in services}
     with tempfile.TemporaryDirectory() as home:
         for service in raw:  # warm-up: imports, first SQLite open, first worker start
             run_once(service, args.metrics, home)

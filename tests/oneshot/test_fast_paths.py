@@ -128,3 +128,67 @@ def test_no_channels_last_without_4d_inputs_or_convolutions() -> None:
     assert all(p.stride(1) == 1 for p in net.model.parameters() if p.ndim == 4)
     set_memory_format(net.model, torch.contiguous_format)
     assert all(p.stride() == torch.empty(p.shape).stride() for p in net.model.parameters())
+
+
+def _graph_count(out: torch.Tensor, name: str) -> int:
+    seen, todo, count = set(), [out.grad_fn], 0
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        count += type(fn).__name__ == name
+        todo.extend(f for f, _ in fn.next_functions)
+    return count
+
+
+def test_shared_stateless_layers_compute_what_separate_ones_do() -> None:
+    space = Cells()
+    shared = Supernet(space, differentiable=True)
+    separate = Supernet(space, differentiable=True)
+    separate.model.load_state_dict(shared.model.state_dict())
+    separate.arch.share = False
+    x = torch.randn(8, 1, 6, 6)
+    g = torch.Generator().manual_seed(2)
+    alpha = {label: torch.randn(spec.n, generator=g) for label, spec in shared.specs.items()}
+    results = []
+    for net in (shared, separate):
+        a = {k: v.clone().requires_grad_() for k, v in alpha.items()}
+        net.set_soft({k: torch.softmax(v, 0) for k, v in a.items()})
+        net.model.train()
+        out = net.model(x)
+        results.append((out, _graph_count(out, "ReluBackward0"),
+                        _graph_count(out, "MaxPool2DWithIndicesBackward0")))
+        (out * torch.arange(out.numel()).view(out.shape).float()).sum().backward()
+        results[-1] += ({k: v.grad for k, v in a.items()},
+                        {n: p.grad for n, p in net.model.named_parameters()},
+                        {n: b.clone() for n, b in net.model.named_buffers()})
+        assert net.arch.memo is None  # released after the pass
+    (o1, relu1, pool1, a1, p1, b1), (o2, relu2, pool2, a2, p2, b2) = results
+    # the three ReLU-led candidates of a slot share one ReLU; node 0's two slots read
+    # the same state and share it and the max pooling
+    assert (relu1, relu2) == (1 + 2 + 1, 4 * 3 + 1)  # node 0, node 1, the head
+    assert (pool1, pool2) == (3, 4)
+    torch.testing.assert_close(o1, o2)
+    for got, want in ((a1, a2), (p1, p2), (b1, b2)):
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], msg=name)
+
+
+def test_only_stateless_torch_layers_are_shared() -> None:
+    from nasflow.strategy.oneshot._share import share_key
+
+    assert share_key(nn.ReLU()) == "ReLU()"
+    assert share_key(nn.MaxPool2d(3, 1, 1)) != share_key(nn.MaxPool2d(3, 1, 0))
+    assert share_key(nn.ReLU(inplace=True)) is None
+    assert share_key(nn.MaxPool2d(3, return_indices=True)) is None
+    assert share_key(nn.Conv2d(2, 2, 1)) is None
+    assert share_key(nn.Dropout()) is None
+
+    class MyReLU(nn.ReLU):
+        pass
+
+    assert share_key(MyReLU()) is None
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda *args: None)
+    assert share_key(hooked) is None

@@ -142,6 +142,11 @@ class ArchState:
         """HARD / GATE: the alternatives picked per label."""
         self.weights: dict[str, torch.Tensor] = {}
         """SOFT / GATE: mixing weights per label (one per alternative)."""
+        self.share = True
+        """SOFT: let candidates share the outputs of stateless layers (see ``_share``)."""
+        self.memo: dict[tuple[int, str], tuple[torch.Tensor, Any]] | None = None
+        """SOFT: outputs of stateless layers by input, while a mixed module runs (see
+        ``_share``); ``None`` outside."""
 
     def set_hard(self, sample: dict[str, Any]) -> None:
         """Run ``sample`` (labels absent from it must not be reached)."""

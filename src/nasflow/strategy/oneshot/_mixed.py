@@ -21,6 +21,7 @@ from nasflow.strategy.oneshot._arch import (
     UnsupportedSpaceError,
     deferred_mix,
 )
+from nasflow.strategy.oneshot._share import SharedPlan, sharing
 
 __all__ = ["MixedArgs", "MixedCell", "MixedInput", "MixedLayer", "MixedRepeat"]
 
@@ -124,6 +125,8 @@ class MixedLayer(_Mixed):
         """The candidates' names, in the order of the label's values."""
         for name, module in zip(names, candidates, strict=True):
             self.add_module(name, module)
+        self._plans = [SharedPlan(m) for m in candidates]  # SOFT: shared stateless layers
+        self._shares = any(p.shares for p in self._plans)
 
     def candidate(self, i: int) -> nn.Module:
         """Candidate ``i`` (in the order of the label's values)."""
@@ -137,7 +140,11 @@ class MixedLayer(_Mixed):
             return self.candidate(0)(*args, **kwargs)
         weights = arch.weight(self.label)
         if arch.mode is Mode.SOFT:
-            outs = [self.candidate(i)(*args, **kwargs) for i in range(len(self.names))]
+            if self._shares and arch.share and len(args) == 1 and not kwargs:
+                with sharing(arch):
+                    outs = [plan(arch, args[0]) for plan in self._plans]
+            else:
+                outs = [self.candidate(i)(*args, **kwargs) for i in range(len(self.names))]
             return self._weighted_sum(weights, outs, self.label)
         picked = arch.pick(self.label, self._where)[0]
         out = self.candidate(picked)(*args, **kwargs)
@@ -327,6 +334,12 @@ class MixedCell(_Mixed):
         if len(states) != self.num_predecessors:
             raise ValueError(f"{self._where}: takes {self.num_predecessors} inputs, "
                              f"got {len(states)}")
+        if self._arch.mode is Mode.SOFT:
+            with sharing(self._arch):  # the slots reading one state share its pooling
+                return self._forward(states)
+        return self._forward(states)
+
+    def _forward(self, states: list[Any]) -> Any:
         pre = self._modules["preprocessor"]
         if pre is not None:
             states = list(pre(states))

@@ -29,7 +29,9 @@ class Limits:
     max_setup_size: int = 16 * MiB
     """The largest ``setup`` frame (a cloudpickled space and evaluator, base64)."""
     max_batch: int = 1024
-    """The most messages one ``batch`` frame may hold; 1 turns batching off when sending."""
+    """The most messages one frame may hold, each entry of a ``metrics`` message counting
+    as one (so also the most entries of one ``metrics``); 1 turns batching off when
+    sending."""
 
     def __post_init__(self) -> None:
         if self.max_message_size < 1024:
@@ -50,7 +52,8 @@ DEFAULT_LIMITS = Limits()
 class RateLimiter(Protocol):
     """Decides whether a connection may receive ``messages`` more messages now.
 
-    A session asks once per frame; answering False makes it a ``RateLimitError``
+    A session asks once per frame, counting each entry of a ``metrics`` message as one
+    message; answering False makes it a ``RateLimitError``
     protocol error (the connection closes; the peer reconnects and resends, so nothing is
     lost, it is only slowed down).
     """

@@ -31,7 +31,8 @@ def test_weighted_sum_equals_the_stacked_contraction(layout: str, arch_grad: boo
         outs = [to_channels_last(o) if layout == "nhwc" or i % 2 else o
                 for i, o in enumerate(outs)]
     w = torch.softmax(torch.randn(4), 0)
-    grad = torch.randn(3, 5, 4, 4)
+    # the incoming gradient as a cell gives it: a channel slice of its concatenation's
+    grad = to_channels_last(torch.randn(3, 9, 4, 4))[:, 2:7]
 
     def run(fn):  # type: ignore[no-untyped-def]
         ws = w.clone().requires_grad_(arch_grad)

@@ -21,6 +21,7 @@ from nasflow.strategy.oneshot._arch import (
     UnsupportedSpaceError,
     deferred_mix,
 )
+from nasflow.strategy.oneshot._format import to_channels_last
 from nasflow.strategy.oneshot._share import SharedPlan, sharing
 
 __all__ = ["MixedArgs", "MixedCell", "MixedInput", "MixedLayer", "MixedRepeat"]
@@ -66,13 +67,13 @@ def weighted_sum(weights: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.T
     return contracted
 
 
-def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``a`` and ``b`` flattened in one element order, as views where their layout allows
-    (channels-last tensors flatten through their NHWC permutation)."""
-    if a.ndim == 4 and not a.is_contiguous() and a.is_contiguous(
-            memory_format=torch.channels_last):
-        return a.permute(0, 2, 3, 1).reshape(-1), b.permute(0, 2, 3, 1).reshape(-1)
-    return a.reshape(-1), b.reshape(-1)
+def _nhwc(t: torch.Tensor) -> bool:
+    return t.ndim == 4 and t.stride(1) == 1 and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _flat(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """``t`` flattened (a view when its layout allows), in NHWC order if ``nhwc``."""
+    return t.permute(0, 2, 3, 1).reshape(-1) if nhwc else t.reshape(-1)
 
 
 class _WeightedSum(torch.autograd.Function):
@@ -93,13 +94,17 @@ class _WeightedSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        grads: list[torch.Tensor | None] = [
-            grad * w if needed else None
-            for w, needed in zip(ctx.ws, ctx.needs_input_grad[1:], strict=True)
-        ]
         grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_w = torch.stack([torch.dot(*_flat_pair(grad, o)) for o in ctx.saved_tensors])
+            outs = ctx.saved_tensors
+            # the incoming gradient is often a strided slice (of a concatenation's): made
+            # dense once in the candidates' layout, every dot product runs on flat views
+            nhwc = _nhwc(outs[0])
+            grad = to_channels_last(grad) if nhwc else grad.contiguous()
+            flat = _flat(grad, nhwc)
+            grad_w = torch.stack([torch.dot(flat, _flat(o, nhwc)) for o in outs])
+        grads = [grad * w if needed else None
+                 for w, needed in zip(ctx.ws, ctx.needs_input_grad[1:], strict=True)]
         return (grad_w, *grads)
 
 

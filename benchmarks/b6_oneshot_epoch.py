@@ -8,7 +8,8 @@ included; ``train_seconds``: the training steps only), the first epoch of each r
 out (warm-up). For DARTS the same steps are also timed in a bare loop (no experiment, no
 event loop, no threads) to show what the async machinery costs. With ``--rounds`` the
 runs alternate (nasflow, bare loop, NNI, again), as the other benchmarks do on these
-noisy machines.
+noisy machines; ``darts_round_ratios_vs_nni`` then holds each round's DARTS / NNI ratio
+and ``darts_median_round_ratio_vs_nni`` their median.
 
 NNI 3.0's figure comes from ``--nni``, run in an environment where ``nni`` and
 ``pytorch_lightning`` import (see docs/benchmarks-oneshot.md); without them the JSON

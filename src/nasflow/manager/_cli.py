@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reattach-timeout", type=float, default=60.0,
                    help="seconds workers and experiments may be away before they are "
                         "given up (default 60)")
+    p.add_argument("--preload", default="",
+                   help="comma-separated modules each worker imports when it starts (e.g. "
+                        "torch): the first trial of every experiment starts warm")
     p.add_argument("--log-dir", default=None, help="where workers write their own output")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     return p
@@ -97,6 +100,7 @@ def manager_command(argv: Sequence[str]) -> int:
             trials_per_gpu=args.trials_per_gpu,
             max_trials_per_worker=args.max_trials_per_worker, kill_grace=args.kill_grace,
             reattach_timeout=args.reattach_timeout, log_dir=args.log_dir,
+            preload=[m.strip() for m in args.preload.split(",") if m.strip()],
         )
     except ConfigError as exc:
         print(f"nasflow manager: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -111,12 +111,15 @@ class LocalPool:
         parent_pid: int | None,
         on_exit: Callable[[WorkerProcess], Awaitable[None]],
         threads: int | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.log_dir = log_dir
         """Where workers write their own output."""
         self.threads = threads
         """``OMP_NUM_THREADS`` for workers when this process has none set (``None``: leave
         it unset)."""
+        self.preload = tuple(preload)
+        """Modules every worker imports before it connects."""
         self._token = token
         self._reattach_timeout = reattach_timeout
         self._parent_pid = parent_pid
@@ -179,6 +182,8 @@ class LocalPool:
                    "--reattach-timeout", str(self._reattach_timeout)]
         if self._parent_pid is not None:
             command += ["--parent-pid", str(self._parent_pid)]
+        if self.preload:
+            command += ["--preload", ",".join(self.preload)]
         env = {**os.environ, "NASFLOW_TOKEN": self._token}
         if self.threads is not None:
             # N workers each running torch with one thread per core would oversubscribe

@@ -164,6 +164,8 @@ class TrialManager:
     ``len(gpus) * trials_per_gpu``, spread over the GPUs). ``host``/``port`` default to
     loopback and a free port. ``token`` defaults to a fresh random one. ``embedded``: the
     manager runs inside an experiment process, whose workers then exit with it.
+    ``preload``: modules each worker imports when it starts (``["torch"]``), so that a
+    daemon's first trial of every experiment does not pay for the import.
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class TrialManager:
         ping_interval: float | None = 10.0,
         ping_timeout: float | None = 20.0,
         embedded: bool = False,
+        preload: Sequence[str] = (),
     ) -> None:
         self.host = host
         """The interface the server binds."""
@@ -203,7 +206,7 @@ class TrialManager:
         self._pool = LocalPool(
             token=self.token, reattach_timeout=reattach_timeout, log_dir=self.log_dir,
             parent_pid=os.getpid() if embedded else None, on_exit=self._worker_exited,
-            threads=max(1, _cpus() // workers),
+            threads=max(1, _cpus() // workers), preload=preload,
         )
         self.core = ManagerCore(
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import importlib
 import logging
 import os
 import sys
@@ -233,7 +234,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the first connection (default 30)")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="exit when this process exits (embedded managers)")
+    parser.add_argument("--preload", default="",
+                        help="comma-separated modules to import before connecting (e.g. "
+                             "torch), so that trials do not pay for importing them")
     return parser
+
+
+def preload(modules: str) -> str | None:
+    """Import each of the comma-separated ``modules``; the error text if one fails."""
+    for name in (m.strip() for m in modules.split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # any import error is the user's to see
+            return (f"--preload: importing {name!r} failed ({type(exc).__name__}: {exc}); "
+                    "install it in this interpreter or drop it from --preload")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         print("nasflow worker: NASFLOW_TOKEN is not set", file=sys.stderr)
         return EXIT_REFUSED
     faulthandler.enable()  # a segfault in a trial leaves a Python traceback in its stderr
+    failed = preload(args.preload)
+    if failed is not None:
+        print(f"nasflow worker: {failed}", file=sys.stderr)
+        return EXIT_REFUSED
     # a sync evaluator's thread holds the GIL for 5 ms slices by default; the loop thread
     # (streaming reports out, heartbeats, cancels) must get a turn sooner than that, or
     # reports leave in bursts only after the trial has ended

@@ -41,6 +41,7 @@ from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
+from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import (
     Event,
@@ -143,6 +144,9 @@ class Experiment(RunMixin, Results):
         service (e.g. ``nasflow.testing.SimulatedEngine``); ``None`` for the default."""
         if scheduler is not None:
             scheduler.bind(self.objective)
+        if engine is None and (self.config.training_service != "inprocess"
+                               or self.config.manager is not None):
+            import_manager_modules()  # here, not on the event loop once it runs
         self.state = ExperimentState.CREATED
         """Where the experiment is in its life."""
         self.end_reason = ""

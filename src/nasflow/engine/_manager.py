@@ -65,6 +65,18 @@ if TYPE_CHECKING:
 __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 
 
+def import_manager_modules() -> None:
+    """Import what a run over a trial manager needs (websockets' client and server,
+    cloudpickle, the manager): an import on a running event loop holds it, ~30 ms for
+    these, so an experiment does it when it is created."""
+    import cloudpickle  # noqa: F401
+
+    import nasflow.manager
+    import nasflow.manager._server
+    import nasflow.manager._tuner
+    import nasflow.worker._payload  # noqa: F401
+
+
 class ManagerEngine(ManagerEvents, Engine):
     """Runs trials on a trial manager's workers; see the module docstring.
 

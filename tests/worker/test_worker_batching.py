@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from nasflow.evaluator import FunctionalEvaluator, Trial
 from nasflow.protocol import (
@@ -140,3 +141,48 @@ async def test_a_reporting_thread_loses_nothing_and_keeps_the_order(tmp_path: Pa
     await _run(sync_reporter, tmp_path, sent.append)
     assert _steps(sent) == list(range(5000))
     assert type(sent[0]) is TrialStarted and type(sent[-1]) is TrialEnded
+
+
+async def reports_a_step_beyond_64_bits(model: Any, trial: Trial) -> float:
+    trial.report(0.1, step=0)
+    with pytest.raises(ValueError, match="64 bits"):  # where it was made, not when sent
+        trial.report(0.2, step=2**63)
+    for step in range(1, 4):
+        trial.report(0.3, step=step)
+        await anyio.sleep(0.002)  # several windows: streaming must go on
+    return 1.0
+
+
+async def test_a_refused_step_is_an_error_in_the_evaluator_and_streaming_goes_on(
+        tmp_path: Path) -> None:
+    session = ClientSession(Role.WORKER)
+    sent: list[Any] = []
+
+    def send(message: Any) -> None:
+        session.send(message)
+        sent.append(message)
+
+    await _run(reports_a_step_beyond_64_bits, tmp_path, send)
+    assert _steps(sent) == [0, 1, 2, 3]
+    assert isinstance(sent[-1], TrialEnded) and sent[-1].state.value == "SUCCEEDED"
+
+
+async def test_a_metric_the_session_refuses_is_dropped_alone_and_said_in_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    session = ClientSession(Role.WORKER)
+    sent: list[Any] = []
+
+    def send(message: Any) -> None:
+        steps = message.steps if isinstance(message, Metrics) else (
+            (message.step,) if isinstance(message, Metric) else ())
+        if 5 in steps:  # as the session refuses a message the manager would reject
+            from nasflow.protocol import MalformedMessageError
+            raise MalformedMessageError("step 5 is refused")
+        session.send(message)
+        sent.append(message)
+
+    await _run(reports_a_burst, tmp_path, send)
+    assert _steps(sent) == [0, 1, 2, 3, 4, 6]
+    assert isinstance(sent[-1], TrialEnded) and sent[-1].state.value == "SUCCEEDED"
+    # (in a worker process sys.stderr is fd 2, which points at the trial's stderr.log)
+    assert "dropped the metric of step 5" in capsys.readouterr().err

@@ -165,6 +165,9 @@ class Trial:
             step = self._step + 1
         elif isinstance(step, bool) or not isinstance(step, int):
             raise TypeError(f"step must be an int, got {step!r}")
+        elif not -(2**63) <= step < 2**63:
+            raise ValueError(f"step must fit in 64 bits (the store and the protocol hold "
+                             f"64-bit integers), got {step}")
         self._step = step
         self._last = (primary, normal)
         if self._pipe is not None:

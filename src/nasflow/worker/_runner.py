@@ -44,6 +44,7 @@ from nasflow.exceptions import MetricError, TrialStopped
 from nasflow.protocol import (
     Checkpoint,
     FinalMetric,
+    MalformedMessageError,
     MessageTooLargeError,
     Metric,
     Metrics,
@@ -123,8 +124,10 @@ class _Outbox:
         loop = self._loop
         assert loop is not None
         if self._pending:
-            self.drain()
-            loop.call_later(_WINDOW, self._look)
+            try:
+                self.drain()
+            finally:  # a report that failed to go out must not end the streaming
+                loop.call_later(_WINDOW, self._look)
             return
         self._scheduled = False  # first: a later put wakes the loop again
         if self._pending:  # a put between the check above and the line before
@@ -301,13 +304,16 @@ class TrialRunner:
                 self._send(Metrics(experiment_id=m.experiment_id, trial_id=m.trial_id,
                                    attempt=m.attempt, steps=tuple(steps),
                                    values=tuple(values), times=tuple(times)))
-        except MessageTooLargeError as exc:
+        except (MalformedMessageError, MessageTooLargeError) as exc:
             if len(steps) == 1:
-                # one metric larger than a frame (a huge dict): the manager would refuse it
+                # one metric the manager would refuse (larger than a frame, a step beyond
+                # 64 bits): say so in the trial's stderr.log; the trial and its other
+                # metrics go on
                 print(f"nasflow worker: dropped the metric of step {steps[0]}: {exc}",
                       file=sys.stderr, flush=True)
                 return
-            half = len(steps) // 2  # large dict values: fewer per message
+            # large dict values: fewer per message; a refused entry: find it, keep the rest
+            half = len(steps) // 2
             self._send_chunk(m, steps[:half], values[:half], times[:half])
             self._send_chunk(m, steps[half:], values[half:], times[half:])
 

@@ -5,10 +5,16 @@ Built with nasflow itself: a GridSearch experiment with a fixed id, so an interr
 build is continued with nasflow's own resume (run the same command again). When the
 search is complete the table is written as compact gzipped JSON:
 
-    python benchmarks/build_digits_table.py                # hours on 2 cores; resumable
-    python benchmarks/build_digits_table.py --export-only  # re-write the table file
+    python benchmarks/build_digits_table.py                  # ~65 min on 2 cores; resumable
+    python benchmarks/build_digits_table.py --variant small  # ~30 min on 2 cores
+    python benchmarks/build_digits_table.py --export-only    # re-write the table file
 
-Table format (``benchmarks/data/digits_table.json.gz``)::
+Two variants (``VARIANTS``): ``full``, the demo's setting (``digits_table.json.gz``), and
+``small``, a quarter of the digits to train on with a cosine-annealed learning rate
+(``digits_small_table.json.gz``, the default table of ``search_quality.py`` and
+``asha_compute.py``).
+
+Table format (``benchmarks/data/<name>.json.gz``)::
 
     {"space": "nasflow.demo.DigitsNet", "epochs": E, "labels": [...],
      "signature": {label: domain}, "rows": [[sample, [acc per epoch], [s per epoch]], ...]}

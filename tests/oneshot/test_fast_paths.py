@@ -5,6 +5,8 @@ keep the contiguous format."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn as nn
@@ -157,6 +159,11 @@ def test_shared_stateless_layers_compute_what_separate_ones_do() -> None:
         a = {k: v.clone().requires_grad_() for k, v in alpha.items()}
         net.set_soft({k: torch.softmax(v, 0) for k, v in a.items()})
         net.model.train()
+        # a candidate takes shared outputs once it has run in this mode on its own
+        # outputs and left them unmodified: the first pass shares nothing
+        first = net.model(x)
+        assert _graph_count(first, "ReluBackward0") == 4 * 3 + 1
+        net.model.zero_grad(set_to_none=True)
         out = net.model(x)
         results.append((out, _graph_count(out, "ReluBackward0"),
                         _graph_count(out, "MaxPool2DWithIndicesBackward0")))
@@ -176,11 +183,22 @@ def test_shared_stateless_layers_compute_what_separate_ones_do() -> None:
             torch.testing.assert_close(got[name], want[name], msg=name)
 
 
-def test_only_stateless_torch_layers_are_shared() -> None:
+def test_only_identical_stateless_torch_layers_are_shared() -> None:
     from nasflow.strategy.oneshot._share import share_key
 
-    assert share_key(nn.ReLU()) == "ReLU()"
+    assert share_key(nn.ReLU()) == share_key(nn.ReLU()) is not None
+    assert share_key(nn.MaxPool2d(3, 1, 1)) == share_key(nn.MaxPool2d(3, 1, 1)) is not None
     assert share_key(nn.MaxPool2d(3, 1, 1)) != share_key(nn.MaxPool2d(3, 1, 0))
+    # every argument counts, also those extra_repr leaves out
+    avg = nn.AvgPool2d(3, 1, 1)
+    for other in (nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                  nn.AvgPool2d(3, 1, 1, ceil_mode=True),
+                  nn.AvgPool2d(3, 1, 1, divisor_override=4),
+                  nn.MaxPool2d(3, 1, 1)):
+        assert share_key(other) is not None and share_key(other) != share_key(avg), other
+    assert share_key(nn.LeakyReLU(0.1)) != share_key(nn.LeakyReLU(0.2))
+    assert share_key(nn.ReLU6()) != share_key(nn.Hardtanh(0.0, 6.0))  # the class counts
+    assert share_key(nn.GELU()) != share_key(nn.GELU(approximate="tanh"))
     assert share_key(nn.ReLU(inplace=True)) is None
     assert share_key(nn.MaxPool2d(3, return_indices=True)) is None
     assert share_key(nn.Conv2d(2, 2, 1)) is None
@@ -193,3 +211,160 @@ def test_only_stateless_torch_layers_are_shared() -> None:
     hooked = nn.ReLU()
     hooked.register_forward_hook(lambda *args: None)
     assert share_key(hooked) is None
+
+
+# --- sharing stays exact ---------------------------------------------------------------
+
+
+class AddOne(nn.Module):
+    """Writes into its input (legal on a pooling output in the plain path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.add_(1.0) if self.active else x + 1.0
+
+
+class ScaleInput(nn.Module):
+    """Doubles its input in place (what the later candidates then read)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0)
+
+
+class One(snn.ModelSpace):
+    """One choice between the given candidates."""
+
+    def __init__(self, candidates: list[nn.Module]) -> None:
+        super().__init__()
+        self.op = snn.LayerChoice(candidates, label="op")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+def _soft_runs(make: Any, x: torch.Tensor, *, calls: int = 3, share: bool = True,
+               grad: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Output and architecture gradient of ``calls`` SOFT passes of a fresh ``One``."""
+    torch.manual_seed(0)
+    net = Supernet(One(make()), differentiable=True)
+    net.arch.share = share
+    n = net.specs["op"].n
+    results = []
+    for i in range(calls):
+        a = torch.linspace(-1.0, 1.0, n).requires_grad_(grad)
+        net.set_soft({"op": torch.softmax(a, 0)})
+        inp = x.clone()
+        if grad:
+            out = net.model(inp)
+            (out * torch.arange(out.numel()).view(out.shape)).sum().backward()
+        else:
+            with torch.no_grad():
+                out = net.model(inp)
+        results.append((out.detach(), a.grad))
+        del i
+    return results
+
+
+def _same_as_unshared(make: Any, x: torch.Tensor, grad: bool) -> None:
+    got = _soft_runs(make, x, grad=grad)
+    want = _soft_runs(make, x, share=False, grad=grad)
+    for (o1, g1), (o2, g2) in zip(got, want, strict=True):
+        torch.testing.assert_close(o1, o2)
+        if grad:
+            torch.testing.assert_close(g1, g2)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_pools_differing_only_in_count_include_pad_are_not_shared(grad: bool) -> None:
+    def make() -> list[nn.Module]:
+        return [nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.AvgPool2d(3, 1, 1),
+                nn.AvgPool2d(3, 1, 1)]
+
+    _same_as_unshared(make, torch.ones(1, 1, 3, 3), grad)
+    # the two identical ones still share (once checked)
+    net = Supernet(One(make()), differentiable=True)
+    net.set_soft({"op": torch.full((3,), 1 / 3, requires_grad=True)})
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    net.model(x)
+    assert _graph_count(net.model(x), "AvgPool2DBackward0") == 2
+    # configured alike when built, told apart later: no longer shared
+    pools = [m for m in net.model.modules() if isinstance(m, nn.AvgPool2d)]
+    pools[0].count_include_pad = True
+    assert _graph_count(net.model(x), "AvgPool2DBackward0") == 1
+    pools[2].divisor_override = 2
+    with torch.no_grad():
+        got = net.model(x)
+        net.arch.share = False
+        torch.testing.assert_close(got, net.model(x))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("order", ["plain first", "writer first"])
+def test_a_candidate_writing_into_a_shared_output_changes_nothing(grad: bool, order: str
+                                                                  ) -> None:
+    def make() -> list[nn.Module]:
+        cands = [nn.Sequential(nn.MaxPool2d(3, 1, 1)),
+                 nn.Sequential(nn.MaxPool2d(3, 1, 1), AddOne()),
+                 nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(1, 1, 1))]
+        return cands if order == "plain first" else cands[1:2] + cands[:1] + cands[2:]
+
+    x = torch.randn(1, 1, 5, 5, generator=torch.Generator().manual_seed(3))
+    _same_as_unshared(make, x, grad)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_an_input_changed_in_place_between_two_uses_is_not_shared(grad: bool) -> None:
+    def make() -> list[nn.Module]:
+        return [nn.Sequential(nn.MaxPool2d(3, 1, 1)), ScaleInput(),
+                nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Tanh())]
+
+    x = torch.randn(1, 1, 5, 5, generator=torch.Generator().manual_seed(4))
+    _same_as_unshared(make, x, grad)
+
+
+def test_a_shared_output_written_into_after_all_raises() -> None:
+    from nasflow.strategy.oneshot import SharedOutputModifiedError
+
+    writer = AddOne()
+    writer.active = False  # checked while it does not write...
+    net = Supernet(One([nn.Sequential(nn.MaxPool2d(3, 1, 1)),
+                        nn.Sequential(nn.MaxPool2d(3, 1, 1), writer)]), differentiable=True)
+    net.set_soft({"op": torch.tensor([0.5, 0.5])})
+    x = torch.randn(1, 1, 4, 4)
+    net.model(x)
+    copy = next(m for m in net.model.modules() if isinstance(m, AddOne))
+    copy.active = True  # ...then it does: the other candidate's output is damaged
+    with pytest.raises(SharedOutputModifiedError, match="share_layers=False"):
+        net.model(x)
+
+
+def test_hooks_added_after_the_supernet_was_built_are_called() -> None:
+    net = Supernet(One([nn.Sequential(nn.ReLU(), nn.Conv2d(1, 1, 1)),
+                        nn.Sequential(nn.ReLU(), nn.Conv2d(1, 1, 3, padding=1))]),
+                   differentiable=True)
+    net.set_soft({"op": torch.tensor([0.5, 0.5])})
+    x = torch.randn(1, 1, 4, 4)
+    net.model(x)  # checked: the ReLU is shared from now on
+    calls: list[str] = []
+    seqs = [m for m in net.model.modules() if isinstance(m, nn.Sequential)]
+    relus = [m for m in net.model.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(lambda *a: calls.append("seq")) for m in seqs]
+    handles += [m.register_forward_pre_hook(lambda *a: calls.append("relu")) for m in relus]
+    net.model(x)
+    assert sorted(calls) == ["relu", "relu", "seq", "seq"]
+    for h in handles:
+        h.remove()
+    calls.clear()
+    glob = nn.modules.module.register_module_forward_hook(
+        lambda m, *a: calls.append(type(m).__name__))
+    try:
+        net.model(x)
+    finally:
+        glob.remove()
+    assert calls.count("ReLU") == 2
+    calls.clear()
+    net.model(x)
+    assert calls == []

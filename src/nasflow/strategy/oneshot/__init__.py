@@ -13,6 +13,7 @@ from nasflow.strategy.oneshot._darts import DARTS as DARTS
 from nasflow.strategy.oneshot._darts import GumbelDARTS as GumbelDARTS
 from nasflow.strategy.oneshot._enas import ENAS as ENAS
 from nasflow.strategy.oneshot._proxyless import Proxyless as Proxyless
+from nasflow.strategy.oneshot._share import SharedOutputModifiedError as SharedOutputModifiedError
 from nasflow.strategy.oneshot._spos import RandomOneShot as RandomOneShot
 from nasflow.strategy.oneshot._spos import SubnetContext as SubnetContext
 from nasflow.strategy.oneshot._supernet import Supernet as Supernet
@@ -25,6 +26,7 @@ __all__ = [
     "OneShotStrategy",
     "Proxyless",
     "RandomOneShot",
+    "SharedOutputModifiedError",
     "SubnetContext",
     "Supernet",
     "UnsupportedSpaceError",

@@ -144,9 +144,9 @@ class ArchState:
         """SOFT / GATE: mixing weights per label (one per alternative)."""
         self.share = True
         """SOFT: let candidates share the outputs of stateless layers (see ``_share``)."""
-        self.memo: dict[tuple[int, str], tuple[torch.Tensor, Any]] | None = None
-        """SOFT: outputs of stateless layers by input, while a mixed module runs (see
-        ``_share``); ``None`` outside."""
+        self.memo: dict[tuple[int, Any], tuple[torch.Tensor, int, Any, int]] | None = None
+        """SOFT: outputs of stateless layers by input and layer, with both tensors'
+        version counters, while a mixed module runs (see ``_share``); ``None`` outside."""
 
     def set_hard(self, sample: dict[str, Any]) -> None:
         """Run ``sample`` (labels absent from it must not be reached)."""

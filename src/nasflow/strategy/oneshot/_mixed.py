@@ -130,7 +130,8 @@ class MixedLayer(_Mixed):
         """The candidates' names, in the order of the label's values."""
         for name, module in zip(names, candidates, strict=True):
             self.add_module(name, module)
-        self._plans = [SharedPlan(m) for m in candidates]  # SOFT: shared stateless layers
+        self._plans = [SharedPlan(m, f"{where}, candidate {name!r}")  # SOFT: shared
+                       for name, m in zip(names, candidates, strict=True)]  # stateless layers
         self._shares = any(p.shares for p in self._plans)
 
     def candidate(self, i: int) -> nn.Module:

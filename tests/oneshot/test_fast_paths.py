@@ -368,3 +368,20 @@ def test_hooks_added_after_the_supernet_was_built_are_called() -> None:
     calls.clear()
     net.model(x)
     assert calls == []
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("arch_grad", [True, False])
+def test_the_cpu_weighted_sum_is_twice_differentiable(layout: str, arch_grad: bool) -> None:
+    g = torch.Generator().manual_seed(5)
+    w = torch.rand(3, dtype=torch.double, generator=g).requires_grad_(arch_grad)
+    outs = [torch.randn(2, 3, 4, 4, dtype=torch.double, generator=g) for _ in range(3)]
+    if layout == "nhwc":
+        outs = [to_channels_last(o) for o in outs]
+    outs = [o.requires_grad_() for o in outs]
+
+    def fn(w: torch.Tensor, *o: torch.Tensor) -> torch.Tensor:
+        return weighted_sum(w, o)
+
+    assert torch.autograd.gradcheck(fn, (w, *outs))
+    assert torch.autograd.gradgradcheck(fn, (w, *outs))

@@ -79,7 +79,12 @@ def _flat(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
 class _WeightedSum(torch.autograd.Function):
     """``sum_i w_i * o_i`` on the CPU: a multiply and in-place adds forward (the result
     takes the first candidate's memory format); backward ``dL/do_i = w_i * g`` and, only
-    when the weights need it, ``dL/dw_i = <g, o_i>``."""
+    when the weights need it, ``dL/dw_i = <g, o_i>``.
+
+    The backward pass is differentiable too: with ``create_graph=True`` (higher-order
+    gradients) it uses the weights as a tensor and plain tensor operations, so autograd
+    can differentiate it; otherwise the weights are Python floats and the dot products
+    run on flat views (faster, not differentiable)."""
 
     @staticmethod
     def forward(ctx: Any, weights: torch.Tensor, *outs: torch.Tensor) -> torch.Tensor:
@@ -89,14 +94,18 @@ class _WeightedSum(torch.autograd.Function):
             mixed.add_(o, alpha=w)
         ctx.ws = ws
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(*outs)
+            ctx.save_for_backward(weights, *outs)
+        else:
+            ctx.save_for_backward(weights)
         return mixed
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: a backward autograd can differentiate
+            return _WeightedSum._differentiable_backward(ctx, grad)
         grad_w = None
         if ctx.needs_input_grad[0]:
-            outs = ctx.saved_tensors
+            outs = ctx.saved_tensors[1:]
             # the incoming gradient is often a strided slice (of a concatenation's): made
             # dense once in the candidates' layout, every dot product runs on flat views
             nhwc = _nhwc(outs[0])
@@ -105,6 +114,17 @@ class _WeightedSum(torch.autograd.Function):
             grad_w = torch.stack([torch.dot(flat, _flat(o, nhwc)) for o in outs])
         grads = [grad * w if needed else None
                  for w, needed in zip(ctx.ws, ctx.needs_input_grad[1:], strict=True)]
+        return (grad_w, *grads)
+
+    @staticmethod
+    def _differentiable_backward(ctx: Any, grad: torch.Tensor
+                                 ) -> tuple[torch.Tensor | None, ...]:
+        weights, *outs = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.stack([(grad * o).sum() for o in outs])
+        grads = [grad * weights[i] if needed else None
+                 for i, needed in enumerate(ctx.needs_input_grad[1:])]
         return (grad_w, *grads)
 
 

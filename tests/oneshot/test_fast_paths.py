@@ -5,8 +5,10 @@ keep the contiguous format."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import anyio
 import pytest
 import torch
 import torch.nn as nn
@@ -20,7 +22,7 @@ from nasflow.strategy.oneshot._format import (
 )
 from nasflow.strategy.oneshot._mixed import weighted_sum
 
-from .spaces import Cells, Rich
+from .spaces import Cells, Rich, tiny_data
 
 CL = torch.channels_last
 
@@ -385,3 +387,190 @@ def test_the_cpu_weighted_sum_is_twice_differentiable(layout: str, arch_grad: bo
 
     assert torch.autograd.gradcheck(fn, (w, *outs))
     assert torch.autograd.gradgradcheck(fn, (w, *outs))
+
+
+# --- the strategies' switches, and the fallback to contiguous ----------------------------
+
+
+def _search(space: snn.ModelSpace, strategy: Any, epochs: int = 2) -> list[dict[str, Any]]:
+    import nasflow as nf
+    from nasflow.events import StrategyProgress
+
+    train, val = tiny_data()
+    evaluator = nf.evaluator.Classification(train, val, epochs=epochs, batch_size=24)
+    exp = nf.Experiment(space, evaluator, strategy, nf.ExperimentConfig(store=False))
+    events: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        stream = exp.events(StrategyProgress)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exp.run)
+            async for ev in stream:
+                events.append(dict(ev.values))
+
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:  # the experiment's error, from the task group
+        error = group.exceptions[0]
+    else:
+        return events
+    raise error  # with its own __cause__
+
+
+def _nhwc_weights(net: Supernet) -> bool:
+    return all(p.stride(1) == 1 for p in net.model.parameters() if p.ndim == 4)
+
+
+def _nchw_weights(net: Supernet) -> bool:
+    return all(p.stride() == torch.empty(p.shape).stride()
+               for p in net.model.parameters() if p.ndim == 4)
+
+
+def test_the_strategies_take_the_speed_switches() -> None:
+    import nasflow as nf
+
+    for cls in (nf.strategy.DARTS, nf.strategy.GumbelDARTS, nf.strategy.Proxyless,
+                nf.strategy.ENAS, nf.strategy.RandomOneShot):
+        s = cls(channels_last=False, share_layers=False)
+        assert (s.channels_last, s.share_layers) == (False, False)
+        assert (cls().channels_last, cls().share_layers) == (None, True)
+        with pytest.raises(TypeError, match="channels_last"):
+            cls(channels_last="yes")
+        with pytest.raises(TypeError, match="share_layers"):
+            cls(share_layers=None)
+
+    auto = nf.strategy.DARTS(epochs=1)
+    _search(Cells(), auto, epochs=1)
+    assert auto.supernet is not None and auto.supernet.arch.share
+    assert _nhwc_weights(auto.supernet)
+    off = nf.strategy.DARTS(epochs=1, channels_last=False, share_layers=False)
+    _search(Cells(), off, epochs=1)
+    assert off.supernet is not None and not off.supernet.arch.share
+    assert _nchw_weights(off.supernet)
+
+
+class TrainView(snn.ModelSpace):
+    """Takes channels-last in the probe's pass (eval mode) but not in a weight step: it
+    flattens with ``view`` in training mode when the weights have gradients. Batch norm
+    and dropout run first, so the failed pass changes statistics and random streams."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.drop = nn.Dropout(0.2)
+        self.op = snn.LayerChoice([nn.Conv2d(4, 4, 3, padding=1),
+                                   nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 1)),
+                                   nn.MaxPool2d(3, 1, 1)], label="op")
+        self.head = nn.Linear(4 * 6 * 6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.op(self.drop(self.stem(x)))
+        if self.training and self.head.weight.requires_grad:
+            return self.head(y.view(y.shape[0], -1))
+        return self.head(y.flatten(1))
+
+
+class ViewIn(nn.Module):
+    """A candidate that flattens with ``view`` in training mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y.view(y.shape[0], -1).view(y.shape) if self.training else y
+
+
+class OnePathView(snn.ModelSpace):
+    """Only one candidate fails in channels-last, and only in training: a single-path
+    strategy meets it at some step, not at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.op = snn.LayerChoice({"conv": nn.Conv2d(4, 4, 1), "pool": nn.MaxPool2d(3, 1, 1),
+                                   "tanh": nn.Tanh(), "view": ViewIn()}, label="op")
+        self.head = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.op(torch.relu(self.stem(x))).mean((2, 3)))
+
+
+def _compare(space: Any, make: Any, tol: float, caplog: pytest.LogCaptureFixture) -> None:
+    auto, plain = make(channels_last=None), make(channels_last=False)
+    torch.manual_seed(0)  # the same initial weights and dropout masks
+    with caplog.at_level(logging.INFO, logger="nasflow.strategy.oneshot"):
+        fast = _search(space(), auto)
+    assert "failed in channels-last" in caplog.text
+    torch.manual_seed(0)
+    slow = _search(space(), plain)
+    assert auto.supernet is not None and plain.supernet is not None
+    assert _nchw_weights(auto.supernet)  # went back to contiguous for good
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        for k in ("seconds", "train_seconds"):  # timings
+            a.pop(k, None)
+            b.pop(k, None)
+        _close(a, b, tol)
+    want = plain.supernet.model.state_dict()
+    for name, value in auto.supernet.model.state_dict().items():
+        torch.testing.assert_close(value, want[name], rtol=tol, atol=tol, msg=name)
+
+
+def _close(a: Any, b: Any, tol: float, where: str = "") -> None:
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and a.keys() == b.keys(), where
+        for k in b:
+            _close(a[k], b[k], tol, f"{where}.{k}")
+    elif isinstance(b, float):
+        assert a == pytest.approx(b, rel=tol, abs=tol), where
+    else:
+        assert a == b, where
+
+
+def test_a_weight_step_failing_in_channels_last_runs_again_contiguous(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import nasflow as nf
+
+    # the first weight step fails after the architecture step updated alpha and Adam,
+    # batch norm updated its statistics and dropout drew its mask: all of it is put
+    # back, so the search is the contiguous one exactly
+    _compare(TrainView, lambda **kw: nf.strategy.DARTS(arc_learning_rate=0.05, **kw),
+             1e-6, caplog)
+
+
+def test_a_single_path_failing_in_channels_last_later_runs_again_contiguous(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import nasflow as nf
+
+    # the steps before the failing one ran channels-last: equal up to float rounding
+    _compare(OnePathView, lambda **kw: nf.strategy.RandomOneShot(search_trials=3, **kw),
+             1e-4, caplog)
+
+
+def test_a_pass_that_fails_in_both_formats_raises_its_error() -> None:
+    import nasflow as nf
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                raise ValueError("broken in training")
+            return x
+
+    class Space(snn.ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.op = snn.LayerChoice([Broken(), nn.MaxPool2d(3, 1, 1)], label="op")
+            self.head = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.op(self.conv(x)).mean((2, 3)))
+
+    strategy = nf.strategy.DARTS()
+    with pytest.raises(nf.StrategyError) as info:
+        _search(Space(), strategy)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == "broken in training"
+    assert strategy.supernet is not None and _nchw_weights(strategy.supernet)

@@ -101,9 +101,11 @@ class DARTS(OneShotStrategy):
     def __init__(self, *, arc_learning_rate: float = 3e-4, arc_weight_decay: float = 1e-3,
                  warmup_epochs: int = 0, gradient_clip_val: float | None = None,
                  evaluate_top: bool = True, epochs: int | None = None, top_k: int = 5,
-                 seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None) -> None:
+                 seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None,
+                 channels_last: bool | None = None, share_layers: bool = True) -> None:
         super().__init__(epochs=epochs, top_k=top_k, seed=seed, chunk_steps=chunk_steps,
-                         checkpoint=checkpoint)
+                         checkpoint=checkpoint, channels_last=channels_last,
+                         share_layers=share_layers)
         if arc_learning_rate <= 0:
             raise ValueError(f"{type(self).__name__}(arc_learning_rate=...): got "
                              f"{arc_learning_rate!r}; expected a positive number")

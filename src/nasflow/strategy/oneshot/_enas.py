@@ -111,9 +111,11 @@ class ENAS(OneShotStrategy):
                  warmup_epochs: int = 0, num_candidates: int = 20,
                  bn_calibration_batches: int = 4, hidden: int = 64, epochs: int | None = None,
                  top_k: int = 5, seed: int = 0, chunk_steps: int = 20,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None,
+                 channels_last: bool | None = None, share_layers: bool = True) -> None:
         super().__init__(epochs=epochs, top_k=top_k, seed=seed, chunk_steps=chunk_steps,
-                         checkpoint=checkpoint)
+                         checkpoint=checkpoint, channels_last=channels_last,
+                         share_layers=share_layers)
         self.ctrl_lr = ctrl_lr
         self.ctrl_steps = ctrl_steps
         self.ctrl_samples = ctrl_samples

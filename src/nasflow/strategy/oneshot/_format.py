@@ -13,8 +13,11 @@ flattening a 4-D activation fails on a channels-last tensor). So the format is d
 once, on the first 4-D batch: the supernet's 4-D weights are made channels-last and one
 forward pass runs in SOFT mode with uniform weights (every candidate of every choice),
 in eval mode without gradients (no statistics, no random numbers change). If it raises,
-the weights go back to contiguous and the search runs as before. GPUs keep the
-contiguous format (not measured there).
+the weights go back to contiguous and the search runs as before. A model may still fail
+later, in a pass the probe did not make (training mode, one path in HARD mode): the
+training loop then goes back to contiguous for good and runs that step again
+(``Run.guarded`` in ``_train``). GPUs keep the contiguous format (not measured there)
+unless the strategy's ``channels_last=True`` asks for it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ import torch.nn as nn
 
 from nasflow.strategy.oneshot._arch import ArchState
 
-__all__ = ["to_channels_last", "choose_channels_last", "set_memory_format"]
+__all__ = [
+    "choose_channels_last",
+    "optimizer_memory_format",
+    "set_memory_format",
+    "to_channels_last",
+]
 
 
 def to_channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -43,37 +51,55 @@ def to_channels_last(t: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
 
 
-def set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
-    """Store every 4-D parameter and buffer of ``model`` in ``fmt`` (channels-last or
-    contiguous), in place: the parameter objects stay the same, so optimizers keep
-    working."""
-    def convert(t: torch.Tensor) -> torch.Tensor:
-        if fmt == torch.channels_last:
-            return to_channels_last(t)
-        if t.stride() == torch.empty(t.shape, device="meta").stride():
-            return t
-        return torch.empty_like(t, memory_format=torch.contiguous_format).copy_(t)
+def _convert(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    if fmt == torch.channels_last:
+        return to_channels_last(t)
+    if t.stride() == torch.empty(t.shape, device="meta").stride():
+        return t
+    return torch.empty_like(t, memory_format=torch.contiguous_format).copy_(t)
 
+
+def set_memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
+    """Store every 4-D parameter (and its gradient) and buffer of ``model`` in ``fmt``
+    (channels-last or contiguous), in place: the parameter objects stay the same, so
+    optimizers keep working."""
     for p in model.parameters():
         if p.ndim == 4:
-            p.data = convert(p.data)
+            p.data = _convert(p.data, fmt)
+            if p.grad is not None:
+                p.grad = _convert(p.grad, fmt)
     for module in model.modules():
         for name, b in module._buffers.items():
             if b is not None and b.ndim == 4:
-                module._buffers[name] = convert(b)
+                module._buffers[name] = _convert(b, fmt)
 
 
-def _wants(model: nn.Module, x: Any) -> bool:
+def optimizer_memory_format(optimizer: torch.optim.Optimizer, fmt: torch.memory_format
+                            ) -> None:
+    """Store the 4-D tensors of ``optimizer``'s state (momenta, running averages) in
+    ``fmt``, to match parameters ``set_memory_format`` moved."""
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.ndim == 4:
+                state[k] = _convert(v, fmt)
+
+
+def _wants(model: nn.Module, x: Any, any_device: bool = False) -> bool:
     return (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()
-            and x.device.type == "cpu" and any(p.ndim == 4 for p in model.parameters()))
+            and (any_device or x.device.type == "cpu")
+            and any(p.ndim == 4 for p in model.parameters()))
 
 
-def choose_channels_last(model: nn.Module, arch: ArchState, x: torch.Tensor) -> bool:
+def choose_channels_last(model: nn.Module, arch: ArchState, x: torch.Tensor, *,
+                         force: bool = False) -> bool:
     """Whether the supernet ``model`` runs in channels-last for inputs like ``x``; if so,
-    its weights are channels-last on return (see the module docstring)."""
-    if not _wants(model, x):
+    its weights are channels-last on return (see the module docstring). ``force``: on
+    any device, without the probe (the strategy's ``channels_last=True``)."""
+    if not _wants(model, x, any_device=force):
         return False
     set_memory_format(model, torch.channels_last)
+    if force:
+        return True
     saved = (arch.mode, arch.weights, arch.sample, arch.picked)
     modes = [m.training for m in model.modules()]
     try:

@@ -130,9 +130,11 @@ class RandomOneShot(OneShotStrategy):
 
     def __init__(self, *, search: Strategy | None = None, search_trials: int | None = None,
                  bn_calibration_batches: int = 4, epochs: int | None = None, top_k: int = 5,
-                 seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None) -> None:
+                 seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None,
+                 channels_last: bool | None = None, share_layers: bool = True) -> None:
         super().__init__(epochs=epochs, top_k=top_k, seed=seed, chunk_steps=chunk_steps,
-                         checkpoint=checkpoint)
+                         checkpoint=checkpoint, channels_last=channels_last,
+                         share_layers=share_layers)
         if search is None:
             from nasflow.strategy._random import Random
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import torch
@@ -36,7 +37,12 @@ from nasflow.evaluator._training import (
 from nasflow.exceptions import MetricError, NasflowError
 from nasflow.space import Sample
 from nasflow.strategy._base import Strategy, StrategyContext
-from nasflow.strategy.oneshot._format import choose_channels_last, to_channels_last
+from nasflow.strategy.oneshot._format import (
+    choose_channels_last,
+    optimizer_memory_format,
+    set_memory_format,
+    to_channels_last,
+)
 from nasflow.strategy.oneshot._supernet import Supernet
 
 __all__ = ["OneShotStrategy", "Run"]
@@ -44,6 +50,8 @@ __all__ = ["OneShotStrategy", "Run"]
 _log = logging.getLogger("nasflow.strategy.oneshot")
 
 STATE_VERSION = 1
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,7 +83,14 @@ class Run:
     """Strategy-specific objects (architecture parameters, controllers, their optimizers)."""
     channels_last: bool | None = None
     """Whether 4-D inputs run channels-last (decided on the first batch; see ``_format``)."""
+    memory_format: bool | None = None
+    """The strategy's ``channels_last`` setting: ``None`` decides on the first batch and
+    goes back to contiguous if a pass fails (``guarded``); ``True`` / ``False`` force it."""
+    cal_gen: torch.Generator | None = None
+    """The generator that shuffles ``calibration``."""
     _val_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    _drawn: list[tuple[Any, Any]] | None = None  # validation batches drawn while guarded
+    _replay: deque[tuple[Any, Any]] = field(default_factory=deque)  # ...to draw again
 
     @property
     def model(self) -> nn.Module:
@@ -85,7 +100,8 @@ class Run:
     def prepare(self, x: Any) -> Any:
         """An input batch in the supernet's memory format."""
         if self.channels_last is None:
-            self.channels_last = choose_channels_last(self.model, self.supernet.arch, x)
+            self.channels_last = choose_channels_last(self.model, self.supernet.arch, x,
+                                                      force=self.memory_format is True)
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             return to_channels_last(x)
         return x
@@ -97,14 +113,89 @@ class Run:
 
     def next_val(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next validation batch, cycling (for architecture steps)."""
+        if self._replay:  # drawn by a pass that failed in channels-last, run again
+            x, y = self._replay.popleft()
+            return self.prepare(x), y
         for _ in range(2):
             if self._val_iter is None:
-                self._val_iter = self.batches(self.val_shuffled)
+                self._val_iter = iter(self.val_shuffled)
             try:
-                return next(self._val_iter)
+                x, y = next(self._val_iter)
             except StopIteration:
                 self._val_iter = None
+                continue
+            if self._drawn is not None:
+                self._drawn.append((x, y))
+            return self.prepare(x), y
         raise NasflowError("the validation data yields no batch")
+
+    def restart_val(self) -> None:
+        """Let ``next_val`` cycle the validation data from its start (each epoch)."""
+        self._val_iter = None
+        self._replay.clear()
+
+    def guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (a training step, a validation, an evaluation), safe from a
+        channels-last supernet failing where the probe passed (e.g. a ``.view`` run in
+        training mode only).
+
+        While the format is automatic (``memory_format is None``) and may be
+        channels-last, what such a pass changes besides the weights is saved first: the
+        random streams (``gen``, ``rng``, ``cal_gen``, torch's global one), the model's
+        buffers (batch-norm statistics), the strategy's ``parts`` (architecture
+        parameters, controllers and their optimizers) and the validation batches it
+        draws. If ``fn`` raises while the supernet is channels-last, all of that is put
+        back, the supernet (weights, gradients, optimizer state) goes back to contiguous
+        for good, and ``fn`` runs again: as it would have run contiguous from the start.
+        A second failure propagates. (The weights and their optimizer are not saved: a
+        step updates them last, once nothing is left to fail.)
+        """
+        if self.memory_format is not None or self.channels_last is False \
+                or self._drawn is not None:
+            return fn(*args)
+        saved = self._save()
+        self._drawn = []
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if not self.channels_last:
+                raise
+            _log.info("the supernet failed in channels-last (%s: %s); it runs contiguous "
+                      "from now on", type(exc).__name__, exc)
+        finally:
+            drawn, self._drawn = self._drawn, None
+        self._load(saved)
+        self._replay.extendleft(reversed(drawn))
+        self.use_contiguous()
+        return fn(*args)
+
+    def use_contiguous(self) -> None:
+        """Run the supernet in the contiguous format from now on."""
+        set_memory_format(self.model, torch.contiguous_format)
+        optimizers = [self.optimizer, *(p for p in self.parts.values()
+                                        if isinstance(p, torch.optim.Optimizer))]
+        for opt in optimizers:
+            optimizer_memory_format(opt, torch.contiguous_format)
+        self.channels_last = False
+
+    def _save(self) -> tuple[Any, ...]:
+        gens = [g for g in (self.gen, self.cal_gen) if g is not None]
+        return (torch.random.get_rng_state(), [g.get_state() for g in gens],
+                self.rng.getstate(), [b.clone() for b in self.model.buffers()],
+                {k: _cloned(v.state_dict()) for k, v in self.parts.items()})
+
+    def _load(self, saved: tuple[Any, ...]) -> None:
+        rng_state, gen_states, rng, buffers, parts = saved
+        torch.random.set_rng_state(rng_state)
+        gens = [g for g in (self.gen, self.cal_gen) if g is not None]
+        for g, state in zip(gens, gen_states, strict=True):
+            g.set_state(state)
+        self.rng.setstate(rng)
+        with torch.no_grad():
+            for b, value in zip(self.model.buffers(), buffers, strict=True):
+                b.copy_(value)
+        for k, state in parts.items():
+            self.parts[k].load_state_dict(state)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of the supernet (in its current mode) on one batch."""
@@ -122,13 +213,21 @@ class OneShotStrategy(Strategy):
     initialisation; ``chunk_steps`` training steps run per worker-thread call (the
     granularity at which a stop or cancellation takes effect); ``checkpoint`` names the
     checkpoint file under the experiment directory.
+
+    Speed switches (see docs/oneshot.md, "Threads and speed"): ``channels_last``
+    ``None`` (default) runs a supernet fed 4-D inputs on the CPU channels-last when a
+    probe pass shows the model takes it, back to contiguous for good if a later pass
+    fails; ``True`` makes it channels-last on any device without the probe or the
+    fallback; ``False`` keeps it contiguous. ``share_layers`` lets SOFT-mode candidates
+    share the outputs of identical stateless layers on the same input (``_share``).
     """
 
     differentiable: ClassVar[bool] = False
     """Whether the strategy mixes candidates (SOFT / GATE modes)."""
 
     def __init__(self, *, epochs: int | None = None, top_k: int = 5, seed: int = 0,
-                 chunk_steps: int = 20, checkpoint: str | None = None) -> None:
+                 chunk_steps: int = 20, checkpoint: str | None = None,
+                 channels_last: bool | None = None, share_layers: bool = True) -> None:
         name = type(self).__name__
         if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"{name}(epochs=...): got {epochs!r}; expected a positive int")
@@ -137,11 +236,19 @@ class OneShotStrategy(Strategy):
         if not isinstance(chunk_steps, int) or chunk_steps < 1:
             raise ValueError(f"{name}(chunk_steps=...): got {chunk_steps!r}; expected a "
                              "positive int")
+        if channels_last not in (None, True, False):
+            raise TypeError(f"{name}(channels_last=...): got {channels_last!r}; expected "
+                            "None (automatic), True or False")
+        if not isinstance(share_layers, bool):
+            raise TypeError(f"{name}(share_layers=...): got {share_layers!r}; expected a "
+                            "bool")
         self.epochs = epochs
         self.top_k = top_k
         self.seed = seed
         self.chunk_steps = chunk_steps
         self.checkpoint = checkpoint or f"oneshot-{name.lower()}"
+        self.channels_last = channels_last
+        self.share_layers = share_layers
         self._epoch = 0
         self._phase = "train"
         self._resuming = False
@@ -205,7 +312,7 @@ class OneShotStrategy(Strategy):
         for epoch in range(rt.epoch + 1, rt.epochs + 1):
             started = time.perf_counter()
             rt.epoch = epoch
-            rt._val_iter = None  # each epoch cycles the validation data from its start
+            rt.restart_val()  # each epoch cycles the validation data from its start
             await anyio.to_thread.run_sync(self._begin_epoch, rt)
             batches = iter(rt.train)
             sums: dict[str, torch.Tensor] = {}
@@ -220,7 +327,7 @@ class OneShotStrategy(Strategy):
                     f"{stats['train_loss']} in epoch {epoch}; try a lower lr than "
                     f"{rt.evaluator.lr}"
                 )
-            stats.update(await anyio.to_thread.run_sync(self._end_epoch, rt))
+            stats.update(await anyio.to_thread.run_sync(rt.guarded, self._end_epoch, rt))
             stats[f"val_{rt.metric}"] = await anyio.to_thread.run_sync(self._validate, rt)
             probs = await anyio.to_thread.run_sync(self._probs, rt)
             snapshot = await anyio.to_thread.run_sync(self._snapshot, rt)
@@ -243,6 +350,7 @@ class OneShotStrategy(Strategy):
             supernet = Supernet(space, differentiable=self.differentiable,
                                 strategy=type(self).__name__)
         supernet.model.to(device)
+        supernet.arch.share = self.share_layers
         # batch order follows the evaluator's seed (as its own training does); path
         # sampling follows the strategy's
         data_seed = evaluator.seed if evaluator.seed is not None else self.seed
@@ -262,6 +370,9 @@ class OneShotStrategy(Strategy):
                                  evaluator.batch_size, gens[2]),
             metric=_metric_name(evaluator),
             epochs=self.epochs or evaluator.epochs,
+            channels_last=False if self.channels_last is False else None,
+            memory_format=self.channels_last,
+            cal_gen=gens[2],
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
@@ -277,13 +388,16 @@ class OneShotStrategy(Strategy):
                 x, y = next(batches)
             except StopIteration:
                 return True
-            for k, v in self._step(rt, x, y).items():
+            for k, v in rt.guarded(self._step, rt, x, y).items():
                 v = v.detach()
                 sums[k] = sums[k] + v if k in sums else v
             steps[0] += 1
         return False
 
     def _validate(self, rt: Run) -> float:
+        return rt.guarded(self._validate_once, rt)
+
+    def _validate_once(self, rt: Run) -> float:
         rt.model.eval()
         with torch.no_grad():
             return float(rt.evaluator._score(rt.model, self._eval_batches(rt), rt.device))
@@ -299,6 +413,9 @@ class OneShotStrategy(Strategy):
         Batch-norm statistics are re-estimated for it first on ``calibrate`` training
         batches (the supernet's own mix the statistics of every path).
         """
+        return rt.guarded(self._evaluate_sample, rt, sample, calibrate)
+
+    def _evaluate_sample(self, rt: Run, sample: Sample, calibrate: int) -> float:
         rt.supernet.set_hard(sample)
         if calibrate:
             recalibrate_bn(rt.model, rt.batches(rt.calibration), calibrate)
@@ -367,6 +484,20 @@ class OneShotStrategy(Strategy):
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _cloned(state: Any) -> Any:
+    """``state`` (a ``state_dict``) with its tensors copied."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        out = type(state)((k, _cloned(v)) for k, v in state.items())
+        if hasattr(state, "_metadata"):  # a module's: versions its load_state_dict reads
+            out._metadata = state._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(state, (list, tuple)):
+        return type(state)(_cloned(v) for v in state)
+    return state
 
 
 def _fixed(rt: Run, sample: Sample) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -16,7 +16,7 @@ in eval mode without gradients (no statistics, no random numbers change). If it 
 the weights go back to contiguous and the search runs as before. A model may still fail
 later, in a pass the probe did not make (training mode, one path in HARD mode): the
 training loop then goes back to contiguous for good and runs that step again
-(``Run.guarded`` in ``_train``). GPUs keep the contiguous format (not measured there)
+(``Run.guarded`` in ``_run``). GPUs keep the contiguous format (not measured there)
 unless the strategy's ``channels_last=True`` asks for it.
 """
 

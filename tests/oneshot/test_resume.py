@@ -111,3 +111,38 @@ def test_resume_without_the_checkpoint_says_what_is_missing() -> None:
 def test_a_state_from_another_strategy_is_refused() -> None:
     with pytest.raises(ValueError, match="not made by ENAS"):
         nf.strategy.ENAS().load_state_dict(nf.strategy.DARTS().state_dict())
+
+
+def test_a_search_that_went_back_to_contiguous_resumes_contiguous(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from .test_fast_paths import TrainView
+
+    make = lambda: nf.strategy.DARTS(arc_learning_rate=0.05, chunk_steps=1,  # noqa: E731
+                                     evaluate_top=False)
+    first = make()
+    exp1 = nf.Experiment(TrainView(), _evaluator(), first, nf.ExperimentConfig(),
+                         id="resume-contiguous")
+    with caplog.at_level(logging.INFO, logger="nasflow.strategy.oneshot"):
+        assert _stop_after_first_epoch(exp1) == [1]
+    assert caplog.text.count("failed in channels-last") == 1
+    assert _checkpoint(exp1, first)["channels_last"] is False
+    caplog.clear()
+
+    second = make()
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    exp2 = nf.Experiment(TrainView(), _evaluator(), second, nf.ExperimentConfig(store=False))
+    exp2.directory = exp1.directory
+    with caplog.at_level(logging.INFO, logger="nasflow.strategy.oneshot"):
+        assert [e.step for e in _run(exp2) if e.values["phase"] == "train"] == [2, 3]
+    assert "failed in channels-last" not in caplog.text  # it did not try again
+    assert second.supernet is not None
+    assert all(p.is_contiguous() for p in second.supernet.model.parameters())
+
+
+def test_a_strategy_pickled_before_the_speed_switches_still_runs() -> None:
+    strategy = nf.strategy.DARTS()
+    del strategy.__dict__["channels_last"], strategy.__dict__["share_layers"]
+    assert strategy.channels_last is None and strategy.share_layers is True
+

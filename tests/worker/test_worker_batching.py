@@ -186,3 +186,31 @@ async def test_a_metric_the_session_refuses_is_dropped_alone_and_said_in_stderr(
     assert isinstance(sent[-1], TrialEnded) and sent[-1].state.value == "SUCCEEDED"
     # (in a worker process sys.stderr is fd 2, which points at the trial's stderr.log)
     assert "dropped the metric of step 5" in capsys.readouterr().err
+
+
+def saves_checkpoints(model: Any, trial: Trial) -> float:
+    with pytest.raises(ValueError, match="64 bits"):
+        trial.save_checkpoint({"w": 0}, step=2**63)
+    trial.report(0.1, step=0)
+    trial.save_checkpoint({"w": 1}, step=0)  # the session below refuses its event
+    trial.report(0.2, step=1)
+    return 1.0
+
+
+def test_a_checkpoint_event_the_session_refuses_is_dropped_and_the_trial_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nasflow.protocol import MalformedMessageError
+
+    session = ClientSession(Role.WORKER)
+    sent: list[Any] = []
+
+    def send(message: Any) -> None:
+        if isinstance(message, Checkpoint):
+            raise MalformedMessageError("a path too long")
+        session.send(message)
+        sent.append(message)
+
+    anyio.run(_run, saves_checkpoints, tmp_path, send)
+    assert _steps(sent) == [0, 1]
+    assert isinstance(sent[-1], TrialEnded) and sent[-1].state.value == "SUCCEEDED"
+    assert "dropped the checkpoint event" in capsys.readouterr().err

@@ -163,11 +163,8 @@ class Trial:
         primary, normal = self._objective.parse(value)
         if step is None:
             step = self._step + 1
-        elif isinstance(step, bool) or not isinstance(step, int):
-            raise TypeError(f"step must be an int, got {step!r}")
-        elif not -(2**63) <= step < 2**63:
-            raise ValueError(f"step must fit in 64 bits (the store and the protocol hold "
-                             f"64-bit integers), got {step}")
+        else:
+            _check_step(step)
         self._step = step
         self._last = (primary, normal)
         if self._pipe is not None:
@@ -206,6 +203,8 @@ class Trial:
         (a thread), or wrap it in ``anyio.to_thread.run_sync`` from an async one: large
         checkpoints take a while to write.
         """
+        if step is not None:
+            _check_step(step)
         use_torch = "torch" in sys.modules
         target = self.directory / (_CKPT_TORCH if use_torch else _CKPT_PICKLE)
         tmp = target.with_name(target.name + ".tmp")
@@ -316,3 +315,11 @@ class TrialOutput:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._original, name)
+
+
+def _check_step(step: Any) -> None:
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError(f"step must be an int, got {step!r}")
+    if not -(2**63) <= step < 2**63:
+        raise ValueError(f"step must fit in 64 bits (the store and the protocol hold 64-bit "
+                         f"integers), got {step}")

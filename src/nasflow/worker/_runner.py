@@ -282,8 +282,13 @@ class TrialRunner:
                 if steps:
                     self._send_metrics(m, steps, values, times)
                     steps, values, times = [], [], []
-                self._send(Checkpoint(**_ids(m), path=event.path, step=event.step,
-                                      time=event.time))
+                try:
+                    self._send(Checkpoint(**_ids(m), path=event.path, step=event.step,
+                                          time=event.time))
+                except (MalformedMessageError, MessageTooLargeError) as exc:
+                    # the file is saved; only the event cannot travel (a path too long)
+                    print(f"nasflow worker: dropped the checkpoint event of {event.path}: "
+                          f"{exc}", file=sys.stderr, flush=True)
         if steps:
             self._send_metrics(m, steps, values, times)
 

@@ -22,6 +22,7 @@ from nasflow.strategy.oneshot._format import (
     set_memory_format,
     to_channels_last,
 )
+from nasflow.strategy.oneshot._share import SharedOutputModifiedError
 from nasflow.strategy.oneshot._supernet import Supernet
 
 __all__ = ["Run"]
@@ -79,6 +80,9 @@ class Run:
         if self.channels_last is None:
             self.channels_last = choose_channels_last(self.model, self.supernet.arch, x,
                                                       force=self.memory_format is True)
+            if self.channels_last:  # state restored from a checkpoint follows the weights
+                for opt in self._optimizers():
+                    optimizer_memory_format(opt, torch.channels_last)
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             return to_channels_last(x)
         return x
@@ -134,26 +138,34 @@ class Run:
         self._drawn = []
         try:
             return fn(*args)
+        except (NasflowError, SharedOutputModifiedError):
+            raise  # nasflow's own errors say what is wrong; the format is not it
         except Exception as exc:
             if not self.channels_last:
                 raise
-            _log.info("the supernet failed in channels-last (%s: %s); it runs contiguous "
-                      "from now on", type(exc).__name__, exc)
+            first = exc
+            _log.warning("the supernet failed in channels-last (%s: %s); it runs "
+                         "contiguous from now on", type(exc).__name__, exc)
         finally:
             drawn, self._drawn = self._drawn, None
         self._load(saved)
         self._replay.extendleft(reversed(drawn))
         self.use_contiguous()
-        return fn(*args)
+        try:
+            return fn(*args)
+        except Exception as exc:
+            raise exc from first  # both formats fail: show what channels-last said too
 
     def use_contiguous(self) -> None:
         """Run the supernet in the contiguous format from now on."""
         set_memory_format(self.model, torch.contiguous_format)
-        optimizers = [self.optimizer, *(p for p in self.parts.values()
-                                        if isinstance(p, torch.optim.Optimizer))]
-        for opt in optimizers:
+        for opt in self._optimizers():
             optimizer_memory_format(opt, torch.contiguous_format)
         self.channels_last = False
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer, *(p for p in self.parts.values()
+                                  if isinstance(p, torch.optim.Optimizer))]
 
     def _save(self) -> tuple[Any, ...]:
         gens = [g for g in (self.gen, self.cal_gen) if g is not None]

@@ -66,6 +66,10 @@ class OneShotStrategy(Strategy):
 
     differentiable: ClassVar[bool] = False
     """Whether the strategy mixes candidates (SOFT / GATE modes)."""
+    # defaults for strategies pickled before these switches existed (resume unpickles
+    # the stored strategy without calling __init__)
+    channels_last: bool | None = None
+    share_layers: bool = True
 
     def __init__(self, *, epochs: int | None = None, top_k: int = 5, seed: int = 0,
                  chunk_steps: int = 20, checkpoint: str | None = None,
@@ -273,6 +277,8 @@ class OneShotStrategy(Strategy):
             "generators": [g.get_state() for g in (rt.train_gen, rt.val_gen, rt.gen)],
             "rng": rt.rng.getstate(),
             "parts": self._parts_state(rt),
+            # False once a pass failed channels-last: a resumed run must not try again
+            "channels_last": rt.channels_last,
         }
 
     def _restore(self, rt: Run, saved: dict[str, Any]) -> None:
@@ -283,6 +289,8 @@ class OneShotStrategy(Strategy):
             g.set_state(state)
         rt.rng.setstate(saved["rng"])
         self._load_parts(rt, saved["parts"])
+        if saved.get("channels_last") is False and rt.channels_last is not False:
+            rt.use_contiguous()
         rt.epoch = int(saved["epoch"])
         self._epoch = rt.epoch
 

@@ -17,11 +17,22 @@ import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from nasflow.evaluator._args import (
+    _OPTIMIZERS,
+    CriterionSpec,
+    DeviceSpec,
+    OptimizerSpec,
+    _check_device,
+    _check_optimizer,
+    _non_negative,
+    _positive_int,
+    _resolve_device,
+)
 from nasflow.evaluator._base import Evaluator
 from nasflow.evaluator._data import (
     DatasetSource,
@@ -38,19 +49,6 @@ __all__ = ["Classification", "Regression"]
 
 _log = logging.getLogger("nasflow.evaluator")
 
-OptimizerSpec: TypeAlias = (
-    str | type[torch.optim.Optimizer] | Callable[[list[nn.Parameter]], torch.optim.Optimizer]
-)
-"""``"adam"`` / ``"adamw"`` / ``"sgd"``, an optimizer class, or ``params -> optimizer``."""
-CriterionSpec: TypeAlias = type[nn.Module] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""A loss module class (instantiated with no arguments), a loss module, or a function."""
-DeviceSpec: TypeAlias = str | torch.device
-
-_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-}
 _DEFAULT_VAL_BATCH = 512
 
 
@@ -439,81 +437,3 @@ class _Batches:
                 x = x.float()
             yield (x.to(device, non_blocking=not blocking),
                    owner._target(y).to(device, non_blocking=not blocking))
-
-
-# --- argument checks -----------------------------------------------------------------------
-
-
-def _positive_int(value: Any, arg: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}({arg}=...): got {value!r}; expected a positive int")
-    if value < 1:
-        raise ValueError(f"{owner}({arg}=...): got {value!r}; expected a positive int")
-    return value
-
-
-def _non_negative(value: Any, arg: str, owner: str, *, positive: bool = False) -> float:
-    expected = "a positive number" if positive else "a number >= 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}({arg}=...): got {value!r}; expected {expected}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise ValueError(f"{owner}({arg}=...): got {value!r}; expected {expected}")
-    return number
-
-
-def _check_optimizer(spec: Any, owner: str) -> OptimizerSpec:
-    if isinstance(spec, str):
-        name = spec.lower()
-        if name not in _OPTIMIZERS:
-            raise ValueError(
-                f"{owner}(optimizer=...): unknown optimizer {spec!r}; use one of "
-                f"{sorted(_OPTIMIZERS)}, a torch.optim.Optimizer class, or a function "
-                "params -> optimizer"
-            )
-        return name
-    if isinstance(spec, type):
-        if not issubclass(spec, torch.optim.Optimizer):
-            raise TypeError(
-                f"{owner}(optimizer=...): {spec.__qualname__} is not a torch.optim.Optimizer"
-            )
-        return spec
-    if callable(spec):
-        return spec  # type: ignore[no-any-return]
-    raise TypeError(
-        f"{owner}(optimizer=...): got {spec!r}; expected one of {sorted(_OPTIMIZERS)}, a "
-        "torch.optim.Optimizer class, or a function params -> optimizer"
-    )
-
-
-def _check_device(spec: Any, owner: str) -> DeviceSpec:
-    if isinstance(spec, torch.device):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(
-            f"{owner}(device=...): got {spec!r}; expected 'auto', 'cpu', 'cuda', 'cuda:N' "
-            "or a torch.device"
-        )
-    if spec == "auto":
-        return spec
-    try:
-        return torch.device(spec)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{owner}(device=...): {spec!r} is not a device; expected 'auto', 'cpu', "
-            "'cuda', 'cuda:N' or a torch.device"
-        ) from exc
-
-
-def _resolve_device(spec: DeviceSpec) -> torch.device:
-    """The device to train on, decided where the trial runs (a worker may have a GPU
-    the machine that built the evaluator lacks)."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={str(spec)!r} was asked for but CUDA is not available where this "
-            "trial runs; use device='auto' to fall back to the CPU"
-        )
-    return device

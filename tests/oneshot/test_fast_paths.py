@@ -577,3 +577,15 @@ def test_a_pass_that_fails_in_both_formats_raises_its_error() -> None:
     assert isinstance(info.value.__cause__, ValueError)
     assert str(info.value.__cause__) == "broken in training"
     assert strategy.supernet is not None and _nchw_weights(strategy.supernet)
+
+
+def test_a_layer_setting_edited_in_place_changes_its_share_key() -> None:
+    from nasflow.strategy.oneshot._share import _Layer
+
+    pool = nn.MaxPool2d([3, 3], 1, 1)
+    layer = _Layer(pool)
+    before = layer.current_key()
+    pool.kernel_size[0] = 1  # a list attribute, edited in place
+    after = layer.current_key()
+    assert before is not None and after is not None and before != after
+    assert after == _Layer(nn.MaxPool2d([1, 3], 1, 1)).current_key()

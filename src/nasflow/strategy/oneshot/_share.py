@@ -37,6 +37,8 @@ or a choice outside cells), holding its inputs so their ids stay unique.
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -145,6 +147,7 @@ def _lookup(memo: dict[Any, Any], key: Hashable, module: nn.Module, x: torch.Ten
 
 
 _KEY_IDS: dict[Hashable, int] = {}  # share keys as small ints: cheap to hash
+_KEY_LOCK = threading.Lock()
 
 
 class _Layer:
@@ -163,9 +166,14 @@ class _Layer:
         self.size = len(d)
         self.get: Callable[[dict[str, Any]], Any] | None = itemgetter(*names) if names \
             else None
-        self.values = self.get(d) if self.get is not None else None
+        # copies: a list attribute edited in place (kernel_size[0] = 1) must compare unequal
+        self.values = copy.deepcopy(self.get(d)) if self.get is not None else None
         key = _config_key(self.module)
-        self.key = None if key is None else _KEY_IDS.setdefault(key, len(_KEY_IDS))
+        if key is None:
+            self.key = None
+        else:
+            with _KEY_LOCK:  # training runs in worker threads
+                self.key = _KEY_IDS.setdefault(key, len(_KEY_IDS))
 
     def current_key(self) -> int | None:
         """The layer's share key now (``None``: not shareable now, e.g. hooked)."""

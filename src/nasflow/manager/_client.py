@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
@@ -222,13 +223,8 @@ class SessionClient:
                 pass
             finally:
                 tg.cancel_scope.cancel()
-        # what the session queued last (an error frame, a bye) goes out before closing
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            try:
-                for frame in session.data_to_send():
-                    await ws.send(frame)
-            except ConnectionClosed:
-                pass
+            await send_last_frames(ws, session)
             await ws.close()
         if fatal is not None and not _retryable(fatal):
             raise ManagerConnectionError(
@@ -251,3 +247,13 @@ class SessionClient:
 def _retryable(error: ProtocolError) -> bool:
     # a rate-limited client is only slowed down: it reconnects and resends
     return isinstance(error, PeerError) and error.peer_code == "rate_limited"
+
+
+async def send_last_frames(ws: Any, session: Any) -> None:
+    """Send what ``session`` queued last (an error frame, a bye) before the connection
+    closes; a connection already gone is not an error. The caller bounds the time."""
+    try:
+        for frame in session.data_to_send():
+            await ws.send(frame)
+    except ConnectionClosed:
+        pass

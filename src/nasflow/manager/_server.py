@@ -37,6 +37,7 @@ from nasflow.manager._client import (
     BAD_PATH_CLOSE_CODE,
     PID_HEADER,
     TOKEN_HINT,
+    send_last_frames,
 )
 from nasflow.manager._core import ManagerCore
 from nasflow.manager._gpus import plan_slots
@@ -416,14 +417,9 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
             pass
         finally:
             tg.cancel_scope.cancel()
-    if current():
-        # what the session queued last (an error frame, a bye) goes out before closing
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            try:
-                for frame in session.data_to_send():
-                    await ws.send(frame)
-            except ConnectionClosed:
-                pass
+    with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+        if current():
+            await send_last_frames(ws, session)
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
         await ws.close()
 

@@ -469,7 +469,8 @@ async def _quiesce() -> None:
     if ready is None:
         await anyio.wait_all_tasks_blocked()
         return
+    # not a poll on time: sleep(0) only yields, letting every ready task run until none
+    # is left (how the fake clock knows the loop is idle)
     await asyncio.sleep(0)
-    # yielding is the point here: let every ready task run until none is left
     while ready:  # noqa: ASYNC110
         await asyncio.sleep(0)

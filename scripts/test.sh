@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # Install nasflow with its test dependencies into .venv and run the whole test suite + ruff.
+# Every check runs even when an earlier one fails; the exit status is non-zero if any did.
 EXTRAS="test" source "$(dirname "$0")/_setup.sh"
-.venv/bin/python -m pytest -q "$@"
-.venv/bin/ruff check src tests benchmarks examples
+set +e
+failed=()
+.venv/bin/python -m pytest -q "$@" || failed+=("pytest")
+.venv/bin/ruff check src tests benchmarks examples || failed+=("ruff")
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED checks: ${failed[*]}"
+  exit 1
+fi
+echo "all checks passed: pytest, ruff"

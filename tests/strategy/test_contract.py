@@ -45,6 +45,17 @@ class TestOptunaNSGAII(StrategyContract):
             optuna.samplers.NSGAIISampler(population_size=10, seed=seed), seed=seed)
 
 
+class TestOptunaNSGAIIFactory(StrategyContract):
+    """The sampler built by a factory: the strategy pickles (NSGA-II holds a lock)."""
+
+    def make_strategy(self, seed: int) -> Strategy:
+        import optuna
+
+        return nf.strategy.OptunaSampler(
+            factory=lambda: optuna.samplers.NSGAIISampler(population_size=10, seed=seed),
+            seed=seed)
+
+
 class TestPolicyBasedRL(StrategyContract):
     def make_strategy(self, seed: int) -> Strategy:
         return nf.strategy.PolicyBasedRL(seed=seed)

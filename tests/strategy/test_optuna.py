@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+import orjson
 import pytest
 
 import nasflow as nf
 from nasflow.strategy import Decision, OptunaSampler, Scheduler
+from nasflow.strategy._optuna import restore_rngs, rng_states
 from nasflow.strategy._optuna_codec import Codec
 from nasflow.testing import SimulatedEngine
 from nasflow.testing._strategy_contract import (
@@ -198,3 +200,67 @@ async def test_a_used_strategy_pickles_as_its_state() -> None:
     copy = cloudpickle.loads(cloudpickle.dumps(strategy))
     assert copy.study is None
     assert copy.state_dict()["trials"] == strategy.state_dict()["trials"]
+
+
+async def test_the_state_is_json_and_pickles_nothing_of_optuna() -> None:
+    # optuna 5.1's NSGAIISampler holds a _thread.lock: a state that pickled the sampler
+    # could not be saved, and a resumed search went on with a fresh one
+    strategy = OptunaSampler(optuna.samplers.NSGAIISampler(population_size=6, seed=1), seed=1)
+    exp = SimulatedEngine.experiment(conditional_space(), strategy, conditional_table,
+                                     nf.ExperimentConfig(max_trials=9, store=False))
+    await exp.run()
+    state = strategy.state_dict()
+    assert set(state) == {"trials", "sampler_rngs", "rng"}
+    assert orjson.loads(orjson.dumps(state)) == state
+    assert state["sampler_rngs"]  # NSGA-II's generators, by where they sit in the sampler
+
+
+def test_generators_are_restored_into_a_fresh_sampler() -> None:
+    import numpy as np
+
+    used = optuna.samplers.NSGAIISampler(seed=7)
+    used._rng.rng.rand(5)
+    fresh = optuna.samplers.NSGAIISampler(seed=7)
+    restore_rngs(fresh, orjson.loads(orjson.dumps(rng_states(used))))
+    assert np.array_equal(fresh._rng.rng.rand(3), used._rng.rng.rand(3))
+    # an unseeded lazy generator not made yet, and a numpy Generator with 128-bit state
+    lazy = optuna.samplers.RandomSampler()
+    lazy.extra = np.random.default_rng(3)
+    assert lazy._rng._rng is None
+    donor = optuna.samplers.RandomSampler(seed=2)
+    donor.extra = np.random.default_rng(4)
+    donor.extra.random(2)
+    restore_rngs(lazy, orjson.loads(orjson.dumps(rng_states(donor))))
+    assert lazy._rng.rng.rand() == donor._rng.rng.rand()
+    assert lazy.extra.random() == donor.extra.random()
+
+
+async def test_a_factory_strategy_pickles_and_resumes_with_a_rebuilt_sampler() -> None:
+    import cloudpickle
+
+    def factory() -> Any:
+        return optuna.samplers.NSGAIISampler(population_size=6, seed=2)
+
+    def make() -> OptunaSampler:
+        return OptunaSampler(factory=factory, seed=2)
+
+    straight = make()
+    exp = SimulatedEngine.experiment(conditional_space(), straight, conditional_table,
+                                     nf.ExperimentConfig(max_trials=16, concurrency=1,
+                                                         store=False))
+    await exp.run()
+    expected = [t.sample for t in exp.trials()]
+    first = make()
+    exp = SimulatedEngine.experiment(conditional_space(), first, conditional_table,
+                                     nf.ExperimentConfig(max_trials=8, concurrency=1,
+                                                         store=False))
+    await exp.run()
+    copy = cloudpickle.loads(cloudpickle.dumps(first))  # as the experiment saves it
+    assert copy.sampler is None and copy.factory is not None
+    assert copy.state_dict() == first.state_dict()
+    assert [t.sample for t in exp.trials()] == expected[:8]
+
+
+def test_a_sampler_and_a_factory_are_exclusive() -> None:
+    with pytest.raises(TypeError, match="not both"):
+        OptunaSampler(optuna.samplers.RandomSampler(), factory=optuna.samplers.RandomSampler)

@@ -7,12 +7,13 @@ first used.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import functools
 import logging
 import random
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nasflow._types import INTERRUPTED, TrialRecord, TrialState
@@ -74,21 +75,32 @@ class OptunaSampler(Strategy):
     outcome (at once, or when it ends). After ``patience`` such proposals in a row a random
     unseen sample is enqueued instead; the search ends once none is left.
 
-    **Resume.** ``state_dict`` holds every trial of the study (parameters, distributions,
-    values, attributes) and the sampler itself (cloudpickled, base64), so a restored
-    strategy rebuilds the same study and continues exactly where it stopped.
+    **Resume.** ``state_dict`` is plain JSON: every trial of the study (parameters,
+    distributions, values, attributes) and the state of every random generator the sampler
+    holds. Nothing of Optuna's is pickled (samplers hold locks, and their internals change
+    between releases): a restored strategy builds its sampler afresh -- from ``factory``
+    when given (``OptunaSampler(factory=lambda: NSGAIISampler(seed=0))``), else it is the
+    sampler the strategy was built with -- sets those generators, replays the trials, and
+    continues exactly where it stopped.
     """
 
     def __init__(
         self,
         sampler: optuna.samplers.BaseSampler | None = None,
         *,
+        factory: Callable[[], optuna.samplers.BaseSampler] | None = None,
         dedup: bool = True,
         patience: int = 20,
         seed: int | None = None,
     ) -> None:
+        if sampler is not None and factory is not None:
+            raise TypeError("OptunaSampler takes a sampler or a factory, not both")
+        if factory is not None and not callable(factory):
+            raise TypeError(f"factory must be a callable returning a sampler, not {factory!r}")
+        self.factory = factory
+        """Builds the sampler (``None``: the sampler given, or one a subclass builds)."""
         self.sampler = sampler
-        """The Optuna sampler (``None`` until a subclass builds it for the space)."""
+        """The Optuna sampler (``None`` until built for the space)."""
         self.dedup = dedup
         self.patience = patience
         self.seed = seed
@@ -100,6 +112,7 @@ class OptunaSampler(Strategy):
         self._pending: dict[str, list[int]] = {}  # hash -> numbers of trials awaiting it
         self._done: dict[str, tuple[Any, list[float] | None]] = {}  # hash -> outcome
         self._frozen: dict[int, dict[str, Any]] = {}  # finished trials, serialised once
+        self._sampler_rngs: dict[str, Any] | None = None  # restored into the next sampler
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -119,7 +132,11 @@ class OptunaSampler(Strategy):
         lib = import_optuna()
         self._codec = Codec(ctx.space)
         if self.sampler is None:
-            self.sampler = self._build_sampler(ctx)
+            self.sampler = self.factory() if self.factory is not None \
+                else self._build_sampler(ctx)
+        if self._sampler_rngs is not None:
+            restore_rngs(self.sampler, self._sampler_rngs)
+            self._sampler_rngs = None
         directions = list(ctx.objective.directions.values())
         with _quiet():  # "A new study created in memory ..."
             study: optuna.Study = lib.create_study(sampler=self.sampler, directions=directions)
@@ -241,7 +258,8 @@ class OptunaSampler(Strategy):
                 if t.state.is_finished():
                     frozen[t.number] = data
             trials.append(data)
-        return {"trials": trials, "sampler": _pickle(self.sampler), "rng": rng_state(self._rng)}
+        return {"trials": trials, "sampler_rngs": rng_states(self.sampler),
+                "rng": rng_state(self._rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
@@ -249,16 +267,23 @@ class OptunaSampler(Strategy):
         self._loaded = dict(state)
         self.study = None
         self._pending, self._done, self._frozen = {}, {}, {}
-        if state.get("sampler") is not None:
-            self.sampler = _unpickle(state["sampler"])
+        # the sampler is built afresh (from the factory, or it is the one given), then
+        # gets the generators' states; an older snapshot's pickled sampler is ignored
+        if self.factory is not None:
+            self.sampler = None
+        self._sampler_rngs = state.get("sampler_rngs")
         if state.get("rng") is not None:
             self._rng = rng_from_state(state["rng"])
 
     def __getstate__(self) -> dict[str, Any]:
-        # pickled (e.g. with the experiment) as plain data: the study as its trials
+        # pickled (e.g. with the experiment) as plain data: the study as its trials, and a
+        # sampler built by a factory is rebuilt by it rather than pickled
         state = self.__dict__.copy()
         if self.study is not None:
             state["_loaded"] = self.state_dict()
+            state["_sampler_rngs"] = state["_loaded"]["sampler_rngs"]
+        if self.factory is not None:
+            state["sampler"] = None
         state.update(study=None, _codec=None, _pending={}, _done={}, _frozen={})
         return state
 
@@ -302,21 +327,96 @@ def _freeze(t: Any) -> dict[str, Any]:
     }
 
 
-def _pickle(obj: Any) -> str | None:
-    import cloudpickle
-
-    try:
-        return base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
-    except Exception as exc:  # a sampler holding an unpicklable object: resume re-uses it
-        _log.warning("the sampler %r cannot be pickled (%r); a resumed search continues with "
-                     "the sampler it is given", obj, exc)
-        return None
+_NOT_STATE = (type, types.FunctionType, types.MethodType, types.ModuleType, functools.partial)
+"""What the generator walk does not look into: code, not a sampler's state."""
 
 
-def _unpickle(data: str) -> Any:
-    import cloudpickle
+def _generators(obj: Any) -> Iterator[tuple[str, Any, Any]]:
+    """``(path, owner, attribute)`` of every attribute of ``obj``'s instance graph that
+    holds a random generator (or ``None`` where a lazy one has not been made yet), in a
+    fixed order; an object reached twice (a generator two parts share) is visited once."""
+    import numpy as np
 
-    return cloudpickle.loads(base64.b64decode(data))
+    seen: set[int] = set()
+
+    def walk(o: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+        if id(o) in seen or isinstance(o, _NOT_STATE):
+            return
+        seen.add(id(o))
+        attrs = getattr(o, "__dict__", None)
+        if not isinstance(attrs, dict):
+            return
+        for name in sorted(attrs):
+            value = attrs[name]
+            if isinstance(value, np.random.RandomState | np.random.Generator | random.Random):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    yield f"{path}.{name}", o, name
+            elif value is None and name == "_rng":
+                yield f"{path}.{name}", o, name  # optuna's LazyRandomState, not yet made
+            elif hasattr(value, "__dict__"):
+                yield from walk(value, f"{path}.{name}")
+
+    yield from walk(obj, "")
+
+
+def rng_states(sampler: Any) -> dict[str, Any]:
+    """The state of every random generator in ``sampler``, as JSON-able data."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for path, owner, name in _generators(sampler):
+        g = getattr(owner, name)
+        if isinstance(g, np.random.RandomState):
+            kind, keys, pos, has_gauss, gauss = g.get_state(legacy=True)
+            out[path] = ["numpy.RandomState", kind, keys.tolist(), pos, has_gauss, gauss]
+        elif isinstance(g, np.random.Generator):
+            # PCG64's state holds 128-bit integers, which JSON libraries refuse: as text
+            out[path] = ["numpy.Generator", _stringify(g.bit_generator.state)]
+        elif isinstance(g, random.Random):
+            out[path] = ["random.Random", rng_state(g)]
+    return out
+
+
+def restore_rngs(sampler: Any, states: dict[str, Any]) -> None:
+    """Put the generators saved by ``rng_states`` back into a freshly built sampler of the
+    same kind; a generator the fresh sampler lacks is left alone (a warning says so)."""
+    import numpy as np
+
+    found = {path: (owner, name) for path, owner, name in _generators(sampler)}
+    for path, saved in states.items():
+        if path not in found:
+            _log.warning("the resumed sampler %r has no random generator at %s; its draws "
+                         "may differ from the uninterrupted search", sampler, path)
+            continue
+        owner, name = found[path]
+        kind = saved[0]
+        if kind == "numpy.RandomState":
+            g = getattr(owner, name)
+            if not isinstance(g, np.random.RandomState):
+                g = np.random.RandomState()
+                setattr(owner, name, g)
+            g.set_state((saved[1], np.asarray(saved[2], dtype=np.uint32), *saved[3:]))
+        elif kind == "numpy.Generator":
+            getattr(owner, name).bit_generator.state = _unstringify(saved[1])
+        elif kind == "random.Random":
+            setattr(owner, name, rng_from_state(saved[1]))
+
+
+def _stringify(state: Any) -> Any:
+    if isinstance(state, dict):
+        return {k: _stringify(v) for k, v in state.items()}
+    if isinstance(state, int) and not isinstance(state, bool) and abs(state) >= 2**63:
+        return {"int": str(state)}
+    return state
+
+
+def _unstringify(state: Any) -> Any:
+    if isinstance(state, dict):
+        if set(state) == {"int"}:
+            return int(state["int"])
+        return {k: _unstringify(v) for k, v in state.items()}
+    return state
 
 
 @contextlib.contextmanager

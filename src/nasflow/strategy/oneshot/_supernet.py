@@ -229,7 +229,7 @@ class Supernet:
 
     def _cell(self, module: Cell, path: str, where: str) -> nn.Module:
         if self.differentiable and module.merge_op != "all":
-            first = cast(LayerChoice, module._modules[f"op_{module.slots()[0][0]}_0"])
+            first = module.op_choices(module.slots()[0][0], 0)[0][1]
             raise UnsupportedSpaceError(
                 where, self.space.label_of(first.choice).rsplit("/", 1)[0],
                 f"{self.strategy} needs merge_op='all': with 'loose_end' the cell's output "
@@ -241,10 +241,11 @@ class Supernet:
             m = module._modules[name]
             parts[name] = None if m is None else self._convert(m, join(path, name))
         for i, k in module.slots():
-            op = cast(LayerChoice, module._modules[f"op_{i}_{k}"])
             inp = cast(InputChoice, module._modules[f"input_{i}_{k}"])
-            op_path = join(path, f"op_{i}_{k}")
-            parts[f"op_{i}_{k}"] = self._layer_choice(op, op_path, describe(op, op_path))
+            mixed = [self._layer_choice(op, op_path, describe(op, op_path))
+                     for op_path, op in module.op_choices(i, k, path)]
+            # per-input ops: one MixedLayer per input the slot may read
+            parts[f"op_{i}_{k}"] = mixed[0] if not module.per_input else nn.ModuleList(mixed)
             inp_where = describe(inp, join(path, f"input_{i}_{k}"))
             parts[f"input_{i}_{k}"] = self._input_choice(inp, inp_where,
                                                          self.space.label_of(inp.choice))

@@ -141,6 +141,8 @@ class NDS(ModelSpace):
                 self.add_choice(Categorical(depths, label="depth"))
             c, n = widths[0], depths[0]
         else:
+            # a frozen model has no search space: skip building one (a third of the time)
+            self.__dict__["_hub_frozen_build"] = True
             c = _arch["width"] if len(widths) > 1 else widths[0]
             n = _arch["depth"] if len(depths) > 1 else depths[0]
         self._build_network(c, n, _arch)
@@ -238,6 +240,10 @@ class NDS(ModelSpace):
         return logits
 
     # --- freezing ---------------------------------------------------------------------
+
+    def _nasflow_finish(self) -> None:
+        if not self.__dict__.pop("_hub_frozen_build", False):
+            super()._nasflow_finish()
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
         """A plain model for ``sample``, built directly at the sampled width and depth

@@ -26,6 +26,6 @@ def image_data(n: int = 64, classes: int = 10, size: int = 32) -> tuple[Any, Any
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
 
 
-def classification(epochs: int = 1, n: int = 64) -> Any:
-    train, val = image_data(n)
+def classification(epochs: int = 1, n: int = 64, size: int = 32) -> Any:
+    train, val = image_data(n, size=size)
     return nf.evaluator.Classification(train, val, epochs=epochs, batch_size=16)

@@ -110,13 +110,17 @@ class NDS(ModelSpace):
                 f"{name}: unknown op(s) {unknown or ops!r}; the ops are {', '.join(OPS)}"
             )
         if merge_op not in ("all", "loose_end"):
-            raise SpaceBuildError(f"{name}: merge_op must be 'all' or 'loose_end', got {merge_op!r}")
+            raise SpaceBuildError(
+                f"{name}: merge_op must be 'all' or 'loose_end', got {merge_op!r}"
+            )
         if dataset not in ("cifar", "imagenet"):
             raise SpaceBuildError(
                 f"{name}: dataset must be 'cifar' or 'imagenet', got {dataset!r}"
             )
         if not isinstance(drop_path_prob, (int, float)) or not 0 <= drop_path_prob < 1:
-            raise SpaceBuildError(f"{name}: drop_path_prob must be in [0, 1), got {drop_path_prob!r}")
+            raise SpaceBuildError(
+                f"{name}: drop_path_prob must be in [0, 1), got {drop_path_prob!r}"
+            )
         widths = _choices(f"{name}: width", width, 2)
         depths = _choices(f"{name}: num_cells", num_cells, 3)
         self._config: dict[str, Any] = dict(

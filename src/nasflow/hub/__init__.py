@@ -8,6 +8,7 @@ one-shot strategies fit. No pretrained weights are downloaded. This package impo
 
 from __future__ import annotations
 
+from nasflow.hub._nasbench101 import NasBench101 as NasBench101
 from nasflow.hub._nasbench201 import NasBench201 as NasBench201
 from nasflow.hub._nds import DARTS as DARTS
 from nasflow.hub._nds import ENAS as ENAS
@@ -23,5 +24,6 @@ __all__ = [
     "PNAS",
     "AmoebaNet",
     "NASNet",
+    "NasBench101",
     "NasBench201",
 ]

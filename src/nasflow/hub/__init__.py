@@ -18,12 +18,12 @@ from nasflow.hub._nds import AmoebaNet as AmoebaNet
 from nasflow.hub._nds import NASNet as NASNet
 
 __all__ = [
+    "AmoebaNet",
     "DARTS",
     "ENAS",
-    "NDS",
-    "PNAS",
-    "AmoebaNet",
     "NASNet",
+    "NDS",
     "NasBench101",
     "NasBench201",
+    "PNAS",
 ]

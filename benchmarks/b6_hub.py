@@ -24,7 +24,7 @@ from _common import emit
 
 SIZES: dict[str, dict[str, Any]] = {
     "NasBench201": {"C": 8, "N": 2},
-    "DARTS": {"width": 8, "num_cells": 5},
+    "DARTS": {"width": 4, "num_cells": 3},
 }
 BATCH = 64
 

@@ -30,7 +30,8 @@ _CHILD = textwrap.dedent("""
 
     sys.meta_path.insert(0, _NoNasflow())
     import torch
-    source, state, inp, out, name = sys.argv[1:6]
+    source, state, inp, out, name, threads = sys.argv[1:7]
+    torch.set_num_threads(int(threads))  # the same reduction order as the test process
     spec = importlib.util.spec_from_file_location("exported_model", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -58,7 +59,8 @@ def assert_exports(model: nn.Module, x: torch.Tensor, tmp_path: Path,
     torch.save(model.state_dict(), paths["state.pt"])
     torch.save(x, paths["in.pt"])
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, *(str(paths[k]) for k in paths), name],
+        [sys.executable, "-c", _CHILD, *(str(paths[k]) for k in paths), name,
+         str(torch.get_num_threads())],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-4000:]

@@ -34,3 +34,8 @@ def image_data(n: int = 64, classes: int = 10, size: int = 32,
 def params(model: torch.nn.Module, trial: Any) -> float:
     """A free evaluator: fewer parameters are better (multi-trial tests need no training)."""
     return -float(sum(p.numel() for p in model.parameters()))
+
+
+def small_shufflenet() -> hub.ShuffleNetSpace:
+    return hub.ShuffleNetSpace(num_labels=10, channel_search=True, stage_repeats=(1, 2, 1),
+                               stage_out_channels=(8, 16, 32, 64, 128))

@@ -11,10 +11,12 @@ from nasflow.hub._checkpoint import CheckpointMismatchError as CheckpointMismatc
 from nasflow.hub._checkpoint import load_checkpoint as load_checkpoint
 from nasflow.hub._mobilenetv3 import MobileNetV3Space as MobileNetV3Space
 from nasflow.hub._proxyless import ProxylessNAS as ProxylessNAS
+from nasflow.hub._shufflenet import ShuffleNetSpace as ShuffleNetSpace
 
 __all__ = [
     "CheckpointMismatchError",
     "MobileNetV3Space",
     "ProxylessNAS",
+    "ShuffleNetSpace",
     "load_checkpoint",
 ]

@@ -39,3 +39,9 @@ def params(model: torch.nn.Module, trial: Any) -> float:
 def small_shufflenet() -> hub.ShuffleNetSpace:
     return hub.ShuffleNetSpace(num_labels=10, channel_search=True, stage_repeats=(1, 2, 1),
                                stage_out_channels=(8, 16, 32, 64, 128))
+
+
+def small_autoformer() -> hub.AutoFormer:
+    return hub.AutoFormer(img_size=32, patch_size=8, search_embed_dim=(16, 32),
+                          search_num_heads=(1, 2), head_dim=8, search_depth=(1, 2),
+                          num_classes=10)

@@ -16,7 +16,7 @@ from nasflow import hub
 from nasflow.exceptions import SampleValidationError
 
 from ._export_check import assert_exports
-from ._small import image_data, params, small_mobilenetv3, small_proxyless, small_shufflenet
+from ._small import image_data, params, small_mobilenetv3, small_proxyless
 
 SMALL: dict[str, Callable[[], nf.nn.ModelSpace]] = {
     "ProxylessNAS": small_proxyless, "MobileNetV3Space": small_mobilenetv3,

@@ -7,6 +7,8 @@ weights are downloaded; ``load_checkpoint`` loads weights you have into a frozen
 
 from __future__ import annotations
 
+from nasflow.hub._autoformer import AutoFormer as AutoFormer
+from nasflow.hub._autoformer import AutoformerSpace as AutoformerSpace
 from nasflow.hub._checkpoint import CheckpointMismatchError as CheckpointMismatchError
 from nasflow.hub._checkpoint import load_checkpoint as load_checkpoint
 from nasflow.hub._mobilenetv3 import MobileNetV3Space as MobileNetV3Space
@@ -14,6 +16,8 @@ from nasflow.hub._proxyless import ProxylessNAS as ProxylessNAS
 from nasflow.hub._shufflenet import ShuffleNetSpace as ShuffleNetSpace
 
 __all__ = [
+    "AutoFormer",
+    "AutoformerSpace",
     "CheckpointMismatchError",
     "MobileNetV3Space",
     "ProxylessNAS",

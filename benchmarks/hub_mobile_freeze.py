@@ -56,8 +56,8 @@ def main() -> None:
             "published": network,
             "params": sum(p.numel() for p in model.parameters()),
             "space_build_ms": round(built * 1e3, 1),
-            "freeze_published": _time(lambda: space.freeze(sample), args.runs),
-            "freeze_random": _time(lambda: searchable.freeze(next(it)), args.runs),
+            "freeze_published": _time(lambda s=space, x=sample: s.freeze(x), args.runs),
+            "freeze_random": _time(lambda s=searchable, i=it: s.freeze(next(i)), args.runs),
         }
     emit("hub_mobile_freeze", results)
 

@@ -162,3 +162,37 @@ def test_cli_writes_one_file_per_trial(home: Path, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "needs -o DIR" in missing.stderr
     stray = cli("export", exp.id, "-o", str(out))
     assert stray.returncode == 2 and "only for --format code" in stray.stderr
+
+
+def _hub_spaces() -> list[str]:
+    from nasflow import hub
+
+    return [name for name in hub.__all__ if isinstance(getattr(hub, name), type)
+            and issubclass(getattr(hub, name), snn.ModelSpace)
+            and name != "AutoformerSpace"]  # an alias
+
+
+def _input_for(model: nn.Module) -> torch.Tensor:
+    """The smallest usual image size the model accepts (CIFAR, then ImageNet)."""
+    model.eval()
+    for size in (32, 224):
+        x = torch.randn(1, 3, size, size)
+        try:
+            with torch.no_grad():
+                model(x)
+        except RuntimeError:
+            continue
+        return x
+    raise AssertionError(f"{type(model).__name__} takes neither 32x32 nor 224x224 images")
+
+
+@pytest.mark.parametrize("name", _hub_spaces())
+def test_every_hub_space_exports_its_default_and_a_random_sample(name: str,
+                                                                 tmp_path: Path) -> None:
+    from nasflow import hub
+
+    torch.set_num_threads(1)
+    space = getattr(hub, name)()
+    for i, sample in enumerate([space.default(), space.random(0)]):
+        model = space.freeze(sample)
+        assert_exports(model, _input_for(model), tmp_path / str(i))

@@ -196,3 +196,23 @@ def test_every_hub_space_exports_its_default_and_a_random_sample(name: str,
     for i, sample in enumerate([space.default(), space.random(0)]):
         model = space.freeze(sample)
         assert_exports(model, _input_for(model), tmp_path / str(i))
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(4, 4)
+        self.first = nn.Sequential(shared, nn.ReLU())
+        self.second = nn.Sequential(nn.Tanh(), shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def test_a_module_used_twice_stays_one_module(tmp_path: Path) -> None:
+    model = Tied()
+    source = assert_exports(model, torch.randn(3, 4), tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(source, "tied", "exec"), namespace)
+    rebuilt = namespace["Tied"]()  # type: ignore[operator]
+    assert rebuilt.get_submodule("first.0") is rebuilt.get_submodule("second.1")

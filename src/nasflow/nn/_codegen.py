@@ -83,14 +83,16 @@ def to_code(model: nn.Module, *, class_name: str | None = None) -> str:
 
 def _init_body(model: nn.Module, tracer: fx.Tracer, constants: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    _emit_children(model, "self", "", tracer, lines)
+    _emit_children(model, "self", "", tracer, lines, {})
     for key, value in constants.items():
         lines.append(_tensor_line("self", key, value, key, persistent=False))
     return lines
 
 
 def _emit_children(module: nn.Module, ref: str, path: str, tracer: fx.Tracer,
-                   lines: list[str]) -> None:
+                   lines: list[str], seen: dict[int, str]) -> None:
+    """Lines that build ``module``'s children on ``ref``; ``seen`` maps modules already
+    built to their variable, so a module used twice (tied weights) stays one module."""
     # tensors this (non-leaf) module holds itself
     for pname, param in module._parameters.items():
         if param is not None:
@@ -109,12 +111,16 @@ def _emit_children(module: nn.Module, ref: str, path: str, tracer: fx.Tracer,
         if child is None:
             continue
         cpath = f"{path}.{cname}" if path else cname
-        if tracer.is_leaf_module(child, cpath):
-            lines.append(f"{ref}.add_module({cname!r}, {_constructor(child, cpath)})")
+        if id(child) in seen:
+            lines.append(f"{ref}.add_module({cname!r}, {seen[id(child)]})")
             continue
         var = "m_" + re.sub(r"\W", "_", cpath)
-        lines.append(f"{var} = nn.Module()")
-        _emit_children(child, var, cpath, tracer, lines)
+        seen[id(child)] = var
+        if tracer.is_leaf_module(child, cpath):
+            lines.append(f"{var} = {_constructor(child, cpath)}")
+        else:
+            lines.append(f"{var} = nn.Module()")
+            _emit_children(child, var, cpath, tracer, lines, seen)
         lines.append(f"{ref}.add_module({cname!r}, {var})")
 
 

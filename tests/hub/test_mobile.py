@@ -170,6 +170,7 @@ ONE_SHOT: dict[str, Callable[[], nf.strategy.Strategy]] = {
     "Proxyless": lambda: nf.strategy.Proxyless(),
     "DARTS": lambda: nf.strategy.DARTS(),
     "RandomOneShot": lambda: nf.strategy.RandomOneShot(),
+    "ENAS": lambda: nf.strategy.ENAS(ctrl_steps=5),
 }
 
 

@@ -113,12 +113,14 @@ def test_a_small_variant_trains_and_multi_trial_strategies_run(name: str) -> Non
         assert [t.state for t in exp.trials()] == [nf.TrialState.SUCCEEDED] * 3
 
 
+@pytest.mark.parametrize("which", ["RandomOneShot", "ENAS"])
 @pytest.mark.parametrize("name", list(SMALL))
-def test_spos_trains_and_exports_a_sample_that_retrains(name: str) -> None:
+def test_spos_trains_and_exports_a_sample_that_retrains(name: str, which: str) -> None:
     space = SMALL[name]()
     train, val = image_data()
     evaluator = nf.evaluator.Classification(train, val, epochs=1, batch_size=16)
-    strategy = nf.strategy.RandomOneShot(search_trials=3)
+    strategy = (nf.strategy.RandomOneShot(search_trials=3) if which == "RandomOneShot"
+                else nf.strategy.ENAS(ctrl_steps=5))
     exp = nf.Experiment(space, evaluator, strategy, nf.ExperimentConfig(store=False))
     nf.run(exp)
     assert exp.state is nf.ExperimentState.DONE

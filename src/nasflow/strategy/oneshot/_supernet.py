@@ -15,7 +15,9 @@ space element                          supernet part
 any other searchable layer             ``MixedArgs``: one module per argument combination
 =====================================  ===============================================
 
-Anything else that holds a decision raises ``UnsupportedSpaceError`` naming the module
+A space may refuse a strategy itself: ``space.supernet_refusal(strategy, differentiable)``
+returning a reason (``str``) raises ``UnsupportedSpaceError`` with it. Anything else that
+holds a decision raises ``UnsupportedSpaceError`` naming the module
 and the label: continuous (``Numerical``) choices, custom ``NasModule`` subclasses,
 choices no module consumes (e.g. a learning rate registered with ``add_choice``), and,
 for differentiable strategies, what cannot be summed (``InputChoice`` concatenating
@@ -81,6 +83,11 @@ class Supernet:
             )
         if space.is_frozen:
             raise TypeError(f"{type(space).__name__} is a frozen model, not a model space")
+        refusal = getattr(space, "supernet_refusal", None)
+        if callable(refusal):  # a space that knows what it cannot be (hub spaces)
+            reason = refusal(strategy or "one-shot strategies", differentiable)
+            if reason:
+                raise UnsupportedSpaceError(type(space).__name__, None, reason)
         self.space: SearchSpace = space.search_space_object()
         """The torch-free search space."""
         self.strategy = strategy or "one-shot strategies"

@@ -56,6 +56,7 @@ from nasflow.events import (
 from nasflow.exceptions import (
     ConfigError,
     NasflowError,
+    RepeatedFailureError,
 )
 from nasflow.space import as_search_space
 from nasflow.store import (
@@ -172,6 +173,9 @@ class Experiment(RunMixin, Results):
         self._retry_settled = anyio.Event()
         self._attempt0: dict[int, int] = {}  # the attempt retries count from (resumed trials)
         self._finished = anyio.Event()
+        # the errors of the first trials to end, while they all failed alike
+        self._failure_watch: list[tuple[str, str]] | None = []
+        self._repeated_failure: RepeatedFailureError | None = None
         self._tg: TaskGroup | None = None
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
@@ -221,12 +225,6 @@ class Experiment(RunMixin, Results):
 
     def _make_engine(self) -> Engine:
         cfg = self.config
-        if cfg.training_service == "ray":
-            raise ConfigError(
-                "training_service", cfg.training_service,
-                "'inprocess' or 'local': the Ray training service is not supported yet "
-                "(run `nasflow manager` on each machine instead, or use 'local')",
-            )
         setup = EngineSetup(
             space=self.space,
             evaluator=self.evaluator,
@@ -277,6 +275,9 @@ class Experiment(RunMixin, Results):
             self._records[event.trial_id] = TrialRecord(
                 id=event.trial_id, sample=event.sample, hash=event.hash,
                 submitted_at=event.time, attempt=event.attempt,
+                # as load_experiment gives it (the folder is made when the trial first
+                # writes into it)
+                directory=str(self._trial_directory(event.trial_id)),
             )
             self._hashes.setdefault(event.hash, event.trial_id)
             self._inflight += 1
@@ -307,6 +308,7 @@ class Experiment(RunMixin, Results):
             if self._retry_wanted(record):
                 return  # run again: the strategy and the scheduler see the last attempt only
             self._penalise(record)
+            self._watch_failures(record)
             if self.scheduler is not None:
                 self.scheduler.on_trial_end(record)
             if self._ctx is not None:
@@ -328,6 +330,34 @@ class Experiment(RunMixin, Results):
         self._retries.append(record)
         self._retry_wakeup.set()
         return True
+
+    def _watch_failures(self, record: TrialRecord) -> None:
+        """Stop when the first trials all fail with the same error: the evaluator (or the
+        space) is broken, and every further trial would repeat it (NNI's one-argument
+        ``fn(model)`` evaluator failed all 20 trials of a search that ended DONE)."""
+        limit, watch = self.config.max_identical_failures, self._failure_watch
+        if limit is None or watch is None or self._budget.stopping:
+            return
+        if record.state is not TrialState.FAILED or record.error is None:
+            self._failure_watch = None  # a trial got through: failures are the trials'
+            return
+        watch.append((record.error.type, record.error.message))
+        if len(set(watch)) > 1:
+            self._failure_watch = None
+            return
+        if len(watch) < limit:
+            return
+        self._failure_watch = None
+        message = (
+            f"the first {limit} trials of experiment {self.id} all FAILED with the same "
+            f"error, {record.error}; the experiment stopped instead of repeating it. "
+            f"{_SIGNATURE} Fix the cause and start a new experiment (see `nasflow trials "
+            f"{self.id} --state FAILED` for the tracebacks), or set "
+            "ExperimentConfig(max_identical_failures=None) to run on whatever fails."
+        )
+        _log.error("%s\nThe first trial's traceback:\n%s", message, record.error.traceback)
+        self._repeated_failure = RepeatedFailureError(message, record.error, limit)
+        self._halt(ExperimentState.FAILED, message)
 
     def _penalise(self, record: TrialRecord) -> None:
         if (self.config.penalty is not None and record.metric is None
@@ -444,6 +474,14 @@ class Experiment(RunMixin, Results):
     def __repr__(self) -> str:
         return (f"Experiment(id={self.id!r}, state={self.state.value}, "
                 f"trials={len(self._records)})")
+
+
+_SIGNATURE = (
+    "An evaluator is called as `fn(model, trial)` (def or async def; NNI's one-argument "
+    "`fn(model)` gets a TypeError), or is an nf.Evaluator whose "
+    "`evaluate(self, model, trial)` returns the metric or reports it with "
+    "trial.report(value, step=...)."
+)
 
 
 def _flip(direction: str) -> str:

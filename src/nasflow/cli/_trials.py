@@ -51,7 +51,7 @@ metrics (JSON), then one column per architecture label.
 EXPORT_EXAMPLES = """examples:
   nasflow export k3j9x0ab                  # the best architecture, as a Python dict
   nasflow export k3j9x0ab --top 5 > best.py
-  nasflow export k3j9x0ab --top 5 --format json > best.json
+  nasflow export k3j9x0ab --top 5 --format json > best.json   # or --json
 
 --format dict prints a Python list literal of samples (paste it into code, or read it
 with ast.literal_eval), each preceded by a '# trial N: metric M' comment; --format json
@@ -95,10 +95,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--format", choices=("dict", "json"), default="dict",
                    help="dict: a Python literal with '# trial N' comments (default); "
                         "json: a list of {trial_id, sample, metric, metrics}")
+    # list, show and trials take --json: export does too (same as --format json)
+    p.add_argument("--json", action="store_const", const="json", dest="format",
+                   help="the same as --format json")
     add_home(p)
     p.set_defaults(func=export_main)
-
-
 
 
 # --- trials -----------------------------------------------------------------------------

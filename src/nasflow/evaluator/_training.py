@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from nasflow._nni import nni_arguments
 from nasflow.evaluator._args import (
     _OPTIMIZERS,
     CriterionSpec,
@@ -59,6 +60,17 @@ class _Supervised(Evaluator):
     requires_model: ClassVar[bool] = True
     """These evaluators train the model they are given: the space must be a model space."""
 
+    @nni_arguments({
+        "train_dataloaders": "pass the training data as the first argument, train_data "
+                             "(a DataLoader, a Dataset or a pair (X, y))",
+        "val_dataloaders": "pass the validation data as the second argument, val_data "
+                           "(a DataLoader, a Dataset or a pair (X, y))",
+        "max_epochs": "use epochs=",
+        "learning_rate": "use lr=",
+        "trainer_kwargs": "there is no Lightning trainer: use epochs=, device=, optimizer=",
+        "export_onnx": "export a result with exp.export_top_models(formatter='instance') "
+                       "and torch.onnx.export",
+    })
     def __init__(
         self,
         train_data: Any,

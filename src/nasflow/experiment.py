@@ -19,9 +19,10 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -203,10 +204,18 @@ class Experiment(RunMixin, Results):
 
     # --- running --------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the search to its end. Cancelling the awaiting task stops it cleanly
-        (running trials CANCELED, the store consistent) and re-raises the cancellation.
-        Raises ``StrategyError`` if the strategy fails (finished trials are kept)."""
+    def run(self) -> Coroutine[Any, Any, None]:
+        """Run the search to its end: ``await exp.run()`` (``nf.run(exp)`` from sync code).
+        Cancelling the awaiting task stops it cleanly (running trials CANCELED, the store
+        consistent) and re-raises the cancellation. Raises ``StrategyError`` if the
+        strategy fails (finished trials are kept).
+
+        A coroutine, as from an ``async def`` (``tg.start_soon(exp.run)`` and
+        ``asyncio.run(exp.run())`` work); one dropped without being awaited warns with
+        what to write instead, not Python's bare "never awaited"."""
+        return _RunCall(self)
+
+    async def _run_to_end(self) -> None:
         if self.state is not ExperimentState.CREATED:
             raise NasflowError(
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
@@ -474,6 +483,47 @@ class Experiment(RunMixin, Results):
     def __repr__(self) -> str:
         return (f"Experiment(id={self.id!r}, state={self.state.value}, "
                 f"trials={len(self._records)})")
+
+
+class _RunCall(Coroutine[Any, Any, None]):
+    """What ``exp.run()`` returns: a coroutine that makes the run's coroutine only once it
+    is first awaited, so one that never is can say how to run (``exp.run()`` written as
+    a statement in sync code, the NNI habit, otherwise only gets Python's bare warning)."""
+
+    __slots__ = ("_closed", "_coro", "_exp")
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+        self._coro: Coroutine[Any, Any, None] | None = None
+        self._closed = False
+
+    def _inner(self) -> Coroutine[Any, Any, None]:
+        if self._coro is None:
+            self._coro = self._exp._run_to_end()
+        return self._coro
+
+    def send(self, value: Any) -> Any:
+        return self._inner().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._inner().throw(*args)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._coro is not None:
+            self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._inner().__await__()
+
+    def __del__(self) -> None:
+        if self._coro is None and not self._closed:
+            warnings.warn(
+                f"exp.run() of experiment {self._exp.id} was never awaited, so nothing ran: "
+                "exp.run() is a coroutine. From sync code use nf.run(exp); in async code "
+                "(a notebook cell, an async def) use await exp.run()",
+                RuntimeWarning, stacklevel=2,
+            )
 
 
 _SIGNATURE = (

@@ -31,9 +31,11 @@ def _check_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     try:
         signature.bind(None, None, **kwargs)
     except TypeError as exc:
-        name = getattr(fn, "__qualname__", repr(fn))
+        name = getattr(fn, "__name__", type(fn).__name__)
+        params = ", ".join(str(p.replace(annotation=inspect.Parameter.empty))
+                           for p in signature.parameters.values())
         raise TypeError(
-            f"the evaluator {name}{signature} cannot be called as fn(model, trial"
+            f"the evaluator {name}({params}) cannot be called as fn(model, trial"
             f"{', **kwargs' if kwargs else ''}) ({exc}). nasflow passes the trial too: "
             "write `def evaluate(model, trial):` (or async def), report intermediate "
             "values with trial.report(value, step=...) and return the final metric "

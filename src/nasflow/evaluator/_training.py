@@ -2,7 +2,8 @@
 
 Each trial's frozen model is trained for ``epochs`` on the training data; after every
 epoch the validation metric is computed and reported with ``trial.report(value,
-step=epoch)`` (``step`` counts completed epochs, from 1), and the last one is returned.
+step=epoch - 1)`` (``step`` counts from 0 as every report does: step ``s`` ends epoch
+``s + 1``), and the last one is returned.
 ``evaluate`` is a plain ``def``: engines run it in a worker thread, off the event loop.
 
 The evaluators hold tensors (or the user's dataset / loader, without worker processes),

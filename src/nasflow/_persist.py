@@ -74,7 +74,7 @@ def load_object(directory: Path, name: str) -> Any:
 
 def _pass_it(name: str) -> str:
     # both ways in: the CLI user has no Python argument to pass
-    return (f"Pass it yourself: `{name}=` to Experiment.restore()/resume(), or on the "
+    return (f"Pass it yourself: `{name}=...` to Experiment.restore()/resume(), or on the "
             "command line `nasflow resume ID --file FILE.py` (a file that builds the "
             "experiment, as for nasflow run)")
 

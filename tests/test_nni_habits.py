@@ -100,6 +100,10 @@ def test_setting_a_config_field_says_how_to_give_it() -> None:
         exp.config.max_trial = 3  # type: ignore[attr-defined]
     with pytest.raises(nf.ConfigError, match="'concurrency'"):
         nf.ExperimentConfig.from_dict({"trial_concurrency": 2})
+    with pytest.raises(nf.ConfigError, match="nasflow's name for it: 'max_trials'"):
+        nf.ExperimentConfig(max_trial_number=20)  # type: ignore[call-arg]
+    with pytest.raises(nf.ConfigError, match="did you mean 'concurrency'"):
+        nf.ExperimentConfig(concurency=2)  # type: ignore[call-arg]
     assert exp.config.max_trials is None  # nothing changed
 
 

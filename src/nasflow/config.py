@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -260,6 +261,28 @@ def _refuse_assignment(self: ExperimentConfig, name: str, value: Any) -> None:
 
 # set after the class is made: a frozen dataclass may not define its own __setattr__
 ExperimentConfig.__setattr__ = _refuse_assignment  # type: ignore[assignment,method-assign]
+
+
+_generated_init = ExperimentConfig.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_with_hints(self: ExperimentConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass's ``__init__``, with NNI's field names (and typos) answered by the
+    field to use instead of a bare ``unexpected keyword argument``."""
+    known = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    for key, value in kwargs.items():
+        if key in _NNI_FIELDS:
+            raise ConfigError(key, value, f"nasflow's name for it: {_NNI_FIELDS[key]!r} "
+                                          f"(NNI calls it {key!r})")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(key, value, "a known field" + (
+                f" (did you mean {close[0]!r}?)" if close else f" (one of {known})"))
+    _generated_init(self, *args, **kwargs)
+
+
+ExperimentConfig.__init__ = _init_with_hints  # type: ignore[method-assign]
 
 
 def _check_objective(obj: Any) -> str | dict[str, str] | None:

@@ -205,7 +205,7 @@ def test_shown_output_is_matched_in_order_with_ellipses() -> None:
     assert _matches(["nothing like it"], out) == "nothing like it"
 
 
-def test_every_marked_block_says_why(tmp_path: Path) -> None:
+def test_every_marked_block_says_why() -> None:
     """A ``no-run`` marker carries its reason, so a reader (and a reviewer) knows why the
     block is not checked."""
     bare = []

@@ -72,6 +72,8 @@ class RunMixin:
                 services.cancel_scope.cancel()
         if internal is not None:
             raise internal
+        if failure is None and self._repeated_failure is not None:
+            raise self._repeated_failure
         if failure is not None:
             raise StrategyError(
                 f"the strategy {self.strategy!r} raised {failure!r}; the experiment failed "

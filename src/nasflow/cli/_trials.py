@@ -53,7 +53,7 @@ metrics (JSON), then one column per architecture label.
 EXPORT_EXAMPLES = """examples:
   nasflow export k3j9x0ab                  # the best architecture, as a Python dict
   nasflow export k3j9x0ab --top 5 > best.py
-  nasflow export k3j9x0ab --top 5 --format json > best.json
+  nasflow export k3j9x0ab --top 5 --format json > best.json   # or --json
   nasflow export k3j9x0ab --top 3 --format code -o exported/
 
 --format dict prints a Python list literal of samples (paste it into code, or read it
@@ -105,10 +105,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="with --format code: the directory to write trial_N.py files to "
                         "(created if missing)")
+    # list, show and trials take --json: export does too (same as --format json)
+    p.add_argument("--json", action="store_const", const="json", dest="format",
+                   help="the same as --format json")
     add_home(p)
     p.set_defaults(func=export_main)
-
-
 
 
 # --- trials -----------------------------------------------------------------------------

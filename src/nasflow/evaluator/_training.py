@@ -2,7 +2,8 @@
 
 Each trial's frozen model is trained for ``epochs`` on the training data; after every
 epoch the validation metric is computed and reported with ``trial.report(value,
-step=epoch)`` (``step`` counts completed epochs, from 1), and the last one is returned.
+step=epoch - 1)`` (``step`` counts from 0 as every report does: step ``s`` ends epoch
+``s + 1``), and the last one is returned.
 ``evaluate`` is a plain ``def``: engines run it in a worker thread, off the event loop.
 
 The evaluators hold tensors (or the user's dataset / loader, without worker processes),
@@ -22,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from nasflow._nni import nni_arguments
 from nasflow.evaluator._args import (
     _OPTIMIZERS,
     CriterionSpec,
@@ -59,6 +61,17 @@ class _Supervised(Evaluator):
     requires_model: ClassVar[bool] = True
     """These evaluators train the model they are given: the space must be a model space."""
 
+    @nni_arguments({
+        "train_dataloaders": "pass the training data as the first argument, train_data "
+                             "(a DataLoader, a Dataset or a pair (X, y))",
+        "val_dataloaders": "pass the validation data as the second argument, val_data "
+                           "(a DataLoader, a Dataset or a pair (X, y))",
+        "max_epochs": "use epochs=",
+        "learning_rate": "use lr=",
+        "trainer_kwargs": "there is no Lightning trainer: use epochs=, device=, optimizer=",
+        "export_onnx": "export a result with exp.export_top_models(formatter='instance') "
+                       "and torch.onnx.export",
+    })
     def __init__(
         self,
         train_data: Any,

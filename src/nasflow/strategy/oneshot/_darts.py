@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nasflow._nni import nni_arguments
 from nasflow.strategy._base import StrategyContext
 from nasflow.strategy.oneshot._arch import LabelSpec
 from nasflow.strategy.oneshot._ranking import top_by_probability
@@ -98,6 +99,11 @@ class DARTS(OneShotStrategy):
 
     differentiable = True
 
+    @nni_arguments({
+        "log_prob_every_n_step": "the architecture probabilities are recorded once per "
+                                 "epoch as progress (res.progress(), exp.events())",
+        "unrolled": "it is first order only",
+    })
     def __init__(self, *, arc_learning_rate: float = 3e-4, arc_weight_decay: float = 1e-3,
                  warmup_epochs: int = 0, gradient_clip_val: float | None = None,
                  evaluate_top: bool = True, epochs: int | None = None, top_k: int = 5,

@@ -36,7 +36,7 @@ from nasflow.events import (
     TrialEnded,
     TrialStarted,
 )
-from nasflow.manager import ManagerConnectionError, new_token
+from nasflow.manager import ManagerConnectionError, TrialManager, new_token
 
 BEFORE, AFTER = 5, 5  # reports before the gate and after it (the latter while the daemon is down)
 OLD_ADOPT_WINDOW = 5.0  # seconds the manager used to wait for a worker to re-attach
@@ -237,3 +237,45 @@ async def test_daemon_restart_loop_loses_and_doubles_nothing(tmp_path: Path) -> 
     assert sorted(ended) == list(range(2 * rounds))  # none lost, none twice
     for i in range(2 * rounds):
         _assert_once(h, i)
+
+
+class _HoldEnd(Harness):
+    """Holds the publishing (so the ack) of trial 0's end until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = anyio.Event()
+        self.release = anyio.Event()
+
+    async def publish(self, event: Any, *, wait: bool = True) -> None:
+        if isinstance(event, TrialEnded) and event.trial_id == 0:
+            self.holding.set()
+            await self.release.wait()
+        await super().publish(event, wait=wait)
+
+
+def quick(model: Any, trial: Trial) -> float:
+    trial.report(0.5, step=0)
+    return 1.0
+
+
+async def test_a_worker_back_on_its_session_after_its_trial_ended_stays_usable(
+        tmp_path: Path) -> None:
+    # its hello names the ended trial (its end not acked yet); the same manager knows it
+    # already and must not take that for a trial the worker still runs
+    h = _HoldEnd()
+    setup = setup_for(quick, h, tmp_path)
+    with anyio.fail_after(60):
+        async with TrialManager(workers=1) as manager, \
+                ManagerEngine(setup, manager=manager.url, token=manager.token) as engine:
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            await h.holding.wait()
+            (worker,) = manager.core.workers.values()
+            worker.connection.transport.abort()  # the network drops
+            h.release.set()
+            assert (await h.ended(0)).state is TrialState.SUCCEEDED
+            await engine.submit(TrialSpec(1, {"x": 2}))  # the only worker must take it
+            assert (await h.ended(1)).state is TrialState.SUCCEEDED
+    for i in (0, 1):
+        assert [type(e) for e in h.of(i)] == [TrialStarted, IntermediateMetric, FinalMetric,
+                                               TrialEnded]

@@ -125,7 +125,10 @@ class WorkerSide:
                 for seq in [s for s in worker.setup_seqs if s <= effect.seq]:
                     del worker.setup_seqs[seq]
             elif isinstance(effect, Connected):
-                self._worker_ready(worker, effect.running)
+                # a worker back on the same session (a dropped connection) is known here
+                # already: its hello's trials (the ended ones among them, whose events this
+                # manager had) are claims only for a manager that lost its memory
+                self._worker_ready(worker, () if effect.resumed else effect.running)
             elif isinstance(effect, Exception):
                 _log.warning("worker %s: %s", worker.session_id, effect)
 

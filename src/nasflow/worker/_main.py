@@ -124,10 +124,16 @@ class Worker:
     def _send(self, message: SequencedMessage) -> None:
         seq = self._last_seq = self.session.send(message)
         if type(message) is TrialEnded:
+            self._forget_acked()  # keeps the record small in a long-lived worker
             ref = TrialRef(experiment_id=message.experiment_id, trial_id=message.trial_id,
                            attempt=message.attempt)
             self._ended[ref] = seq
         self.client.wake()
+
+    def _forget_acked(self) -> None:
+        first_unacked = self._last_seq + 1 - self.session.unacked
+        for ref in [r for r, seq in self._ended.items() if seq < first_unacked]:
+            del self._ended[ref]  # acked: durable at the experiment
 
     def _held_trials(self) -> tuple[TrialRef, ...]:
         """The trials whose events this worker still holds, for its ``hello``: those that
@@ -136,9 +142,7 @@ class Worker:
         A manager that restarted knows nothing of them; it takes each over and receives
         its events, the resent ones among them, instead of giving the trial up.
         """
-        first_unacked = self._last_seq + 1 - self.session.unacked
-        for ref in [r for r, seq in self._ended.items() if seq < first_unacked]:
-            del self._ended[ref]  # acked: durable at the experiment
+        self._forget_acked()
         return (*self._ended, *self.runner.running)
 
     def _on_effects(self, effects: list[Effect]) -> None:

@@ -14,6 +14,7 @@ manager restart, whose parent is gone); nothing polls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -159,6 +160,48 @@ class LocalPool:
         self._add(proc)
         self._tg.start_soon(self._watch_adopted, proc)
         return proc
+
+    def earlier_workers(self) -> dict[str, int] | None:
+        """Live workers that an earlier manager on this address started, which may still
+        re-attach here: session id -> pid. ``None`` where this cannot be told (no
+        ``/proc``); empty for an embedded manager (nothing outlives its experiment)."""
+        if self._parent_pid is not None:
+            return {}
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return None
+        found: dict[str, int] = {}
+        for pid in pids:
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            argv = args.split("\0")
+            if "nasflow.worker" not in argv or not _is_worker(pid):
+                continue
+            option = dict(itertools.pairwise(argv))
+            if option.get("--url") == self._url and "--session" in option:
+                found[option["--session"]] = pid
+        return found
+
+    def on_gone(self, pid: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once process ``pid`` has exited (a pidfd: no polling)."""
+        if self._tg is None:
+            raise RuntimeError("LocalPool.bind() was not called")
+        self._tg.start_soon(self._await_gone, pid, callback)
+
+    async def _await_gone(self, pid: int, callback: Callable[[], None]) -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            callback()  # gone already
+            return
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+        callback()
 
     def kill_all(self) -> None:
         """SIGKILL every worker's process group."""

@@ -181,7 +181,7 @@ class TrialManager:
         max_trials_per_worker: int | None = None,
         kill_grace: float = 5.0,
         reattach_timeout: float = 60.0,
-        adopt_grace: float = 5.0,
+        adopt_grace: float | None = None,
         log_dir: str | Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
         ping_interval: float | None = 10.0,
@@ -271,6 +271,24 @@ class TrialManager:
     def stop(self) -> None:
         """Make ``serve`` shut down (it returns once the workers are gone)."""
         self._stop.set()
+
+    async def hand_over(self) -> int:
+        """Go away for a successor on this address (``nasflow manager`` on SIGTERM).
+
+        Nothing is said goodbye to but idle workers: busy workers keep their trials
+        running and their events, experiments keep their sessions, and both re-attach to
+        the next manager on this address within ``reattach_timeout``, as after a crash.
+        Returns how many workers were left running. The process must end right after,
+        without ``stop()`` (which stops the workers): ``os._exit``.
+        """
+        kept = await self.core.hand_over()
+        for port in self._ports.values():
+            connection = port.connection
+            if isinstance(connection, ServerConnection):
+                # 1012 "service restart": the client re-dials (only a bye ends a session)
+                with anyio.move_on_after(1):
+                    await connection.close(1012, "nasflow: the manager is restarting")
+        return kept
 
     async def __aenter__(self) -> TrialManager:
         tg = anyio.create_task_group()

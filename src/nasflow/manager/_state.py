@@ -124,6 +124,8 @@ class TrialRecord:
     worker: WorkerRecord | None = None
     stop: tuple[TrialState, str] | None = None
     """The state it must end in, once a stop was asked for."""
+    killed: bool = False
+    """The manager killed its worker because it did not stop within ``kill_grace``."""
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     @property

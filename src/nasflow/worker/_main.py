@@ -43,6 +43,7 @@ from nasflow.protocol import (
     Setup,
     SetupFailed,
     TrialEnded,
+    TrialRef,
 )
 from nasflow.worker import _payload
 from nasflow.worker._payload import Payload
@@ -74,7 +75,7 @@ class Worker:
         self.client = SessionClient(
             url, token, self.session,
             on_effects=self._on_effects,
-            running=lambda: self.runner.running,
+            running=self._held_trials,
             headers={PID_HEADER: str(os.getpid())},
             connect_timeout=connect_timeout,
             reattach_timeout=reattach_timeout,
@@ -86,6 +87,10 @@ class Worker:
         self._inbox_wake = asyncio.Event()
         # run_trial messages cancelled before they started: (experiment, trial, attempt)
         self._cancelled: dict[tuple[str, int, int], tuple[TrialState, str]] = {}
+        # trials that ended here whose events the manager has not acked: ref -> the seq of
+        # their trial_ended (a manager that restarted must take them over, not lose them)
+        self._ended: dict[TrialRef, int] = {}
+        self._last_seq = 0
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def run(self) -> int:
@@ -117,8 +122,28 @@ class Worker:
     # --- messages from the manager ----------------------------------------------------------
 
     def _send(self, message: SequencedMessage) -> None:
-        self.session.send(message)
+        seq = self._last_seq = self.session.send(message)
+        if type(message) is TrialEnded:
+            self._forget_acked()  # keeps the record small in a long-lived worker
+            ref = TrialRef(experiment_id=message.experiment_id, trial_id=message.trial_id,
+                           attempt=message.attempt)
+            self._ended[ref] = seq
         self.client.wake()
+
+    def _forget_acked(self) -> None:
+        first_unacked = self._last_seq + 1 - self.session.unacked
+        for ref in [r for r, seq in self._ended.items() if seq < first_unacked]:
+            del self._ended[ref]  # acked: durable at the experiment
+
+    def _held_trials(self) -> tuple[TrialRef, ...]:
+        """The trials whose events this worker still holds, for its ``hello``: those that
+        ended here with events not acked yet (oldest first), then the one running now.
+
+        A manager that restarted knows nothing of them; it takes each over and receives
+        its events, the resent ones among them, instead of giving the trial up.
+        """
+        self._forget_acked()
+        return (*self._ended, *self.runner.running)
 
     def _on_effects(self, effects: list[Effect]) -> None:
         for effect in effects:

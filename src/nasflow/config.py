@@ -109,6 +109,10 @@ class ExperimentConfig:
     penalty: float | None = None
     """The metric of trials that failed for good (FAILED or TIMEOUT after any retries), so
     that strategies steer away from them; exports still rank succeeded trials only."""
+    max_payload_size: int = 2 * 1024**3
+    """The largest pickled space and evaluator (in bytes) that ``training_service="local"``
+    or a ``manager`` daemon accepts; larger ones fail at once with ``PayloadError``. Setups
+    too large for a frame travel to the workers as a file (see docs/manager.md)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -118,7 +122,7 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(name, v, "a positive int, or None for no limit")
-        for name in ("concurrency", "trials_per_gpu", "event_buffer"):
+        for name in ("concurrency", "trials_per_gpu", "event_buffer", "max_payload_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "a positive int")

@@ -27,6 +27,7 @@ from nasflow._types import TrialState
 from nasflow.evaluator import Trial
 from nasflow.manager import TrialManager
 from nasflow.protocol import PROTOCOL_VERSION, Limits
+from nasflow.store import experiment_dir
 from nasflow.worker._payload import PayloadError, read_spilled, spill
 
 _MB = 1_000_000
@@ -285,3 +286,33 @@ def test_rate_limits_are_checked() -> None:
 def test_the_payload_limit_defaults_to_2_gib_everywhere() -> None:
     assert Limits().max_payload_size == 2 * 1024**3
     assert nf.ExperimentConfig().max_payload_size == 2 * 1024**3
+
+
+class Inspecting(Holding):
+    """Returns the permission bits of the setup files the workers read."""
+
+    def __init__(self, size: int, where: Path) -> None:
+        super().__init__(size)
+        self.where = where
+
+    def __call__(self, model: Any, trial: Trial) -> float:
+        assert len(self.blob) == 20 * _MB // 256 * 256
+        [written] = self.where.iterdir()
+        return float(written.stat().st_mode & 0o777)
+
+
+async def test_a_setup_over_the_frame_limit_reaches_a_daemon_as_a_file(tmp_path: Path) -> None:
+    # an experiment attached to a daemon writes the file itself (in its directory): the
+    # tuner channel's setup frame is limited too; 20 MB is the probe's Classification
+    with anyio.fail_after(180):
+        async with TrialManager(workers=1, log_dir=tmp_path / "daemon") as manager:
+            config = nf.ExperimentConfig(max_trials=1, manager=manager.url,
+                                         token=manager.token)
+            setups = experiment_dir("big-setup") / "workers" / "setups"
+            exp = nf.Experiment({"x": nf.Categorical([1])}, Inspecting(20 * _MB, setups),
+                                nf.strategy.GridSearch(), config, id="big-setup")
+            await exp.run()
+    [trial] = exp.trials()
+    assert trial.state is TrialState.SUCCEEDED, trial.error
+    assert trial.metric == 0o600
+    assert list(setups.iterdir()) == []  # removed when the experiment left

@@ -244,6 +244,10 @@ class ManagerEngine(ManagerEvents, Engine):
             if self._link is not None:
                 with anyio.move_on_after(5):
                     await self._link.detach("the experiment ended")
+            setup = self._setup_message
+            if setup is not None and setup.payload_file is not None:
+                # the file this experiment wrote for the daemon's workers (see _setup_for)
+                await anyio.Path(setup.payload_file).unlink(missing_ok=True)
             if self._manager is not None:
                 # let its workers leave on their own before anything is cancelled
                 self._manager.stop()

@@ -316,3 +316,16 @@ async def test_a_setup_over_the_frame_limit_reaches_a_daemon_as_a_file(tmp_path:
     assert trial.state is TrialState.SUCCEEDED, trial.error
     assert trial.metric == 0o600
     assert list(setups.iterdir()) == []  # removed when the experiment left
+
+
+async def test_a_bad_first_frame_closes_with_a_code_and_a_reason_too() -> None:
+    with anyio.fail_after(60):
+        async with TrialManager(workers=1) as manager:
+            headers = {"Authorization": f"Bearer {manager.token}"}
+            async with connect(manager.url + "/tuner", additional_headers=headers,
+                               proxy=None) as ws:
+                await ws.send("not json")
+                frames, closed = await _until_closed(ws)
+    assert frames[-1]["code"] == "malformed"
+    assert closed.rcvd is not None and closed.rcvd.code == 1002
+    assert closed.rcvd.reason.startswith("nasflow malformed:")

@@ -488,7 +488,7 @@ async def _refuse(ws: ServerConnection, error: ProtocolError) -> None:
             await ws.send(encode_error(error).decode())
         except ConnectionClosed:
             return
-        await ws.close(1002, f"nasflow protocol error: {error.code}")
+        await ws.close(*close_code(error))
 
 
 def _wrong_role(hello: Hello, path: str) -> ProtocolError:

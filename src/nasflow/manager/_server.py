@@ -54,9 +54,7 @@ from nasflow.protocol import (
     Effect,
     Hello,
     Limits,
-    MessageTooLargeError,
     PeerClosed,
-    PeerError,
     ProtocolError,
     RateLimitError,
     Role,
@@ -67,7 +65,7 @@ from nasflow.protocol import (
     Submit,
     TokenBucket,
     TrialRef,
-    UnauthorizedError,
+    close_code,
     encode_error,
     read_hello,
 )
@@ -444,26 +442,6 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
     code, reason = close_code(failure)
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
         await ws.close(code, reason)
-
-
-def close_code(failure: ProtocolError | None) -> tuple[int, str]:
-    """The WebSocket close code and reason for a connection that ends with ``failure``.
-
-    1000 without a failure, or when the peer reported one (its ``error`` frame says it);
-    1008 (policy violation) for a rate limit or a ``setup`` without authentication; 1009
-    for a message over the limits; 1002 (protocol error) otherwise. The reason (at most
-    123 bytes) names the error's code and what was wrong.
-    """
-    if failure is None or isinstance(failure, PeerError):
-        return 1000, ""
-    if isinstance(failure, (RateLimitError, UnauthorizedError)):
-        code = 1008
-    elif isinstance(failure, MessageTooLargeError):
-        code = 1009
-    else:
-        code = 1002
-    reason = f"nasflow {failure.code}: {failure}"
-    return code, reason.encode()[:123].decode(errors="ignore")
 
 
 async def _goodbye(ws: ServerConnection, hello: Hello, first: str | bytes, reason: str) -> None:

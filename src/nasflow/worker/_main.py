@@ -232,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=30.0,
                         help="seconds to wait for the first connection (default 30)")
     parser.add_argument("--parent-pid", type=int, default=None,
-                        help="exit when this process exits (embedded managers)")
+                        help="exit when this process (our parent: an embedded "
+                             "manager's experiment) exits, or at once if it is gone")
     parser.add_argument("--token-fd", type=int, default=None,
                         help="read the token from this inherited file descriptor (a pipe "
                              "the manager writes and closes) instead of NASFLOW_TOKEN")

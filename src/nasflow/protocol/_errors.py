@@ -198,8 +198,7 @@ class PeerError(ProtocolError):
 
 
 def close_code(failure: ProtocolError | None) -> tuple[int, str]:
-    """The WebSocket close code and reason for a connection that ends with ``failure``
-    (what the manager uses).
+    """The WebSocket close code and reason for a connection that ends with ``failure``.
 
     1000 without a failure, or when the peer reported one (its ``error`` frame says it);
     1008 (policy violation) for a rate limit or a ``setup`` without authentication; 1009

@@ -90,6 +90,9 @@ def test_a_spilled_setup_is_private_and_checked(tmp_path: Path) -> None:
     spilled = spill(data, tmp_path / "setups", "exp-1")
     assert spilled.path.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "setups").stat().st_mode & 0o077 == 0
+    # an experiment id is no path: it cannot place the file elsewhere
+    elsewhere = spill(data, tmp_path / "setups", "../../x").path
+    assert elsewhere.parent == (tmp_path / "setups").resolve()
     assert bytes(read_spilled(str(spilled.path), spilled.sha256, spilled.size)) == data
     with pytest.raises(PayloadError, match="bytes, not the"):
         read_spilled(str(spilled.path), spilled.sha256, spilled.size + 1)

@@ -15,7 +15,6 @@ leaves and when the manager stops.
 
 from __future__ import annotations
 
-import base64
 import logging
 import tempfile
 from pathlib import Path
@@ -53,7 +52,7 @@ class SetupSpool:
         if fits_inline(len(message.payload), self._limits):
             self.drop(message.experiment_id)
             return Setup(experiment_id=message.experiment_id, payload=message.payload), digest
-        spilled = spill(message.payload, self._where(), _safe(message.experiment_id))
+        spilled = spill(message.payload, self._where(), message.experiment_id)
         old = self._files.get(message.experiment_id)
         if old is not None and old != spilled.path:
             old.unlink(missing_ok=True)
@@ -84,9 +83,3 @@ class SetupSpool:
             self._tmp = tempfile.TemporaryDirectory(prefix="nasflow-setups-")
         return Path(self._tmp.name)
 
-
-def _safe(experiment_id: str) -> str:
-    """A file-name-safe form of an experiment id (ids are short, but not always tame)."""
-    if experiment_id.replace("-", "").replace("_", "").isalnum() and len(experiment_id) < 80:
-        return experiment_id
-    return base64.urlsafe_b64encode(experiment_id.encode()).decode()[:40].rstrip("=")

@@ -156,7 +156,7 @@ def spill(data: bytes, directory: Path, name: str) -> SpilledPayload:
     """
     sha = hashlib.sha256(data).hexdigest()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    final = directory / f"setup-{name}-{sha[:16]}.pkl"
+    final = directory / f"setup-{_file_safe(name)}-{sha[:16]}.pkl"
     tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -193,3 +193,10 @@ def read_spilled(path: str, sha256: str, size: int) -> bytes | mmap.mmap:
         raise PayloadError(f"the setup file {path} does not match its SHA-256: it was "
                            "changed after it was written; restart the experiment")
     return data
+
+
+def _file_safe(name: str) -> str:
+    """``name`` if it is a tame file name part, else a hash of it (ids may hold ``/``)."""
+    if name.replace("-", "").replace("_", "").isalnum() and len(name) <= 64:
+        return name
+    return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()

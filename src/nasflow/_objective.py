@@ -26,11 +26,24 @@ def to_number(value: Any, *, what: str = "metric") -> float:
             raise MetricError(f"{what} must be a single number, got {value!r}") from exc
     try:
         number = float(value)
+    except OverflowError:
+        # an int past float's range (10**400): a MetricError of this trial, not a crash
+        raise MetricError(
+            f"{what} must fit a float (at most about 1.8e308), got {_show(value)}"
+        ) from None
     except (TypeError, ValueError):
-        raise MetricError(f"{what} must be a finite number, got {value!r}") from None
+        raise MetricError(f"{what} must be a finite number, got {_show(value)}") from None
     if not math.isfinite(number):
         raise MetricError(f"{what} must be a finite number, got {number!r}")
     return number
+
+
+def _show(value: Any) -> str:
+    """A short repr: a huge int has thousands of digits (past 4300, repr itself raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class Objective:

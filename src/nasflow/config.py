@@ -122,6 +122,10 @@ class ExperimentConfig:
     """Stop the experiment (state FAILED, ``run()`` raises ``RepeatedFailureError``) when
     its first this-many trials all fail with the same error: the evaluator is broken, and
     running the rest would only repeat it. ``None`` runs on whatever fails."""
+    max_payload_size: int = 2 * 1024**3
+    """The largest pickled space and evaluator (in bytes) that ``training_service="local"``
+    or a ``manager`` daemon accepts; larger ones fail at once with ``PayloadError``. Setups
+    too large for a frame travel to the workers as a file (see docs/manager.md)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -131,7 +135,7 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(name, v, "a positive int, or None for no limit")
-        for name in ("concurrency", "trials_per_gpu", "event_buffer"):
+        for name in ("concurrency", "trials_per_gpu", "event_buffer", "max_payload_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "a positive int")

@@ -59,6 +59,7 @@ from nasflow.exceptions import (
     NasflowError,
     RepeatedFailureError,
 )
+from nasflow.protocol import Limits
 from nasflow.space import as_search_space
 from nasflow.store import (
     DB_NAME,
@@ -258,6 +259,7 @@ class Experiment(RunMixin, Results):
             max_trials_per_worker=cfg.max_trials_per_worker,
             reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
             log_dir=self.directory / "workers",
+            limits=Limits(max_payload_size=cfg.max_payload_size),
         )
 
     async def _engine_submit(self, spec: TrialSpec) -> None:

@@ -26,11 +26,13 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import anyio
 
 from nasflow._types import TrialError, TrialState
 from nasflow.manager._pool import LocalPool
+from nasflow.manager._spool import SetupSpool
 from nasflow.manager._state import (
     ExperimentPort,
     ExperimentRecord,
@@ -40,7 +42,6 @@ from nasflow.manager._state import (
     TrialRecord,
     WorkerRecord,
     fair_shares,
-    payload_digest,
 )
 from nasflow.manager._workers import WorkerSide
 from nasflow.protocol import (
@@ -76,6 +77,7 @@ class ManagerCore(WorkerSide):
         reattach_timeout: float = 60.0,
         adopt_grace: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        spool_dir: Path | None = None,
     ) -> None:
         self.slots = slots
         """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
@@ -93,6 +95,7 @@ class ManagerCore(WorkerSide):
         """Workers an earlier manager started that may re-attach here and have not yet:
         session id -> pid (``None``: unknown, then only ``adopt_grace`` ends orphans)."""
         self._limits = limits
+        self._spool = SetupSpool(spool_dir, limits)
         self._closing = False
         self._start_failures = 0
         self._broken: TrialError | None = None
@@ -139,6 +142,7 @@ class ManagerCore(WorkerSide):
             with anyio.move_on_after(grace):
                 await self._pool.all_gone.wait()
             self._pool.kill_all()
+        self._spool.close()
 
     async def hand_over(self, *, grace: float = 3.0) -> int:
         """Leave for a successor on this address (a restart): idle workers are told
@@ -186,7 +190,15 @@ class ManagerCore(WorkerSide):
             exp.detach_timer.cancel()
             exp.detach_timer = None
         exp.port = port
-        exp.payload, exp.digest = message.payload, payload_digest(message.payload)
+        try:
+            exp.setup, exp.digest = self._spool.for_workers(message)
+        except OSError as exc:
+            exp.setup, exp.digest = None, ""
+            self._fail_experiment(exp, TrialError(
+                "PayloadError", f"the manager cannot write the experiment's setup "
+                f"({len(message.payload)} bytes) for its workers: {exc}"))
+            return
+        exp.payload = message.payload
         exp.concurrency = message.concurrency or 1
         exp.trial_timeout = message.trial_timeout
         exp.slots = -1
@@ -285,6 +297,7 @@ class ManagerCore(WorkerSide):
         if exp.detach_timer is not None:
             exp.detach_timer.cancel()
         _log.info("experiment %s detached: %s", experiment_id, reason)
+        self._spool.drop(experiment_id)
         if exp.port is not None:
             # a client coming back after this must learn it was dropped, not wait forever
             exp.port.close(f"the manager forgot experiment {experiment_id}: {reason}")
@@ -372,7 +385,8 @@ class ManagerCore(WorkerSide):
                 f"the trial ran longer than trial_timeout={timeout:g}s"))
 
     def _send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
-        seq = worker.session.send(Setup(experiment_id=exp.id, payload=exp.payload))
+        assert exp.setup is not None  # only attached experiments get workers
+        seq = worker.session.send(exp.setup)
         worker.setups[exp.id] = exp.digest
         worker.setup_seqs[seq] = exp.id
         worker.wake()

@@ -14,6 +14,7 @@ This module only moves frames between sockets and sessions; ``ManagerCore`` deci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import logging
@@ -55,13 +56,16 @@ from nasflow.protocol import (
     Limits,
     PeerClosed,
     ProtocolError,
+    RateLimitError,
     Role,
     SequencedMessage,
     ServerSession,
     SessionState,
     Setup,
     Submit,
+    TokenBucket,
     TrialRef,
+    close_code,
     encode_error,
     read_hello,
 )
@@ -212,7 +216,7 @@ class TrialManager:
         self.core = ManagerCore(
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
             kill_grace=kill_grace, reattach_timeout=reattach_timeout,
-            adopt_grace=adopt_grace, limits=limits,
+            adopt_grace=adopt_grace, limits=limits, spool_dir=self.log_dir,
         )
         """The scheduler (an embedded engine talks to it directly)."""
         self._ping = (ping_interval, ping_timeout)
@@ -421,16 +425,28 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
         except ConnectionClosed:
             return
 
+    limits = session.limits
+    bucket = TokenBucket(limits.max_frame_rate, limits.max_frame_burst)
+    failure: ProtocolError | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer)
         try:
             frame = first
             while current():
-                on_effects(owner, session.receive_data(frame))
+                effects = session.receive_data(frame)
+                failure = next((e for e in effects if isinstance(e, ProtocolError)), None)
+                on_effects(owner, effects)
                 wake.set()
                 if session.state is not SessionState.OPEN:
                     break
                 frame = await ws.recv()
+                if not bucket.allow(1):
+                    failure = RateLimitError(
+                        f"more than {limits.max_frame_burst} frames at once, or over "
+                        f"{limits.max_frame_rate:g} a second on average (Limits."
+                        "max_frame_rate, max_frame_burst); reconnect and send slower")
+                    _log.warning("closing a %s connection: %s", session.role.value, failure)
+                    break
         except ConnectionClosed:
             pass
         finally:
@@ -438,8 +454,12 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
         if current():
             await send_last_frames(ws, session)
+            if isinstance(failure, RateLimitError):  # the session did not see this one
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(encode_error(failure).decode())
+    code, reason = close_code(failure)
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-        await ws.close()
+        await ws.close(code, reason)
 
 
 async def _goodbye(ws: ServerConnection, hello: Hello, first: str | bytes, reason: str) -> None:
@@ -464,7 +484,7 @@ async def _refuse(ws: ServerConnection, error: ProtocolError) -> None:
             await ws.send(encode_error(error).decode())
         except ConnectionClosed:
             return
-        await ws.close(1002, f"nasflow protocol error: {error.code}")
+        await ws.close(*close_code(error))
 
 
 def _wrong_role(hello: Hello, path: str) -> ProtocolError:

@@ -56,7 +56,7 @@ from nasflow.protocol import (
 )
 from nasflow.worker._payload import Payload
 
-__all__ = ["TrialRunner"]
+__all__ = ["TrialRunner", "bounded_error"]
 
 
 @dataclass(slots=True, eq=False)
@@ -241,13 +241,13 @@ class TrialRunner:
         except TrialStopped:
             return (*self._stopped(run), None)
         except Exception as exc:
-            return TrialState.FAILED, TrialError.from_exception(exc), None
+            return TrialState.FAILED, bounded_error(exc), None
         finally:
             _current.reset(token)
         try:
             return TrialState.SUCCEEDED, None, _final(trial, result)
-        except MetricError as exc:
-            return TrialState.FAILED, TrialError.from_exception(exc), None
+        except Exception as exc:  # a MetricError; anything else fails this trial too
+            return TrialState.FAILED, bounded_error(exc), None
 
     @staticmethod
     def _stopped(run: _Run) -> tuple[TrialState, TrialError]:
@@ -321,6 +321,36 @@ class TrialRunner:
             half = len(steps) // 2
             self._send_chunk(m, steps[:half], values[:half], times[:half])
             self._send_chunk(m, steps[half:], values[half:], times[half:])
+
+
+_MAX_ERROR_MESSAGE = 16 * 1024  # characters of an error's message sent to the manager
+_MAX_TRACEBACK = 64 * 1024  # characters of its traceback (the last frames are kept)
+_MAX_TRACEBACK_LINE = 4096
+
+
+def bounded_error(exc: BaseException) -> TrialError:
+    """``exc`` as a ``TrialError`` that fits a ``trial_ended`` frame (1 MiB).
+
+    A message over 16 KiB characters is cut with a note saying how long it was; the
+    traceback keeps its last frames (the raising code) and the exception type, within
+    64 KiB. Even all escaped (6 bytes a character), both fit one frame.
+    """
+    error = TrialError.from_exception(exc)
+    message, tb = error.message, error.traceback
+    if len(message) > _MAX_ERROR_MESSAGE:
+        message = (message[:_MAX_ERROR_MESSAGE]
+                   + f"... [message truncated by nasflow: {len(error.message)} characters "
+                   "in all]")
+    if len(tb) > _MAX_TRACEBACK or len(error.message) > _MAX_TRACEBACK_LINE:
+        lines = [line if len(line) <= _MAX_TRACEBACK_LINE
+                 else line[:_MAX_TRACEBACK_LINE] + f"... [{len(line)} characters]\n"
+                 for line in tb.splitlines(keepends=True)]
+        tb = "".join(lines)
+        if len(tb) > _MAX_TRACEBACK:
+            tb = ("[traceback truncated by nasflow: its first "
+                  f"{len(tb) - _MAX_TRACEBACK} characters are left out]\n"
+                  + tb[-_MAX_TRACEBACK:])
+    return TrialError(error.type, message, tb)
 
 
 def _ids(message: RunTrial) -> dict[str, Any]:

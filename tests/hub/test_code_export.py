@@ -169,7 +169,7 @@ def _hub_spaces() -> list[str]:
 
     return [name for name in hub.__all__ if isinstance(getattr(hub, name), type)
             and issubclass(getattr(hub, name), snn.ModelSpace)
-            and name != "AutoformerSpace"]  # an alias
+            and name not in ("AutoformerSpace", "NDS")]  # an alias; the NDS base needs its ops
 
 
 def _input_for(model: nn.Module) -> torch.Tensor:

@@ -81,6 +81,9 @@ def to_code(model: nn.Module, *, class_name: str | None = None) -> str:
 # --- __init__: the module tree ----------------------------------------------------------
 
 
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
+
+
 def _init_body(model: nn.Module, tracer: fx.Tracer, constants: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     _emit_children(model, "self", "", tracer, lines, {})
@@ -116,10 +119,13 @@ def _emit_children(module: nn.Module, ref: str, path: str, tracer: fx.Tracer,
             continue
         var = "m_" + re.sub(r"\W", "_", cpath)
         seen[id(child)] = var
-        if tracer.is_leaf_module(child, cpath):
+        # fx calls torch.nn's containers leaves, but they are never called: their children
+        # are, by qualified name, so a plain module holding the same children serves
+        if tracer.is_leaf_module(child, cpath) and not isinstance(child, _CONTAINERS):
             lines.append(f"{var} = {_constructor(child, cpath)}")
         else:
-            lines.append(f"{var} = nn.Module()")
+            kind = type(child).__name__ if type(child) in _CONTAINERS else "Module"
+            lines.append(f"{var} = nn.{kind}()")
             _emit_children(child, var, cpath, tracer, lines, seen)
         lines.append(f"{ref}.add_module({cname!r}, {var})")
 
@@ -329,8 +335,8 @@ def _check(source: str, name: str, model: nn.Module) -> None:
         )
     tracer = fx.Tracer()
     for path, leaf in model.named_modules():
-        if not path or not tracer.is_leaf_module(leaf, path):
-            continue
+        if not path or not tracer.is_leaf_module(leaf, path) or isinstance(leaf, _CONTAINERS):
+            continue  # a container's children are checked one by one
         rebuilt = built.get_submodule(path)
         if repr(rebuilt) != repr(leaf):
             raise SpaceError(

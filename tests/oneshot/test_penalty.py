@@ -139,3 +139,29 @@ def test_a_latency_table_without_a_label_says_which() -> None:
     with pytest.raises(nf.StrategyError) as info:
         nf.run(exp)
     assert "no row for the label 'op'" in repr(info.value.__cause__)
+
+
+class Deep(snn.ModelSpace):
+    """A Repeat whose deeper blocks' op labels are inactive at depth 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = snn.Repeat(
+            lambda i: snn.LayerChoice({"mlp": identity_mlp(), "keep": nn.Identity()},
+                                      label=f"op{i}"), depth=(1, 2), label="depth")
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x))
+
+
+def test_samples_without_inactive_labels_get_an_estimate() -> None:
+    train, val = data()
+    evaluator = nf.evaluator.Regression(train, val, epochs=2, batch_size=32, lr=0.05)
+    exp = nf.Experiment(Deep(), evaluator,
+                        nf.strategy.DARTS(penalty=nf.strategy.FLOPsPenalty(weight=1.0)),
+                        nf.ExperimentConfig(store=False))
+    nf.run(exp)
+    assert exp.state is nf.ExperimentState.DONE
+    for t in exp.trials():
+        assert t.metrics["flops"] >= 0

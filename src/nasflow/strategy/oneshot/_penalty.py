@@ -10,7 +10,8 @@ expected cost ``C(base) + sum_l sum_i p_l[i] * delta[l][i]`` is differentiable i
 ``alpha``, and the architecture step minimises ``loss + penalty(expected cost)``.
 
 ``InputChoice`` labels that pick several candidates are left out of the cost (their
-delta is 0).
+delta is 0), and so, in effect, are labels that the base architecture does not use (the
+ops of blocks that exist only at a larger depth: switching them alone changes nothing).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class CostPenalty(ABC):
         specs = rt.supernet.specs
         total = self.base
         for label, delta in self.deltas.items():
-            total += float(delta[specs[label].indices(sample[label])[0]])
+            if label in sample:  # a sample holds only its active labels
+                total += float(delta[specs[label].indices(sample[label])[0]])
         return total
 
     def _cost(self, rt: Run, sample: dict[str, Any], example: torch.Tensor) -> float:

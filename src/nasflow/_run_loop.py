@@ -200,6 +200,8 @@ class RunMixin:
                        ExperimentFinished(time=now, state=state, reason=reason)):
                 await self._publish(ev, wait=normal)
             self._hub.close()
+            if self._tensorboard is not None:  # the scalars are on disk when run() returns
+                await anyio.to_thread.run_sync(self._tensorboard.join)
             if self._store is not None:
                 self._store.set_meta(state=state.value, ended_at=now, end_reason=reason,
                                      trials=len(self._records), best=self._best_metric())

@@ -115,6 +115,9 @@ class ExperimentConfig:
     this many extra times; the strategy only sees the last attempt."""
     retry_on: Sequence[str] = ("FAILED",)
     """Which final states count as failures worth retrying: ``"FAILED"``, ``"TIMEOUT"``."""
+    tensorboard: bool = False
+    """Write every trial's reported metrics as TensorBoard scalars under its folder (needs
+    ``pip install 'nasflow[tensorboard]'``; view them with ``nasflow tensorboard ID``)."""
     penalty: float | None = None
     """The metric of trials that failed for good (FAILED or TIMEOUT after any retries), so
     that strategies steer away from them; exports still rank succeeded trials only."""
@@ -198,6 +201,8 @@ class ExperimentConfig:
             raise ConfigError("penalty", p, "a finite number, or None")
         if not isinstance(self.store, bool):
             raise ConfigError("store", self.store, "True or False")
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError("tensorboard", self.tensorboard, "True or False")
         if self.home is not None:
             put("home", str(Path(self.home).expanduser()))
 

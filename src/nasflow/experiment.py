@@ -59,6 +59,7 @@ from nasflow.exceptions import (
     NasflowError,
     RepeatedFailureError,
 )
+from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.protocol import Limits
 from nasflow.space import as_search_space
 from nasflow.store import (
@@ -163,6 +164,10 @@ class Experiment(RunMixin, Results):
         self._budget = Budget(self.config.max_trials, None)
         self._hub = EventHub()
         self._hub.add_sink(self._apply)
+        self._tensorboard: TensorBoardSink | None = None
+        if self.config.tensorboard:
+            self._tensorboard = TensorBoardSink(self._trial_directory)
+            self._hub.add_sink(self._tensorboard)
         self._store: ExperimentStore | None = None
         self._engine: Engine | None = None
         self._ctx: ExperimentContext | None = None

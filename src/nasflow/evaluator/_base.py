@@ -54,6 +54,9 @@ class Evaluator(ABC):
     default_objective: str | Mapping[str, str] | None = None
     """The objective this evaluator's metric calls for, used when the experiment's config
     leaves ``objective`` unset (e.g. ``"minimize"`` for a loss)."""
+    model_seed: int | None = None
+    """When set, engines build each trial's model (``space.freeze(sample)``) with torch's
+    generator seeded by it, so a trial's initial weights repeat from run to run."""
 
     @abstractmethod
     def evaluate(self, model: Any, trial: Trial) -> Any:

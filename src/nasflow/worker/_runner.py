@@ -229,7 +229,8 @@ class TrialRunner:
                     if getattr(payload.space, "is_model_space", False):
                         # freezing copies modules: keep it off the loop
                         model = await anyio.to_thread.run_sync(
-                            build_model, payload.space, trial.sample
+                            build_model, payload.space, trial.sample,
+                            getattr(payload.evaluator, "model_seed", None),
                         )
                     result = await payload.evaluator.evaluate(model, trial)
                 else:
@@ -362,7 +363,8 @@ def _ids(message: RunTrial) -> dict[str, Any]:
 
 
 def _call_sync(payload: Payload, trial: Trial) -> Any:
-    model = build_model(payload.space, trial.sample)
+    seed = getattr(payload.evaluator, "model_seed", None)  # repeatable initial weights
+    model = build_model(payload.space, trial.sample, seed)
     return payload.evaluator.evaluate(model, trial)
 
 

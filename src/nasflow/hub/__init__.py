@@ -16,12 +16,12 @@ from nasflow.hub._checkpoint import load_checkpoint as load_checkpoint
 from nasflow.hub._mobilenetv3 import MobileNetV3Space as MobileNetV3Space
 from nasflow.hub._nasbench101 import NasBench101 as NasBench101
 from nasflow.hub._nasbench201 import NasBench201 as NasBench201
-from nasflow.hub._nds import AmoebaNet as AmoebaNet
 from nasflow.hub._nds import DARTS as DARTS
 from nasflow.hub._nds import ENAS as ENAS
-from nasflow.hub._nds import NASNet as NASNet
 from nasflow.hub._nds import NDS as NDS
 from nasflow.hub._nds import PNAS as PNAS
+from nasflow.hub._nds import AmoebaNet as AmoebaNet
+from nasflow.hub._nds import NASNet as NASNet
 from nasflow.hub._proxyless import ProxylessNAS as ProxylessNAS
 from nasflow.hub._shufflenet import ShuffleNetSpace as ShuffleNetSpace
 

@@ -20,6 +20,7 @@ import pytest
 
 import nasflow as nf
 from nasflow.dashboard import Dashboard
+from nasflow.events import TrialStarted
 
 VALUES = [1, 2, 3, 4, 5, 6]
 
@@ -27,17 +28,31 @@ VALUES = [1, 2, 3, 4, 5, 6]
 class LiveSearch:
     """An experiment over ``x`` in ``VALUES`` (metric ``x``), two trials at a time."""
 
-    def __init__(self, home: Path, portal: anyio.from_thread.BlockingPortal) -> None:
+    def __init__(self, home: Path, portal: anyio.from_thread.BlockingPortal, *,
+                 attach: bool = True, read_token: bool = True) -> None:
         self.gates = {x: threading.Event() for x in VALUES}
         self.portal = portal
         self.exp = nf.Experiment({"x": nf.Categorical(VALUES)}, self._evaluate,
                                  nf.strategy.GridSearch(),
                                  nf.ExperimentConfig(max_trials=len(VALUES), concurrency=2,
                                                      home=str(home)))
-        self.board = Dashboard(self.exp, home=home)
+        # attach=False: the dashboard sees the experiment only as a directory, as if another
+        # process ran it, and follows it through its control endpoint
+        self.board = Dashboard(*([self.exp] if attach else []), home=home,
+                               read_token=read_token)
+        self.started = threading.Event()
+        self.run = portal.start_task_soon(self._run)
+        self.started.wait(60)
         self._board_cm = portal.wrap_async_context_manager(self.board)
         self._board_cm.__enter__()
-        self.run = portal.start_task_soon(self.exp.run)
+
+    async def _run(self) -> None:
+        async with self.exp.events() as events, anyio.create_task_group() as tg:
+            tg.start_soon(self.exp.run)
+            async for event in events:
+                if isinstance(event, TrialStarted):
+                    break  # the store and the control endpoint are up
+            self.started.set()
 
     def _evaluate(self, model: Any, trial: nf.Trial) -> float:
         x = trial.sample["x"]
@@ -72,6 +87,17 @@ def portal() -> Iterator[anyio.from_thread.BlockingPortal]:
 @pytest.fixture
 def live_search(home: Path, portal: anyio.from_thread.BlockingPortal) -> Iterator[LiveSearch]:
     search = LiveSearch(home, portal)
+    try:
+        yield search
+    finally:
+        search.close()
+
+
+@pytest.fixture
+def remote_search(home: Path, portal: anyio.from_thread.BlockingPortal
+                  ) -> Iterator[LiveSearch]:
+    """The dashboard follows the search through its control endpoint only."""
+    search = LiveSearch(home, portal, attach=False)
     try:
         yield search
     finally:

@@ -100,9 +100,9 @@ class DashboardState:
             out.append(d)
         return out
 
-    def feed(self, experiment_id: str) -> Feed | None:
-        """The running feed of an experiment, started on first use; ``None`` when it is not
-        running (the page reads it from the store)."""
+    async def feed(self, experiment_id: str) -> Feed | None:
+        """The running feed of an experiment, started on first use and subscribed at its
+        source on return; ``None`` when it is not running (the page reads the store)."""
         feed = self.feeds.get(experiment_id)
         if feed is not None and feed.running:
             return feed
@@ -116,8 +116,8 @@ class DashboardState:
         feed = self.feeds[experiment_id] = Feed(experiment_id, directory, live)
         assert self.tg is not None, "the dashboard's task group is not running"
         feed.running = True  # from now: a second subscriber shares this pump
-        self.tg.start_soon(feed.pump)
-        return feed
+        subscribed = await self.tg.start(feed.pump)
+        return feed if subscribed else None
 
 
 def _entries(root: Path) -> list[Path]:
@@ -362,9 +362,12 @@ async def websocket(ws: WebSocket) -> None:
     client = Client()
     watching: dict[str, Feed] = {}
 
-    async def send_frames() -> None:
-        async for frame in client.frames():
-            await ws.send_text(orjson.dumps(frame).decode())
+    async def send_frames(scope: anyio.CancelScope) -> None:
+        try:
+            async for frame in client.frames():
+                await ws.send_text(orjson.dumps(frame).decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            scope.cancel()  # the page went away mid-send
 
     async def receive() -> None:
         while True:
@@ -383,7 +386,7 @@ async def websocket(ws: WebSocket) -> None:
                 ).decode())
                 continue
             try:
-                feed = state.feed(target)
+                feed = await state.feed(target)
             except HTTPException as exc:
                 await ws.send_text(orjson.dumps({"type": "error", "error": exc.detail}).decode())
                 continue
@@ -396,11 +399,12 @@ async def websocket(ws: WebSocket) -> None:
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(send_frames)
-            await receive()
+            tg.start_soon(send_frames, tg.cancel_scope)
+            try:
+                await receive()
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                pass  # the page went away
             tg.cancel_scope.cancel()
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the page went away
     finally:
         for feed in watching.values():
             feed.discard(client)

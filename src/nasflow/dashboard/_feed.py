@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import orjson
 
 from nasflow._control import CONTROL_FILE
@@ -100,34 +101,40 @@ class Feed:
             # each client gets its own dicts: push() tags them in place
             client.push(self.id, [dict(e) for e in events])
 
-    async def pump(self) -> None:
-        """Forward the experiment's events until its run ends (or none is reachable)."""
+    async def pump(self, *, task_status: anyio.abc.TaskStatus[bool] = anyio.TASK_STATUS_IGNORED,
+                   ) -> None:
+        """Forward the experiment's events until its run ends. Start it with ``tg.start``:
+        it reports ``True`` once subscribed (every later event will be forwarded), or
+        ``False`` when no source is reachable."""
         self.running = True
         try:
             if self.live is not None:
-                await self._pump_live(self.live)
+                await self._pump_live(self.live, task_status)
             else:
-                await self._pump_remote()
+                await self._pump_remote(task_status)
         finally:
             self.running = False
             self._fan_out([{"type": "feed_closed"}])
 
-    async def _pump_live(self, exp: Experiment) -> None:
+    async def _pump_live(self, exp: Experiment, task_status: anyio.abc.TaskStatus[bool]
+                         ) -> None:
         # unbounded buffer: the dashboard never makes the search wait; the per-client
         # pending cap bounds what a slow browser costs
         async with exp._hub.subscribe(buffer=0) as events:
+            task_status.started(True)
             async for event in events:
                 batch = [event_to_dict(event)]
                 while len(batch) < 1000 and (more := events.take_nowait()) is not None:
                     batch.append(event_to_dict(more))
                 self._fan_out(batch)
 
-    async def _pump_remote(self) -> None:
+    async def _pump_remote(self, task_status: anyio.abc.TaskStatus[bool]) -> None:
         try:
             info = json.loads((self.directory / CONTROL_FILE).read_text())
             stream = await anyio.connect_tcp("127.0.0.1", int(info["port"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             _log.info("experiment %s has no reachable control endpoint: %s", self.id, exc)
+            task_status.started(False)
             return
         async with stream:
             await stream.send(orjson.dumps({"token": info.get("token"), "op": "events"}))
@@ -137,6 +144,8 @@ class Feed:
                 try:
                     chunk = await stream.receive(1 << 20)
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    if first:
+                        task_status.started(False)
                     return
                 buffer += chunk
                 if len(buffer) > _LINE_LIMIT:
@@ -147,7 +156,9 @@ class Feed:
                     message = orjson.loads(line)
                     if first:
                         first = False
-                        if not (isinstance(message, dict) and message.get("ok")):
+                        ok = isinstance(message, dict) and bool(message.get("ok"))
+                        task_status.started(ok)  # subscribed on its side: nothing missed
+                        if not ok:
                             _log.warning("experiment %s refused its feed: %s", self.id,
                                          message)
                             return

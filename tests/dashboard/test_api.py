@@ -192,3 +192,14 @@ def test_kill_and_stop_through_the_control_endpoint(remote_search: LiveSearch) -
     killed = next(t for t in exp.trials() if t.id == running[0])
     assert killed.state is nf.TrialState.CANCELED
     assert killed.error is not None and "killed from the dashboard" in killed.error.message
+
+
+def test_the_control_endpoint_checks_kill_requests(live_search: LiveSearch) -> None:
+    from nasflow._control import send_request
+
+    directory = live_search.exp.directory
+    reply = send_request(directory, "kill", trial="0")
+    assert reply == {"ok": False, "error": "trial must be an id, got '0'"}
+    reply = send_request(directory, "kill", trial=999)
+    assert reply == {"ok": False, "error": "trial 999 is not running"}
+    assert live_search.exp.state is nf.ExperimentState.RUNNING

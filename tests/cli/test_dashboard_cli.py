@@ -53,3 +53,14 @@ def test_a_bad_port_is_refused() -> None:
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "a port is 0 (a free one) to 65535, got '70000'" in out.stderr
+
+
+def test_nasflow_demo_dashboard_serves_the_demo_while_it_runs(home: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "nasflow", "demo", "--dashboard", "--trials",
+                          "1", "--epochs", "1", "--plain"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    match = re.search(r"nasflow dashboard: http://127\.0\.0\.1:\d+/\?token=[\w-]+"
+                      r"#/experiments/(\w+)", out.stdout)
+    assert match, out.stdout
+    assert nf.load_experiment(match.group(1), home=home).state is nf.ExperimentState.DONE

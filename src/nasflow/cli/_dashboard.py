@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from nasflow.cli._output import EXIT_FAILED, EXIT_OK, Formatter, add_home, command, find
 
-__all__ = ["add_parsers"]
+if TYPE_CHECKING:
+    from nasflow.experiment import Experiment
+
+__all__ = ["add_parsers", "with_dashboard"]
 
 DASHBOARD_EXAMPLES = """examples:
   nasflow dashboard                 # every experiment under NASFLOW_HOME, live
@@ -95,6 +100,15 @@ def dashboard_main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+async def with_dashboard(exp: Experiment, run: Coroutine[Any, Any, int]) -> int:
+    """Await ``run`` (the run of ``exp``) with a dashboard serving it; prints the address."""
+    from nasflow.dashboard import Dashboard
+
+    async with Dashboard(exp, home=exp.config.home) as board:
+        print(f"nasflow dashboard: {board.url}#/experiments/{exp.id}", flush=True)
+        return await run
 
 
 @command

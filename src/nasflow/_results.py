@@ -132,6 +132,14 @@ class Results(ABC):
             return models
         return [_code(model, r.id) for model, r in zip(models, top, strict=True)]
 
+    def to_dataframe(self) -> Any:
+        """A pandas ``DataFrame``, one row per trial (index ``id``): ``state``, ``metric``,
+        ``metric:<objective>`` and ``label:<label>`` columns, times, ``duration``,
+        ``attempt`` and ``error``. Needs pandas (``pip install 'nasflow[plot]'``)."""
+        from nasflow._plots import to_dataframe
+
+        return to_dataframe(self.trials(), self.objective)
+
 
 class ExperimentResults(Results):
     """A finished or running experiment read from its directory (``load_experiment``)."""
@@ -177,6 +185,20 @@ class ExperimentResults(Results):
     def progress(self) -> list[tuple[float, int | None, dict[str, Any]]]:
         """``[(time, step, values), ...]`` the strategy reported (one-shot epochs, ...)."""
         return self._reader.progress()
+
+    def plot(self, kind: str = "history") -> Any:
+        """A matplotlib ``Figure``: ``"history"`` (metric and best so far per trial),
+        ``"curves"`` (intermediate metrics), ``"parallel"`` (coordinates over the labels),
+        ``"pareto"`` (two objectives) or ``"importance"`` (variance explained per label).
+        Needs matplotlib (``pip install 'nasflow[plot]'``)."""
+        from nasflow._plots import plot
+
+        return plot(kind, self.trials(), self.objective, self.intermediates, title=self.name)
+
+    def _repr_html_(self) -> str:
+        from nasflow._html import results_html
+
+        return results_html(self)
 
     def _space_for_instances(self) -> Any:
         if self._space is None:

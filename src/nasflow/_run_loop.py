@@ -24,6 +24,7 @@ from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
 from nasflow._version import __version__
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
+    EventStream,
     ExperimentFinished,
     ExperimentStateChanged,
     TrialEnded,
@@ -53,7 +54,8 @@ class RunMixin:
             try:
                 if cfg.store:
                     await self._open_store()
-                    control = ControlServer(self.directory, self.stop, self._status)
+                    control = ControlServer(self.directory, self.stop, self._status,
+                                            events=self._feed_events, kill=self._kill_trial)
                     await services.start(control.serve)
                 failure = await self._search()
                 finished_normally = True
@@ -242,6 +244,14 @@ class RunMixin:
     def _status(self: Experiment) -> dict[str, Any]:
         return {"id": self.id, "state": self.state.value, "trials": len(self._records),
                 "running": self._inflight, "best": self._best_metric()}
+
+    def _feed_events(self: Experiment) -> EventStream:
+        # unbounded: a feed's reader (the dashboard) must never make the search wait; the
+        # control server drops a reader that falls far behind instead
+        return self._hub.subscribe(buffer=0)
+
+    def _kill_trial(self: Experiment, trial_id: int, reason: str) -> bool:
+        return self._kill(trial_id, TrialState.CANCELED, reason)
 
     # --- snapshots and resume -------------------------------------------------------------
 

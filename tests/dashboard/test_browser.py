@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -20,6 +21,8 @@ from nasflow.dashboard import Dashboard
 from .conftest import LiveSearch
 
 WAIT = 30
+# pushed events re-render rows and charts: an element found a moment ago may be replaced
+STALE = (StaleElementReferenceException,)
 
 
 def wait_for(browser: Any, css: str, text: str | None = None) -> Any:
@@ -29,13 +32,28 @@ def wait_for(browser: Any, css: str, text: str | None = None) -> Any:
             if text is None or text in el.text:
                 return el
         return False
-    return WebDriverWait(browser, WAIT).until(found, f"no {css!r} with text {text!r}")
+    return WebDriverWait(browser, WAIT, ignored_exceptions=STALE).until(
+        found, f"no {css!r} with text {text!r}")
+
+
+def click(browser: Any, css: str) -> None:
+    """Click the element matching ``css``, finding it again if a re-render replaced it."""
+    def clicked(driver: Any) -> bool:
+        driver.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    WebDriverWait(browser, WAIT, ignored_exceptions=STALE).until(clicked, f"cannot click {css!r}")
+
+
+def attribute(browser: Any, css: str, name: str) -> str | None:
+    """The attribute ``name`` of the element matching ``css``, read on a current element."""
+    return WebDriverWait(browser, WAIT, ignored_exceptions=STALE).until(
+        lambda d: [d.find_element(By.CSS_SELECTOR, css).get_attribute(name)],
+        f"no {css!r}")[0]
 
 
 def test_the_list_shows_a_running_experiment(live_search: LiveSearch, browser: Any) -> None:
     browser.get(live_search.board.url)
-    row = wait_for(browser, f"tr.exp-row[data-id='{live_search.exp.id}']")
-    assert "RUNNING" in row.find_element(By.CSS_SELECTOR, ".state").text
+    wait_for(browser, f"tr.exp-row[data-id='{live_search.exp.id}'] .state", "RUNNING")
     shot = os.environ.get("NASFLOW_SCREENSHOT_LIST")
     if shot:
         browser.save_screenshot(shot)
@@ -55,16 +73,17 @@ def test_a_finished_trial_appears_and_its_curve_shows(live_search: LiveSearch,
     wait_for(browser, ".trow[data-trial='2']")
     assert browser.execute_script("return window.__notReloaded === true;")
 
-    browser.find_element(By.CSS_SELECTOR, ".trow[data-trial='0']").click()
-    curve = wait_for(browser, "#curve path.curve[data-trial='0']")
-    assert curve.get_attribute("data-points") == "3"  # the three reported steps
+    click(browser, ".trow[data-trial='0']")
+    wait_for(browser, "#curve path.curve[data-trial='0']")
+    # the three reported steps
+    assert attribute(browser, "#curve path.curve[data-trial='0']", "data-points") == "3"
     wait_for(browser, "#detail-body", "SUCCEEDED")
     shot = os.environ.get("NASFLOW_SCREENSHOT")
     if shot:
         for x in (2, 3, 4):
             live_search.release(x)
         wait_for(browser, ".trow[data-trial='3'] .cell-state", "SUCCEEDED")
-        browser.find_element(By.CSS_SELECTOR, ".trow[data-trial='3']").click()
+        click(browser, ".trow[data-trial='3']")
         wait_for(browser, "#curve path.curve[data-trial='3']")
         browser.save_screenshot(shot)
 

@@ -6,13 +6,15 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
+from nasflow._objective import Objective
 from nasflow._types import TrialError, TrialRecord, TrialState
 from nasflow.engine import TrialSpec
 from nasflow.events import (
+    Event,
     FinalMetric,
     IntermediateMetric,
     StrategyProgress,
@@ -21,25 +23,45 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import BudgetExhausted
-from nasflow.space import Sample, sample_hash
+from nasflow.experiment._ledger import TrialLedger
+from nasflow.space import Sample, SearchSpace, sample_hash
 from nasflow.strategy import StrategyContext, TrialHandle
 
-if TYPE_CHECKING:
-    from nasflow.experiment import Experiment
+__all__ = ["ExperimentContext", "RunPort"]
 
-__all__ = ["ExperimentContext"]
+
+class RunPort(Protocol):
+    """What the context asks of the run it belongs to (``Run`` is one)."""
+
+    async def publish(self, event: Event, *, wait: bool = True) -> None:
+        """Publish a trial event (the ledger follows it)."""
+
+    async def submit(self, spec: TrialSpec) -> None:
+        """Hand a trial to the engine."""
+
+    def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
+        """Stop a running trial."""
+
+    def snapshot_due(self) -> None:
+        """The strategy moved on: snapshot it at the store's next commit."""
 
 
 class ExperimentContext(StrategyContext):
-    """A strategy's window on an experiment (see ``StrategyContext``)."""
+    """A strategy's window on an experiment (see ``StrategyContext``): it reads the
+    ``TrialLedger`` and acts through the ``RunPort``; it writes neither."""
 
-    def __init__(self, exp: Experiment) -> None:
-        self._exp = exp
-        self.space = exp.search_space
-        self.objective = exp.objective
-        self.budget = exp._budget
-        self.model_space = exp.space
-        self.evaluator = exp.evaluator
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
+                 objective: Objective, capacity: int, model_space: Any, evaluator: Any,
+                 directory: Path) -> None:
+        self._run = run
+        self._ledger = ledger
+        self._capacity = capacity
+        self._directory = directory
+        self.space = space
+        self.objective = objective
+        self.budget = ledger.budget
+        self.model_space = model_space
+        self.evaluator = evaluator
         # every ended trial, until the strategy takes it (references: a strategy that never
         # reads results costs a pointer per trial)
         self._inbox: deque[TrialRecord] = deque()
@@ -49,14 +71,15 @@ class ExperimentContext(StrategyContext):
         self._changed = anyio.Event()  # set whenever a trial ends
         self._waiters: dict[int, anyio.Event] = {}
 
-    # --- fed by the experiment (event sinks, synchronous) ---------------------------------
+    # --- fed by the run (synchronously, from its event sink) --------------------------------
 
-    def _restore(self, taken: int, unseen: list[TrialRecord]) -> None:
+    def restore(self, taken: int, unseen: list[TrialRecord]) -> None:
         """After a resume: the strategy had taken ``taken`` results; ``unseen`` ended since."""
         self.taken = taken
         self._inbox.extend(unseen)
 
-    def _ended(self, record: TrialRecord) -> None:
+    def deliver(self, record: TrialRecord) -> None:
+        """A trial ended (for good: not an attempt that runs again)."""
         self._inbox.append(record)
         self._changed.set()
         waiter = self._waiters.pop(record.id, None)
@@ -67,35 +90,33 @@ class ExperimentContext(StrategyContext):
 
     @property
     def capacity(self) -> int:
-        return self._exp._capacity
+        return self._capacity
 
     async def wait_capacity(self) -> None:
-        exp = self._exp
-        while exp._inflight >= exp._capacity:
+        # the one capacity wait of a run: the strategy's submissions, retries and resumed
+        # trials all come through here (the engine's own capacity belongs here too)
+        while self._ledger.inflight >= self._capacity:
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
 
     async def submit(self, sample: Sample) -> TrialHandle:
-        exp = self._exp
         if self.budget.exhausted:
             raise BudgetExhausted(self._why_exhausted())
         sample = self.space.canonicalize(sample)
         await self.wait_capacity()
         if self.budget.exhausted:
             raise BudgetExhausted(self._why_exhausted())
-        trial_id = exp._next_id
-        exp._next_id += 1
+        trial_id = self._ledger.new_id()
         h = sample_hash(sample)
-        self.budget.submitted += 1
-        await exp._publish(TrialSubmitted(time=time.time(), trial_id=trial_id, sample=sample,
+        await self._run.publish(TrialSubmitted(time=time.time(), trial_id=trial_id, sample=sample,
                                           hash=h))
         try:
-            await exp._engine_submit(TrialSpec(trial_id, sample))
+            await self._run.submit(TrialSpec(trial_id, sample))
         except BaseException:
             # never handed to the engine (the search is stopping): do not leave it WAITING
             with anyio.CancelScope(shield=True):
-                await exp._publish(TrialEnded(
+                await self._run.publish(TrialEnded(
                     time=time.time(), trial_id=trial_id, state=TrialState.CANCELED,
                     error=TrialError("Cancelled", "the search stopped before the trial started"),
                 ), wait=False)
@@ -115,7 +136,7 @@ class ExperimentContext(StrategyContext):
 
     async def next_result(self) -> TrialRecord | None:
         while not self._inbox:
-            if self._exp._inflight == 0 and not self._exp._retries:
+            if self._ledger.inflight == 0 and not self._ledger.retries:
                 return None
             if self._changed.is_set():
                 self._changed = anyio.Event()
@@ -124,67 +145,61 @@ class ExperimentContext(StrategyContext):
         return self._inbox.popleft()
 
     async def wait_trial(self, trial_id: int) -> TrialRecord:
-        record = self._exp._records[trial_id]
+        record = self._ledger[trial_id]
         if not record.state.finished:
             waiter = self._waiters.setdefault(trial_id, anyio.Event())
             await waiter.wait()
-        return self._exp._records[trial_id]
+        return self._ledger[trial_id]
 
     def history(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
-        wanted = set(states) if states is not None else None
-        return [
-            r for r in self._exp._records.values()
-            if r.state.finished and (wanted is None or r.state in wanted)
-        ]
+        return self._ledger.history(states)
 
     def running(self) -> list[TrialRecord]:
-        return [r for r in self._exp._records.values() if not r.state.finished]
+        return self._ledger.running()
 
     def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
              reason: str = "") -> bool:
-        return self._exp._kill(trial_id, state, reason or "stopped by the strategy")
+        return self._run.kill(trial_id, state, reason or "stopped by the strategy")
 
     def seen(self, sample: Sample) -> bool:
-        return sample_hash(self.space.canonicalize(sample)) in self._exp._hashes
+        return self._ledger.seen(sample_hash(self.space.canonicalize(sample)))
 
     @property
     def distinct_submitted(self) -> int:
-        return len(self._exp._hashes)
+        return self._ledger.distinct
 
     # --- strategies that evaluate on their own ----------------------------------------------
 
     async def record(self, sample: Sample, value: Any, *,
                      intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
-        exp = self._exp
         sample = self.space.canonicalize(sample)
         primary, normal = self.objective.parse(value)
         parsed = [(step, *self.objective.parse(v)) for step, v in intermediates]
-        trial_id = exp._next_id
-        exp._next_id += 1
+        trial_id = self._ledger.new_id(counted=False)
         now = time.time()
-        await exp._publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
+        publish = self._run.publish
+        await publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
                                           hash=sample_hash(sample)))
-        await exp._publish(TrialStarted(time=now, trial_id=trial_id))
+        await publish(TrialStarted(time=now, trial_id=trial_id))
         for step, metric, v in parsed:
-            await exp._publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
+            await publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
                                                   value=v, metric=metric))
-        await exp._publish(FinalMetric(time=now, trial_id=trial_id, value=normal,
+        await publish(FinalMetric(time=now, trial_id=trial_id, value=normal,
                                        metric=primary))
-        await exp._publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
-        return exp._records[trial_id]
+        await publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
+        return self._ledger[trial_id]
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self._exp._publish(StrategyProgress(time=time.time(), step=step, values=values))
+        await self._run.publish(StrategyProgress(time=time.time(), step=step, values=values))
         self._snapshot_due()  # a strategy that reports progress has moved on: record it
 
     def _snapshot_due(self) -> None:
-        if self._exp._store is not None:
-            self._exp._store.snapshot_due()
+        self._run.snapshot_due()
 
     def _checkpoint_path(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"a checkpoint name must be a plain file name, got {name!r}")
-        return self._exp.directory / "strategy" / f"{name}.pt"
+        return self._directory / "strategy" / f"{name}.pt"
 
     async def save_checkpoint(self, name: str, obj: Any) -> None:
         path = self._checkpoint_path(name)

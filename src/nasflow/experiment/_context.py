@@ -25,9 +25,9 @@ from nasflow.events import (
 from nasflow.exceptions import BudgetExhausted
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.space import Sample, SearchSpace, sample_hash
-from nasflow.strategy import StrategyContext, TrialHandle
+from nasflow.strategy import FrozenTrial, OneShotContext, StrategyContext, TrialHandle
 
-__all__ = ["ExperimentContext", "RunPort"]
+__all__ = ["ExperimentContext", "ExperimentOneShot", "RunPort"]
 
 
 class RunPort(Protocol):
@@ -48,7 +48,8 @@ class RunPort(Protocol):
 
 class ExperimentContext(StrategyContext):
     """A strategy's window on an experiment (see ``StrategyContext``): it reads the
-    ``TrialLedger`` and acts through the ``RunPort``; it writes neither."""
+    ``TrialLedger`` and acts through the ``RunPort``; it writes neither. Records go out
+    as ``FrozenTrial`` copies; one-shot needs are on ``oneshot``."""
 
     def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
                  objective: Objective, capacity: int, model_space: Any, evaluator: Any,
@@ -56,12 +57,13 @@ class ExperimentContext(StrategyContext):
         self._run = run
         self._ledger = ledger
         self._capacity = capacity
-        self._directory = directory
         self.space = space
         self.objective = objective
         self.budget = ledger.budget
-        self.model_space = model_space
-        self.evaluator = evaluator
+        self.oneshot = ExperimentOneShot(run, ledger, space=space, objective=objective,
+                                         model_space=model_space, evaluator=evaluator,
+                                         directory=directory)
+        """What one-shot strategies need besides (``oneshot_context(ctx)``)."""
         # every ended trial, until the strategy takes it (references: a strategy that never
         # reads results costs a pointer per trial)
         self._inbox: deque[TrialRecord] = deque()
@@ -86,11 +88,7 @@ class ExperimentContext(StrategyContext):
         if waiter is not None:
             waiter.set()
 
-    # --- the contract ---------------------------------------------------------------------
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
+    # --- the contract (records are handed out frozen: the ledger's stay its own) --------
 
     async def wait_capacity(self) -> None:
         # the one capacity wait of a run: the strategy's submissions, retries and resumed
@@ -109,8 +107,8 @@ class ExperimentContext(StrategyContext):
             raise BudgetExhausted(self._why_exhausted())
         trial_id = self._ledger.new_id()
         h = sample_hash(sample)
-        await self._run.publish(TrialSubmitted(time=time.time(), trial_id=trial_id, sample=sample,
-                                          hash=h))
+        await self._run.publish(TrialSubmitted(time=time.time(), trial_id=trial_id,
+                                               sample=sample, hash=h))
         try:
             await self._run.submit(TrialSpec(trial_id, sample))
         except BaseException:
@@ -128,13 +126,13 @@ class ExperimentContext(StrategyContext):
             return "the experiment is stopping"
         return f"max_trials={self.budget.max_trials} trials were submitted"
 
-    def take_results(self) -> list[TrialRecord]:
-        out = list(self._inbox)
+    def take_results(self) -> list[FrozenTrial]:
+        out = [FrozenTrial.of(r) for r in self._inbox]
         self._inbox.clear()
         self.taken += len(out)
         return out
 
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         while not self._inbox:
             if self._ledger.inflight == 0 and not self._ledger.retries:
                 return None
@@ -142,20 +140,17 @@ class ExperimentContext(StrategyContext):
                 self._changed = anyio.Event()
             await self._changed.wait()
         self.taken += 1
-        return self._inbox.popleft()
+        return FrozenTrial.of(self._inbox.popleft())
 
-    async def wait_trial(self, trial_id: int) -> TrialRecord:
+    async def wait_trial(self, trial_id: int) -> FrozenTrial:
         record = self._ledger[trial_id]
         if not record.state.finished:
             waiter = self._waiters.setdefault(trial_id, anyio.Event())
             await waiter.wait()
-        return self._ledger[trial_id]
+        return FrozenTrial.of(self._ledger[trial_id])
 
-    def history(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
-        return self._ledger.history(states)
-
-    def running(self) -> list[TrialRecord]:
-        return self._ledger.running()
+    def history(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+        return [FrozenTrial.of(r) for r in self._ledger.history(states)]
 
     def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
              reason: str = "") -> bool:
@@ -168,33 +163,80 @@ class ExperimentContext(StrategyContext):
     def distinct_submitted(self) -> int:
         return self._ledger.distinct
 
-    # --- strategies that evaluate on their own ----------------------------------------------
+    # --- beyond the contract: what the wider, earlier contract had -------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many trials may run at once (``ExperimentConfig.concurrency``)."""
+        return self._capacity
+
+    def running(self) -> list[FrozenTrial]:
+        """Trials submitted and not yet ended."""
+        return [FrozenTrial.of(r) for r in self._ledger.running()]
+
+    @property
+    def model_space(self) -> Any:
+        """``self.oneshot.model_space``."""
+        return self.oneshot.model_space
+
+    @property
+    def evaluator(self) -> Any:
+        """``self.oneshot.evaluator``."""
+        return self.oneshot.evaluator
 
     async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
-        sample = self.space.canonicalize(sample)
-        primary, normal = self.objective.parse(value)
-        parsed = [(step, *self.objective.parse(v)) for step, v in intermediates]
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        """``self.oneshot.record``."""
+        return await self.oneshot.record(sample, value, intermediates=intermediates)
+
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        """``self.oneshot.progress``."""
+        await self.oneshot.progress(step, **values)
+
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        """``self.oneshot.save_checkpoint``."""
+        await self.oneshot.save_checkpoint(name, obj)
+
+    async def load_checkpoint(self, name: str) -> Any | None:
+        """``self.oneshot.load_checkpoint``."""
+        return await self.oneshot.load_checkpoint(name)
+
+
+class ExperimentOneShot(OneShotContext):
+    """What a one-shot strategy needs of the experiment (``oneshot_context(ctx)``)."""
+
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
+                 objective: Objective, model_space: Any, evaluator: Any,
+                 directory: Path) -> None:
+        self._run = run
+        self._ledger = ledger
+        self._space = space
+        self._objective = objective
+        self._directory = directory
+        self.model_space = model_space
+        self.evaluator = evaluator
+
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        sample = self._space.canonicalize(sample)
+        primary, normal = self._objective.parse(value)
+        parsed = [(step, *self._objective.parse(v)) for step, v in intermediates]
         trial_id = self._ledger.new_id(counted=False)
         now = time.time()
         publish = self._run.publish
         await publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
-                                          hash=sample_hash(sample)))
+                                     hash=sample_hash(sample)))
         await publish(TrialStarted(time=now, trial_id=trial_id))
         for step, metric, v in parsed:
             await publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
-                                                  value=v, metric=metric))
-        await publish(FinalMetric(time=now, trial_id=trial_id, value=normal,
-                                       metric=primary))
+                                             value=v, metric=metric))
+        await publish(FinalMetric(time=now, trial_id=trial_id, value=normal, metric=primary))
         await publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
-        return self._ledger[trial_id]
+        return FrozenTrial.of(self._ledger[trial_id])
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
         await self._run.publish(StrategyProgress(time=time.time(), step=step, values=values))
-        self._snapshot_due()  # a strategy that reports progress has moved on: record it
-
-    def _snapshot_due(self) -> None:
-        self._run.snapshot_due()
+        self._run.snapshot_due()  # a strategy that reports progress has moved on: record it
 
     def _checkpoint_path(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -213,7 +255,7 @@ class ExperimentContext(StrategyContext):
             tmp.replace(path)
 
         await anyio.to_thread.run_sync(save)
-        self._snapshot_due()
+        self._run.snapshot_due()
 
     async def load_checkpoint(self, name: str) -> Any | None:
         path = self._checkpoint_path(name)

@@ -405,16 +405,19 @@ class Run:
     def follow(self, event: Event) -> None:
         """The trial table and the policy follow each event (a sink: runs before any
         subscriber)."""
+        if type(event) is IntermediateMetric:
+            # the most frequent event by far; it changes no record, only a scheduler reads it
+            if self.policy.scheduler is not None:
+                kill = self.policy.result(self.ledger[event.trial_id], event.step,
+                                          event.metric, event.value, event.time)
+                if kill is not None:
+                    self._apply(kill)
+            return
         ended = self.ledger.apply(event)
         if ended is not None:
             self._apply_all(self.policy.ended(
                 ended, first_attempt=self.ledger.first_attempt(ended.id),
                 stopping=self.budget.stopping))
-        elif isinstance(event, IntermediateMetric):
-            kill = self.policy.result(self.ledger[event.trial_id], event.step, event.metric,
-                                      event.value, event.time)
-            if kill is not None:
-                self._apply(kill)
         elif isinstance(event, TrialStarted):
             self.policy.started(self.ledger[event.trial_id])
 

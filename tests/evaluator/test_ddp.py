@@ -1,4 +1,5 @@
-"""``devices=2``: one trial trained by DistributedDataParallel on two CPU processes (gloo).
+"""``devices=2``: one trial trained by DistributedDataParallel on two CPU processes (gloo);
+and ``compile=True``.
 
 Two ranks with batch ``B`` take the same steps as one process with batch ``2B`` (the
 gradients of two half-batches, averaged, are the gradient of the whole batch), so the
@@ -164,3 +165,16 @@ def test_a_search_of_ddp_trials_on_local_workers(tmp_path: Path) -> None:
     with nf.load_experiment(exp.id, home=tmp_path) as stored:
         assert len(stored.intermediates(trial.id)) == 2
     assert no_ranks_left()
+
+
+def test_compile_trains_the_same_model(tmp_path: Path) -> None:
+    """``compile=True`` (torch.compile, inductor on the CPU) gives the eager run's metrics."""
+    train, val = regression_data()
+
+    def run(compile: bool) -> list[float]:
+        trial = RecordingTrial(tmp_path)
+        Regression(train, val, batch_size=32, epochs=2, optimizer="sgd", lr=0.05,
+                   compile=compile).evaluate(regressor(), trial)
+        return [v for v, _ in trial.reports]
+
+    assert run(True) == pytest.approx(run(False), rel=1e-5)

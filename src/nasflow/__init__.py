@@ -32,6 +32,7 @@ from nasflow.exceptions import ConfigError as ConfigError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
 from nasflow.exceptions import MetricError as MetricError
 from nasflow.exceptions import NasflowError as NasflowError
+from nasflow.exceptions import RankError as RankError
 from nasflow.exceptions import RepeatedFailureError as RepeatedFailureError
 from nasflow.exceptions import ResumeError as ResumeError
 from nasflow.exceptions import SampleValidationError as SampleValidationError
@@ -73,6 +74,7 @@ __all__ = [
     "NasflowError",
     "Numerical",
     "PayloadError",
+    "RankError",
     "RepeatedFailureError",
     "ResumeError",
     "SampleValidationError",

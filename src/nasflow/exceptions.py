@@ -10,6 +10,7 @@ The tree::
     │   └── SpaceExhaustedError     no (further) valid sample can be drawn
     ├── MetricError                 an evaluator reported something that is not a metric
     ├── TrialStopped                raised inside an evaluator whose trial was stopped
+    ├── RankError                   a rank of a devices=N trial died without saying why
     ├── BudgetExhausted             a strategy submitted past the experiment's budget
     ├── StrategyError               a strategy raised; the experiment failed
     ├── RepeatedFailureError        the first trials all failed the same way; it stopped
@@ -95,6 +96,11 @@ class TrialStopped(NasflowError):  # noqa: N818 - reads as an event, like StopIt
     Evaluators need not catch it: letting it propagate ends the trial in the state the
     experiment already chose (EARLY_STOPPED, CANCELED or TIMEOUT).
     """
+
+
+class RankError(NasflowError, RuntimeError):
+    """A rank of a multi-process (``devices=N``) trial died without saying why: a signal,
+    the OOM killer, a crash in native code. The trial fails; its other ranks are killed."""
 
 
 class BudgetExhausted(NasflowError):  # noqa: N818 - a condition, not a failure

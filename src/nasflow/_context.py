@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -67,11 +66,18 @@ class ExperimentContext(StrategyContext):
 
     @property
     def capacity(self) -> int:
-        return self._exp._capacity
+        engine = self._exp._engine  # the one authority on capacity, once it runs
+        return engine.capacity if engine is not None else self._exp._capacity
 
     async def wait_capacity(self) -> None:
         exp = self._exp
-        while exp._inflight >= exp._capacity:
+        while True:
+            engine = exp._engine
+            if engine is not None:
+                await engine.wait_capacity()
+            # trials submitted here but not yet held by the engine count too
+            if exp._inflight < self.capacity:
+                return
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
@@ -88,7 +94,7 @@ class ExperimentContext(StrategyContext):
         exp._next_id += 1
         h = sample_hash(sample)
         self.budget.submitted += 1
-        await exp._publish(TrialSubmitted(time=time.time(), trial_id=trial_id, sample=sample,
+        await exp._publish(TrialSubmitted(time=exp._clock(), trial_id=trial_id, sample=sample,
                                           hash=h))
         try:
             await exp._engine_submit(TrialSpec(trial_id, sample))
@@ -96,7 +102,7 @@ class ExperimentContext(StrategyContext):
             # never handed to the engine (the search is stopping): do not leave it WAITING
             with anyio.CancelScope(shield=True):
                 await exp._publish(TrialEnded(
-                    time=time.time(), trial_id=trial_id, state=TrialState.CANCELED,
+                    time=exp._clock(), trial_id=trial_id, state=TrialState.CANCELED,
                     error=TrialError("Cancelled", "the search stopped before the trial started"),
                 ), wait=False)
             raise
@@ -161,7 +167,7 @@ class ExperimentContext(StrategyContext):
         parsed = [(step, *self.objective.parse(v)) for step, v in intermediates]
         trial_id = exp._next_id
         exp._next_id += 1
-        now = time.time()
+        now = exp._clock()
         await exp._publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
                                           hash=sample_hash(sample)))
         await exp._publish(TrialStarted(time=now, trial_id=trial_id))
@@ -174,7 +180,8 @@ class ExperimentContext(StrategyContext):
         return exp._records[trial_id]
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self._exp._publish(StrategyProgress(time=time.time(), step=step, values=values))
+        await self._exp._publish(StrategyProgress(time=self._exp._clock(), step=step,
+                                                   values=values))
         self._snapshot_due()  # a strategy that reports progress has moved on: record it
 
     def _snapshot_due(self) -> None:

@@ -4,7 +4,6 @@ keep a resumed experiment the same experiment."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,7 +215,7 @@ async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
         if not exp._replay:
             exp._replay = None
     again = [r for r in plan.pending if r.id not in attached]
-    now = time.time()
+    now = exp._clock()
     for record in again:
         if not record.state.finished:  # the process died under it: record that first
             await exp._publish(TrialEnded(
@@ -228,7 +227,7 @@ async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
         await exp._ctx.wait_capacity()
         attempt = record.attempt + 1
         exp._attempt0[record.id] = attempt  # retries (ExperimentConfig.retry) count from here
-        await exp._publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+        await exp._publish(TrialSubmitted(time=exp._clock(), trial_id=record.id,
                                           sample=record.sample, hash=record.hash,
                                           attempt=attempt))
         await engine.submit(TrialSpec(record.id, record.sample, attempt))

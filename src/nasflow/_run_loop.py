@@ -96,7 +96,8 @@ class RunMixin:
         """The engine, the re-queued trials of a resume, the strategy, the budget."""
         cfg = self.config
         engine = self._make_engine()
-        await self._publish(ExperimentStateChanged(time=time.time(),
+        self._clock = engine.clock  # one clock stamps every event: the engine's
+        await self._publish(ExperimentStateChanged(time=self._clock(),
                                                    state=ExperimentState.RUNNING))
         deadline = math.inf
         if cfg.max_duration is not None:
@@ -144,7 +145,7 @@ class RunMixin:
             attempt = record.attempt + 1
             _log.info("trial %d ended %s (%s); running it again (attempt %d)", record.id,
                       record.state.value, record.error, attempt)
-            await self._publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+            await self._publish(TrialSubmitted(time=self._clock(), trial_id=record.id,
                                                sample=record.sample, hash=record.hash,
                                                attempt=attempt))
             await engine.submit(TrialSpec(record.id, record.sample, attempt))
@@ -179,7 +180,7 @@ class RunMixin:
     async def _finish(self: Experiment, failure: BaseException | None, *,
                       normal: bool) -> None:
         with anyio.CancelScope(shield=True):
-            now = time.time()
+            now = self._clock()
             # nothing stays WAITING or RUNNING
             for record in list(self._records.values()):
                 if not record.state.finished:
@@ -205,7 +206,7 @@ class RunMixin:
             if self._tensorboard is not None:  # the scalars are on disk when run() returns
                 await anyio.to_thread.run_sync(self._tensorboard.join)
             if self._store is not None:
-                self._store.set_meta(state=state.value, ended_at=now, end_reason=reason,
+                self._store.set_meta(state=state.value, ended_at=time.time(), end_reason=reason,
                                      trials=len(self._records), best=self._best_metric())
                 try:
                     await self._store.close()

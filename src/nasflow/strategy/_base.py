@@ -84,7 +84,8 @@ class StrategyContext(ABC):
     @property
     @abstractmethod
     def capacity(self) -> int:
-        """How many trials can run at once."""
+        """How many trials can run at once: the engine's capacity (e.g. a manager's grant),
+        which may change while the search runs."""
 
     @abstractmethod
     async def submit(self, sample: Sample) -> TrialHandle:

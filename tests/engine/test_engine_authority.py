@@ -69,6 +69,21 @@ async def test_a_manager_granting_one_of_two_slots_never_has_two_trials_submitte
     assert most == 1, f"{most} trials were submitted at once; the manager granted 1"
 
 
+async def test_a_daemon_with_one_worker_never_has_two_trials_submitted() -> None:
+    from nasflow.manager import TrialManager
+
+    with anyio.fail_after(120):
+        async with TrialManager(workers=1) as manager:  # over the tuner channel (a socket)
+            exp = nf.Experiment(
+                SPACE, score_sync, nf.strategy.Random(seed=1),
+                nf.ExperimentConfig(max_trials=4, concurrency=2, store=False,
+                                    manager=manager.url, token=manager.token),
+            )
+            most, _ = await _run_counting(exp)
+    assert exp.state is nf.ExperimentState.DONE and len(exp.trials()) == 4
+    assert most == 1, f"{most} trials were submitted at once; the daemon granted 1"
+
+
 async def test_a_simulated_engine_with_less_capacity_is_the_authority() -> None:
     class OneSlot(SimulatedEngine):
         """A simulated pool that can run one trial, whatever the experiment asks for."""

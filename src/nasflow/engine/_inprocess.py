@@ -214,8 +214,8 @@ class InProcessEngine(Engine):
         await self._pipe.flush()  # every intermediate before the final result
         execution.close()
         now = clock()
-        if outcome.state is TrialState.SUCCEEDED:
+        if outcome.metric is not None:  # it succeeded
             await publish(FinalMetric(time=now, trial_id=spec.id, value=outcome.value,
-                                      metric=outcome.metric))  # type: ignore[arg-type]
+                                      metric=outcome.metric))
         await publish(TrialEnded(time=now, trial_id=spec.id, state=outcome.state,
                                  error=outcome.error))

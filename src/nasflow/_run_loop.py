@@ -96,7 +96,7 @@ class RunMixin:
         """The engine, the re-queued trials of a resume, the strategy, the budget."""
         cfg = self.config
         engine = self._make_engine()
-        self._clock = engine.clock  # one clock stamps every event: the engine's
+        self._clock = engine.clock.now  # one clock stamps every event: the engine's
         await self._publish(ExperimentStateChanged(time=self._clock(),
                                                    state=ExperimentState.RUNNING))
         deadline = math.inf

@@ -43,7 +43,6 @@ from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
-from nasflow.engine._base import Clock
 from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import (
@@ -163,7 +162,8 @@ class Experiment(RunMixin, Results):
         self._next_id = 0
         self._inflight = 0
         self._capacity = self.config.concurrency
-        self._clock: Clock = time.time  # the engine's, once it runs (see _run_loop._search)
+        # what stamps events: the engine's clock once it runs (see _run_loop._search)
+        self._clock: Callable[[], float] = time.time
         self._budget = Budget(self.config.max_trials, None)
         self._hub = EventHub()
         self._hub.add_sink(self._apply)

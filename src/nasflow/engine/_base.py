@@ -20,10 +20,30 @@ from nasflow.evaluator import Evaluator
 from nasflow.evaluator._execute import Stop, build_model
 from nasflow.events import Event
 
-__all__ = ["Clock", "Engine", "EngineSetup", "Publish", "Stop", "TrialSpec", "build_model"]
+__all__ = ["Clock", "Engine", "EngineSetup", "Publish", "Stop", "TrialSpec", "WallClock",
+           "build_model"]
 
-Clock = Callable[[], float]
-"""A clock: seconds since the epoch (``time.time``), or simulated seconds."""
+class Clock(Protocol):
+    """Anything with ``now()``: seconds, on a scale shared by every stamp of one run
+    (``WallClock``, or ``nasflow.testing.FakeClock``). Same shape as the kernel's
+    ``nasflow._kernel.Clock`` (issue 14), which it is meant to become."""
+
+    def now(self) -> float:
+        """The current time in seconds."""
+        ...
+
+
+class WallClock:
+    """Seconds since the epoch (``time.time``): what records store and exports show."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        """The current wall time."""
+        return time.time()
+
+    def __repr__(self) -> str:
+        return "WallClock()"
 
 
 class Publish(Protocol):
@@ -83,11 +103,12 @@ class Engine(ABC):
 
     clock: Clock
     """Stamps every event of this engine's trials (and the experiment's, which reads it
-    here): ``time.time`` unless the engine keeps its own time (``SimulatedEngine``)."""
+    here): ``clock.now()``; a ``WallClock`` unless the engine keeps its own time
+    (``SimulatedEngine``)."""
 
     def __init__(self, setup: EngineSetup, *, clock: Clock | None = None) -> None:
         self.setup = setup
-        self.clock = clock if clock is not None else time.time
+        self.clock = clock if clock is not None else WallClock()
         self._entries: dict[int, Any] = {}  # trial id -> the subclass's state of that trial
         self._capacity = setup.concurrency
         # plain asyncio primitives: submit is the per-trial hot path (see docs/decisions.md)

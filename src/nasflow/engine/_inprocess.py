@@ -192,7 +192,7 @@ class InProcessEngine(Engine):
 
     async def _run(self, run: _Running) -> None:
         spec, execution = run.spec, run.execution
-        publish, clock = self.setup.publish, self.clock
+        publish, clock = self.setup.publish, self.clock.now
         try:
             await publish(TrialStarted(time=clock(), trial_id=spec.id, attempt=spec.attempt))
             outcome = await execution.run()

@@ -384,10 +384,10 @@ class EngineContract:
 
     async def test_events_are_stamped_by_the_engine_clock(self) -> None:
         async with self.engine(report_three_sync) as (engine, h):
-            before = engine.clock()
+            before = engine.clock.now()
             await engine.submit(TrialSpec(0, {"x": 3}))
             await h.ended(0)
-            after = engine.clock()
+            after = engine.clock.now()
             times = [e.time for e in h.of(0)]
             assert all(before <= t <= after for t in times), (before, times, after)
             assert times == sorted(times)

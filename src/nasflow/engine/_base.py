@@ -190,7 +190,7 @@ class Engine(ABC):
         try:
             await self._open(tg)
         except BaseException as exc:
-            await self._leave(type(exc), exc, exc.__traceback__)
+            await self._leave(exc)
             raise
         return self
 
@@ -200,12 +200,11 @@ class Engine(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._leave(exc_type, exc, tb)
+        await self._leave(exc)
         if exc is None:
             self._raise_failure()
 
-    async def _leave(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                     tb: TracebackType | None) -> None:
+    async def _leave(self, exc: BaseException | None) -> None:
         if self._closed and self._tg is None:
             return
         try:
@@ -216,7 +215,9 @@ class Engine(ABC):
             try:
                 if tg is not None:
                     tg.cancel_scope.cancel()  # what is left: helpers, or everything on error
-                    await tg.__aexit__(exc_type, exc, tb)
+                    # not given the block's exception: anyio would wrap it in a group; it
+                    # goes on up as it is
+                    await tg.__aexit__(None, None, None)
             finally:
                 await self._release()
 

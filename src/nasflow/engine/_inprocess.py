@@ -13,20 +13,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO
 
 import anyio
 from anyio.abc import TaskGroup
 
 from nasflow._types import INTERRUPTED, TrialError, TrialState
-from nasflow.engine._base import Engine, EngineSetup, TrialSpec, build_model
-from nasflow.evaluator._trial import ReportPipe, Trial, TrialOutput, _current
+from nasflow.engine._base import Engine, EngineSetup, TrialSpec
+from nasflow.evaluator._execute import Execution, Executor, Outcome, Stop
+from nasflow.evaluator._trial import ReportPipe, Trial, TrialOutput
 from nasflow.events import FinalMetric, TrialEnded, TrialStarted
-from nasflow.exceptions import MetricError, TrialStopped
 
 __all__ = ["InProcessEngine"]
 
@@ -93,9 +91,7 @@ _captured_output = _CapturedOutput()
 @dataclass(slots=True)
 class _Running:
     spec: TrialSpec
-    trial: Trial
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    kill: tuple[TrialState, str, bool] | None = None
+    execution: Execution
 
 
 class InProcessEngine(Engine):
@@ -107,66 +103,43 @@ class InProcessEngine(Engine):
         # asyncio primitives: this is the per-trial hot path (see docs/decisions.md)
         self._queue: deque[_Running] = deque()
         self._idle_runners: deque[asyncio.Future[None]] = deque()
-        self._closed = False
-        self._running: dict[int, _Running] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._slot_freed = asyncio.Event()
         self._runners_left = setup.concurrency
         self._runners_done = asyncio.Event()
         self._pipe = ReportPipe(setup.publish)
-        self._tg: TaskGroup | None = None
-        self._model_space = bool(getattr(setup.space, "is_model_space", False))
+        self._executor = Executor(setup.space, setup.evaluator, abandon_threads=True,
+                                  timeout=setup.trial_timeout)
+        self._holds: list[_ResponsiveGil | _CapturedOutput] = []
 
-    # --- lifecycle ------------------------------------------------------------------------
+    # --- lifecycle (the base runs these hooks) --------------------------------------------
 
     async def __aenter__(self) -> InProcessEngine:
+        await super().__aenter__()
+        return self
+
+    async def _open(self, tg: TaskGroup) -> None:
         if not self.setup.evaluator.is_async:
             _responsive_gil.acquire()
+            self._holds.append(_responsive_gil)
         _captured_output.acquire()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        self._holds.append(_captured_output)
         tg.start_soon(self._pipe.run)
         for _ in range(self.setup.concurrency):
             tg.start_soon(self._runner)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._tg is not None
+    async def _drain(self, exc: BaseException | None) -> None:
         self._closed = True  # runners finish what is queued, then leave
         self._wake_runners(all_of_them=True)
         if exc is None:
             await self._runners_done.wait()
-        self._tg.cancel_scope.cancel()  # the report pipe, or everything on error
-        try:
-            await self._tg.__aexit__(exc_type, exc, tb)
-        finally:
-            _captured_output.release()
-            if not self.setup.evaluator.is_async:
-                _responsive_gil.release()
+        # the base then cancels the task group: the report pipe, or everything on error
 
-    # --- the contract -----------------------------------------------------------------------
+    async def _release(self) -> None:
+        while self._holds:
+            self._holds.pop().release()
 
-    @property
-    def capacity(self) -> int:
-        return self.setup.concurrency
+    # --- the contract (the base does the bookkeeping) --------------------------------------
 
-    @property
-    def running(self) -> frozenset[int]:
-        return frozenset(self._running)
-
-    async def submit(self, spec: TrialSpec) -> None:
-        if self._closed:
-            raise RuntimeError("the engine is closed")
-        while len(self._running) >= self.setup.concurrency:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
+    def _accept(self, spec: TrialSpec) -> _Running:
         s = self.setup
         trial = Trial(
             spec.id,
@@ -177,11 +150,10 @@ class InProcessEngine(Engine):
             experiment_id=s.experiment_id,
             attempt=spec.attempt,
         )
-        run = _Running(spec, trial)
-        self._running[spec.id] = run
-        self._idle.clear()
+        run = _Running(spec, self._executor.execution(trial))
         self._queue.append(run)
         self._wake_runners()
+        return run
 
     def _wake_runners(self, all_of_them: bool = False) -> None:
         while self._idle_runners and (all_of_them or self._queue):
@@ -191,27 +163,11 @@ class InProcessEngine(Engine):
                 if not all_of_them:
                     return
 
-    def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "", *, interrupted: bool = False) -> bool:
-        run = self._running.get(trial_id)
-        if run is None:
-            return False
-        if run.kill is None:
-            run.kill = (state, reason, interrupted)
-            run.trial._stop(state, reason)
-            run.scope.cancel()
+    def _stop_trial(self, entry: _Running, stop: Stop) -> bool:
+        entry.execution.stop(stop)
         return True
 
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
-
     # --- running trials ---------------------------------------------------------------------
-
-    def _forget(self, trial_id: int) -> None:
-        self._running.pop(trial_id, None)
-        self._slot_freed.set()
-        if not self._running:
-            self._idle.set()
 
     async def _runner(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,96 +184,38 @@ class InProcessEngine(Engine):
                 try:
                     await self._run(run)
                 finally:
-                    self._forget(run.spec.id)
+                    self._ended(run.spec.id)
         finally:
             self._runners_left -= 1
             if self._runners_left == 0:
                 self._runners_done.set()
 
     async def _run(self, run: _Running) -> None:
-        s, spec, trial = self.setup, run.spec, run.trial
-        publish = s.publish
-        if s.trial_timeout is not None:
-            run.scope.deadline = anyio.current_time() + s.trial_timeout
-        state, error, result = TrialState.SUCCEEDED, None, None
+        spec, execution = run.spec, run.execution
+        publish, clock = self.setup.publish, self.clock.now
         try:
-            await publish(TrialStarted(time=time.time(), trial_id=spec.id, attempt=spec.attempt))
-            with run.scope:
-                result = await self._call(trial)
-            if run.scope.cancelled_caught or run.kill is not None:
-                state, error = self._stopped(run)
-        except TrialStopped:
-            state, error = self._stopped(run)
+            await publish(TrialStarted(time=clock(), trial_id=spec.id, attempt=spec.attempt))
+            outcome = await execution.run()
         except anyio.get_cancelled_exc_class():
             # the experiment itself is being cancelled: record the trial, then go on dying
-            trial._stop(TrialState.CANCELED, "the experiment was cancelled")
+            reason = "the experiment was cancelled"
+            execution.stop(Stop(TrialState.CANCELED, reason, INTERRUPTED))
             with anyio.CancelScope(shield=True):
                 for ev in self._pipe.take_pending():
                     await publish(ev, wait=False)
                 await publish(TrialEnded(
-                    time=time.time(), trial_id=spec.id, state=TrialState.CANCELED,
-                    error=TrialError(INTERRUPTED, "the experiment was cancelled"),
+                    time=clock(), trial_id=spec.id, state=TrialState.CANCELED,
+                    error=TrialError(INTERRUPTED, reason),
                 ), wait=False)
-                trial._close()
+                execution.close()
             raise
-        except Exception as exc:
-            state, error = TrialState.FAILED, TrialError.from_exception(exc)
-        final = None
-        if state is TrialState.SUCCEEDED:
-            try:
-                final = self._final(trial, result)
-            except MetricError as exc:
-                state, error = TrialState.FAILED, TrialError.from_exception(exc)
+        except Exception as exc:  # publishing the start failed
+            outcome = Outcome(TrialState.FAILED, TrialError.from_exception(exc))
         await self._pipe.flush()  # every intermediate before the final result
-        trial._close()
-        now = time.time()
-        if final is not None:
-            await publish(FinalMetric(time=now, trial_id=spec.id, value=final[1], metric=final[0]))
-        await publish(TrialEnded(time=now, trial_id=spec.id, state=state, error=error))
-
-    def _stopped(self, run: _Running) -> tuple[TrialState, TrialError]:
-        interrupted = False
-        if run.kill is not None:
-            state, reason, interrupted = run.kill
-        elif run.trial._stop_state is not None:
-            state, reason = run.trial._stop_state, run.trial._stop_reason
-        else:
-            state = TrialState.TIMEOUT
-            reason = f"the trial ran longer than trial_timeout={self.setup.trial_timeout}s"
-        run.trial._stop(state, reason)
-        kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
-        return state, TrialError(INTERRUPTED if interrupted else kind, reason or state.value)
-
-    def _final(self, trial: Trial, result: Any) -> tuple[float, Any]:
-        if result is None:
-            if trial._last is None:
-                raise MetricError(
-                    "the evaluator returned None and reported nothing: return the final "
-                    "metric, or call trial.report(value) at least once"
-                )
-            return trial._last
-        return self.setup.objective.parse(result)
-
-    async def _call(self, trial: Trial) -> Any:
-        s = self.setup
-        token = _current.set(trial)
-        try:
-            if s.evaluator.is_async:
-                model = None
-                if self._model_space:  # freezing copies modules: keep it off the loop
-                    model = await anyio.to_thread.run_sync(
-                        build_model, s.space, trial.sample,
-                        getattr(s.evaluator, "model_seed", None),
-                    )
-                return await s.evaluator.evaluate(model, trial)
-            return await anyio.to_thread.run_sync(
-                self._call_sync, trial, abandon_on_cancel=True
-            )
-        finally:
-            _current.reset(token)
-
-    def _call_sync(self, trial: Trial) -> Any:
-        seed = getattr(self.setup.evaluator, "model_seed", None)  # repeatable initial weights
-        model = build_model(self.setup.space, trial.sample, seed)
-        return self.setup.evaluator.evaluate(model, trial)
-
+        execution.close()
+        now = clock()
+        if outcome.metric is not None:  # it succeeded
+            await publish(FinalMetric(time=now, trial_id=spec.id, value=outcome.value,
+                                      metric=outcome.metric))
+        await publish(TrialEnded(time=now, trial_id=spec.id, state=outcome.state,
+                                 error=outcome.error))

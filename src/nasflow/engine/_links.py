@@ -10,7 +10,6 @@ from nasflow.protocol import Cancel, Setup, Submit
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nasflow.engine._manager import ManagerEngine
     from nasflow.protocol import SequencedMessage
 
 __all__ = ["Link", "LocalLink"]
@@ -27,20 +26,25 @@ class Link(Protocol):
 
 
 class LocalLink:
-    """An embedded manager: calls into its core, which answers through ``deliver``."""
+    """An embedded manager: calls into its core, which answers through ``deliver``
+    (handed on to ``receive``) and ``close`` (to ``gone``)."""
 
-    def __init__(self, engine: ManagerEngine) -> None:
-        assert engine._manager is not None
-        self._engine = engine
-        self._core = engine._manager.core
+    def __init__(self, core: Any, experiment_id: str, *,
+                 receive: Callable[[SequencedMessage, str | None, int | None,
+                                    Callable[[], None] | None], None],
+                 gone: Callable[[str], None]) -> None:
+        self._core = core
+        self._experiment_id = experiment_id
+        self._receive = receive
+        self._gone = gone
 
     # the manager's side: an ExperimentPort
     def deliver(self, message: SequencedMessage, origin: str | None, origin_seq: int | None,
                 done: Callable[[], None] | None) -> None:
-        self._engine._receive(message, origin, origin_seq, done)
+        self._receive(message, origin, origin_seq, done)
 
     def close(self, reason: str) -> None:
-        self._engine._gone(reason)
+        self._gone(reason)
 
     def hand_over(self, reason: str) -> list[Any]:
         self.close(reason)  # in memory: nothing is ever left undelivered
@@ -56,4 +60,4 @@ class LocalLink:
             self._core.cancel(self, message)
 
     async def detach(self, reason: str) -> None:
-        self._core.detach(self._engine.setup.experiment_id, reason)
+        self._core.detach(self._experiment_id, reason)

@@ -31,17 +31,15 @@ leaving the ``async with`` block: the experiment fails with the cause, once.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from nasflow._types import TrialState
-from nasflow.engine._base import Engine, EngineSetup, TrialSpec
+from nasflow.engine._base import EngineSetup, Stop, TrialSpec
 from nasflow.engine._links import Link, LocalLink
 from nasflow.engine._manager_events import Done, ManagerEvents, _Flight
 from nasflow.exceptions import (
@@ -52,7 +50,6 @@ from nasflow.exceptions import (
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
-    HeldTrial,
     Limits,
     Setup,
     Submit,
@@ -77,7 +74,7 @@ def import_manager_modules() -> None:
     import nasflow.worker._payload  # noqa: F401
 
 
-class ManagerEngine(ManagerEvents, Engine):
+class ManagerEngine(ManagerEvents):
     """Runs trials on a trial manager's workers; see the module docstring.
 
     ``manager``/``token``: a daemon's URL and token (``None``: an embedded manager).
@@ -114,30 +111,9 @@ class ManagerEngine(ManagerEvents, Engine):
         self._reattach_timeout = reattach_timeout
         self._connect_timeout = connect_timeout
         self._limits = limits
-        self._flights: dict[int, _Flight] = {}
-        self._slots = 0
-        self._granted = asyncio.Event()
-        self._room = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._inbox: deque[tuple[Any, str | None, int | None, Done | None]] = deque()
-        self._inbox_wake = asyncio.Event()
-        self._seen: dict[str, int] = {}  # origin -> highest origin_seq published
-        self._to_ack: list[Done] = []  # published, acked once the store committed them
-        self._acking = False  # a store barrier is in flight for some of them
-        self._failure: BaseException | None = None
-        self._closed = False
         self._manager: TrialManager | None = None
         self._link: Link | None = None
-        self._tg: TaskGroup | None = None
         self._setup_message: Setup | None = None
-        self._single = not setup.objective.multi
-        # the manager's answer to our setup: the trials it still holds for this experiment
-        # (None: no answer, or a manager too old to give one)
-        self._held: tuple[HeldTrial, ...] | None = None
-        self._settled = asyncio.Event()  # reattach() (or the first submit) decided on them
-        # held trials we did not take: cancelled; their (id, attempt) -> "it ended"
-        self._doomed: dict[tuple[int, int], asyncio.Event] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -158,6 +134,10 @@ class ManagerEngine(ManagerEvents, Engine):
                 )
 
     async def __aenter__(self) -> ManagerEngine:
+        await super().__aenter__()
+        return self
+
+    async def _open(self, tg: TaskGroup) -> None:
         from nasflow.worker._payload import pack
 
         self._check_options()  # here, not in __init__: the experiment cleans up after us
@@ -165,41 +145,35 @@ class ManagerEngine(ManagerEvents, Engine):
         payload = await anyio.to_thread.run_sync(
             pack, s.space, s.evaluator, s.objective, s.trial_directory)
         self._setup_message = await self._setup_for(payload)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        tg.start_soon(self._consume)
+        if self._url is None:
+            from nasflow.manager import TrialManager
+
+            manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
+            await tg.start(manager.serve)
+            self._manager = manager
+            self._link = LocalLink(manager.core, s.experiment_id, receive=self._receive,
+                                   gone=self._gone)
+        else:
+            from nasflow.manager._tuner import TunerLink
+
+            link = TunerLink(
+                self._url, self._token or "", receive=self._receive,
+                running=self._running_refs, restarted=self._manager_restarted,
+                gone=self._gone, connect_timeout=self._connect_timeout,
+                reattach_timeout=self._reattach_timeout, limits=self._limits,
+            )
+            self._link = link
+            tg.start_soon(self._guard, link.run)
+        self._link.send(self._setup_message)
         try:
-            tg.start_soon(self._consume)
-            if self._url is None:
-                from nasflow.manager import TrialManager
-
-                manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
-                await tg.start(manager.serve)
-                self._manager = manager
-                self._link = LocalLink(self)
-            else:
-                from nasflow.manager._tuner import TunerLink
-
-                link = TunerLink(
-                    self._url, self._token or "", receive=self._receive,
-                    running=self._running_refs, restarted=self._manager_restarted,
-                    gone=self._gone, connect_timeout=self._connect_timeout,
-                    reattach_timeout=self._reattach_timeout, limits=self._limits,
-                )
-                self._link = link
-                tg.start_soon(self._guard, link.run)
-            self._link.send(self._setup_message)
             with anyio.fail_after(self._connect_timeout + 30):
                 await self._granted.wait()
-            self._raise_failure()
-        except BaseException as exc:
-            await self._shutdown()
-            if isinstance(exc, TimeoutError):
-                raise ManagerGoneError(
-                    f"the manager at {self._url} accepted the connection but granted no "
-                    "capacity; check its log") from exc
-            raise
-        return self
+        except TimeoutError as exc:
+            raise ManagerGoneError(
+                f"the manager at {self._url} accepted the connection but granted no "
+                "capacity; check its log") from exc
+        self._raise_failure()
 
     async def _setup_for(self, payload: bytes) -> Setup:
         """The ``setup`` message for ``payload``; ``PayloadError`` past the size limit.
@@ -230,15 +204,7 @@ class ManagerEngine(ManagerEvents, Engine):
         return Setup(experiment_id=s.experiment_id, payload_file=str(spilled.path),
                      payload_sha256=spilled.sha256, payload_size=spilled.size, **extra)
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self._shutdown()
-        if exc is None:
-            self._raise_failure()
-
-    async def _shutdown(self) -> None:
-        if self._closed:
-            return
+    async def _drain(self, exc: BaseException | None) -> None:
         self._closed = True
         with anyio.CancelScope(shield=True):
             if self._link is not None:
@@ -252,9 +218,7 @@ class ManagerEngine(ManagerEvents, Engine):
                 # let its workers leave on their own before anything is cancelled
                 self._manager.stop()
                 await self._manager.stopped.wait()
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
+        # the base then cancels the task group (the consumer, the link)
 
     async def _guard(self, run: Callable[[], Any]) -> None:
         """Run the link; turn its failure into the engine's (the run then fails with it)."""
@@ -271,23 +235,10 @@ class ManagerEngine(ManagerEvents, Engine):
             self._receive(ManagerGoneError(f"the manager said goodbye: {reason}"), None, None,
                           None)
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
     # --- the contract -------------------------------------------------------------------------
 
-    @property
-    def capacity(self) -> int:
-        return self._slots
-
-    @property
-    def running(self) -> frozenset[int]:
-        return frozenset(self._flights)
-
-    async def submit(self, spec: TrialSpec) -> None:
-        self._raise_failure()
-        if self._closed or self._link is None:
+    async def _before_capacity(self, spec: TrialSpec) -> None:
+        if self._link is None:
             raise RuntimeError("the engine is closed")
         if not self._settled.is_set():
             self._settle(())  # no reattach came first: nothing the manager held is ours
@@ -297,36 +248,27 @@ class ManagerEngine(ManagerEvents, Engine):
             # trial the dead process submitted but never recorded); it would ignore ours
             await doomed.wait()
             self._raise_failure()
-        while len(self._flights) >= self._slots:
-            self._room.clear()
-            await self._room.wait()
-            self._raise_failure()
-        self._flights[spec.id] = _Flight(spec)
-        self._idle.clear()
+
+    def _accept(self, spec: TrialSpec) -> _Flight:
+        assert self._link is not None
         self._link.send(self._submit_message(spec))
+        return _Flight(spec)
 
     def _submit_message(self, spec: TrialSpec) -> Submit:
         return Submit(experiment_id=self.setup.experiment_id, trial_id=spec.id,
                       attempt=spec.attempt, sample=spec.sample)
 
-    def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "", *, interrupted: bool = False) -> bool:
-        flight = self._flights.get(trial_id)
-        if flight is None:
-            return False
-        if flight.cancel is None and self._link is not None:
-            # the wire knows only the state; "interrupted" is this side's business
-            flight.cancel, flight.interrupted = (state, reason), interrupted
-            self._link.send(self._cancel_message(flight))
+    def _stop_trial(self, entry: _Flight, stop: Stop) -> bool:
+        if entry.cancel is None and self._link is not None:
+            # the wire knows only the state and the reason; the error's type is this side's
+            entry.cancel, entry.error_type = (stop.state, stop.reason), stop.error_type
+            self._link.send(self._cancel_message(entry))
         return True
 
     def _cancel_message(self, flight: _Flight) -> Cancel:
         state, reason = flight.cancel or (TrialState.CANCELED, "")
         return Cancel(experiment_id=self.setup.experiment_id, trial_id=flight.spec.id,
                       attempt=flight.spec.attempt, state=state, reason=reason)
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def reattach(self, specs: list[TrialSpec]) -> set[int]:
         """Take over those of ``specs`` whose attempt the manager still holds (running,

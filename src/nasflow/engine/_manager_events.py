@@ -1,4 +1,4 @@
-"""What a ``ManagerEngine`` does with what its manager sends (a mixin, so that
+"""What a ``ManagerEngine`` does with what its manager sends (its base class, so that
 ``_manager.py`` stays about the engine's lifecycle and its contract).
 
 One consumer task takes the messages in order: trial events become the experiment's events
@@ -17,10 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nasflow._types import INTERRUPTED, TrialError, TrialState
-from nasflow.engine._base import EngineSetup, TrialSpec
+from nasflow.engine._base import Engine, EngineSetup, TrialSpec
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent
 from nasflow.exceptions import MetricError, WorkerSetupError
@@ -28,9 +28,6 @@ from nasflow.protocol import Capacity, Checkpoint, HeldTrial, Metric, Metrics, S
 from nasflow.protocol import FinalMetric as FinalMetricMessage
 from nasflow.protocol import TrialEnded as TrialEndedMessage
 from nasflow.protocol import TrialStarted as TrialStartedMessage
-
-if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
 
 __all__ = ["Done", "ManagerEvents"]
 
@@ -47,29 +44,32 @@ class _Flight:
     announced: bool = False
     """Its ``TrialStarted`` was published (by this engine)."""
     cancel: tuple[TrialState, str] | None = None
-    interrupted: bool = False
+    error_type: str = ""
+    """The error type the cancel asked for (the wire carries only the state)."""
 
 
-class ManagerEvents:
-    """The receiving side of ``ManagerEngine`` (mixed into it)."""
+class ManagerEvents(Engine):
+    """The receiving side of ``ManagerEngine`` (its base class): what the engine does with
+    what its manager sends. The state it shares with the engine's sending side is set up
+    here."""
 
-    setup: EngineSetup
-    _flights: dict[int, _Flight]
-    _inbox: deque[tuple[Any, str | None, int | None, Done | None]]
-    _inbox_wake: asyncio.Event
-    _seen: dict[str, int]
-    _to_ack: list[Done]
-    _acking: bool
-    _single: bool
-    _slots: int
-    _held: tuple[HeldTrial, ...] | None
-    _granted: asyncio.Event
-    _room: asyncio.Event
-    _idle: asyncio.Event
-    _settled: asyncio.Event
-    _doomed: dict[tuple[int, int], asyncio.Event]
-    _failure: BaseException | None
-    _tg: TaskGroup | None
+    def __init__(self, setup: EngineSetup) -> None:
+        super().__init__(setup)
+        self._flights: dict[int, _Flight] = self._entries  # the base's: running trials
+        self._capacity = 0  # until the manager grants some
+        self._granted = asyncio.Event()
+        self._inbox: deque[tuple[Any, str | None, int | None, Done | None]] = deque()
+        self._inbox_wake = asyncio.Event()
+        self._seen: dict[str, int] = {}  # origin -> highest origin_seq published
+        self._to_ack: list[Done] = []  # published, acked once the store committed them
+        self._acking = False  # a store barrier is in flight for some of them
+        self._single = not setup.objective.multi
+        # the manager's answer to our setup: the trials it still holds for this experiment
+        # (None: no answer, or a manager too old to give one)
+        self._held: tuple[HeldTrial, ...] | None = None
+        self._settled = asyncio.Event()  # reattach() (or the first submit) decided on them
+        # held trials we did not take: cancelled; their (id, attempt) -> "it ended"
+        self._doomed: dict[tuple[int, int], asyncio.Event] = {}
 
     async def _consume(self) -> None:
         inbox, wake, seen = self._inbox, self._inbox_wake, self._seen
@@ -170,11 +170,10 @@ class ManagerEvents:
                                              attempt=message.attempt))
             return
         if kind is Capacity:
-            self._slots = message.slots
+            self._set_capacity(message.slots)
             if message.held is not None and not self._settled.is_set() and self._held is None:
                 self._held = message.held  # the answer to our setup
             self._granted.set()
-            self._room.set()
             if self._held:
                 # the held trials' events come next: wait until reattach() says which
                 # trials are ours (requeue calls it as soon as we are entered)
@@ -219,10 +218,11 @@ class ManagerEvents:
             error = message.error
             if origin is None and error is not None and error.type == "WorkerDied":
                 error = self._with_stderr(message.trial_id, error)
-            if flight.interrupted and error is not None and flight.cancel is not None \
+            if flight.error_type and error is not None and flight.cancel is not None \
                     and message.state is flight.cancel[0]:
-                # stopped because the experiment stops: a resume runs it again
-                error = TrialError(INTERRUPTED, error.message, error.traceback)
+                # e.g. INTERRUPTED: stopped because the experiment stops (a resume runs it
+                # again), which the worker cannot know
+                error = TrialError(flight.error_type, error.message, error.traceback)
             del self._flights[message.trial_id]
             await self._publish_end(flight, message.state, error, message.time)
             return
@@ -235,9 +235,7 @@ class ManagerEvents:
         self._flights.pop(flight.spec.id, None)
         await self.setup.publish(TrialEnded(time=when, trial_id=flight.spec.id, state=state,
                                             error=error))
-        self._room.set()
-        if not self._flights:
-            self._idle.set()
+        self._ended(flight.spec.id)
 
     def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
         from nasflow.manager._pool import tail
@@ -253,7 +251,7 @@ class ManagerEvents:
         """The run cannot go on: end every trial in flight with ``exc``, once."""
         if self._failure is not None:
             return
-        self._failure = exc
+        self._failed(exc)
         self._settled.set()
         for ended in self._doomed.values():
             ended.set()  # submit raises the failure instead of waiting
@@ -266,7 +264,6 @@ class ManagerEvents:
         for flight in list(self._flights.values()):
             await self._publish_end(flight, state, error, time.time())
         self._granted.set()
-        self._room.set()
         self._idle.set()
 
 

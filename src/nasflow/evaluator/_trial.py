@@ -24,7 +24,7 @@ import anyio
 from nasflow._objective import Objective
 from nasflow._types import TrialState
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
-from nasflow.exceptions import NasflowError, TrialStopped
+from nasflow.exceptions import MetricError, NasflowError, TrialStopped
 
 __all__ = ["ReportPipe", "Trial", "TrialOutput", "current_trial"]
 
@@ -271,12 +271,32 @@ class Trial:
             self._outputs[name] = f
         return f
 
-    # --- control (used by engines) ------------------------------------------------------
+    # --- the executor's side (``nasflow.evaluator._execute``; not for evaluators) --------
 
     def _stop(self, state: TrialState, reason: str) -> None:
+        """Mark the trial stopped (the first stop counts): ``report()`` raises from now on."""
         if self._stop_state is None:
             self._stop_state = state
             self._stop_reason = reason
+
+    def _stopped_as(self) -> tuple[TrialState, str] | None:
+        """The stop's state and reason, or ``None`` if the trial was not stopped."""
+        if self._stop_state is None:
+            return None
+        return self._stop_state, self._stop_reason
+
+    def _final(self, result: Any) -> tuple[float, Any]:
+        """The final result ``(primary, normalised)`` of an evaluator that returned
+        ``result``: the last report when it returned ``None``. ``MetricError`` if there is
+        none, or the value is not a metric of this trial's objective."""
+        if result is None:
+            if self._last is None:
+                raise MetricError(
+                    "the evaluator returned None and reported nothing: return the final "
+                    "metric, or call trial.report(value) at least once"
+                )
+            return self._last
+        return self._objective.parse(result)
 
     def _stop_message(self) -> str:
         state = self._stop_state.value if self._stop_state else "STOPPED"

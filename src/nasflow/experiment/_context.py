@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -12,7 +11,7 @@ import anyio
 
 from nasflow._objective import Objective
 from nasflow._types import TrialError, TrialRecord, TrialState
-from nasflow.engine import TrialSpec
+from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     Event,
     FinalMetric,
@@ -51,16 +50,18 @@ class ExperimentContext(StrategyContext):
     ``TrialLedger`` and acts through the ``RunPort``; it writes neither. Records go out
     as ``FrozenTrial`` copies; one-shot needs are on ``oneshot``."""
 
-    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
-                 objective: Objective, capacity: int, model_space: Any, evaluator: Any,
-                 directory: Path) -> None:
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, engine: Engine,
+                 clock: Callable[[], float], space: SearchSpace, objective: Objective,
+                 model_space: Any, evaluator: Any, directory: Path) -> None:
         self._run = run
         self._ledger = ledger
-        self._capacity = capacity
+        self._engine = engine
+        self._clock = clock
         self.space = space
         self.objective = objective
         self.budget = ledger.budget
-        self.oneshot = ExperimentOneShot(run, ledger, space=space, objective=objective,
+        self.oneshot = ExperimentOneShot(run, ledger, clock=clock, space=space,
+                                         objective=objective,
                                          model_space=model_space, evaluator=evaluator,
                                          directory=directory)
         """What one-shot strategies need besides (``oneshot_context(ctx)``)."""
@@ -92,8 +93,13 @@ class ExperimentContext(StrategyContext):
 
     async def wait_capacity(self) -> None:
         # the one capacity wait of a run: the strategy's submissions, retries and resumed
-        # trials all come through here (the engine's own capacity belongs here too)
-        while self._ledger.inflight >= self._capacity:
+        # trials all come through here. The engine is the authority on capacity (it may
+        # change while the run goes on); trials submitted here but not yet held by the
+        # engine count too.
+        while True:
+            await self._engine.wait_capacity()
+            if self._ledger.inflight < self._engine.capacity:
+                return
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
@@ -107,7 +113,7 @@ class ExperimentContext(StrategyContext):
             raise BudgetExhausted(self._why_exhausted())
         trial_id = self._ledger.new_id()
         h = sample_hash(sample)
-        await self._run.publish(TrialSubmitted(time=time.time(), trial_id=trial_id,
+        await self._run.publish(TrialSubmitted(time=self._clock(), trial_id=trial_id,
                                                sample=sample, hash=h))
         try:
             await self._run.submit(TrialSpec(trial_id, sample))
@@ -115,7 +121,7 @@ class ExperimentContext(StrategyContext):
             # never handed to the engine (the search is stopping): do not leave it WAITING
             with anyio.CancelScope(shield=True):
                 await self._run.publish(TrialEnded(
-                    time=time.time(), trial_id=trial_id, state=TrialState.CANCELED,
+                    time=self._clock(), trial_id=trial_id, state=TrialState.CANCELED,
                     error=TrialError("Cancelled", "the search stopped before the trial started"),
                 ), wait=False)
             raise
@@ -167,8 +173,9 @@ class ExperimentContext(StrategyContext):
 
     @property
     def capacity(self) -> int:
-        """How many trials may run at once (``ExperimentConfig.concurrency``)."""
-        return self._capacity
+        """How many trials may run at once now: the engine's capacity (a manager's grant;
+        it may change while the search runs)."""
+        return self._engine.capacity
 
     def running(self) -> list[FrozenTrial]:
         """Trials submitted and not yet ended."""
@@ -205,11 +212,12 @@ class ExperimentContext(StrategyContext):
 class ExperimentOneShot(OneShotContext):
     """What a one-shot strategy needs of the experiment (``oneshot_context(ctx)``)."""
 
-    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
-                 objective: Objective, model_space: Any, evaluator: Any,
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, clock: Callable[[], float],
+                 space: SearchSpace, objective: Objective, model_space: Any, evaluator: Any,
                  directory: Path) -> None:
         self._run = run
         self._ledger = ledger
+        self._clock = clock
         self._space = space
         self._objective = objective
         self._directory = directory
@@ -222,7 +230,7 @@ class ExperimentOneShot(OneShotContext):
         primary, normal = self._objective.parse(value)
         parsed = [(step, *self._objective.parse(v)) for step, v in intermediates]
         trial_id = self._ledger.new_id(counted=False)
-        now = time.time()
+        now = self._clock()
         publish = self._run.publish
         await publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
                                      hash=sample_hash(sample)))
@@ -235,7 +243,7 @@ class ExperimentOneShot(OneShotContext):
         return FrozenTrial.of(self._ledger[trial_id])
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self._run.publish(StrategyProgress(time=time.time(), step=step, values=values))
+        await self._run.publish(StrategyProgress(time=self._clock(), step=step, values=values))
         self._run.snapshot_due()  # a strategy that reports progress has moved on: record it
 
     def _checkpoint_path(self, name: str) -> Path:

@@ -142,6 +142,9 @@ class Run:
         """The engine, while the search goes on."""
         self.ctx: ExperimentContext | None = None
         """The strategy's context."""
+        self.clock: Callable[[], float] = time.time
+        """What stamps this run's events: the engine's clock once there is one (a
+        simulated engine's is fake); the store's own metadata stays wall time."""
         self.end_reason = ""
         self.repeated_failure: RepeatedFailureError | None = None
         self._replay: Replay | None = None  # metrics a re-attached trial sends again
@@ -233,15 +236,16 @@ class Run:
         """The engine, the re-queued trials of a resume, the strategy, the budget."""
         setup, cfg = self.setup, self.setup.config
         engine = self._make_engine()
-        await self.publish(ExperimentStateChanged(time=time.time(),
+        self.clock = engine.clock.now  # one clock stamps every event: the engine's
+        await self.publish(ExperimentStateChanged(time=self.clock(),
                                                   state=ExperimentState.RUNNING))
         deadline = math.inf
         if cfg.max_duration is not None:
             deadline = anyio.current_time() + cfg.max_duration
             self.budget.deadline = deadline
         ctx = self.ctx = ExperimentContext(
-            self, self.ledger, space=setup.search_space, objective=setup.objective,
-            capacity=cfg.concurrency, model_space=setup.space, evaluator=setup.evaluator,
+            self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,
+            objective=setup.objective, model_space=setup.space, evaluator=setup.evaluator,
             directory=setup.directory,
         )
         if self._plan is not None:
@@ -293,7 +297,7 @@ class Run:
             if not self._replay:
                 self._replay = None
         again = [r for r in plan.pending if r.id not in attached]
-        now = time.time()
+        now = self.clock()
         for record in again:
             if not record.state.finished:  # the process died under it: record that first
                 await self.publish(TrialEnded(
@@ -304,7 +308,7 @@ class Run:
             await self.wait_capacity()
             attempt = record.attempt + 1
             self.ledger.rerun_from(record.id, attempt)  # retries count from here
-            await self.publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+            await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
                                               sample=record.sample, hash=record.hash,
                                               attempt=attempt))
             await engine.submit(TrialSpec(record.id, record.sample, attempt))
@@ -319,7 +323,7 @@ class Run:
             attempt = record.attempt + 1
             _log.info("trial %d ended %s (%s); running it again (attempt %d)", record.id,
                       record.state.value, record.error, attempt)
-            await self.publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+            await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
                                               sample=record.sample, hash=record.hash,
                                               attempt=attempt))
             await engine.submit(TrialSpec(record.id, record.sample, attempt))
@@ -352,7 +356,7 @@ class Run:
 
     async def _finish(self, failure: BaseException | None, *, normal: bool) -> None:
         with anyio.CancelScope(shield=True):
-            now = time.time()
+            now = self.clock()
             # nothing stays WAITING or RUNNING
             for record in list(self.ledger):
                 if not record.state.finished:
@@ -379,7 +383,7 @@ class Run:
             if self._tensorboard is not None:  # the scalars are on disk when run() returns
                 await anyio.to_thread.run_sync(self._tensorboard.join)
             if self.store is not None:
-                self.store.set_meta(state=state.value, ended_at=now, end_reason=reason,
+                self.store.set_meta(state=state.value, ended_at=time.time(), end_reason=reason,
                                     trials=len(self.ledger), best=self._status()["best"])
                 try:
                     await self.store.close()

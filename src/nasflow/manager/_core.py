@@ -142,6 +142,10 @@ class ManagerCore(WorkerSide):
             with anyio.move_on_after(grace):
                 await self._pool.all_gone.wait()
             self._pool.kill_all()
+            # and reap them: a killed worker whose wait is then cancelled (the server
+            # cancels the pool's tasks next) would be left a zombie, its Popen unclosed
+            with anyio.move_on_after(grace):
+                await self._pool.all_gone.wait()
         self._spool.close()
 
     async def hand_over(self, *, grace: float = 3.0) -> int:

@@ -106,6 +106,18 @@ def hang_reporting_sync(model: Any, trial: Trial) -> float:
         time.sleep(0.01)  # simulated work between reports
 
 
+def exit_the_process(model: Any, trial: Trial) -> float:
+    raise SystemExit(f"trial {trial.id} called sys.exit")
+
+
+async def interrupt_async(model: Any, trial: Trial) -> float:
+    raise KeyboardInterrupt
+
+
+def stop_itself(model: Any, trial: Trial) -> float:
+    raise TrialStopped("the evaluator gave up on its own")
+
+
 def return_nan(model: Any, trial: Trial) -> float:
     return math.nan
 
@@ -316,3 +328,66 @@ class EngineContract:
                 assert (await h.ended(0)).state is TrialState.EARLY_STOPPED
                 seen = await reader.receive_until(b"\n", 4096)
         assert b"EARLY_STOPPED" in seen, seen
+
+    async def test_system_exit_and_keyboard_interrupt_fail_only_that_trial(self) -> None:
+        for fn, kind in ((exit_the_process, "SystemExit"),
+                         (interrupt_async, "KeyboardInterrupt")):
+            with anyio.fail_after(60):
+                async with self.engine(fn) as (engine, h):
+                    await engine.submit(TrialSpec(0, {"x": 1}))
+                    ended = await h.ended(0)
+                    assert ended.state is TrialState.FAILED, ended
+                    assert ended.error is not None and ended.error.type == kind
+                    # the engine goes on
+                    await engine.submit(TrialSpec(1, {"x": 1}))
+                    assert (await h.ended(1)).state is TrialState.FAILED
+
+    async def test_a_trial_that_stops_itself_ends_canceled(self) -> None:
+        # nobody asked it to stop and no deadline passed: CANCELED, never TIMEOUT
+        async with self.engine(stop_itself) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            ended = await h.ended(0)
+            assert ended.state is TrialState.CANCELED, ended
+
+    async def test_cancel_with_an_error_type(self) -> None:
+        async with self.engine(hang_forever) as (engine, h):
+            await engine.submit(TrialSpec(0, {"x": 1}))
+            assert engine.cancel(0, TrialState.CANCELED, "shutting down",
+                                 error_type="Interrupted")
+            ended = await h.ended(0)
+            assert ended.state is TrialState.CANCELED
+            assert ended.error is not None and ended.error.type == "Interrupted"
+            assert ended.error.message == "shutting down"
+
+    async def test_wait_capacity_returns_once_a_slot_is_free(self) -> None:
+        async with self.engine(hang_forever) as (engine, _):
+            assert engine.capacity >= 1
+            await engine.wait_capacity()  # room: returns at once
+            for i in range(engine.capacity):
+                await engine.submit(TrialSpec(i, {"x": 1}))
+            room = anyio.Event()
+
+            async def wait() -> None:
+                await engine.wait_capacity()
+                room.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await anyio.wait_all_tasks_blocked()
+                assert not room.is_set()
+                engine.cancel(0)
+                await room.wait()
+                assert len(engine.running) < engine.capacity
+            for i in engine.running:
+                engine.cancel(i)
+            await engine.wait_idle()
+
+    async def test_events_are_stamped_by_the_engine_clock(self) -> None:
+        async with self.engine(report_three_sync) as (engine, h):
+            before = engine.clock.now()
+            await engine.submit(TrialSpec(0, {"x": 3}))
+            await h.ended(0)
+            after = engine.clock.now()
+            times = [e.time for e in h.of(0)]
+            assert all(before <= t <= after for t in times), (before, times, after)
+            assert times == sorted(times)

@@ -31,7 +31,6 @@ import heapq
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -39,6 +38,7 @@ from anyio.abc import TaskGroup
 
 from nasflow._types import INTERRUPTED, TrialError, TrialState
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
+from nasflow.engine._base import Stop
 from nasflow.events import (
     Event,
     FinalMetric,
@@ -100,13 +100,17 @@ class _Sim:
     timeline: list[tuple[float, Callable[[float], Event]]] | None = None
     cursor: int = 0
     version: int = 0  # bumped to invalidate heap entries (on cancel)
-    kill: tuple[TrialState, str, bool] | None = None  # state, reason, interrupted
+    kill: Stop | None = None
     ended: bool = False
     captured: list[Event] = field(default_factory=list)  # evaluator mode: what it reported
 
 
 class SimulatedEngine(Engine):
     """Replays learning curves on a ``FakeClock``; see the module docstring."""
+
+    clock: FakeClock
+    """The simulated clock: every event of its trials (and of an experiment run on it)
+    carries its times."""
 
     def __init__(
         self,
@@ -116,7 +120,7 @@ class SimulatedEngine(Engine):
         clock: FakeClock | None = None,
         seconds_per_step: float = 1.0,
     ) -> None:
-        super().__init__(setup)
+        super().__init__(setup, clock=clock if clock is not None else FakeClock())
         if table is not None and not (isinstance(table, Mapping) or callable(table)):
             raise TypeError(
                 f"table must map sample_hash -> (curve, seconds_per_epoch) or be a function "
@@ -126,26 +130,20 @@ class SimulatedEngine(Engine):
             raise ValueError(f"seconds_per_step must be positive, got {seconds_per_step!r}")
         self.table = table
         """Where curves come from (``None``: the evaluator)."""
-        self.clock = clock if clock is not None else FakeClock()
-        """The simulated clock; events carry its times."""
         self.seconds_per_step = seconds_per_step
         """Simulated seconds per report in evaluator mode."""
-        self._running: dict[int, _Sim] = {}
+        self._running: dict[int, _Sim] = self._entries  # the base's: running trials
         self._heap: list[tuple[float, int, _Sim, int]] = []
         self._seq = itertools.count()
         self._waiting_for_curve: set[int] = set()  # evaluator mode: still evaluating
         self._wake = asyncio.Event()  # something for the driver to look at
-        self._slot_freed = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closed = False
-        self._tg: TaskGroup | None = None
         self._oracle: InProcessEngine | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> SimulatedEngine:
         if self.table is None:
+            # entered before the base's task group (and left after it, in _release)
             s = self.setup
             oracle = InProcessEngine(EngineSetup(
                 space=s.space, evaluator=s.evaluator, objective=s.objective,
@@ -155,19 +153,13 @@ class SimulatedEngine(Engine):
             ))
             await oracle.__aenter__()
             self._oracle = oracle
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(self._drive)
+        await super().__aenter__()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._tg is not None
+    async def _open(self, tg: TaskGroup) -> None:
+        tg.start_soon(self._drive)
+
+    async def _drain(self, exc: BaseException | None) -> None:
         try:
             if exc is None:
                 await self.wait_idle()  # like a real engine: what was accepted finishes
@@ -179,34 +171,22 @@ class SimulatedEngine(Engine):
                     await self._end(sim, TrialState.CANCELED,
                                     TrialError(INTERRUPTED, "the experiment was cancelled"),
                                     wait=False)
-            self._tg.cancel_scope.cancel()  # the driver
-            try:
-                await self._tg.__aexit__(exc_type, exc, tb)
-            finally:
-                if self._oracle is not None:
-                    for trial_id in self._oracle.running:
-                        self._oracle.cancel(trial_id)
-                    await self._oracle.__aexit__(exc_type, exc, tb)
+        # the base then cancels the task group: the driver
 
-    # --- the contract -----------------------------------------------------------------------
+    async def _release(self) -> None:
+        oracle, self._oracle = self._oracle, None
+        if oracle is not None:
+            for trial_id in oracle.running:
+                oracle.cancel(trial_id)
+            await oracle.__aexit__(None, None, None)
 
-    @property
-    def capacity(self) -> int:
-        return self.setup.concurrency
+    # --- the contract (the base does the bookkeeping) --------------------------------------
 
-    @property
-    def running(self) -> frozenset[int]:
-        return frozenset(self._running)
+    def _accept(self, spec: TrialSpec) -> _Sim:
+        return _Sim(spec, self.clock.now())
 
-    async def submit(self, spec: TrialSpec) -> None:
-        if self._closed:
-            raise RuntimeError("the engine is closed")
-        while len(self._running) >= self.setup.concurrency:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        sim = _Sim(spec, self.clock.now())
-        self._running[spec.id] = sim
-        self._idle.clear()
+    async def _begin(self, sim: _Sim) -> None:
+        spec = sim.spec
         await self.setup.publish(TrialStarted(time=sim.start, trial_id=spec.id,
                                               attempt=spec.attempt))
         if self._oracle is None:
@@ -216,24 +196,21 @@ class SimulatedEngine(Engine):
             await self._oracle.submit(spec)
         self._wake.set()
 
-    def cancel(self, trial_id: int, state: TrialState = TrialState.CANCELED,
-               reason: str = "", *, interrupted: bool = False) -> bool:
-        sim = self._running.get(trial_id)
-        if sim is None or sim.ended:
+    def _stop_trial(self, sim: _Sim, stop: Stop) -> bool:
+        if sim.ended:
             return False
         if sim.kill is None:
-            sim.kill = (state, reason, interrupted)
+            sim.kill = stop
             sim.version += 1  # drop its future events
             self._push(self.clock.now(), sim)
+            trial_id = sim.spec.id
             if trial_id in self._waiting_for_curve:
                 self._waiting_for_curve.discard(trial_id)
                 assert self._oracle is not None
-                self._oracle.cancel(trial_id, state, reason, interrupted=interrupted)
+                self._oracle.cancel(trial_id, stop.state, stop.reason,
+                                    error_type=stop.error_type)
             self._wake.set()
         return True
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     # --- curves ---------------------------------------------------------------------------
 
@@ -342,10 +319,7 @@ class SimulatedEngine(Engine):
         """Publish ``sim``'s events that are due now, and schedule its next one."""
         now = self.clock.now()
         if sim.kill is not None:
-            state, reason, interrupted = sim.kill
-            kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
-            await self._end(sim, state, TrialError(INTERRUPTED if interrupted else kind,
-                                                   reason or state.value))
+            await self._end(sim, sim.kill.state, sim.kill.error)
             return
         assert sim.timeline is not None
         timeline = sim.timeline
@@ -370,10 +344,7 @@ class SimulatedEngine(Engine):
         try:
             await self.setup.publish(event, wait=wait)
         finally:
-            self._running.pop(sim.spec.id, None)
-            self._slot_freed.set()
-            if not self._running:
-                self._idle.set()
+            self._ended(sim.spec.id)
 
     # --- experiments ------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """``TrialRunner``: runs one trial at a time inside a worker process.
 
-It does what the in-process engine does for one trial -- ``build_model(space, sample)``,
-the evaluator with a ``Trial`` whose reports stream out, ``nf.current_trial()`` set, async
-evaluators on this loop and sync ones in a thread -- and turns what happens into protocol
-messages (``trial_started``, ``metric``/``metrics``, ``checkpoint``, ``final_metric``,
-``trial_ended``) handed to ``send``.
+It runs the trial with the executor the in-process engine uses too
+(``nasflow.evaluator._execute``: ``build_model(space, sample)``, the evaluator with a
+``Trial`` whose reports stream out, ``nf.current_trial()`` set, async evaluators on this loop
+and sync ones in a thread, one rule for how a trial ended) and turns what happens into
+protocol messages (``trial_started``, ``metric``/``metrics``, ``checkpoint``,
+``final_metric``, ``trial_ended``) handed to ``send``.
 
 Reports leave in batches: a report into an idle outbox leaves at once (a lone report as a
 ``metric``, never held back); while reports keep coming, what came in during the last
@@ -29,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from nasflow._types import TrialError, TrialState
-from nasflow.engine._base import build_model
-from nasflow.evaluator._trial import Trial, _current
+from nasflow.evaluator._execute import Execution, Executor, Stop
+from nasflow.evaluator._trial import Trial
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
-from nasflow.exceptions import MetricError, TrialStopped
 from nasflow.protocol import (
     Checkpoint,
     FinalMetric,
@@ -62,10 +62,7 @@ __all__ = ["TrialRunner", "bounded_error"]
 @dataclass(slots=True, eq=False)
 class _Run:
     message: RunTrial
-    trial: Trial
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    kill: tuple[TrialState, str] | None = None
-    is_async: bool = False
+    execution: Execution
 
 
 _MAX_BACKLOG = 65536  # reports a thread may queue before it waits for the loop
@@ -178,13 +175,9 @@ class TrialRunner:
         run = self.current
         if run is None or run.message.trial_id != trial_id or run.message.attempt != attempt:
             return False
-        if run.kill is None:
-            run.kill = (state, reason)
-            run.trial._stop(state, reason)
-            if run.is_async:
-                # a sync evaluator's thread cannot be interrupted: it sees the stop when it
-                # reports; cancelling its scope now would only hide that it is still running
-                run.scope.cancel()
+        # a sync evaluator's thread is not abandoned (the executor's abandon_threads=False):
+        # it sees the stop when it reports; the manager kills a thread that never does
+        run.execution.stop(Stop(state, reason))
         return True
 
     # --- one trial ----------------------------------------------------------------------------
@@ -200,65 +193,26 @@ class TrialRunner:
             experiment_id=message.experiment_id,
             attempt=message.attempt,
         )
-        run = _Run(message, trial, is_async=payload.evaluator.is_async)
+        # not abandoned on cancel: the thread stops at its next report, or the manager
+        # kills this process after its grace period; errors bounded to fit a frame
+        executor = Executor(payload.space, payload.evaluator, abandon_threads=False,
+                            describe=bounded_error)
+        run = _Run(message, executor.execution(trial))
         self.current = run
+        ids = _ids(message)
         try:
             with _capture(trial.directory):
-                state, error, final = await self._evaluate(run, payload)
+                self._send(TrialStarted(**ids, time=time.time()))
+                outcome = await run.execution.run()
                 self._pipe.drain()  # every intermediate before the final result
-            ids = _ids(message)
             now = time.time()
-            if final is not None:
-                self._send(FinalMetric(**ids, value=final, time=now))
-            self._send(TrialEnded(**ids, state=state, error=error, time=now))
+            if outcome.state is TrialState.SUCCEEDED:
+                self._send(FinalMetric(**ids, value=outcome.value, time=now))
+            self._send(TrialEnded(**ids, state=outcome.state, error=outcome.error, time=now))
         finally:
             # a thread the evaluator left behind may not report into a later trial
-            trial._stop(TrialState.CANCELED, "the trial has ended")
+            run.execution.close()
             self.current = None
-
-    async def _evaluate(
-        self, run: _Run, payload: Payload
-    ) -> tuple[TrialState, TrialError | None, Any]:
-        trial = run.trial
-        self._send(TrialStarted(**_ids(run.message), time=time.time()))
-        token = _current.set(trial)
-        try:
-            with run.scope:
-                if payload.evaluator.is_async:
-                    model = None
-                    if getattr(payload.space, "is_model_space", False):
-                        # freezing copies modules: keep it off the loop
-                        model = await anyio.to_thread.run_sync(
-                            build_model, payload.space, trial.sample,
-                            getattr(payload.evaluator, "model_seed", None),
-                        )
-                    result = await payload.evaluator.evaluate(model, trial)
-                else:
-                    # not abandoned on cancel: the thread stops at its next report, or the
-                    # manager kills this process after its grace period
-                    result = await anyio.to_thread.run_sync(_call_sync, payload, trial)
-            if run.scope.cancelled_caught or run.kill is not None:
-                return (*self._stopped(run), None)
-        except TrialStopped:
-            return (*self._stopped(run), None)
-        except Exception as exc:
-            return TrialState.FAILED, bounded_error(exc), None
-        finally:
-            _current.reset(token)
-        try:
-            return TrialState.SUCCEEDED, None, _final(trial, result)
-        except Exception as exc:  # a MetricError; anything else fails this trial too
-            return TrialState.FAILED, bounded_error(exc), None
-
-    @staticmethod
-    def _stopped(run: _Run) -> tuple[TrialState, TrialError]:
-        if run.kill is not None:
-            state, reason = run.kill
-        else:
-            state = run.trial._stop_state or TrialState.CANCELED
-            reason = run.trial._stop_reason
-        kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
-        return state, TrialError(kind, reason or state.value)
 
     # --- reports from the evaluator ---------------------------------------------------------
 
@@ -360,23 +314,6 @@ def _ids(message: RunTrial) -> dict[str, Any]:
         "trial_id": message.trial_id,
         "attempt": message.attempt,
     }
-
-
-def _call_sync(payload: Payload, trial: Trial) -> Any:
-    seed = getattr(payload.evaluator, "model_seed", None)  # repeatable initial weights
-    model = build_model(payload.space, trial.sample, seed)
-    return payload.evaluator.evaluate(model, trial)
-
-
-def _final(trial: Trial, result: Any) -> Any:
-    if result is None:
-        if trial._last is None:
-            raise MetricError(
-                "the evaluator returned None and reported nothing: return the final "
-                "metric, or call trial.report(value) at least once"
-            )
-        return trial._last[1]
-    return trial._objective.parse(result)[1]
 
 
 @contextlib.contextmanager

@@ -192,7 +192,7 @@ def ignore_stops(model: Any, trial: Trial) -> float:
 
 async def test_a_trial_killed_for_its_timeout_says_so(tmp_path: Path) -> None:
     with anyio.fail_after(60):
-        async with embedded(ignore_stops, tmp_path, trial_timeout=1,
+        async with embedded(ignore_stops, tmp_path, trial_timeout=3,
                             kill_grace=0.5) as (engine, h):
             await engine.submit(TrialSpec(0, {"x": 1}))
             assert (await h.ended(0)).state is TrialState.SUCCEEDED

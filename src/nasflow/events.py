@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from nasflow._types import ExperimentState, TrialError, TrialState
+from nasflow._kernel import ExperimentState, TrialError, TrialState
 
 __all__ = [
     "CheckpointSaved",

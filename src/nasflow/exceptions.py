@@ -158,5 +158,9 @@ class WorkerSetupError(NasflowError):
         )
 
 
+class PayloadError(NasflowError):
+    """The space or the evaluator cannot be shipped to worker processes."""
+
+
 class ManagerGoneError(NasflowError):
     """The trial manager went away for good (it shut down, or never came back)."""

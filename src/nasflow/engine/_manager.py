@@ -71,10 +71,6 @@ def import_manager_modules() -> None:
     these, so an experiment does it when it is created."""
     import cloudpickle  # noqa: F401
 
-    import nasflow.manager
-    import nasflow.manager._server
-    import nasflow.manager._tuner
-    import nasflow.worker._payload  # noqa: F401
 
 
 class ManagerEngine(ManagerEvents, Engine):
@@ -158,7 +154,7 @@ class ManagerEngine(ManagerEvents, Engine):
                 )
 
     async def __aenter__(self) -> ManagerEngine:
-        from nasflow.worker._payload import pack
+        from nasflow._payload import pack
 
         self._check_options()  # here, not in __init__: the experiment cleans up after us
         s = self.setup
@@ -208,8 +204,8 @@ class ManagerEngine(ManagerEvents, Engine):
         a file); a daemon gets one that does not fit a frame as a file in this experiment's
         directory (the daemon and its workers run on this machine, as this user).
         """
+        from nasflow._payload import PayloadError, spill
         from nasflow.manager._spool import fits_inline
-        from nasflow.worker._payload import PayloadError, spill
 
         s, limits = self.setup, self._limits
         if len(payload) > limits.max_payload_size:

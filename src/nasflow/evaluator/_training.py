@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.evaluator._args import (
     CriterionSpec,
     DeviceSpec,

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import orjson
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.events import (
     CheckpointSaved,
     Event,

@@ -13,8 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from nasflow._objective import Objective
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import Objective, TrialRecord, TrialState
 from nasflow.space import Sample, SearchSpace
 
 __all__ = ["Budget", "Strategy", "StrategyContext", "TrialHandle", "rng_from_state", "rng_state"]

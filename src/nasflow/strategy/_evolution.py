@@ -6,7 +6,7 @@ import random
 from collections import deque
 from typing import Any
 
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import TrialRecord, TrialState
 from nasflow.space import Sample
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 from nasflow.strategy._sampling import crossover, draw_unseen, mutate, steady_proposals

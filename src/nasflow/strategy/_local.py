@@ -7,7 +7,7 @@ import logging
 import random
 from typing import Any
 
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import TrialRecord, TrialState
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 from nasflow.strategy._sampling import SpaceTracker, draw_unseen, neighbours

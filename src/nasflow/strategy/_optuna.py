@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from nasflow._types import INTERRUPTED, TrialRecord, TrialState
+from nasflow._kernel import INTERRUPTED, TrialRecord, TrialState
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state

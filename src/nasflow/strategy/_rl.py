@@ -14,8 +14,7 @@ import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from nasflow._nni import nni_arguments
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import TrialRecord, TrialState, nni_arguments
 from nasflow.space import Categorical, CategoricalMultiple, Numerical, Sample, SearchSpace
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 from nasflow.strategy._sampling import SpaceTracker, complete, draw_unseen

@@ -19,7 +19,7 @@ from nasflow.space import Categorical, CategoricalMultiple, Choice, Numerical, S
 from nasflow.space import sample_hash as _hash
 
 if TYPE_CHECKING:
-    from nasflow._types import TrialRecord
+    from nasflow._kernel import TrialRecord
     from nasflow.strategy._base import StrategyContext
 
 __all__ = [

@@ -29,8 +29,7 @@ import anyio
 from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from nasflow._objective import Objective
-from nasflow._types import TrialState
+from nasflow._kernel import Objective, TrialState
 from nasflow.engine import Engine, EngineSetup, TrialSpec
 from nasflow.evaluator import Evaluator, FunctionalEvaluator, Trial, current_trial
 from nasflow.events import (

@@ -36,6 +36,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from nasflow._payload import Payload
 from nasflow._types import TrialError, TrialState
 from nasflow.engine._base import build_model
 from nasflow.evaluator._trial import Trial, _current
@@ -54,7 +55,6 @@ from nasflow.protocol import (
     TrialRef,
     TrialStarted,
 )
-from nasflow.worker._payload import Payload
 
 __all__ = ["TrialRunner", "bounded_error"]
 

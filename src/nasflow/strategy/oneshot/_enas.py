@@ -25,7 +25,7 @@ import anyio
 import torch
 import torch.nn as nn
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, SearchSpace, sample_hash
 from nasflow.strategy._base import StrategyContext

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from nasflow.exceptions import SpaceBuildError
 from nasflow.nn._base import Collector, Freezer, NasModule, copy_keeping_choices, describe, join
-from nasflow.nn._choices import InputChoice, LayerChoice
+from nasflow.nn._choices import ChosenInputs, InputChoice, LayerChoice
 from nasflow.space import Condition
 
 __all__ = ["Cell", "FrozenCell"]
@@ -256,10 +256,7 @@ class FrozenCell(nn.Module):
         for node_ops, node_inputs in zip(self.ops, self.inputs, strict=True):
             ops = cast(nn.ModuleList, node_ops)
             outs = [op(states[j]) for op, j in zip(ops, node_inputs, strict=True)]
-            total = outs[0]
-            for out in outs[1:]:
-                total = total + out
-            states.append(total)
+            states.append(ChosenInputs.reduce(outs, "sum"))  # a node sums its ops
         result = torch.cat([states[j] for j in self.output_nodes], self.concat_dim)
         if self.postprocessor is not None:
             return self.postprocessor(result, processed)

@@ -130,7 +130,8 @@ def _entries(root: Path) -> list[Path]:
 def _max_trials(directory: Path) -> int | None:
     try:
         with _Reader(directory) as r:
-            return r.meta().get("config", {}).get("max_trials")
+            result: int | None = r.meta().get("config", {}).get("max_trials")
+            return result
     except NasflowError:
         return None
 

@@ -208,6 +208,11 @@ class _Supervised(Evaluator):
         """The seed the engine freezes each trial's model under (its initial weights)."""
         return self.seed
 
+    @model_seed.setter
+    def model_seed(self, value: int | None) -> None:
+        # one seed: the base class's attribute is the training evaluators' ``seed``
+        self.seed = value
+
     def evaluate(self, model: Any, trial: Trial) -> float:
         """Train ``model`` and return its final validation metric (reported every epoch).
 
@@ -232,7 +237,7 @@ class _Supervised(Evaluator):
                                  total_steps=self.epochs * train.count(self.lr_schedule),
                                  lr=self.lr, owner=owner)
         net: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(module) if self.compile else module)  # type: ignore[assignment]
+            torch.compile(module) if self.compile else module)
 
         metric = math.nan
         checked = False

@@ -158,7 +158,8 @@ class Cell(NasModule):
         where = join(path, f"op_{i}_{k}")
         if isinstance(held, LayerChoice):
             return [(where, held)]
-        return [(join(where, str(j)), cast(LayerChoice, m)) for j, m in enumerate(held)]
+        return [(join(where, str(j)), cast(LayerChoice, m))
+                for j, m in enumerate(cast(nn.ModuleList, held))]
 
     def _collect(self, collector: Collector, path: str, condition: Condition) -> None:
         base = self._label or path
@@ -184,7 +185,7 @@ class Cell(NasModule):
             j = freezer.chosen(inp.choice)[0]
             held = self._modules[f"op_{i}_{k}"]
             op = held if isinstance(held, LayerChoice) else cast(nn.ModuleList, held)[j]
-            ops[-1].append(freezer.module(op))  # type: ignore[arg-type]
+            ops[-1].append(freezer.module(op))
             inputs[-1].append(j)
         pre, post = self._modules["preprocessor"], self._modules["postprocessor"]
         return FrozenCell(

@@ -378,7 +378,7 @@ class MixedCell(_Mixed):
             if isinstance(op, nn.ModuleList):  # one op per input: mix the ops' outputs
                 node.append(self._per_input(inp, op, states[:i]))
             else:
-                node.append(op(inp(states[:i])))
+                node.append(op(inp(states[:i])))  # type: ignore[misc]
         states.append(ChosenInputs.reduce(node, "sum"))
         result = torch.cat([states[j] for j in self._output_nodes()], self.concat_dim)
         post = self._modules["postprocessor"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nasflow.evaluator._profile import count_flops, count_params, measure_latency
+from nasflow.evaluator import count_flops, count_params, measure_latency
 
 if TYPE_CHECKING:
     from nasflow.strategy.oneshot._run import Run

@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 
 import nasflow as nf
-from nasflow._resume import space_signature
+from nasflow.experiment._resume import space_signature
 
 DATA = Path(__file__).resolve().parent / "data"
 VARIANTS = {

@@ -174,7 +174,7 @@ def load_table(path: Path | None) -> Table:
         module, _, cls = raw["space"].rpartition(".")
         space = as_search_space(getattr(importlib.import_module(module), cls)())
     if "signature" in raw:  # the table was built from this very space
-        from nasflow._resume import space_signature
+        from nasflow.experiment._resume import space_signature
 
         if raw["signature"] != space_signature(space):
             sys.exit(f"{source}: the table's space differs from {raw['space']} as it is now")

@@ -18,3 +18,6 @@ fi
 # then run this script: torch is already there, and this line changes nothing.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+# byte-compile nasflow once: with PYTHONDONTWRITEBYTECODE=1 (set on some CI machines) every
+# worker and trial process would otherwise recompile it from source at start
+.venv/bin/python -m compileall -q src >/dev/null

@@ -26,6 +26,7 @@ from nasflow.exceptions import ManagerGoneError as ManagerGoneError
 from nasflow.exceptions import MetricError as MetricError
 from nasflow.exceptions import NasflowError as NasflowError
 from nasflow.exceptions import PayloadError as PayloadError
+from nasflow.exceptions import RankError as RankError
 from nasflow.exceptions import RepeatedFailureError as RepeatedFailureError
 from nasflow.exceptions import ResumeError as ResumeError
 from nasflow.exceptions import SampleValidationError as SampleValidationError
@@ -109,6 +110,7 @@ __all__ = [
     "NasflowError",
     "Numerical",
     "PayloadError",
+    "RankError",
     "RepeatedFailureError",
     "ResumeError",
     "SampleValidationError",

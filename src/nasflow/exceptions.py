@@ -11,6 +11,7 @@ The tree (``tests/test_exports.py`` checks it against the classes)::
     │   └── UnsupportedSpaceError   no supernet part for it     (nasflow.strategy.oneshot)
     ├── MetricError                 an evaluator reported something that is not a metric
     ├── TrialStopped                raised inside an evaluator whose trial was stopped
+    ├── RankError                   a rank of a devices=N trial died without saying why
     ├── BudgetExhausted             a strategy submitted past the experiment's budget
     ├── StrategyError               a strategy raised; the experiment failed
     ├── RepeatedFailureError        the first trials all failed the same way; it stopped
@@ -53,6 +54,7 @@ __all__ = [
     "MetricError",
     "NasflowError",
     "PayloadError",
+    "RankError",
     "RepeatedFailureError",
     "ResumeError",
     "SampleValidationError",
@@ -131,6 +133,11 @@ class TrialStopped(NasflowError):  # noqa: N818 - reads as an event, like StopIt
     Evaluators need not catch it: letting it propagate ends the trial in the state the
     experiment already chose (EARLY_STOPPED, CANCELED or TIMEOUT).
     """
+
+
+class RankError(NasflowError, RuntimeError):
+    """A rank of a multi-process (``devices=N``) trial died without saying why: a signal,
+    the OOM killer, a crash in native code. The trial fails; its other ranks are killed."""
 
 
 class BudgetExhausted(NasflowError):  # noqa: N818 - a condition, not a failure

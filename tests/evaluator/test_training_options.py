@@ -339,7 +339,8 @@ X4, Y4 = np.zeros((4, 3), dtype=np.float32), np.arange(4)
     ({"momentum": 0.9}, ValueError, "adam has no momentum"),
     ({"momentum": -0.1}, ValueError, "momentum"),
     ({"compile": "yes"}, TypeError, "compile"),
-    ({"devices": 2}, ValueError, "devices=2"),
+    ({"devices": 0}, ValueError, "devices"),
+    ({"devices": True}, TypeError, "devices"),
 ])
 def test_bad_training_options_are_rejected(kwargs: dict[str, Any], error: type[Exception],
                                            message: str) -> None:

@@ -145,7 +145,7 @@ async def test_a_trial_whose_daemon_restarted_runs_again_as_attempt_1(
             listener = await stack.enter_async_context(await gate_listener())
             async with daemon(port, token, "--workers", "1", *logs) as first:
                 gate = await killed_mid_trial(first.url, listener, log, stack)
-                first.process.send_signal(signal.SIGTERM)  # it stops its workers
+                first.process.send_signal(signal.SIGINT)  # a stop: it stops its workers
                 await first.process.wait()
             assert await gate.line() == ""  # the evaluator's process is gone
             second = await stack.enter_async_context(daemon(port, token, "--workers", "1",

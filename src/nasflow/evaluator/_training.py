@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -163,14 +163,9 @@ class _Supervised(Evaluator):
         and Python's generators); ``None`` draws fresh randomness per trial."""
         self.compile = _check_bool(compile, "compile", owner)
         """Train ``torch.compile(model)`` instead of the model (the first batches are slow)."""
-        if isinstance(devices, bool) or not isinstance(devices, int) or devices != 1:
-            raise ValueError(
-                f"{owner}(devices={devices!r}): only devices=1 is supported for now (one "
-                "process per trial); run several trials at once with "
-                "ExperimentConfig(concurrency=N) instead"
-            )
-        self.devices = devices
-        """Processes per trial (1)."""
+        self.devices = _positive_int(devices, "devices", owner)
+        """Processes per trial: more than 1 trains each trial with DistributedDataParallel
+        on that many processes (gloo on CPU, nccl on GPUs; see ``evaluator/_ddp.py``)."""
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(
                 f"{owner}(num_workers=...): got {num_workers!r}; expected an int >= 0"
@@ -222,22 +217,46 @@ class _Supervised(Evaluator):
         module = self._check_model(model)
         if trial.should_stop():  # stopped while waiting: do not even touch the device
             raise TrialStopped(f"trial {trial.id} was asked to stop before training")
+        if self.devices > 1:
+            from nasflow.evaluator._ddp import run_ranks
+
+            return run_ranks(self, module, trial)
+        return self._fit(module, trial)
+
+    def _fit(self, module: nn.Module, trial: Any, rank: int = 0, world: int = 1,
+             data_seed: int | None = None) -> float:
+        """The training loop; with ``world > 1``, rank ``rank``'s part of a DDP trial
+        (``torch.distributed`` is initialised; ``trial`` is a ``RankTrial``)."""
         owner = type(self).__name__
         device = _resolve_device(self.device)
+        if world > 1 and device.type == "cuda":
+            device = torch.device("cuda", rank % torch.cuda.device_count())
         precision = Precision(self.precision, device, owner)
-        rng = TrialRng(self.seed)
+        # on a rank: the same data order everywhere, its own dropout stream
+        rng = TrialRng(self.seed if world == 1 else data_seed + rank)  # type: ignore[operator]
+        if world > 1:
+            rng.data.manual_seed(data_seed)  # type: ignore[arg-type]
         module.to(device)
         params = self._trainable(module)
         optimizer = make_optimizer(self.optimizer, params, lr=self.lr, momentum=self.momentum,
                                    weight_decay=self.weight_decay, owner=owner)
         criterion = self._make_criterion(device)
-        train = Batches(self, self.train_data, device, self.batch_size, rng.data)
+        train: Iterable[tuple[torch.Tensor, torch.Tensor]]
+        train = whole = Batches(self, self.train_data, device, self.batch_size, rng.data)
         val = Batches(self, self.val_data, device, self.val_batch_size, None)
+        per_epoch = whole.count(self.lr_schedule)
+        net: Callable[[torch.Tensor], torch.Tensor] = module
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train = _Shard(whole, rank, world)
+            per_epoch = -(-per_epoch // world)
+            net = DistributedDataParallel(
+                module, device_ids=[device.index] if device.type == "cuda" else None)
         schedule = make_schedule(self.lr_schedule, optimizer,
-                                 total_steps=self.epochs * train.count(self.lr_schedule),
-                                 lr=self.lr, owner=owner)
-        net: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(module) if self.compile else module)
+                                 total_steps=self.epochs * per_epoch, lr=self.lr, owner=owner)
+        if self.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
 
         metric = math.nan
         checked = False
@@ -269,8 +288,9 @@ class _Supervised(Evaluator):
                     f"diverged); try a lower lr than {self.lr}"
                 )
             module.eval()
-            with torch.inference_mode(), precision.autocast():
-                metric = self._score(net, val, device)
+            if rank == 0:  # every rank holds the same weights: rank 0 scores them
+                with torch.inference_mode(), precision.autocast():
+                    metric = self._score(module if world > 1 else net, val, device)
             _log.debug("trial %s epoch %d: train loss %.4g, val %.4g (%.3fs)", trial.id,
                        epoch, train_loss, metric, time.perf_counter() - started)
             trial.report(metric, step=epoch - 1)  # steps count from 0, as trial.report's do
@@ -330,6 +350,29 @@ class _Supervised(Evaluator):
             f"batch_size={self.batch_size}, lr={self.lr}, optimizer={opt!r}, "
             f"device={str(self.device)!r})"
         )
+
+
+class _Shard:
+    """Rank ``rank``'s batches of an epoch: batch ``i`` when ``i % world == rank``. Every
+    rank takes as many steps (DDP's collectives need it): a rank short of one at the end
+    of the epoch takes the epoch's first batches again."""
+
+    def __init__(self, batches: Batches, rank: int, world: int) -> None:
+        self._batches, self._rank, self._world = batches, rank, world
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        taken, head = 0, []
+        total = 0
+        for i, batch in enumerate(self._batches):
+            total = i + 1
+            if i < self._world:
+                head.append(batch)
+            if i % self._world == self._rank:
+                taken += 1
+                yield batch
+        steps = -(-total // self._world)
+        for j in range(steps - taken):
+            yield head[j % len(head)]
 
 
 class Classification(_Supervised):

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 from nasflow.strategy._asha import ASHA as ASHA
 from nasflow.strategy._asha import MOASHA as MOASHA
 from nasflow.strategy._base import Budget as Budget
+from nasflow.strategy._base import FrozenTrial as FrozenTrial
+from nasflow.strategy._base import OneShotContext as OneShotContext
 from nasflow.strategy._base import Strategy as Strategy
 from nasflow.strategy._base import StrategyContext as StrategyContext
 from nasflow.strategy._base import TrialHandle as TrialHandle
+from nasflow.strategy._base import oneshot_context as oneshot_context
 from nasflow.strategy._evolution import RegularizedEvolution as RegularizedEvolution
 from nasflow.strategy._grid import GridSearch as GridSearch
 from nasflow.strategy._hyperband import Hyperband as Hyperband
@@ -39,6 +42,7 @@ __all__ = [
     "Decision",
     "ENAS",
     "FLOPsPenalty",
+    "FrozenTrial",
     "GridSearch",
     "GumbelDARTS",
     "Hyperband",
@@ -46,6 +50,7 @@ __all__ = [
     "LocalSearch",
     "MOASHA",
     "MedianStop",
+    "OneShotContext",
     "OptunaSampler",
     "ParamsPenalty",
     "PolicyBasedRL",
@@ -58,6 +63,7 @@ __all__ = [
     "StrategyContext",
     "TPE",
     "TrialHandle",
+    "oneshot_context",
 ]
 
 _ONESHOT = ("DARTS", "ENAS", "FLOPsPenalty", "GumbelDARTS", "LatencyPenalty", "ParamsPenalty",

@@ -2,7 +2,9 @@
 
 A strategy never does I/O. It talks to the experiment only through the
 ``StrategyContext`` it is given: it submits samples (``submit`` waits for free capacity,
-it never polls), reads finished trials, and may stop trials.
+it never polls), reads finished trials (as ``FrozenTrial`` values, never the experiment's
+live records), and may stop trials. Strategies that evaluate on their own (one-shot) get
+what they need besides from a separate ``OneShotContext`` (``oneshot_context(ctx)``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,78 @@ import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from nasflow._kernel import Objective, TrialRecord, TrialState
+from nasflow._kernel import Objective, TrialError, TrialRecord, TrialState
 from nasflow.space import Sample, SearchSpace
 
-__all__ = ["Budget", "Strategy", "StrategyContext", "TrialHandle", "rng_from_state", "rng_state"]
+__all__ = [
+    "Budget",
+    "FrozenTrial",
+    "OneShotContext",
+    "Strategy",
+    "StrategyContext",
+    "TrialHandle",
+    "oneshot_context",
+    "rng_from_state",
+    "rng_state",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenTrial:
+    """A trial as a strategy sees it: the fields of ``TrialRecord``, frozen (the sample is
+    the strategy's own copy). What ``take_results``, ``next_result``, ``history`` and
+    ``TrialHandle.result`` give."""
+
+    id: int
+    sample: dict[str, Any]
+    hash: str
+    state: TrialState = TrialState.WAITING
+    metric: float | None = None
+    metrics: Any = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: TrialError | None = None
+    attempt: int = 0
+    directory: str | None = None
+
+    @classmethod
+    def of(cls, record: TrialRecord | FrozenTrial) -> FrozenTrial:
+        """A frozen copy of ``record`` (itself if it is frozen already)."""
+        if isinstance(record, FrozenTrial):
+            return record
+        return cls(id=record.id, sample=dict(record.sample), hash=record.hash,
+                   state=record.state, metric=record.metric, metrics=record.metrics,
+                   submitted_at=record.submitted_at, started_at=record.started_at,
+                   ended_at=record.ended_at, error=record.error, attempt=record.attempt,
+                   directory=record.directory)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, when both are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (state as its name, error as a dict), as ``TrialRecord``'s."""
+        return {
+            "id": self.id,
+            "sample": self.sample,
+            "hash": self.hash,
+            "state": self.state.value,
+            "metric": self.metric,
+            "metrics": self.metrics,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "error": self.error.to_dict() if self.error else None,
+            "attempt": self.attempt,
+            "directory": self.directory,
+        }
 
 
 class Budget:
@@ -62,7 +130,7 @@ class TrialHandle:
         self.sample = sample
         self.hash = hash
 
-    async def result(self) -> TrialRecord:
+    async def result(self) -> FrozenTrial:
         """Wait for the trial to end; its final record."""
         return await self._ctx.wait_trial(self.id)
 
@@ -71,7 +139,15 @@ class TrialHandle:
 
 
 class StrategyContext(ABC):
-    """What a running strategy can see and do. Implemented by the experiment."""
+    """What a running multi-trial strategy can see and do. Implemented by the experiment.
+
+    Nine abstract members (and three attributes): submit and wait for capacity, read
+    ended trials (``take_results``/``next_result``/``wait_trial``/``history``), stop one
+    (``kill``), ask what was submitted (``seen``/``distinct_submitted``). The experiment's
+    context offers more (``capacity``, ``running()``, and the ``OneShotContext`` members,
+    for code written against the earlier, wider contract); a strategy that needs only
+    this contract runs under any implementation of it.
+    """
 
     space: SearchSpace
     """The search space (torch-free), for sampling and validation."""
@@ -79,11 +155,6 @@ class StrategyContext(ABC):
     """The objective: ``objective.score(metric)`` is larger for better trials."""
     budget: Budget
     """The live budget."""
-
-    @property
-    @abstractmethod
-    def capacity(self) -> int:
-        """How many trials can run at once."""
 
     @abstractmethod
     async def submit(self, sample: Sample) -> TrialHandle:
@@ -100,14 +171,14 @@ class StrategyContext(ABC):
         then read ``take_results()``, then choose what to submit."""
 
     @abstractmethod
-    def take_results(self) -> list[TrialRecord]:
+    def take_results(self) -> list[FrozenTrial]:
         """Trials that ended since the last call (any final state), oldest first."""
 
     @abstractmethod
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         """The next trial to end; ``None`` at once if none is queued or running."""
 
-    async def results(self) -> AsyncIterator[TrialRecord]:
+    async def results(self) -> AsyncIterator[FrozenTrial]:
         """Ended trials as they come, until nothing is left running."""
         while True:
             record = await self.next_result()
@@ -116,16 +187,12 @@ class StrategyContext(ABC):
             yield record
 
     @abstractmethod
-    async def wait_trial(self, trial_id: int) -> TrialRecord:
+    async def wait_trial(self, trial_id: int) -> FrozenTrial:
         """Wait for trial ``trial_id`` to end; its record."""
 
     @abstractmethod
-    def history(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+    def history(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         """Finished trials (or those in ``states``), by id, including earlier runs."""
-
-    @abstractmethod
-    def running(self) -> list[TrialRecord]:
-        """Trials submitted and not yet ended."""
 
     @abstractmethod
     def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
@@ -141,7 +208,11 @@ class StrategyContext(ABC):
     def distinct_submitted(self) -> int:
         """How many distinct samples were submitted."""
 
-    # --- for strategies that evaluate on their own (one-shot) -----------------------------
+
+class OneShotContext(ABC):
+    """What a strategy that evaluates on its own (one-shot) needs besides its
+    ``StrategyContext``: the space and evaluator as given, a way to record what it
+    evaluated, progress, and checkpoints. Get it with ``oneshot_context(ctx)``."""
 
     model_space: Any
     """The space exactly as given to the experiment (e.g. a ``nasflow.nn.ModelSpace``)."""
@@ -150,7 +221,7 @@ class StrategyContext(ABC):
 
     @abstractmethod
     async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
         """Record a trial the strategy evaluated itself (e.g. an architecture ranked by a
         supernet) as SUCCEEDED with final result ``value``; it is stored and exported like
         any trial. Not counted against ``max_trials``."""
@@ -167,6 +238,21 @@ class StrategyContext(ABC):
     @abstractmethod
     async def load_checkpoint(self, name: str) -> Any | None:
         """The object saved under ``name``, or ``None``."""
+
+
+def oneshot_context(ctx: StrategyContext) -> OneShotContext:
+    """The ``OneShotContext`` that comes with ``ctx`` (an experiment's context has one,
+    as ``ctx.oneshot``); ``TypeError`` saying so if it has none."""
+    tools = getattr(ctx, "oneshot", None)
+    if isinstance(tools, OneShotContext):
+        return tools
+    if isinstance(ctx, OneShotContext):
+        return ctx
+    raise TypeError(
+        f"a one-shot strategy needs the experiment's one-shot context, and {ctx!r} has "
+        "none: run it in an nf.Experiment, or give your StrategyContext a `oneshot` "
+        "attribute that is an nf.strategy.OneShotContext"
+    )
 
 
 class Strategy(ABC):

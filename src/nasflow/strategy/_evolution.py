@@ -6,9 +6,15 @@ import random
 from collections import deque
 from typing import Any
 
-from nasflow._kernel import TrialRecord, TrialState
+from nasflow._kernel import TrialState
 from nasflow.space import Sample
-from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
+from nasflow.strategy._base import (
+    FrozenTrial,
+    Strategy,
+    StrategyContext,
+    rng_from_state,
+    rng_state,
+)
 from nasflow.strategy._sampling import crossover, draw_unseen, mutate, steady_proposals
 
 __all__ = ["RegularizedEvolution"]
@@ -72,7 +78,7 @@ class RegularizedEvolution(Strategy):
 
     # --- the algorithm ------------------------------------------------------------------
 
-    def _add(self, ctx: StrategyContext, record: TrialRecord) -> None:
+    def _add(self, ctx: StrategyContext, record: FrozenTrial) -> None:
         if record.state is not TrialState.SUCCEEDED or record.metric is None:
             return
         self._population.append((record.sample, ctx.objective.score(record.metric)))

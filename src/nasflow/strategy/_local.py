@@ -7,9 +7,15 @@ import logging
 import random
 from typing import Any
 
-from nasflow._kernel import TrialRecord, TrialState
+from nasflow._kernel import TrialState
 from nasflow.space import Sample, sample_hash
-from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
+from nasflow.strategy._base import (
+    FrozenTrial,
+    Strategy,
+    StrategyContext,
+    rng_from_state,
+    rng_state,
+)
 from nasflow.strategy._sampling import SpaceTracker, draw_unseen, neighbours
 
 __all__ = ["LocalSearch"]
@@ -77,7 +83,7 @@ class LocalSearch(Strategy):
 
     # --- the climb ----------------------------------------------------------------------
 
-    def _ingest(self, ctx: StrategyContext, records: list[TrialRecord]) -> None:
+    def _ingest(self, ctx: StrategyContext, records: list[FrozenTrial]) -> None:
         for r in records:
             self._pending.discard(r.hash)
             if r.state is not TrialState.SUCCEEDED or r.metric is None:

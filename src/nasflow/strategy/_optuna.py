@@ -16,10 +16,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from nasflow._kernel import INTERRUPTED, TrialRecord, TrialState
+from nasflow._kernel import INTERRUPTED, TrialState
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, sample_hash
-from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
+from nasflow.strategy._base import (
+    FrozenTrial,
+    Strategy,
+    StrategyContext,
+    rng_from_state,
+    rng_state,
+)
 from nasflow.strategy._optuna_codec import Codec
 from nasflow.strategy._sampling import draw_unseen, steady_proposals
 
@@ -214,7 +220,7 @@ class OptunaSampler(Strategy):
 
     # --- telling ------------------------------------------------------------------------
 
-    def _tell(self, ctx: StrategyContext, record: TrialRecord) -> None:
+    def _tell(self, ctx: StrategyContext, record: FrozenTrial) -> None:
         study, codec = self.study, self._codec
         assert study is not None and codec is not None
         if record.state is TrialState.CANCELED and record.error is not None \
@@ -234,7 +240,7 @@ class OptunaSampler(Strategy):
             ))
 
     @staticmethod
-    def _outcome(ctx: StrategyContext, record: TrialRecord) -> tuple[Any, list[float] | None]:
+    def _outcome(ctx: StrategyContext, record: FrozenTrial) -> tuple[Any, list[float] | None]:
         states = _optuna().trial.TrialState
         if record.state is TrialState.SUCCEEDED and record.metric is not None:
             if ctx.objective.multi and isinstance(record.metrics, dict):

@@ -14,9 +14,15 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from nasflow._kernel import TrialRecord, TrialState, nni_arguments
+from nasflow._kernel import TrialState, nni_arguments
 from nasflow.space import Categorical, CategoricalMultiple, Numerical, Sample, SearchSpace
-from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
+from nasflow.strategy._base import (
+    FrozenTrial,
+    Strategy,
+    StrategyContext,
+    rng_from_state,
+    rng_state,
+)
 from nasflow.strategy._sampling import SpaceTracker, complete, draw_unseen
 
 __all__ = ["PolicyBasedRL"]
@@ -251,7 +257,7 @@ class PolicyBasedRL(Strategy):
 
     # --- learning -----------------------------------------------------------------------
 
-    def _learn(self, ctx: StrategyContext, records: list[TrialRecord]) -> None:
+    def _learn(self, ctx: StrategyContext, records: list[FrozenTrial]) -> None:
         for r in records:
             if r.state is TrialState.SUCCEEDED and r.metric is not None:
                 self._batch.append((r.sample, ctx.objective.score(r.metric)))

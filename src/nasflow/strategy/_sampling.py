@@ -19,8 +19,7 @@ from nasflow.space import Categorical, CategoricalMultiple, Choice, Numerical, S
 from nasflow.space import sample_hash as _hash
 
 if TYPE_CHECKING:
-    from nasflow._kernel import TrialRecord
-    from nasflow.strategy._base import StrategyContext
+    from nasflow.strategy._base import FrozenTrial, StrategyContext
 
 __all__ = [
     "ENUMERATE_LIMIT",
@@ -41,7 +40,7 @@ ENUMERATE_LIMIT = 100_000
 
 
 async def steady_proposals(
-    ctx: StrategyContext, tell: Callable[[StrategyContext, TrialRecord], None],
+    ctx: StrategyContext, tell: Callable[[StrategyContext, FrozenTrial], None],
     propose: Callable[[StrategyContext], T | None], *, dedup: bool, name: str,
 ) -> AsyncIterator[T]:
     """The asynchronous steady-state loop: once a trial can start, ``tell`` the strategy

@@ -28,7 +28,7 @@ from nasflow.config import ExperimentConfig
 from nasflow.events import TrialEnded
 from nasflow.experiment import Experiment
 from nasflow.space import Categorical, Constraint, Sample, SearchSpace, SpaceBuilder, sample_hash
-from nasflow.strategy import Random, Strategy, StrategyContext, TrialHandle
+from nasflow.strategy import FrozenTrial, Random, Strategy, StrategyContext, TrialHandle
 from nasflow.testing._simulated import SimulatedEngine
 
 __all__ = ["StrategyContract"]
@@ -198,6 +198,15 @@ class StrategyContract:
         assert exp.state is ExperimentState.STOPPED
         _all_finished(exp.trials())
 
+    async def test_needs_only_the_strategy_context_contract(self) -> None:
+        """The strategy uses only ``StrategyContext``'s members (not ``capacity``, not
+        the one-shot ones), and is handed frozen records it cannot change."""
+        exp = self.experiment(conditional_space(), _OnBare(self.make_strategy(6)),
+                              conditional_table, max_trials=12, concurrency=2)
+        await exp.run()
+        assert exp.state is ExperimentState.DONE, exp.end_reason
+        assert len(exp.trials()) == 12
+
     async def test_minimizes_faster_than_random(self) -> None:
         await self._faster_than_random("minimize")
 
@@ -244,19 +253,19 @@ def _all_finished(trials: list[TrialRecord]) -> None:
 
 
 class _Delegate(StrategyContext):
-    """A context that forwards to the experiment's (subclasses change one thing)."""
+    """A context that forwards to the experiment's (subclasses change one thing); what is
+    beyond the contract (``capacity``, ``oneshot``, ...) is forwarded as it is."""
 
     def __init__(self, ctx: StrategyContext) -> None:
         self._ctx = ctx
         self.space = ctx.space
         self.objective = ctx.objective
         self.budget = ctx.budget
-        self.model_space = ctx.model_space
-        self.evaluator = ctx.evaluator
 
-    @property
-    def capacity(self) -> int:
-        return self._ctx.capacity
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_ctx":
+            raise AttributeError(name)
+        return getattr(self._ctx, name)
 
     async def submit(self, sample: Sample) -> TrialHandle:
         return await self._ctx.submit(sample)
@@ -264,20 +273,17 @@ class _Delegate(StrategyContext):
     async def wait_capacity(self) -> None:
         await self._ctx.wait_capacity()
 
-    def take_results(self) -> list[TrialRecord]:
+    def take_results(self) -> list[FrozenTrial]:
         return self._ctx.take_results()
 
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         return await self._ctx.next_result()
 
-    async def wait_trial(self, trial_id: int) -> TrialRecord:
+    async def wait_trial(self, trial_id: int) -> FrozenTrial:
         return await self._ctx.wait_trial(trial_id)
 
-    def history(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+    def history(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         return self._ctx.history(states)
-
-    def running(self) -> list[TrialRecord]:
-        return self._ctx.running()
 
     def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
              reason: str = "") -> bool:
@@ -290,18 +296,22 @@ class _Delegate(StrategyContext):
     def distinct_submitted(self) -> int:
         return self._ctx.distinct_submitted
 
-    async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
-        return await self._ctx.record(sample, value, intermediates=intermediates)
 
-    async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self._ctx.progress(step, **values)
+class _Bare(_Delegate):
+    """Only the contract: anything beyond it is an ``AttributeError``."""
 
-    async def save_checkpoint(self, name: str, obj: Any) -> None:
-        await self._ctx.save_checkpoint(name, obj)
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{name!r} is not a member of the StrategyContext contract")
 
-    async def load_checkpoint(self, name: str) -> Any | None:
-        return await self._ctx.load_checkpoint(name)
+
+class _OnBare(Strategy):
+    """Runs ``inner`` on a context that offers the contract and nothing more."""
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+
+    async def run(self, ctx: StrategyContext) -> None:
+        await self.inner.run(_Bare(ctx))
 
 
 class _CountingContext(_Delegate):
@@ -309,12 +319,12 @@ class _CountingContext(_Delegate):
         super().__init__(ctx)
         self._owner = owner
 
-    def take_results(self) -> list[TrialRecord]:
+    def take_results(self) -> list[FrozenTrial]:
         out = self._ctx.take_results()
         self._owner.taken += len(out)
         return out
 
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         record = await self._ctx.next_result()
         self._owner.taken += record is not None
         return record
@@ -334,15 +344,15 @@ class _Counting(Strategy):
 class _HandOver(_Delegate):
     """Hands ``unseen`` results out first, as a resumed experiment does."""
 
-    def __init__(self, ctx: StrategyContext, unseen: list[TrialRecord]) -> None:
+    def __init__(self, ctx: StrategyContext, unseen: list[FrozenTrial]) -> None:
         super().__init__(ctx)
         self._unseen = list(unseen)
 
-    def take_results(self) -> list[TrialRecord]:
+    def take_results(self) -> list[FrozenTrial]:
         out, self._unseen = self._unseen + self._ctx.take_results(), []
         return out
 
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         if self._unseen:
             return self._unseen.pop(0)
         return await self._ctx.next_result()

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from nasflow._kernel import nni_arguments
-from nasflow.strategy._base import StrategyContext
+from nasflow.strategy._base import StrategyContext, oneshot_context
 from nasflow.strategy.oneshot._arch import LabelSpec
 from nasflow.strategy.oneshot._penalty import CostPenalty
 from nasflow.strategy.oneshot._ranking import top_by_probability
@@ -87,7 +87,7 @@ async def record_ranked(strategy: OneShotStrategy, ctx: StrategyContext, rt: Run
         if evaluate:
             value[f"supernet_{rt.metric}"] = await anyio.to_thread.run_sync(
                 strategy.evaluate_sample, rt, sample)
-        await ctx.record(sample, value)
+        await oneshot_context(ctx).record(sample, value)
 
 
 class DARTS(OneShotStrategy):

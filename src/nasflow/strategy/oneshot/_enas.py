@@ -29,7 +29,7 @@ import torch.nn as nn
 from nasflow._kernel import nni_arguments
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, SearchSpace, sample_hash
-from nasflow.strategy._base import StrategyContext
+from nasflow.strategy._base import StrategyContext, oneshot_context
 from nasflow.strategy._controller import TANH_CONSTANT, TEMPERATURE, Policy
 from nasflow.strategy.oneshot._arch import MAX_COMBOS, UnsupportedSpaceError
 from nasflow.strategy.oneshot._supernet import Supernet
@@ -225,7 +225,7 @@ class ENAS(OneShotStrategy):
             if ctx.seen(sample):
                 continue  # recorded before a resume
             value = await anyio.to_thread.run_sync(self._evaluate, rt, sample)
-            await ctx.record(sample, value)
+            await oneshot_context(ctx).record(sample, value)
 
     def _evaluate(self, rt: Run, sample: Sample) -> float:
         return self.evaluate_sample(rt, sample, calibrate=self.bn_calibration_batches)

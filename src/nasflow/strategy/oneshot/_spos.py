@@ -6,7 +6,7 @@ space (``space.random``, so constraints hold). Phase 2 hands a ``SubnetContext``
 multi-trial strategy (``nf.strategy.Random`` by default). To that strategy it looks like
 an experiment with capacity 1 whose ``submit(sample)`` evaluates the sub-network on the
 validation data with the supernet's weights (batch-norm statistics re-estimated for
-it) and records it through the real experiment's ``ctx.record``: every evaluated
+it) and records it through the experiment's ``oneshot_context(ctx).record``: every evaluated
 architecture becomes a SUCCEEDED trial whose metric is its supernet validation metric,
 which is what ``export_top_models`` ranks by.
 """
@@ -20,10 +20,17 @@ from typing import Any
 import anyio
 import torch
 
-from nasflow._kernel import TrialRecord, TrialState
+from nasflow._kernel import TrialState
 from nasflow.exceptions import BudgetExhausted
 from nasflow.space import Sample, sample_hash
-from nasflow.strategy._base import Budget, Strategy, StrategyContext, TrialHandle
+from nasflow.strategy._base import (
+    Budget,
+    FrozenTrial,
+    Strategy,
+    StrategyContext,
+    TrialHandle,
+    oneshot_context,
+)
 from nasflow.strategy.oneshot._train import OneShotStrategy, Run
 
 __all__ = ["RandomOneShot", "SubnetContext"]
@@ -44,14 +51,16 @@ class SubnetContext(StrategyContext):
         self._evaluate = evaluate
         self.space = outer.space
         self.objective = outer.objective
-        self.model_space = outer.model_space
-        self.evaluator = outer.evaluator
+        self.oneshot = oneshot_context(outer)
+        """The outer experiment's one-shot context (``record`` goes through it)."""
+        self.model_space = self.oneshot.model_space
+        self.evaluator = self.oneshot.evaluator
         earlier = outer.history([TrialState.SUCCEEDED])
         self._seen = {r.hash for r in earlier}
         self.budget = Budget(max_trials, None)
         self.budget.submitted = len(earlier)  # a resumed search keeps its count
-        self._inbox: deque[TrialRecord] = deque()
-        self._records: dict[int, TrialRecord] = {}
+        self._inbox: deque[FrozenTrial] = deque()
+        self._records: dict[int, FrozenTrial] = {}
 
     @property
     def capacity(self) -> int:
@@ -67,7 +76,7 @@ class SubnetContext(StrategyContext):
         self.budget.submitted += 1
         self._seen.add(h)
         value = await self._evaluate(sample)
-        record = await self._outer.record(sample, value)
+        record = await self.oneshot.record(sample, value)
         self._records[record.id] = record
         self._inbox.append(record)
         return TrialHandle(self, record.id, sample, h)
@@ -75,22 +84,22 @@ class SubnetContext(StrategyContext):
     async def wait_capacity(self) -> None:
         await anyio.lowlevel.checkpoint()
 
-    def take_results(self) -> list[TrialRecord]:
+    def take_results(self) -> list[FrozenTrial]:
         out = list(self._inbox)
         self._inbox.clear()
         return out
 
-    async def next_result(self) -> TrialRecord | None:
+    async def next_result(self) -> FrozenTrial | None:
         await anyio.lowlevel.checkpoint()
         return self._inbox.popleft() if self._inbox else None
 
-    async def wait_trial(self, trial_id: int) -> TrialRecord:
+    async def wait_trial(self, trial_id: int) -> FrozenTrial:
         return self._records[trial_id]
 
-    def history(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
+    def history(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         return self._outer.history(states)
 
-    def running(self) -> list[TrialRecord]:
+    def running(self) -> list[FrozenTrial]:
         return []
 
     def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
@@ -105,17 +114,17 @@ class SubnetContext(StrategyContext):
         return len(self._seen)
 
     async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> TrialRecord:
-        return await self._outer.record(sample, value, intermediates=intermediates)
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        return await self.oneshot.record(sample, value, intermediates=intermediates)
 
     async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self._outer.progress(step, **values)
+        await self.oneshot.progress(step, **values)
 
     async def save_checkpoint(self, name: str, obj: Any) -> None:
-        await self._outer.save_checkpoint(name, obj)
+        await self.oneshot.save_checkpoint(name, obj)
 
     async def load_checkpoint(self, name: str) -> Any | None:
-        return await self._outer.load_checkpoint(name)
+        return await self.oneshot.load_checkpoint(name)
 
 
 class RandomOneShot(OneShotStrategy):
@@ -177,10 +186,11 @@ class RandomOneShot(OneShotStrategy):
 
     async def _export(self, ctx: StrategyContext, rt: Run) -> None:
         limit = self.search_trials or ctx.budget.max_trials or 50
+        tools = oneshot_context(ctx)
 
         async def evaluate(sample: Sample) -> float:
             value = await anyio.to_thread.run_sync(self._evaluate, rt, sample)
-            await ctx.progress(step=rt.epochs, strategy=type(self).__name__, phase="search",
+            await tools.progress(step=rt.epochs, strategy=type(self).__name__, phase="search",
                                evaluated=sub.budget.submitted, **{f"val_{rt.metric}": value})
             return value
 

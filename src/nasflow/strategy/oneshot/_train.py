@@ -34,7 +34,7 @@ from nasflow.evaluator._training import (
 )
 from nasflow.exceptions import MetricError, NasflowError
 from nasflow.space import Sample
-from nasflow.strategy._base import Strategy, StrategyContext
+from nasflow.strategy._base import Strategy, StrategyContext, oneshot_context
 from nasflow.strategy.oneshot._run import Run
 from nasflow.strategy.oneshot._supernet import Supernet
 
@@ -106,7 +106,7 @@ class OneShotStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         """Progress as JSON: the completed epoch, the phase and the checkpoint name; the
-        weights themselves are in the checkpoint (``ctx.save_checkpoint``)."""
+        weights themselves are in the checkpoint (``OneShotContext.save_checkpoint``)."""
         return {"version": STATE_VERSION, "strategy": type(self).__name__,
                 "epoch": self._epoch, "phase": self._phase, "checkpoint": self.checkpoint}
 
@@ -130,14 +130,15 @@ class OneShotStrategy(Strategy):
             _log.info("%s: the search already finished; nothing to resume", self)
             return
         evaluator = _training_evaluator(ctx, type(self).__name__)
-        rt = await anyio.to_thread.run_sync(self._setup, ctx.model_space, evaluator)
+        tools = oneshot_context(ctx)
+        rt = await anyio.to_thread.run_sync(self._setup, tools.model_space, evaluator)
         rt.sign = ctx.objective.sign
         self.supernet = rt.supernet
         # the checkpoint is authoritative: an experiment directory is never reused by
         # another experiment, so one found there is this search's own, saved before an
         # interruption (resume takes a strategy snapshot only once trials end, and a
         # one-shot search records its trials at the very end)
-        saved = await ctx.load_checkpoint(self.checkpoint)
+        saved = await tools.load_checkpoint(self.checkpoint)
         if saved is not None:
             await anyio.to_thread.run_sync(self._restore, rt, saved)
         elif self._resuming and self._epoch > 0:
@@ -177,9 +178,9 @@ class OneShotStrategy(Strategy):
             stats[f"val_{rt.metric}"] = await anyio.to_thread.run_sync(self._validate, rt)
             probs = await anyio.to_thread.run_sync(self._probs, rt)
             snapshot = await anyio.to_thread.run_sync(self._snapshot, rt)
-            await ctx.save_checkpoint(self.checkpoint, snapshot)
+            await oneshot_context(ctx).save_checkpoint(self.checkpoint, snapshot)
             self._epoch = epoch
-            await ctx.progress(
+            await oneshot_context(ctx).progress(
                 step=epoch, strategy=type(self).__name__, phase="train", epoch=epoch,
                 epochs=rt.epochs, steps=steps[0], seconds=time.perf_counter() - started,
                 train_seconds=train_seconds, **stats, probs=probs,
@@ -326,7 +327,7 @@ class OneShotStrategy(Strategy):
             rt.parts[k].load_state_dict(v)
 
     async def _export(self, ctx: StrategyContext, rt: Run) -> None:
-        """Record the ranked architectures with ``ctx.record``."""
+        """Record the ranked architectures with ``oneshot_context(ctx).record``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -380,7 +381,7 @@ def frozen(params: list[nn.Parameter]) -> Iterator[None]:
 
 
 def _training_evaluator(ctx: StrategyContext, name: str) -> _Supervised:
-    evaluator = ctx.evaluator
+    evaluator = oneshot_context(ctx).evaluator
     if not isinstance(evaluator, _Supervised):
         raise TypeError(
             f"{name} trains one supernet on the evaluator's data, so it needs "

@@ -4,36 +4,34 @@ keep a resumed experiment the same experiment."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nasflow._persist import decode_snapshot, load_object, owner_alive
-from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialRecord, TrialState
+from nasflow._types import INTERRUPTED, ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, TrialSpec
-from nasflow.events import Event, IntermediateMetric, TrialEnded, TrialSubmitted
+from nasflow.events import Event, IntermediateMetric, TrialEnded
 from nasflow.exceptions import ExperimentNotFoundError, ResumeError, StoreError
+from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._policy import penalty_for
 from nasflow.space import SearchSpace
 from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
+from nasflow.strategy import Scheduler, Strategy
 
 __all__ = [
     "Replay",
     "ResumeError",
     "ResumePlan",
+    "Restored",
+    "check_space",
     "config_differences",
     "find_experiment",
+    "load_for_resume",
     "plan_resume",
-    "requeue",
-    "restore_experiment",
     "restore_state",
     "space_signature",
 ]
-
-if TYPE_CHECKING:
-    from nasflow._context import ExperimentContext
-    from nasflow.experiment import Experiment
 
 # fields that may differ on resume: where results live, and a secret never stored
 _FREE_FIELDS = ("home", "token")
@@ -136,11 +134,32 @@ def plan_resume(directory: Path) -> ResumePlan:
                       pending=pending, stored={i: keys for i, keys in stored.items() if keys})
 
 
-def restore_experiment(cls: type[Experiment], id_or_path: str | os.PathLike[str], *,
-                       space: Any, evaluator: Any, strategy: Any,
-                       config: ExperimentConfig | None, scheduler: Any,
-                       home: str | os.PathLike[str] | None) -> Experiment:
-    """``Experiment.restore``: rebuild the experiment and check it is the same one."""
+@dataclass
+class Restored:
+    """What ``Experiment.restore`` builds the experiment from."""
+
+    directory: Path
+    plan: ResumePlan
+    config: ExperimentConfig
+    space: Any
+    evaluator: Any
+    strategy: Any
+    scheduler: Any
+
+    @property
+    def id(self) -> str:
+        return str(self.plan.meta["id"])
+
+    @property
+    def name(self) -> str | None:
+        return self.plan.meta.get("name")
+
+
+def load_for_resume(id_or_path: str | os.PathLike[str], *, space: Any, evaluator: Any,
+                    strategy: Any, config: ExperimentConfig | None, scheduler: Any,
+                    home: str | os.PathLike[str] | None) -> Restored:
+    """``Experiment.restore``: where the experiment stopped, and the objects to rebuild it
+    with (those not given are unpickled); ``ResumeError`` if the config differs."""
     directory = find_experiment(id_or_path, home)
     plan = plan_resume(directory)
     meta = plan.meta
@@ -162,9 +181,14 @@ def restore_experiment(cls: type[Experiment], id_or_path: str | os.PathLike[str]
         strategy = load_object(directory, "strategy")
     if scheduler is None and meta.get("scheduler"):
         scheduler = load_object(directory, "scheduler")
-    exp = cls(space, evaluator, strategy, stored, name=meta.get("name"), id=meta["id"],
-              scheduler=scheduler)
-    mine, theirs = space_signature(exp.search_space), meta.get("space") or {}
+    return Restored(directory=directory, plan=plan, config=stored, space=space,
+                    evaluator=evaluator, strategy=strategy, scheduler=scheduler)
+
+
+def check_space(plan: ResumePlan, space: SearchSpace) -> None:
+    """``ResumeError`` listing the labels whose domains differ from the stored space's."""
+    meta = plan.meta
+    mine, theirs = space_signature(space), meta.get("space") or {}
     if theirs and mine != theirs:
         diff = [(k, theirs.get(k), mine.get(k)) for k in sorted(set(mine) | set(theirs))
                 if mine.get(k) != theirs.get(k)]
@@ -172,66 +196,31 @@ def restore_experiment(cls: type[Experiment], id_or_path: str | os.PathLike[str]
         raise ResumeError(
             f"the space differs from the one experiment {meta['id']} searched ({listed})",
             diff)
-    exp.directory = directory
-    exp._plan = plan
-    return exp
 
 
-def restore_state(exp: Experiment, plan: ResumePlan, ctx: ExperimentContext) -> None:
-    """Load the stored trials, the strategy's snapshot and what it had not yet seen."""
+def restore_state(plan: ResumePlan, ledger: TrialLedger, strategy: Strategy,
+                  scheduler: Scheduler | None, penalty: float | None
+                  ) -> tuple[int, list[TrialRecord]]:
+    """Load the stored trials into ``ledger`` and the strategy's (and scheduler's)
+    snapshot; ``(results the strategy had taken, the ended trials it has not seen)``."""
+    # those in flight when the process died count as in flight: the run settles them
+    ledger.restore(plan.records, plan.next_id)
     for record in plan.records:
-        exp._records[record.id] = record
-        exp._hashes.setdefault(record.hash, record.id)
-        exp._penalise(record)
-        if not record.state.finished:
-            exp._inflight += 1  # in flight when the process died: requeue() settles it
-    exp._next_id = plan.next_id
-    exp._budget.submitted = len(plan.records)
+        metric = penalty_for(record, penalty)
+        if metric is not None:
+            ledger.penalise(record, metric)
     taken = 0
     if plan.snapshot is not None:
         snap = plan.snapshot
-        exp.strategy.load_state_dict(snap["strategy"])
-        if exp.scheduler is not None and snap.get("scheduler") is not None:
-            exp.scheduler.load_state_dict(snap["scheduler"])
+        strategy.load_state_dict(snap["strategy"])
+        if scheduler is not None and snap.get("scheduler") is not None:
+            scheduler.load_state_dict(snap["scheduler"])
         taken = int(snap.get("taken", 0))
     # trials that ended after the strategy last looked: it sees them first
     pending = {r.id for r in plan.pending}
     late = sorted((i for i, seq in plan.end_order.items() if seq > taken and i not in pending),
                   key=plan.end_order.__getitem__)
-    ctx._restore(taken, [exp._records[i] for i in late])
-
-
-async def requeue(exp: Experiment, plan: ResumePlan, engine: Engine) -> None:
-    """Trials in flight when the experiment stopped: re-attach those still running (a
-    manager's workers), run the others again under the same id (attempt + 1)."""
-    if not plan.pending:
-        return
-    specs = [TrialSpec(r.id, r.sample, r.attempt) for r in plan.pending]
-    if plan.stored:
-        # before reattach: the engine may publish a re-attached trial's events at once
-        exp._replay = Replay(dict(plan.stored))
-    attached = await engine.reattach(specs)
-    if exp._replay is not None:
-        exp._replay.keep(attached)
-        if not exp._replay:
-            exp._replay = None
-    again = [r for r in plan.pending if r.id not in attached]
-    now = time.time()
-    for record in again:
-        if not record.state.finished:  # the process died under it: record that first
-            await exp._publish(TrialEnded(
-                time=now, trial_id=record.id, state=TrialState.CANCELED,
-                error=TrialError(INTERRUPTED, "the process running the experiment ended"),
-            ))
-    assert exp._ctx is not None
-    for record in again:
-        await exp._ctx.wait_capacity()
-        attempt = record.attempt + 1
-        exp._attempt0[record.id] = attempt  # retries (ExperimentConfig.retry) count from here
-        await exp._publish(TrialSubmitted(time=time.time(), trial_id=record.id,
-                                          sample=record.sample, hash=record.hash,
-                                          attempt=attempt))
-        await engine.submit(TrialSpec(record.id, record.sample, attempt))
+    return taken, [ledger[i] for i in late]
 
 
 class Replay:

@@ -15,13 +15,11 @@ under their own ids when the experiment is resumed (``Experiment.resume``).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
 import warnings
 import weakref
-from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -30,37 +28,20 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._context import ExperimentContext
 from nasflow._objective import Objective
 from nasflow._results import Results
-from nasflow._resume import (
-    Replay,
-    ResumePlan,
-    restore_experiment,
-)
-from nasflow._run_loop import RunMixin, unwrap
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
+from nasflow.engine import Engine, EngineSetup
 from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
-from nasflow.events import (
-    Event,
-    EventHub,
-    EventStream,
-    FinalMetric,
-    IntermediateMetric,
-    TrialEnded,
-    TrialStarted,
-    TrialSubmitted,
-)
-from nasflow.exceptions import (
-    ConfigError,
-    NasflowError,
-    RepeatedFailureError,
-)
+from nasflow.events import Event, EventHub, EventStream
+from nasflow.exceptions import ConfigError, NasflowError
+from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._policy import TrialPolicy
+from nasflow.experiment._resume import ResumePlan, check_space, load_for_resume
+from nasflow.experiment._run import Run, RunSetup, StopSwitch, unwrap
 from nasflow.integrations.tensorboard import TensorBoardSink
-from nasflow.protocol import Limits
 from nasflow.space import as_search_space
 from nasflow.store import (
     DB_NAME,
@@ -69,14 +50,12 @@ from nasflow.store import (
     new_experiment_id,
     valid_id,
 )
-from nasflow.strategy import Budget, Decision, Scheduler, Strategy
+from nasflow.strategy import Budget, Scheduler, Strategy
 
 __all__ = ["Experiment"]
 
-_log = logging.getLogger("nasflow.experiment")
 
-
-class Experiment(RunMixin, Results):
+class Experiment(Results):
     """A search: ``Experiment(space, evaluator, strategy, config)``; ``await exp.run()``.
 
     ``space`` is a ``nasflow.nn.ModelSpace`` (each trial gets a frozen ``torch.nn.Module``)
@@ -156,33 +135,18 @@ class Experiment(RunMixin, Results):
         self.end_reason = ""
         """Why the last run ended."""
 
-        self._records: dict[int, TrialRecord] = {}
-        self._hashes: dict[str, int] = {}
-        self._next_id = 0
-        self._inflight = 0
-        self._capacity = self.config.concurrency
         self._budget = Budget(self.config.max_trials, None)
+        self._ledger = TrialLedger(self._budget, self._trial_directory)  # the trial table
+        self._stop = StopSwitch(self._budget)
         self._hub = EventHub()
-        self._hub.add_sink(self._apply)
+        self._hub.add_sink(self._follow)
         self._tensorboard: TensorBoardSink | None = None
         if self.config.tensorboard:
             self._tensorboard = TensorBoardSink(self._trial_directory)
             self._hub.add_sink(self._tensorboard)
-        self._store: ExperimentStore | None = None
-        self._engine: Engine | None = None
-        self._ctx: ExperimentContext | None = None
-        self._search_scope: anyio.CancelScope | None = None
-        self._halt_request: tuple[ExperimentState, str] | None = None
+        self._run: Run | None = None  # the run going on (or the last one)
         self._plan: ResumePlan | None = None  # set by restore()
-        self._replay: Replay | None = None  # metrics a re-attached trial sends again
-        self._retries: deque[TrialRecord] = deque()  # failed attempts to run again
-        self._retry_wakeup = anyio.Event()
-        self._retry_settled = anyio.Event()
-        self._attempt0: dict[int, int] = {}  # the attempt retries count from (resumed trials)
         self._finished = anyio.Event()
-        # the errors of the first trials to end, while they all failed alike
-        self._failure_watch: list[tuple[str, str]] | None = []
-        self._repeated_failure: RepeatedFailureError | None = None
         self._tg: TaskGroup | None = None
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
@@ -233,152 +197,49 @@ class Experiment(RunMixin, Results):
                 "choose another id (or none, for a fresh one), or resume that experiment"
             )
         self.state = ExperimentState.RUNNING
+        cfg = self.config
+        run = self._run = Run(
+            RunSetup(id=self.id, name=self.name, directory=self.directory, config=cfg,
+                     space=self.space, search_space=self.search_space,
+                     evaluator=self.evaluator, strategy=self.strategy,
+                     scheduler=self.scheduler, objective=self.objective,
+                     engine_factory=self.engine_factory,
+                     trial_directory=self._trial_directory),
+            ledger=self._ledger, hub=self._hub,
+            policy=TrialPolicy(self.objective, self.scheduler, experiment_id=self.id,
+                               retry=cfg.retry, retry_on=tuple(cfg.retry_on),
+                               penalty=cfg.penalty,
+                               max_identical_failures=cfg.max_identical_failures,
+                               target_metric=cfg.target_metric),
+            stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
+            settled=self._settled, finished=self._finished,
+            tensorboard=self._tensorboard, plan=self._plan,
+        )
         try:
-            await self._run()
+            await run.run()
         finally:
             self._finished.set()
 
-    def _make_engine(self) -> Engine:
-        cfg = self.config
-        setup = EngineSetup(
-            space=self.space,
-            evaluator=self.evaluator,
-            objective=self.objective,
-            publish=self._publish,
-            trial_directory=self._trial_directory,
-            experiment_id=self.id,
-            concurrency=cfg.concurrency,
-            trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
-            flush=self._store.flush if self._store is not None else None,
-        )
-        if self.engine_factory is not None:
-            return self.engine_factory(setup)
-        if cfg.training_service == "inprocess" and cfg.manager is None:
-            return InProcessEngine(setup)
-        return ManagerEngine(
-            setup,
-            manager=cfg.manager,
-            token=cfg.token or os.environ.get("NASFLOW_TOKEN"),
-            gpus=cfg.gpus,  # type: ignore[arg-type]
-            trials_per_gpu=cfg.trials_per_gpu,
-            max_trials_per_worker=cfg.max_trials_per_worker,
-            reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
-            log_dir=self.directory / "workers",
-            limits=Limits(max_payload_size=cfg.max_payload_size),
-        )
+    def _settled(self, state: ExperimentState, reason: str) -> None:
+        self.state, self.end_reason = state, reason
 
-    async def _engine_submit(self, spec: TrialSpec) -> None:
-        assert self._engine is not None
-        await self._engine.submit(spec)
+    @property
+    def _store(self) -> ExperimentStore | None:
+        """The open store of the run going on (tests flush it), or ``None``."""
+        return self._run.store if self._run is not None else None
+
+    def _status(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state.value, "trials": len(self._ledger),
+                "running": self._ledger.inflight, "best": self._best_metric()}
 
     # --- events ---------------------------------------------------------------------------
 
-    async def _publish(self, event: Event, *, wait: bool = True) -> None:
-        if self._replay is not None and self._replay.stored(event):
-            return
-        if wait:
-            await self._hub.publish(event)
-            store = self._store
-            if store is not None and store.backlogged:
-                await store.wait_room()
+    def _follow(self, event: Event) -> None:
+        # the first sink: the trial table (and the run's policy) follow every event
+        if self._run is not None:
+            self._run.follow(event)
         else:
-            self._hub.publish_nowait(event)
-
-    def _apply(self, event: Event) -> None:
-        """The trial table follows the events (a sink: runs before any subscriber)."""
-        if isinstance(event, TrialSubmitted):
-            # a new trial, or a trial of a resumed experiment submitted again (same id)
-            self._records[event.trial_id] = TrialRecord(
-                id=event.trial_id, sample=event.sample, hash=event.hash,
-                submitted_at=event.time, attempt=event.attempt,
-                # as load_experiment gives it (the folder is made when the trial first
-                # writes into it)
-                directory=str(self._trial_directory(event.trial_id)),
-            )
-            self._hashes.setdefault(event.hash, event.trial_id)
-            self._inflight += 1
-            return
-        if isinstance(event, IntermediateMetric):
-            if self.scheduler is not None:
-                record = self._records[event.trial_id]
-                if record.state is TrialState.RUNNING and self.scheduler.on_result(
-                    record, event.step, event.metric, event.value, event.time
-                ) is Decision.STOP:
-                    self._kill(record.id, TrialState.EARLY_STOPPED,
-                               self.scheduler.reason(record))
-        elif isinstance(event, TrialStarted):
-            record = self._records[event.trial_id]
-            record.state = TrialState.RUNNING
-            record.started_at = event.time
-            if self.scheduler is not None:
-                self.scheduler.on_trial_start(record)
-        elif isinstance(event, FinalMetric):
-            record = self._records[event.trial_id]
-            record.metric, record.metrics = event.metric, event.value
-        elif isinstance(event, TrialEnded):
-            record = self._records[event.trial_id]
-            if record.state.finished:
-                return
-            record.state, record.ended_at, record.error = event.state, event.time, event.error
-            self._inflight -= 1
-            if self._retry_wanted(record):
-                return  # run again: the strategy and the scheduler see the last attempt only
-            self._penalise(record)
-            self._watch_failures(record)
-            if self.scheduler is not None:
-                self.scheduler.on_trial_end(record)
-            if self._ctx is not None:
-                self._ctx._ended(record)
-            if self._store is not None:
-                self._store.snapshot_due()
-            target = self.config.target_metric
-            if (target is not None and record.state is TrialState.SUCCEEDED
-                    and record.metric is not None
-                    and self.objective.reached(record.metric, target)):
-                self._halt(ExperimentState.DONE,
-                           f"trial {record.id} reached target_metric={target}")
-
-    def _retry_wanted(self, record: TrialRecord) -> bool:
-        cfg = self.config
-        if (record.attempt >= self._attempt0.get(record.id, 0) + cfg.retry
-                or record.state.value not in cfg.retry_on or self._budget.stopping):
-            return False
-        self._retries.append(record)
-        self._retry_wakeup.set()
-        return True
-
-    def _watch_failures(self, record: TrialRecord) -> None:
-        """Stop when the first trials all fail with the same error: the evaluator (or the
-        space) is broken, and every further trial would repeat it (NNI's one-argument
-        ``fn(model)`` evaluator failed all 20 trials of a search that ended DONE)."""
-        limit, watch = self.config.max_identical_failures, self._failure_watch
-        if limit is None or watch is None or self._budget.stopping:
-            return
-        if record.state is not TrialState.FAILED or record.error is None:
-            self._failure_watch = None  # a trial got through: failures are the trials'
-            return
-        watch.append((record.error.type, record.error.message))
-        if len(set(watch)) > 1:
-            self._failure_watch = None
-            return
-        if len(watch) < limit:
-            return
-        self._failure_watch = None
-        message = (
-            f"the first {limit} trials of experiment {self.id} all FAILED with the same "
-            f"error, {record.error}; the experiment stopped instead of repeating it. "
-            f"{_SIGNATURE} Fix the cause and start a new experiment (see `nasflow trials "
-            f"{self.id} --state FAILED` for the tracebacks), or set "
-            "ExperimentConfig(max_identical_failures=None) to run on whatever fails."
-        )
-        _log.error("%s\nThe first trial's traceback:\n%s", message, record.error.traceback)
-        self._repeated_failure = RepeatedFailureError(message, record.error, limit)
-        self._halt(ExperimentState.FAILED, message)
-
-    def _penalise(self, record: TrialRecord) -> None:
-        if (self.config.penalty is not None and record.metric is None
-                and record.state in (TrialState.FAILED, TrialState.TIMEOUT)):
-            record.metric = self.config.penalty
+            self._ledger.apply(event)
 
     def events(self, *types: type[Event], buffer: int | None = None) -> EventStream:
         """Every event from now on (only ``types`` if given), as an async iterator that
@@ -389,15 +250,12 @@ class Experiment(RunMixin, Results):
     # --- control --------------------------------------------------------------------------
 
     def _halt(self, state: ExperimentState, reason: str) -> None:
-        if self._halt_request is None:
-            self._halt_request = (state, reason)
+        if self._stop.request is None:
             self.end_reason = reason
-        self._budget.stopping = True
-        if self._search_scope is not None:
-            self._search_scope.cancel()
+        self._stop(state, reason)
 
     def _kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
-        return self._engine is not None and self._engine.cancel(trial_id, state, reason)
+        return self._run is not None and self._run.kill(trial_id, state, reason)
 
     async def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the search: no new trials, running ones CANCELED; returns when done."""
@@ -435,7 +293,7 @@ class Experiment(RunMixin, Results):
     def trials(self, states: Iterable[TrialState | str] | None = None) -> list[TrialRecord]:
         wanted = None if states is None else {TrialState(s) for s in states}
         return [
-            _copy(r) for r in self._records.values() if wanted is None or r.state in wanted
+            _copy(r) for r in self._ledger if wanted is None or r.state in wanted
         ]
 
     def _space_for_instances(self) -> Any:
@@ -476,9 +334,14 @@ class Experiment(RunMixin, Results):
         id (``attempt`` + 1); new trial ids continue after the last one; the strategy goes
         on from its last snapshot plus the trials that ended after it.
         """
-        return restore_experiment(cls, id_or_path, space=space, evaluator=evaluator,
-                                  strategy=strategy, config=config, scheduler=scheduler,
-                                  home=home)
+        r = load_for_resume(id_or_path, space=space, evaluator=evaluator,
+                            strategy=strategy, config=config, scheduler=scheduler, home=home)
+        exp = cls(r.space, r.evaluator, r.strategy, r.config, name=r.name, id=r.id,
+                  scheduler=r.scheduler)
+        check_space(r.plan, exp.search_space)
+        exp.directory = r.directory
+        exp._plan = r.plan
+        return exp
 
     @classmethod
     async def resume(cls, id_or_path: str | os.PathLike[str], **kwargs: Any) -> Experiment:
@@ -489,7 +352,7 @@ class Experiment(RunMixin, Results):
 
     def __repr__(self) -> str:
         return (f"Experiment(id={self.id!r}, state={self.state.value}, "
-                f"trials={len(self._records)})")
+                f"trials={len(self._ledger)})")
 
 
 class _RunCall(Coroutine[Any, Any, None]):
@@ -531,14 +394,6 @@ class _RunCall(Coroutine[Any, Any, None]):
                 "(a notebook cell, an async def) use await exp.run()",
                 RuntimeWarning, stacklevel=2,
             )
-
-
-_SIGNATURE = (
-    "An evaluator is called as `fn(model, trial)` (def or async def; NNI's one-argument "
-    "`fn(model)` gets a TypeError), or is an nf.Evaluator whose "
-    "`evaluate(self, model, trial)` returns the metric or reports it with "
-    "trial.report(value, step=...)."
-)
 
 
 def _flip(direction: str) -> str:

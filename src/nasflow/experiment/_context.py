@@ -1,0 +1,270 @@
+"""The ``StrategyContext`` an experiment hands to its strategy."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+
+from nasflow._objective import Objective
+from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow.engine import TrialSpec
+from nasflow.events import (
+    Event,
+    FinalMetric,
+    IntermediateMetric,
+    StrategyProgress,
+    TrialEnded,
+    TrialStarted,
+    TrialSubmitted,
+)
+from nasflow.exceptions import BudgetExhausted
+from nasflow.experiment._ledger import TrialLedger
+from nasflow.space import Sample, SearchSpace, sample_hash
+from nasflow.strategy import FrozenTrial, OneShotContext, StrategyContext, TrialHandle
+
+__all__ = ["ExperimentContext", "ExperimentOneShot", "RunPort"]
+
+
+class RunPort(Protocol):
+    """What the context asks of the run it belongs to (``Run`` is one)."""
+
+    async def publish(self, event: Event, *, wait: bool = True) -> None:
+        """Publish a trial event (the ledger follows it)."""
+
+    async def submit(self, spec: TrialSpec) -> None:
+        """Hand a trial to the engine."""
+
+    def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
+        """Stop a running trial."""
+
+    def snapshot_due(self) -> None:
+        """The strategy moved on: snapshot it at the store's next commit."""
+
+
+class ExperimentContext(StrategyContext):
+    """A strategy's window on an experiment (see ``StrategyContext``): it reads the
+    ``TrialLedger`` and acts through the ``RunPort``; it writes neither. Records go out
+    as ``FrozenTrial`` copies; one-shot needs are on ``oneshot``."""
+
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
+                 objective: Objective, capacity: int, model_space: Any, evaluator: Any,
+                 directory: Path) -> None:
+        self._run = run
+        self._ledger = ledger
+        self._capacity = capacity
+        self.space = space
+        self.objective = objective
+        self.budget = ledger.budget
+        self.oneshot = ExperimentOneShot(run, ledger, space=space, objective=objective,
+                                         model_space=model_space, evaluator=evaluator,
+                                         directory=directory)
+        """What one-shot strategies need besides (``oneshot_context(ctx)``)."""
+        # every ended trial, until the strategy takes it (references: a strategy that never
+        # reads results costs a pointer per trial)
+        self._inbox: deque[TrialRecord] = deque()
+        self.taken = 0
+        """How many ended trials the strategy has taken (``take_results``/``next_result``);
+        snapshots record it, so a resumed strategy is handed the ones it had not seen."""
+        self._changed = anyio.Event()  # set whenever a trial ends
+        self._waiters: dict[int, anyio.Event] = {}
+
+    # --- fed by the run (synchronously, from its event sink) --------------------------------
+
+    def restore(self, taken: int, unseen: list[TrialRecord]) -> None:
+        """After a resume: the strategy had taken ``taken`` results; ``unseen`` ended since."""
+        self.taken = taken
+        self._inbox.extend(unseen)
+
+    def deliver(self, record: TrialRecord) -> None:
+        """A trial ended (for good: not an attempt that runs again)."""
+        self._inbox.append(record)
+        self._changed.set()
+        waiter = self._waiters.pop(record.id, None)
+        if waiter is not None:
+            waiter.set()
+
+    # --- the contract (records are handed out frozen: the ledger's stay its own) --------
+
+    async def wait_capacity(self) -> None:
+        # the one capacity wait of a run: the strategy's submissions, retries and resumed
+        # trials all come through here (the engine's own capacity belongs here too)
+        while self._ledger.inflight >= self._capacity:
+            if self._changed.is_set():
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    async def submit(self, sample: Sample) -> TrialHandle:
+        if self.budget.exhausted:
+            raise BudgetExhausted(self._why_exhausted())
+        sample = self.space.canonicalize(sample)
+        await self.wait_capacity()
+        if self.budget.exhausted:
+            raise BudgetExhausted(self._why_exhausted())
+        trial_id = self._ledger.new_id()
+        h = sample_hash(sample)
+        await self._run.publish(TrialSubmitted(time=time.time(), trial_id=trial_id,
+                                               sample=sample, hash=h))
+        try:
+            await self._run.submit(TrialSpec(trial_id, sample))
+        except BaseException:
+            # never handed to the engine (the search is stopping): do not leave it WAITING
+            with anyio.CancelScope(shield=True):
+                await self._run.publish(TrialEnded(
+                    time=time.time(), trial_id=trial_id, state=TrialState.CANCELED,
+                    error=TrialError("Cancelled", "the search stopped before the trial started"),
+                ), wait=False)
+            raise
+        return TrialHandle(self, trial_id, sample, h)
+
+    def _why_exhausted(self) -> str:
+        if self.budget.stopping:
+            return "the experiment is stopping"
+        return f"max_trials={self.budget.max_trials} trials were submitted"
+
+    def take_results(self) -> list[FrozenTrial]:
+        out = [FrozenTrial.of(r) for r in self._inbox]
+        self._inbox.clear()
+        self.taken += len(out)
+        return out
+
+    async def next_result(self) -> FrozenTrial | None:
+        while not self._inbox:
+            if self._ledger.inflight == 0 and not self._ledger.retries:
+                return None
+            if self._changed.is_set():
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        self.taken += 1
+        return FrozenTrial.of(self._inbox.popleft())
+
+    async def wait_trial(self, trial_id: int) -> FrozenTrial:
+        record = self._ledger[trial_id]
+        if not record.state.finished:
+            waiter = self._waiters.setdefault(trial_id, anyio.Event())
+            await waiter.wait()
+        return FrozenTrial.of(self._ledger[trial_id])
+
+    def history(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+        return [FrozenTrial.of(r) for r in self._ledger.history(states)]
+
+    def kill(self, trial_id: int, state: TrialState = TrialState.CANCELED,
+             reason: str = "") -> bool:
+        return self._run.kill(trial_id, state, reason or "stopped by the strategy")
+
+    def seen(self, sample: Sample) -> bool:
+        return self._ledger.seen(sample_hash(self.space.canonicalize(sample)))
+
+    @property
+    def distinct_submitted(self) -> int:
+        return self._ledger.distinct
+
+    # --- beyond the contract: what the wider, earlier contract had -------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many trials may run at once (``ExperimentConfig.concurrency``)."""
+        return self._capacity
+
+    def running(self) -> list[FrozenTrial]:
+        """Trials submitted and not yet ended."""
+        return [FrozenTrial.of(r) for r in self._ledger.running()]
+
+    @property
+    def model_space(self) -> Any:
+        """``self.oneshot.model_space``."""
+        return self.oneshot.model_space
+
+    @property
+    def evaluator(self) -> Any:
+        """``self.oneshot.evaluator``."""
+        return self.oneshot.evaluator
+
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        """``self.oneshot.record``."""
+        return await self.oneshot.record(sample, value, intermediates=intermediates)
+
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        """``self.oneshot.progress``."""
+        await self.oneshot.progress(step, **values)
+
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        """``self.oneshot.save_checkpoint``."""
+        await self.oneshot.save_checkpoint(name, obj)
+
+    async def load_checkpoint(self, name: str) -> Any | None:
+        """``self.oneshot.load_checkpoint``."""
+        return await self.oneshot.load_checkpoint(name)
+
+
+class ExperimentOneShot(OneShotContext):
+    """What a one-shot strategy needs of the experiment (``oneshot_context(ctx)``)."""
+
+    def __init__(self, run: RunPort, ledger: TrialLedger, *, space: SearchSpace,
+                 objective: Objective, model_space: Any, evaluator: Any,
+                 directory: Path) -> None:
+        self._run = run
+        self._ledger = ledger
+        self._space = space
+        self._objective = objective
+        self._directory = directory
+        self.model_space = model_space
+        self.evaluator = evaluator
+
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        sample = self._space.canonicalize(sample)
+        primary, normal = self._objective.parse(value)
+        parsed = [(step, *self._objective.parse(v)) for step, v in intermediates]
+        trial_id = self._ledger.new_id(counted=False)
+        now = time.time()
+        publish = self._run.publish
+        await publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
+                                     hash=sample_hash(sample)))
+        await publish(TrialStarted(time=now, trial_id=trial_id))
+        for step, metric, v in parsed:
+            await publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
+                                             value=v, metric=metric))
+        await publish(FinalMetric(time=now, trial_id=trial_id, value=normal, metric=primary))
+        await publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
+        return FrozenTrial.of(self._ledger[trial_id])
+
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        await self._run.publish(StrategyProgress(time=time.time(), step=step, values=values))
+        self._run.snapshot_due()  # a strategy that reports progress has moved on: record it
+
+    def _checkpoint_path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"a checkpoint name must be a plain file name, got {name!r}")
+        return self._directory / "strategy" / f"{name}.pt"
+
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        path = self._checkpoint_path(name)
+
+        def save() -> None:
+            import torch
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(obj, tmp)
+            tmp.replace(path)
+
+        await anyio.to_thread.run_sync(save)
+        self._run.snapshot_due()
+
+    async def load_checkpoint(self, name: str) -> Any | None:
+        path = self._checkpoint_path(name)
+
+        def load() -> Any | None:
+            if not path.is_file():
+                return None
+            import torch
+
+            return torch.load(path, weights_only=False)
+
+        return await anyio.to_thread.run_sync(load)

@@ -1,0 +1,516 @@
+"""One run of an experiment: open the store, start the control endpoint, run the engine
+and the strategy under the budget, and always finish cleanly.
+
+``Run`` owns what exists only while a run goes on -- the task groups, the engine, the
+store and its writer, the control endpoint, the strategy's context, the retry loop, the
+replay filter of a resume -- and it is given, explicitly, what outlives it: the
+``RunSetup`` (what the experiment is), the ``TrialLedger`` (the trial table), the
+``EventHub``, the ``TrialPolicy`` and the ``StopSwitch``. It never sees the
+``Experiment``; the facade makes one ``Run`` per ``run()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from nasflow._control import ControlServer
+from nasflow._objective import Objective
+from nasflow._persist import encode_snapshot, process_start_time, save_objects
+from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow._version import __version__
+from nasflow.config import ExperimentConfig
+from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
+from nasflow.events import (
+    Event,
+    EventHub,
+    EventStream,
+    ExperimentFinished,
+    ExperimentStateChanged,
+    IntermediateMetric,
+    TrialEnded,
+    TrialStarted,
+    TrialSubmitted,
+)
+from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
+from nasflow.experiment._context import ExperimentContext
+from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._policy import (
+    Action,
+    Deliver,
+    Halt,
+    Kill,
+    Penalise,
+    Retry,
+    SnapshotDue,
+    TrialPolicy,
+)
+from nasflow.experiment._resume import Replay, ResumePlan, restore_state, space_signature
+from nasflow.integrations.tensorboard import TensorBoardSink
+from nasflow.protocol import Limits
+from nasflow.space import SearchSpace
+from nasflow.store import DB_NAME, ExperimentStore
+from nasflow.strategy import Budget, Scheduler, Strategy
+
+__all__ = ["Run", "RunSetup", "StopSwitch", "unwrap"]
+
+_log = logging.getLogger("nasflow.experiment")
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What the experiment is: everything a run reads and never changes."""
+
+    id: str
+    name: str
+    directory: Path
+    config: ExperimentConfig
+    space: Any
+    search_space: SearchSpace
+    evaluator: Any
+    strategy: Strategy
+    scheduler: Scheduler | None
+    objective: Objective
+    engine_factory: Callable[[EngineSetup], Engine] | None
+    trial_directory: Callable[[int], Path]
+
+
+class StopSwitch:
+    """The first request to end the search (``stop()``, a target, a deadline, a failure),
+    and the cancel scope it ends. May be thrown before the run starts."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.request: tuple[ExperimentState, str] | None = None
+        """The first request: the state to end in and why."""
+        self._scope: anyio.CancelScope | None = None
+
+    def __call__(self, state: ExperimentState, reason: str) -> bool:
+        """Ask the search to end; whether this was the first request."""
+        first = self.request is None
+        if first:
+            self.request = (state, reason)
+        self.budget.stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+        return first
+
+    def guard(self, scope: anyio.CancelScope) -> None:
+        """Cancel ``scope`` on a request (at once, if one came already)."""
+        self._scope = scope
+        if self.request is not None:
+            scope.cancel()
+
+
+class Run:
+    """One run of an experiment (see the module docstring)."""
+
+    def __init__(self, setup: RunSetup, *, ledger: TrialLedger, hub: EventHub,
+                 policy: TrialPolicy, stop: StopSwitch,
+                 halt: Callable[[ExperimentState, str], None],
+                 on_stop: Callable[[str], Awaitable[None]],
+                 status: Callable[[], dict[str, Any]],
+                 settled: Callable[[ExperimentState, str], None],
+                 finished: anyio.Event,
+                 tensorboard: TensorBoardSink | None = None,
+                 plan: ResumePlan | None = None) -> None:
+        self.setup = setup
+        self.ledger = ledger
+        self.hub = hub
+        self.policy = policy
+        self.budget = ledger.budget
+        self._stop = stop
+        self._halt = halt  # the facade's: records the reason, then throws the switch
+        self._on_stop = on_stop  # the control endpoint's `stop`
+        self._status = status
+        self._settled = settled  # the run's end state and reason, before the last events
+        self._finished = finished  # set once everything is saved
+        self._tensorboard = tensorboard
+        self._plan = plan
+        self.store: ExperimentStore | None = None
+        """The store (and its writer), open while the run goes on."""
+        self.engine: Engine | None = None
+        """The engine, while the search goes on."""
+        self.ctx: ExperimentContext | None = None
+        """The strategy's context."""
+        self.end_reason = ""
+        self.repeated_failure: RepeatedFailureError | None = None
+        self._replay: Replay | None = None  # metrics a re-attached trial sends again
+        self._retry_wakeup = anyio.Event()
+        self._retry_settled = anyio.Event()
+
+    # --- the run ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The whole run; raises what ``Experiment.run`` raises."""
+        setup, cfg = self.setup, self.setup.config
+        failure: BaseException | None = None  # raised by the strategy
+        internal: BaseException | None = None  # raised by anything else (e.g. the store)
+        finished_normally = False
+        control: ControlServer | None = None
+        async with anyio.create_task_group() as services:
+            try:
+                if cfg.store:
+                    await self._open_store()
+                    control = ControlServer(setup.directory, self._on_stop, self._status,
+                                            events=self._feed_events, kill=self._kill_trial)
+                    await services.start(control.serve)
+                failure = await self._search()
+                finished_normally = True
+            except BaseException as exc:
+                inner = unwrap(exc)
+                if isinstance(inner, anyio.get_cancelled_exc_class()):
+                    raise
+                internal = inner
+            finally:
+                await self._finish(failure or internal, normal=finished_normally)
+                # the control endpoint outlives the run's end: `nasflow stop --wait` gets
+                # its answer once everything is saved
+                if control is not None:
+                    with anyio.CancelScope(shield=True):
+                        await control.drain()
+                services.cancel_scope.cancel()
+        if internal is not None:
+            raise internal
+        if failure is None and self.repeated_failure is not None:
+            raise self.repeated_failure
+        if failure is not None:
+            raise StrategyError(
+                f"the strategy {setup.strategy!r} raised {failure!r}; the experiment failed "
+                f"after {len(self.ledger)} trials (all kept in {setup.directory})"
+            ) from failure
+
+    async def _open_store(self) -> None:
+        setup = self.setup
+        store = ExperimentStore(setup.directory / DB_NAME)
+        await store.open(self._meta())
+        self.store = store
+        self.hub.add_sink(store.put)
+        store.snapshot_with(self._snapshot)
+        objects = {"space": setup.space, "evaluator": setup.evaluator,
+                   "strategy": setup.strategy, "scheduler": setup.scheduler}
+        await anyio.to_thread.run_sync(save_objects, setup.directory, objects)
+
+    def _make_engine(self) -> Engine:
+        setup, cfg = self.setup, self.setup.config
+        engine_setup = EngineSetup(
+            space=setup.space,
+            evaluator=setup.evaluator,
+            objective=setup.objective,
+            publish=self.publish,
+            trial_directory=setup.trial_directory,
+            experiment_id=setup.id,
+            concurrency=cfg.concurrency,
+            trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
+            flush=self.store.flush if self.store is not None else None,
+        )
+        if setup.engine_factory is not None:
+            return setup.engine_factory(engine_setup)
+        if cfg.training_service == "inprocess" and cfg.manager is None:
+            return InProcessEngine(engine_setup)
+        return ManagerEngine(
+            engine_setup,
+            manager=cfg.manager,
+            token=cfg.token or os.environ.get("NASFLOW_TOKEN"),
+            gpus=cfg.gpus,  # type: ignore[arg-type]
+            trials_per_gpu=cfg.trials_per_gpu,
+            max_trials_per_worker=cfg.max_trials_per_worker,
+            reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
+            log_dir=setup.directory / "workers",
+            limits=Limits(max_payload_size=cfg.max_payload_size),
+        )
+
+    async def _search(self) -> BaseException | None:
+        """The engine, the re-queued trials of a resume, the strategy, the budget."""
+        setup, cfg = self.setup, self.setup.config
+        engine = self._make_engine()
+        await self.publish(ExperimentStateChanged(time=time.time(),
+                                                  state=ExperimentState.RUNNING))
+        deadline = math.inf
+        if cfg.max_duration is not None:
+            deadline = anyio.current_time() + cfg.max_duration
+            self.budget.deadline = deadline
+        ctx = self.ctx = ExperimentContext(
+            self, self.ledger, space=setup.search_space, objective=setup.objective,
+            capacity=cfg.concurrency, model_space=setup.space, evaluator=setup.evaluator,
+            directory=setup.directory,
+        )
+        if self._plan is not None:
+            taken, unseen = restore_state(self._plan, self.ledger, setup.strategy,
+                                          setup.scheduler, cfg.penalty)
+            ctx.restore(taken, unseen)
+        failure = None
+        async with engine:
+            self.engine = engine
+            with anyio.CancelScope(deadline=deadline) as search:
+                self._stop.guard(search)
+                if self._plan is not None:
+                    await self._requeue(self._plan, engine)
+                async with anyio.create_task_group() as helpers:
+                    helpers.start_soon(self._retry_failures, engine)
+                    failure = await self._run_strategy(ctx)
+                    await self._drain(engine)
+                    helpers.cancel_scope.cancel()
+            if search.cancelled_caught and self._stop.request is None:
+                self._halt(ExperimentState.DONE, f"max_duration={cfg.max_duration}s reached")
+            if self._stop.request is not None:
+                state, reason = self._stop.request
+                self.budget.stopping = True
+                # a stop (or a strategy failure) interrupts trials: a resume runs them again
+                interrupted = state is not ExperimentState.DONE
+                for trial_id in engine.running:
+                    engine.cancel(trial_id, TrialState.CANCELED, reason, interrupted=interrupted)
+                await engine.wait_idle()
+        return failure
+
+    async def wait_capacity(self) -> None:
+        """Wait until one more trial may start: every submission (the strategy's, a
+        retry's, a resumed trial's) waits here, and nowhere else."""
+        assert self.ctx is not None
+        await self.ctx.wait_capacity()
+
+    async def _requeue(self, plan: ResumePlan, engine: Engine) -> None:
+        """Trials in flight when the experiment stopped: re-attach those still running (a
+        manager's workers), run the others again under the same id (attempt + 1)."""
+        if not plan.pending:
+            return
+        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in plan.pending]
+        if plan.stored:
+            # before reattach: the engine may publish a re-attached trial's events at once
+            self._replay = Replay(dict(plan.stored))
+        attached = await engine.reattach(specs)
+        if self._replay is not None:
+            self._replay.keep(attached)
+            if not self._replay:
+                self._replay = None
+        again = [r for r in plan.pending if r.id not in attached]
+        now = time.time()
+        for record in again:
+            if not record.state.finished:  # the process died under it: record that first
+                await self.publish(TrialEnded(
+                    time=now, trial_id=record.id, state=TrialState.CANCELED,
+                    error=TrialError(INTERRUPTED, "the process running the experiment ended"),
+                ))
+        for record in again:
+            await self.wait_capacity()
+            attempt = record.attempt + 1
+            self.ledger.rerun_from(record.id, attempt)  # retries count from here
+            await self.publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+                                              sample=record.sample, hash=record.hash,
+                                              attempt=attempt))
+            await engine.submit(TrialSpec(record.id, record.sample, attempt))
+
+    async def _retry_failures(self, engine: Engine) -> None:
+        """Run failed attempts again (``ExperimentConfig.retry``), as capacity allows."""
+        while True:
+            while (record := self.ledger.next_retry()) is None:
+                await self._retry_wakeup.wait()
+                self._retry_wakeup = anyio.Event()
+            await self.wait_capacity()
+            attempt = record.attempt + 1
+            _log.info("trial %d ended %s (%s); running it again (attempt %d)", record.id,
+                      record.state.value, record.error, attempt)
+            await self.publish(TrialSubmitted(time=time.time(), trial_id=record.id,
+                                              sample=record.sample, hash=record.hash,
+                                              attempt=attempt))
+            await engine.submit(TrialSpec(record.id, record.sample, attempt))
+            self.ledger.retry_submitted()
+            self._retry_settled.set()
+
+    async def _drain(self, engine: Engine) -> None:
+        """Wait for every running trial, and for every retry they cause."""
+        while True:
+            await engine.wait_idle()
+            if not self.ledger.retries:
+                return
+            self._retry_settled = anyio.Event()
+            await self._retry_settled.wait()
+
+    async def _run_strategy(self, ctx: ExperimentContext) -> BaseException | None:
+        try:
+            await self.setup.strategy.run(ctx)
+        except BudgetExhausted:
+            self.end_reason = "max_trials reached"
+        except Exception as exc:
+            self._halt(ExperimentState.FAILED, f"the strategy raised {exc!r}")
+            return exc
+        else:
+            if self.budget.exhausted and self.budget.max_trials is not None:
+                self.end_reason = "max_trials reached"
+            else:
+                self.end_reason = "the strategy finished"
+        return None
+
+    async def _finish(self, failure: BaseException | None, *, normal: bool) -> None:
+        with anyio.CancelScope(shield=True):
+            now = time.time()
+            # nothing stays WAITING or RUNNING
+            for record in list(self.ledger):
+                if not record.state.finished:
+                    await self.publish(TrialEnded(
+                        time=now, trial_id=record.id, state=TrialState.CANCELED,
+                        error=TrialError(INTERRUPTED, "the experiment ended"),
+                    ), wait=False)
+            request = self._stop.request
+            if failure is not None:
+                state = ExperimentState.FAILED
+                reason = request[1] if request else repr(failure)
+            elif request is not None:
+                state, reason = request
+            elif normal:
+                state, reason = ExperimentState.DONE, self.end_reason or "done"
+            else:
+                state, reason = ExperimentState.STOPPED, "the run was cancelled"
+            self._settled(state, reason)
+            # a normal end waits for slow subscribers like any event; a cancelled one cannot
+            for ev in (ExperimentStateChanged(time=now, state=state),
+                       ExperimentFinished(time=now, state=state, reason=reason)):
+                await self.publish(ev, wait=normal)
+            self.hub.close()
+            if self._tensorboard is not None:  # the scalars are on disk when run() returns
+                await anyio.to_thread.run_sync(self._tensorboard.join)
+            if self.store is not None:
+                self.store.set_meta(state=state.value, ended_at=now, end_reason=reason,
+                                    trials=len(self.ledger), best=self._status()["best"])
+                try:
+                    await self.store.close()
+                except StoreError:
+                    _log.exception("closing the store of experiment %s failed",
+                                   self.setup.id)
+            self._finished.set()  # everything is saved: stop() and wait() may return
+
+    # --- events: publish, and follow them with the ledger and the policy --------------------
+
+    async def publish(self, event: Event, *, wait: bool = True) -> None:
+        """Publish ``event`` to the hub (its sinks first: the trial table, the store)."""
+        if self._replay is not None and self._replay.stored(event):
+            return
+        if wait:
+            await self.hub.publish(event)
+            store = self.store
+            if store is not None and store.backlogged:
+                await store.wait_room()
+        else:
+            self.hub.publish_nowait(event)
+
+    def follow(self, event: Event) -> None:
+        """The trial table and the policy follow each event (a sink: runs before any
+        subscriber)."""
+        if type(event) is IntermediateMetric:
+            # the most frequent event by far; it changes no record, only a scheduler reads it
+            if self.policy.scheduler is not None:
+                kill = self.policy.result(self.ledger[event.trial_id], event.step,
+                                          event.metric, event.value, event.time)
+                if kill is not None:
+                    self._apply(kill)
+            return
+        ended = self.ledger.apply(event)
+        if ended is not None:
+            self._apply_all(self.policy.ended(
+                ended, first_attempt=self.ledger.first_attempt(ended.id),
+                stopping=self.budget.stopping))
+        elif isinstance(event, TrialStarted):
+            self.policy.started(self.ledger[event.trial_id])
+
+    def _apply_all(self, actions: list[Action]) -> None:
+        for action in actions:
+            self._apply(action)
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, Retry):
+            self.ledger.queue_retry(action.record)
+            self._retry_wakeup.set()
+        elif isinstance(action, Penalise):
+            self.ledger.penalise(action.record, action.metric)
+        elif isinstance(action, Kill):
+            self.kill(action.trial_id, action.state, action.reason)
+        elif isinstance(action, Deliver):
+            # the scheduler sees the end (with its penalty) before the strategy does
+            self.policy.notify_scheduler(action.record)
+            if self.ctx is not None:
+                self.ctx.deliver(action.record)
+        elif isinstance(action, SnapshotDue):
+            self.snapshot_due()
+        elif isinstance(action, Halt):
+            if action.error is not None:
+                _log.error("%s", action.log)
+                self.repeated_failure = action.error
+            self._halt(action.state, action.reason)
+
+    # --- what the context, the control endpoint and the store ask of the run -------------
+
+    async def submit(self, spec: TrialSpec) -> None:
+        """Hand a trial to the engine."""
+        assert self.engine is not None
+        await self.engine.submit(spec)
+
+    def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
+        """Stop a running trial; whether it was running."""
+        return self.engine is not None and self.engine.cancel(trial_id, state, reason)
+
+    def snapshot_due(self) -> None:
+        """Ask the store to snapshot the strategy at its next commit."""
+        if self.store is not None:
+            self.store.snapshot_due()
+
+    def _kill_trial(self, trial_id: int, reason: str) -> bool:
+        return self.kill(trial_id, TrialState.CANCELED, reason)
+
+    def _feed_events(self) -> EventStream:
+        # unbounded: a feed's reader (the dashboard) must never make the search wait; the
+        # control server drops a reader that falls far behind instead
+        return self.hub.subscribe(buffer=0)
+
+    def _meta(self) -> dict[str, Any]:
+        setup = self.setup
+        owner = {
+            "state": ExperimentState.RUNNING.value,
+            "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
+            "host": socket.gethostname(),
+            "started_at": time.time(),
+            "ended_at": None,
+        }
+        if self._plan is not None:
+            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1}
+        return {
+            **owner,
+            "id": setup.id,
+            "name": setup.name,
+            "created_at": owner["started_at"],
+            "config": setup.config.to_dict(),
+            "objective": setup.objective.directions,
+            "labels": setup.search_space.labels,
+            "space": space_signature(setup.search_space),
+            "strategy": repr(setup.strategy),
+            "evaluator": repr(setup.evaluator),
+            "scheduler": None if setup.scheduler is None else repr(setup.scheduler),
+            "nasflow_version": __version__,
+        }
+
+    def _snapshot(self) -> bytes:
+        """The strategy's (and scheduler's) state, and how many ended trials it has taken;
+        called by the store at a commit, so it matches exactly the events committed."""
+        ctx, setup = self.ctx, self.setup
+        return encode_snapshot({
+            "version": 1,
+            "taken": ctx.taken if ctx is not None else 0,
+            "strategy": setup.strategy.state_dict(),
+            "scheduler": None if setup.scheduler is None else setup.scheduler.state_dict(),
+        })
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The single interesting exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -256,7 +256,7 @@ class _Supervised(Evaluator):
         schedule = make_schedule(self.lr_schedule, optimizer,
                                  total_steps=self.epochs * per_epoch, lr=self.lr, owner=owner)
         if self.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
+            net = torch.compile(net)
 
         metric = math.nan
         checked = False

@@ -237,7 +237,7 @@ class Run:
                                                   state=ExperimentState.RUNNING))
         deadline = math.inf
         if cfg.max_duration is not None:
-            deadline = anyio.current_time() + cfg.max_duration
+            deadline = anyio.current_time() + float(cfg.max_duration)  # seconds by now
             self.budget.deadline = deadline
         ctx = self.ctx = ExperimentContext(
             self, self.ledger, space=setup.search_space, objective=setup.objective,

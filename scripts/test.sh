@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install nasflow with its test dependencies into .venv and run the whole test suite + ruff.
+# Install nasflow with its test dependencies into .venv and run the whole test suite, ruff
+# and mypy --strict.
 # Every check runs even when an earlier one fails; the exit status is non-zero if any did.
 EXTRAS="test" source "$(dirname "$0")/_setup.sh"
 # the dashboard's browser tests drive Debian's chromium; install it when missing (as root)
@@ -14,8 +15,9 @@ set +e
 failed=()
 .venv/bin/python -m pytest -q "$@" || failed+=("pytest")
 .venv/bin/ruff check src tests benchmarks examples || failed+=("ruff")
+.venv/bin/python -m mypy src || failed+=("mypy")
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED checks: ${failed[*]}"
   exit 1
 fi
-echo "all checks passed: pytest, ruff"
+echo "all checks passed: pytest, ruff, mypy"

@@ -54,7 +54,7 @@ class ControlServer:
         self._events = events
         self._kill = kill
         self._token = secrets.token_urlsafe(24)
-        self._listener: anyio.abc.SocketListener | None = None
+        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._active = 0  # requests being answered
         self._quiet = anyio.Event()
         self._quiet.set()
@@ -154,7 +154,8 @@ class ControlServer:
                 pass
 
 
-def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: Any) -> dict:
+def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: Any
+                 ) -> dict[str, Any]:
     """Send ``op`` to the experiment running from ``directory`` (blocking; for the CLI)."""
     path = directory / CONTROL_FILE
     try:
@@ -183,7 +184,7 @@ def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: An
             "its process may have died (nasflow list shows it as CRASHED then)"
         ) from exc
     try:
-        reply: dict = json.loads(data.decode())
+        reply: dict[str, Any] = json.loads(data.decode())
     except ValueError as exc:
         raise NasflowError(f"experiment {directory.name} sent a bad reply: {data!r}") from exc
     return reply

@@ -6,7 +6,7 @@ import datetime
 import html
 from typing import TYPE_CHECKING
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 
 if TYPE_CHECKING:
     from nasflow._results import ExperimentResults

@@ -86,7 +86,8 @@ def encode_snapshot(state: dict[str, Any]) -> bytes:
     except TypeError:
         import cloudpickle
 
-        return _PICKLE + cloudpickle.dumps(state)
+        blob: bytes = cloudpickle.dumps(state)
+        return _PICKLE + blob
 
 
 def decode_snapshot(data: bytes) -> dict[str, Any]:

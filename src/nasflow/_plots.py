@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nasflow._objective import Objective
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import Objective, TrialRecord, TrialState
 
 __all__ = ["PLOT_KINDS", "label_importance", "plot", "save_figure", "to_dataframe"]
 
@@ -186,7 +185,7 @@ def _normalise(values: list[float]) -> list[float]:
 
 
 def _pareto(ax: Any, done: list[TrialRecord], objective: Objective, _: Any) -> None:
-    from nasflow._results import pareto_front
+    from nasflow._kernel import pareto_front
 
     if not objective.multi:
         raise ValueError(

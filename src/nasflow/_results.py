@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from nasflow._objective import Objective
+from nasflow._kernel import Objective, first_front, pareto_front
 from nasflow._persist import load_object, owner_alive
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.exceptions import StoreError
@@ -22,62 +22,6 @@ __all__ = ["ExperimentResults", "Results", "first_front", "load_experiment", "pa
 
 
 _FORMATTERS = (None, "dict", "instance", "code")
-
-
-def pareto_front(records: Iterable[TrialRecord], objective: Objective) -> list[TrialRecord]:
-    """The non-dominated records under every metric of ``objective``, in input order.
-
-    A record dominates another when it is at least as good on every metric and better on
-    one; records with equal metrics do not dominate each other (all of them stay on the
-    front). Records whose ``metrics`` lack one of the objective's names are left out (a
-    single-objective record may give its ``metric`` instead). O(n log n) for two metrics,
-    O(n * front size) otherwise: 10k trials take milliseconds.
-    """
-    names = list(objective.directions)
-    signs = [1.0 if objective.directions[n] == "maximize" else -1.0 for n in names]
-    kept: list[TrialRecord] = []
-    points: list[tuple[float, ...]] = []
-    for r in records:
-        m = r.metrics
-        if isinstance(m, dict) and all(n in m for n in names):
-            points.append(tuple(s * m[n] for s, n in zip(signs, names, strict=True)))
-        elif not objective.multi and r.metric is not None:
-            points.append((signs[0] * r.metric,))
-        else:
-            continue
-        kept.append(r)
-    return [kept[i] for i in first_front(points)]
-
-
-def first_front(points: list[tuple[float, ...]]) -> list[int]:
-    """Indices (ascending) of the points no other point dominates, larger being better.
-
-    Scans the points in descending lexicographic order: a point can only be dominated by
-    one before it, and if it is, then by one already on the front (dominance is
-    transitive), so each point is checked against the front found so far.
-    """
-    order = sorted(range(len(points)), key=points.__getitem__, reverse=True)
-    front: list[int] = []
-    if points and len(points[0]) == 2:
-        # two metrics: everything before p has f1 >= p's; p is dominated iff one of them
-        # has a larger f2, or the same f2 and a larger f1 (the first to reach the largest
-        # f2 has the largest f1 among those)
-        best: tuple[float, float] | None = None  # (largest f2 so far, f1 of its first)
-        for i in order:
-            f1, f2 = points[i]
-            if best is None or f2 > best[0]:
-                best = (f2, f1)
-            elif f2 < best[0] or best[1] > f1:
-                continue
-            front.append(i)
-    else:
-        for i in order:
-            p = points[i]
-            if not any(q != p and all(a >= b for a, b in zip(q, p, strict=True))
-                       for q in (points[j] for j in front)):
-                front.append(i)
-    front.sort()
-    return front
 
 
 class Results(ABC):

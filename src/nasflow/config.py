@@ -152,6 +152,8 @@ class ExperimentConfig:
             isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)
         ):
             raise ConfigError("target_metric", t, "a finite number, or None")
+        if t is not None:
+            put("target_metric", float(t))
         put("objective", _check_objective(self.objective))
         if self.training_service == "ray":
             # refused here, not at run(): a config that cannot run is not built
@@ -199,6 +201,8 @@ class ExperimentConfig:
             isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p)
         ):
             raise ConfigError("penalty", p, "a finite number, or None")
+        if p is not None:
+            put("penalty", float(p))
         if not isinstance(self.store, bool):
             raise ConfigError("store", self.store, "True or False")
         if not isinstance(self.tensorboard, bool):

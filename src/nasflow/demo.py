@@ -67,7 +67,8 @@ class Block(nn.Module):
         })
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        result: torch.Tensor = self.op(x)
+        return result
 
 
 class DigitsNet(snn.ModelSpace):
@@ -97,7 +98,8 @@ class DigitsNet(snn.ModelSpace):
         y = self.op(stem)
         x = self.skip([y, stem + y])  # the op alone, or with a residual connection
         x = self.blocks(x)
-        return self.head(self.dropout(self.pool(x).flatten(1)))
+        result: torch.Tensor = self.head(self.dropout(self.pool(x).flatten(1)))
+        return result
 
 
 def make_experiment(

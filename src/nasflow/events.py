@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from nasflow._types import ExperimentState, TrialError, TrialState
+from nasflow._kernel import ExperimentState, TrialError, TrialState
 
 __all__ = [
     "CheckpointSaved",
@@ -144,7 +144,7 @@ class EventStream:
 
     _YIELD_EVERY = 64
 
-    def __init__(self, receive: ObjectReceiveStream[Event]) -> None:
+    def __init__(self, receive: MemoryObjectReceiveStream[Event]) -> None:
         self._receive = receive
         self._finalizer = weakref.finalize(self, receive.close)
         self._unyielded = 0
@@ -158,7 +158,7 @@ class EventStream:
         try:
             if self._unyielded < self._YIELD_EVERY:
                 try:
-                    event = self._receive.receive_nowait()  # type: ignore[attr-defined]
+                    event = self._receive.receive_nowait()
                     self._unyielded += 1
                     return event
                 except anyio.WouldBlock:
@@ -176,7 +176,7 @@ class EventStream:
     def take_nowait(self) -> Event | None:
         """The next buffered event, or ``None`` when none is (or the stream ended)."""
         try:
-            return self._receive.receive_nowait()  # type: ignore[attr-defined,no-any-return]
+            return self._receive.receive_nowait()
         except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             return None
 
@@ -193,7 +193,7 @@ class EventStream:
 
 @dataclass(slots=True)
 class _Subscriber:
-    send: ObjectSendStream[Event]
+    send: MemoryObjectSendStream[Event]
     types: tuple[type[Event], ...] | None
 
 

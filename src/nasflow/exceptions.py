@@ -1,13 +1,14 @@
 """Every error nasflow raises on purpose.
 
-The tree::
+The tree (``tests/test_exports.py`` checks it against the classes)::
 
     NasflowError
     ├── ConfigError                 a configuration field has a bad value
     ├── SpaceError                  a search space is not usable
     │   ├── SpaceBuildError         a model space could not be built
     │   ├── SampleValidationError   a sample does not belong to its space
-    │   └── SpaceExhaustedError     no (further) valid sample can be drawn
+    │   ├── SpaceExhaustedError     no (further) valid sample can be drawn
+    │   └── UnsupportedSpaceError   no supernet part for it     (nasflow.strategy.oneshot)
     ├── MetricError                 an evaluator reported something that is not a metric
     ├── TrialStopped                raised inside an evaluator whose trial was stopped
     ├── RankError                   a rank of a devices=N trial died without saying why
@@ -18,10 +19,25 @@ The tree::
     ├── ResumeError                 an experiment cannot be resumed as asked
     ├── ExperimentNotFoundError     no experiment with that id or path
     ├── WorkerSetupError            workers cannot load the experiment's space/evaluator
+    ├── PayloadError                the space/evaluator cannot be sent to workers
     ├── ManagerGoneError            the trial manager went away for good
-    └── (defined where they are raised, exported by ``nasflow``)
-        ├── PayloadError            the space/evaluator cannot be sent to workers
-        └── ManagerConnectionError  the manager cannot be reached (nasflow.manager)
+    ├── ManagerConnectionError      the manager cannot be reached         (nasflow.manager)
+    ├── CheckpointMismatchError     a state dict does not fit a model         (nasflow.hub)
+    ├── ExperimentFileError         a file for ``nasflow run`` yields no experiment (cli)
+    └── ProtocolError               a command-channel message is unacceptable (.protocol)
+        ├── MalformedMessageError   not JSON, or a field missing or of the wrong type
+        ├── UnknownMessageTypeError no message of this protocol version has that type
+        ├── UnexpectedMessageError  a message this side does not accept in its state
+        ├── UnauthorizedError       pickled code over an unauthenticated connection
+        ├── MessageTooLargeError    a frame or message over the size limit
+        ├── SequenceError           sequence numbers do not line up
+        ├── VersionMismatchError    the peer speaks another protocol version
+        ├── RateLimitError          the peer sent too many messages per second
+        ├── SessionEndedError       the session said or heard ``bye``
+        └── PeerError               the peer sent an ``error`` message
+
+The errors marked with a package are defined and exported there; the others are defined
+here and exported by ``nasflow`` too.
 
 Each error carries the offending values as attributes and says what to do in its message.
 """
@@ -29,6 +45,27 @@ Each error carries the offending values as attributes and says what to do in its
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = [
+    "BudgetExhausted",
+    "ConfigError",
+    "ExperimentNotFoundError",
+    "ManagerGoneError",
+    "MetricError",
+    "NasflowError",
+    "PayloadError",
+    "RankError",
+    "RepeatedFailureError",
+    "ResumeError",
+    "SampleValidationError",
+    "SpaceBuildError",
+    "SpaceError",
+    "SpaceExhaustedError",
+    "StoreError",
+    "StrategyError",
+    "TrialStopped",
+    "WorkerSetupError",
+]
 
 
 class NasflowError(Exception):
@@ -162,6 +199,10 @@ class WorkerSetupError(NasflowError):
             "Python environment; modules next to your script are found through sys.path). "
             f"Worker traceback:\n{error.traceback}"
         )
+
+
+class PayloadError(NasflowError):
+    """The space or the evaluator cannot be shipped to worker processes."""
 
 
 class ManagerGoneError(NasflowError):

@@ -23,12 +23,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import nasflow as nf
+from nasflow._payload import PayloadError, read_spilled, spill
 from nasflow._types import TrialState
 from nasflow.evaluator import Trial
 from nasflow.manager import TrialManager
 from nasflow.protocol import PROTOCOL_VERSION, Limits
 from nasflow.store import experiment_dir
-from nasflow.worker._payload import PayloadError, read_spilled, spill
 
 _MB = 1_000_000
 HELLO = orjson.dumps({"type": "hello", "version": PROTOCOL_VERSION, "role": "experiment",

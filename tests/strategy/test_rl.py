@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from typing import Any
 
 import pytest
@@ -35,10 +36,53 @@ async def test_the_state_holds_weights_optimizer_and_generator() -> None:
     await exp.run()
     state = strategy.state_dict()
     blob = torch.load(io.BytesIO(base64.b64decode(state["torch"])), weights_only=True)
-    assert "cell.weight_ih" in blob["net"] and blob["net"]["cell.weight_ih"].shape[1] == 16
+    assert "lstm.weight_ih" in blob["net"] and blob["net"]["lstm.weight_ih"].shape[1] == 16
     assert blob["optim"]["t"] >= 8  # one Adam step per result taken
     assert isinstance(blob["gen"], torch.Tensor)
     assert state["baseline"] is not None
+
+
+async def test_a_state_saved_by_the_controller_before_it_was_shared_with_enas_loads() -> None:
+    import torch
+
+    strategy = PolicyBasedRL(seed=1, hidden_size=16)
+    exp = SimulatedEngine.experiment(conditional_space(), strategy, conditional_table,
+                                     nf.ExperimentConfig(max_trials=6, store=False))
+    await exp.run()
+    state = strategy.state_dict()
+    blob = torch.load(io.BytesIO(base64.b64decode(state["torch"])), weights_only=True)
+    net, m = blob["net"], blob["optim"]["m"]
+    sizes = [t.shape[0] for k, t in net.items() if k.startswith("heads.") and k.endswith("bias")]
+    # the layout before: cell, start, one embedding per decision, heads; Adam in that order
+    cuts = [1]
+    for n in sizes:
+        cuts.append(cuts[-1] + n)
+
+    def split(t: torch.Tensor) -> list[torch.Tensor]:
+        return [t[:1]] + [t[a:b] for a, b in itertools.pairwise(cuts)]
+
+    lstm = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    old_net = {f"cell.{k}": net[f"lstm.{k}"] for k in lstm}
+    rows = split(net["embed.weight"])
+    old_net["start"] = rows[0]
+    old_net.update({f"embeds.{i}.weight": r for i, r in enumerate(rows[1:])})
+    old_net.update({k: t for k, t in net.items() if k.startswith("heads.")})
+
+    def old_moments(new: list[torch.Tensor]) -> list[torch.Tensor]:
+        return new[1:5] + split(new[0]) + new[5:]
+
+    old = {"net": old_net, "gen": blob["gen"],
+           "optim": {"t": blob["optim"]["t"], "m": old_moments(m),
+                     "v": old_moments(blob["optim"]["v"])}}
+    buf = io.BytesIO()
+    torch.save(old, buf)
+    again = PolicyBasedRL(seed=1, hidden_size=16)
+    again.load_state_dict({**state, "torch": base64.b64encode(buf.getvalue()).decode()})
+    again._build(conditional_space())
+    for k, t in net.items():
+        assert torch.equal(again._net.state_dict()[k], t), k
+    for mine, saved in zip(again._optim.m, m, strict=True):
+        assert torch.equal(mine, saved)
 
 
 def best_op_table(sample: dict[str, Any]) -> tuple[list[float], float]:

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from nasflow._payload import Payload
 from nasflow.evaluator import FunctionalEvaluator, Trial
 from nasflow.protocol import (
     Checkpoint,
@@ -25,7 +26,6 @@ from nasflow.protocol import (
     TrialEnded,
     TrialStarted,
 )
-from nasflow.worker._payload import Payload
 from nasflow.worker._runner import TrialRunner
 
 

@@ -12,10 +12,10 @@ import anyio
 import pytest
 
 from nasflow._objective import Objective
+from nasflow._payload import PayloadError, load, pack
 from nasflow._types import TrialState
 from nasflow.evaluator import FunctionalEvaluator, Trial, current_trial
 from nasflow.protocol import FinalMetric, Metric, RunTrial, TrialEnded, TrialStarted
-from nasflow.worker._payload import PayloadError, load, pack
 from nasflow.worker._runner import TrialRunner, _capture
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from nasflow._control import send_request
-from nasflow._types import INTERRUPTED, ExperimentState, TrialState
+from nasflow._kernel import INTERRUPTED, ExperimentState, TrialState
 from nasflow.cli._loadfile import ExperimentFileError, load_experiment_file
 from nasflow.cli._output import (
     EXIT_FAILED,

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     exp = make_experiment(trials=args.trials, concurrency=args.concurrency,
                           epochs=args.epochs, seed=args.seed)
-    print(f"searching {exp.space.size()} architectures of DigitsNet "  # type: ignore[attr-defined]
+    print(f"searching {exp.space.size()} architectures of DigitsNet "
           f"({args.trials} trials, {args.concurrency} at a time, {args.epochs} epochs each); "
           f"experiment {exp.id}")
     live = False if args.plain else None

@@ -29,10 +29,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def main(args: argparse.Namespace) -> int:
     try:
-        from nasflow.manager._cli import manager_command
+        from nasflow.manager import manager_command
     except ImportError as exc:
         print(f"error: nasflow manager is not available in this installation "
-              f"(cannot import nasflow.manager._cli: {exc}); reinstall nasflow, or run "
+              f"(cannot import nasflow.manager: {exc}); reinstall nasflow, or run "
               "experiments in-process (the default)", file=sys.stderr)
         return EXIT_FAILED
     return int(manager_command(list(args.argv)))

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import TrialRecord, TrialState
 from nasflow.events import (
     Event,
     EventStream,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nasflow._kernel import ExperimentState, TrialRecord, TrialState
 from nasflow._results import load_experiment
-from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.cli._output import (
     EXIT_FAILED,
     EXIT_OK,

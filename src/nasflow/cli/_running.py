@@ -8,7 +8,7 @@ from typing import IO
 
 import anyio
 
-from nasflow._types import ExperimentState
+from nasflow._kernel import ExperimentState
 from nasflow.cli._progress import ProgressView, describe_metric, short_sample
 from nasflow.exceptions import NasflowError
 from nasflow.experiment import Experiment

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nasflow._kernel import TrialRecord
 from nasflow._results import ExperimentResults, load_experiment
-from nasflow._types import TrialRecord
 from nasflow.cli._output import (
     EXIT_OK,
     EXIT_USAGE,

@@ -37,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nasflow._control import send_request
-from nasflow._types import ExperimentState, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, TrialRecord, TrialState
 from nasflow.dashboard._feed import Client, Feed
 from nasflow.exceptions import NasflowError
 from nasflow.store import DB_NAME, StoreReader, experiment_info, list_experiments, nasflow_home
@@ -130,7 +130,8 @@ def _entries(root: Path) -> list[Path]:
 def _max_trials(directory: Path) -> int | None:
     try:
         with _Reader(directory) as r:
-            return r.meta().get("config", {}).get("max_trials")
+            result: int | None = r.meta().get("config", {}).get("max_trials")
+            return result
     except NasflowError:
         return None
 

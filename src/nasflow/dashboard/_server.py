@@ -29,7 +29,7 @@ def _uvicorn_server() -> type:
             "the dashboard needs starlette and uvicorn: pip install 'nasflow[dashboard]'"
         ) from exc
 
-    class _Server(uvicorn.Server):  # type: ignore[misc]
+    class _Server(uvicorn.Server):
         # the dashboard is a guest in someone's process (a notebook, `nasflow run`): it
         # must not take over their Ctrl-C handler
         @contextlib.contextmanager

@@ -11,8 +11,8 @@ from nasflow.engine._base import build_model as build_model
 from nasflow.engine._inprocess import InProcessEngine as InProcessEngine
 from nasflow.engine._manager import ManagerEngine as ManagerEngine
 from nasflow.exceptions import ManagerGoneError as ManagerGoneError
+from nasflow.exceptions import PayloadError as PayloadError
 from nasflow.exceptions import WorkerSetupError as WorkerSetupError
-from nasflow.worker._payload import PayloadError as PayloadError
 
 __all__ = [
     "Engine",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
+from nasflow._kernel import Clock, WallClock
 from nasflow._objective import Objective
 from nasflow._types import INTERRUPTED, TrialState
 from nasflow.evaluator import Evaluator
@@ -22,28 +22,6 @@ from nasflow.events import Event
 
 __all__ = ["Clock", "Engine", "EngineSetup", "Publish", "Stop", "TrialSpec", "WallClock",
            "build_model"]
-
-class Clock(Protocol):
-    """Anything with ``now()``: seconds, on a scale shared by every stamp of one run
-    (``WallClock``, or ``nasflow.testing.FakeClock``). Same shape as the kernel's
-    ``nasflow._kernel.Clock`` (issue 14), which it is meant to become."""
-
-    def now(self) -> float:
-        """The current time in seconds."""
-        ...
-
-
-class WallClock:
-    """Seconds since the epoch (``time.time``): what records store and exports show."""
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        """The current wall time."""
-        return time.time()
-
-    def __repr__(self) -> str:
-        return "WallClock()"
 
 
 class Publish(Protocol):

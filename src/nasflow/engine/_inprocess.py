@@ -70,8 +70,8 @@ class _CapturedOutput:
     def acquire(self) -> None:
         if self._users == 0:
             self._saved = (sys.stdout, sys.stderr)
-            sys.stdout = TrialOutput(sys.stdout, "stdout")  # type: ignore[assignment]
-            sys.stderr = TrialOutput(sys.stderr, "stderr")  # type: ignore[assignment]
+            sys.stdout = TrialOutput(sys.stdout, "stdout")
+            sys.stderr = TrialOutput(sys.stderr, "stderr")
         self._users += 1
 
     def release(self) -> None:

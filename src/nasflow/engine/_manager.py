@@ -68,10 +68,6 @@ def import_manager_modules() -> None:
     these, so an experiment does it when it is created."""
     import cloudpickle  # noqa: F401
 
-    import nasflow.manager
-    import nasflow.manager._server
-    import nasflow.manager._tuner
-    import nasflow.worker._payload  # noqa: F401
 
 
 class ManagerEngine(ManagerEvents):
@@ -138,7 +134,7 @@ class ManagerEngine(ManagerEvents):
         return self
 
     async def _open(self, tg: TaskGroup) -> None:
-        from nasflow.worker._payload import pack
+        from nasflow._payload import pack
 
         self._check_options()  # here, not in __init__: the experiment cleans up after us
         s = self.setup
@@ -182,8 +178,8 @@ class ManagerEngine(ManagerEvents):
         a file); a daemon gets one that does not fit a frame as a file in this experiment's
         directory (the daemon and its workers run on this machine, as this user).
         """
+        from nasflow._payload import PayloadError, spill
         from nasflow.manager._spool import fits_inline
-        from nasflow.worker._payload import PayloadError, spill
 
         s, limits = self.setup, self._limits
         if len(payload) > limits.max_payload_size:
@@ -194,15 +190,17 @@ class ManagerEngine(ManagerEvents):
                 "of holding it in the evaluator, or raise "
                 "ExperimentConfig(max_payload_size=...)."
             )
-        extra = dict(concurrency=s.concurrency, trial_timeout=s.trial_timeout)
         if self._url is None or fits_inline(len(payload), limits):
-            return Setup(experiment_id=s.experiment_id, payload=payload, **extra)
+            return Setup(experiment_id=s.experiment_id, payload=payload,
+                         concurrency=s.concurrency, trial_timeout=s.trial_timeout)
         log_dir = self._pool["log_dir"]
-        where = Path(log_dir) if log_dir is not None else s.trial_directory(0).parent
+        where = (Path(log_dir) if isinstance(log_dir, (str, Path))
+                 else s.trial_directory(0).parent)
         spilled = await anyio.to_thread.run_sync(
             spill, payload, where / "setups", s.experiment_id)
         return Setup(experiment_id=s.experiment_id, payload_file=str(spilled.path),
-                     payload_sha256=spilled.sha256, payload_size=spilled.size, **extra)
+                     payload_sha256=spilled.sha256, payload_size=spilled.size,
+                     concurrency=s.concurrency, trial_timeout=s.trial_timeout)
 
     async def _drain(self, exc: BaseException | None) -> None:
         self._closed = True

@@ -150,7 +150,7 @@ def _follow(ranks: list[_Rank], trial: Any, stop_file: Path) -> float:
                 stop_file.touch()
                 stop_asked = True
             for key, _ in sel.select(timeout=0.05):  # the timeout paces the stop check
-                r: _Rank = key.data
+                r = key.data  # a _Rank, registered above
                 for kind, *rest in r.messages():
                     if kind == "report":
                         trial.report(rest[0], step=rest[1])
@@ -252,7 +252,7 @@ def _rank_main(payload: str, rank: int, fd: int) -> int:
             import torch
 
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        store = dist.FileStore(str(folder / "rendezvous"), world)
+        store = dist.FileStore(str(folder / "rendezvous"), world)  # type: ignore[attr-defined]
         dist.init_process_group(backend, store=store, rank=rank, world_size=world)
         try:
             metric = evaluator._fit(job["module"], trial, rank=rank, world=world,

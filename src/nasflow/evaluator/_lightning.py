@@ -120,7 +120,8 @@ class Lightning(Evaluator):
                 f"Lightning: the trainer ran no validation epoch, so {self.metric!r} was "
                 "never reported; give validation data and check limit_val_batches / "
                 "check_val_every_n_epoch")
-        return reporter.last
+        result: float = reporter.last
+        return result
 
     def __repr__(self) -> str:
         name = getattr(self.module_factory, "__qualname__", repr(self.module_factory))

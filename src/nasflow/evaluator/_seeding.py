@@ -73,4 +73,4 @@ class TrialRng:
 
 def _cuda_devices() -> list[int]:
     # fork_rng touches every CUDA device otherwise (and warns when there are many)
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # type: ignore[no-untyped-call]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.evaluator._args import (
     CriterionSpec,
     DeviceSpec,
@@ -203,6 +203,11 @@ class _Supervised(Evaluator):
         """The seed the engine freezes each trial's model under (its initial weights)."""
         return self.seed
 
+    @model_seed.setter
+    def model_seed(self, value: int | None) -> None:
+        # one seed: the base class's attribute is the training evaluators' ``seed``
+        self.seed = value
+
     def evaluate(self, model: Any, trial: Trial) -> float:
         """Train ``model`` and return its final validation metric (reported every epoch).
 
@@ -251,7 +256,7 @@ class _Supervised(Evaluator):
         schedule = make_schedule(self.lr_schedule, optimizer,
                                  total_steps=self.epochs * per_epoch, lr=self.lr, owner=owner)
         if self.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
+            net = torch.compile(net)
 
         metric = math.nan
         checked = False

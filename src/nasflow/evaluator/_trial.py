@@ -21,8 +21,7 @@ from typing import IO, Any
 
 import anyio
 
-from nasflow._objective import Objective
-from nasflow._types import TrialState
+from nasflow._kernel import Objective, TrialState
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.exceptions import MetricError, NasflowError, TrialStopped
 

@@ -241,7 +241,7 @@ class Run:
                                                   state=ExperimentState.RUNNING))
         deadline = math.inf
         if cfg.max_duration is not None:
-            deadline = anyio.current_time() + cfg.max_duration
+            deadline = anyio.current_time() + float(cfg.max_duration)  # seconds by now
             self.budget.deadline = deadline
         ctx = self.ctx = ExperimentContext(
             self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,

@@ -123,7 +123,8 @@ class Attention(nn.Module):
             av = attn.permute(2, 0, 1, 3).reshape(n, b * heads, n) @ r_v
             out = out + av.transpose(1, 0).reshape(b, heads, n, d).transpose(2, 1).reshape(
                 b, n, heads * d)
-        return self.proj_drop(self.proj(out))
+        result: torch.Tensor = self.proj_drop(self.proj(out))
+        return result
 
 
 class EncoderLayer(nn.Module):
@@ -139,8 +140,8 @@ class EncoderLayer(nn.Module):
                               grid=grid, attn_drop=attn_drop, qk_scale=qk_scale)
         self.attn_layer_norm = snn.LayerNorm(embed_dim)
         self.ffn_layer_norm = snn.LayerNorm(embed_dim)
-        hidden = (embed_dim * mlp_ratio).int() if isinstance(embed_dim * mlp_ratio, Expr) \
-            else int(embed_dim * mlp_ratio)
+        scaled = embed_dim * mlp_ratio
+        hidden = scaled.int() if isinstance(scaled, Expr) else int(scaled)
         self.fc1 = snn.Linear(embed_dim, hidden)
         self.act = nn.GELU()
         self.fc2 = snn.Linear(hidden, embed_dim)
@@ -208,7 +209,8 @@ class AutoFormer(snn.ModelSpace):
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (batch, patches, embed)
         x = self.norm(self.blocks(self.pos_embed(self.cls_token(x))))
         x = x[:, 1:].mean(dim=1) if self.global_pool else x[:, 0]
-        return self.head(x)
+        result: torch.Tensor = self.head(x)
+        return result
 
     def supernet_refusal(self, strategy: str, differentiable: bool) -> str | None:
         """Why ``strategy`` cannot train this space as a supernet (``None``: it can)."""

@@ -10,7 +10,7 @@ sample is built from plain ``torch.nn`` layers only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,7 @@ from nasflow.space import Expr
 from nasflow.space._expr import Resolver, _evaluate
 
 __all__ = [
+    "BatchNormArgs",
     "ConvBNAct",
     "DepthwiseSeparable",
     "Divisible",
@@ -39,6 +40,13 @@ def _divisible(v: float, divisor: int, min_value: int | None) -> int:
     low = divisor if min_value is None else min_value
     new = max(low, int(v + divisor / 2) // divisor * divisor)
     return new + divisor if new < 0.9 * v else new
+
+
+class BatchNormArgs(TypedDict):
+    """The batch-norm settings every block of a mobile space passes on (``**bn``)."""
+
+    bn_eps: float
+    bn_momentum: float
 
 
 class Divisible(Expr):
@@ -115,7 +123,8 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.conv_expand(self.act(self.conv_reduce(s))))
+        result: torch.Tensor = x * self.gate(self.conv_expand(self.act(self.conv_reduce(s))))
+        return result
 
 
 class _Residual(nn.Sequential):
@@ -124,8 +133,9 @@ class _Residual(nn.Sequential):
     has_skip: bool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = super().forward(x)
-        return x + out if self.has_skip else out
+        out = super().forward(x)  # type: ignore[no-untyped-call]
+        result: torch.Tensor = x + out if self.has_skip else out
+        return result
 
 
 class DepthwiseSeparable(_Residual):
@@ -136,7 +146,7 @@ class DepthwiseSeparable(_Residual):
                  stride: int = 1, *, se: Callable[[Width], nn.Module] | None = None,
                  activation: Callable[[], nn.Module] = nn.ReLU6, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.1) -> None:
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn: BatchNormArgs = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         layers: list[nn.Module] = [
             ConvBNAct(in_channels, in_channels, kernel_size, stride, groups=in_channels,
                       activation=activation, **bn)]
@@ -159,7 +169,7 @@ class InvertedResidual(_Residual):
                  bn_momentum: float = 0.1) -> None:
         if stride not in (1, 2):
             raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {stride!r}")
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn: BatchNormArgs = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         hidden = make_divisible(in_channels * expand_ratio, 8)
         layers: list[nn.Module] = [
             ConvBNAct(in_channels, hidden, 1, activation=activation, **bn),

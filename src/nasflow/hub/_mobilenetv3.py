@@ -10,7 +10,7 @@ share one weight per layer and slice it (FBNetV2-style); the SE layer is a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ import torch.nn as nn
 import nasflow as nf
 from nasflow import nn as snn
 from nasflow.hub._blocks import (
+    BatchNormArgs,
     ConvBNAct,
     DepthwiseSeparable,
     InvertedResidual,
@@ -96,7 +97,7 @@ class MobileNetV3Space(snn.ModelSpace):
         depths = self._depths(depth_range, n - 3)
         widths = self._widths(base_widths, width_multipliers)
         self.widths = widths
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn: BatchNormArgs = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.stem = ConvBNAct(3, widths[0], nf.Categorical([3, 5], label="stem_ks"),
                               stride[0], activation=_act(activation[0]), **bn)
         blocks: list[nn.Module] = [DepthwiseSeparable(
@@ -118,19 +119,22 @@ class MobileNetV3Space(snn.ModelSpace):
                                         snn.Linear(widths[n], num_labels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.blocks(self.stem(x)).flatten(1))
+        result: torch.Tensor = self.classifier(self.blocks(self.stem(x)).flatten(1))
+        return result
 
     @staticmethod
     def _depths(depth_range: Sequence[tuple[int, int]] | tuple[int, int],
                 count: int) -> list[tuple[int, int]]:
+        ranges: list[tuple[int, int]]
         if len(depth_range) == 2 and all(isinstance(d, int) for d in depth_range):
-            ranges = [tuple(depth_range)] * count
+            ranges = [cast("tuple[int, int]", tuple(depth_range))] * count
         else:
-            ranges = [tuple(d) for d in depth_range]  # type: ignore[arg-type]
+            ranges = [cast("tuple[int, int]", tuple(d))
+                      for d in cast("Sequence[tuple[int, int]]", depth_range)]
         if len(ranges) != count or any(len(r) != 2 or not 1 <= r[0] <= r[1] for r in ranges):
             raise ValueError(f"MobileNetV3Space: depth_range must be (min, max) with 1 <= min "
                              f"<= max, or {count} of them, got {depth_range!r}")
-        return ranges  # type: ignore[return-value]
+        return ranges
 
     @staticmethod
     def _widths(base: Sequence[int], mults: Sequence[float] | float) -> list[Width]:
@@ -150,7 +154,7 @@ class MobileNetV3Space(snn.ModelSpace):
     @staticmethod
     def _stage(i: int, inp: Width, oup: Width, expands: list[float], se: SE, stride: int,
                act: Callable[[], nn.Module], depth: tuple[int, int], se_from_exp: bool,
-               bn: dict[str, float]) -> nn.Module:
+               bn: BatchNormArgs) -> nn.Module:
         def block(j: int) -> nn.Module:
             exp = nf.Categorical(expands, label=f"s{i}_i{j}_exp")
             ks = nf.Categorical([3, 5, 7], label=f"s{i}_i{j}_ks")
@@ -172,8 +176,9 @@ class MobileNetV3Space(snn.ModelSpace):
 
 def _large() -> dict[str, object]:
     sample: dict[str, object] = {"stem_ks": 3, "s0_i0_ks": 3}
-    stages = {1: [(4, 3), (3, 3)], 2: [(3, 5)] * 3, 3: [(6, 3), (2.5, 3), (2.3, 3), (2.3, 3)],
-              4: [(6, 3)] * 2, 5: [(6, 5)] * 3}
+    stages: dict[int, list[tuple[float, int]]] = {
+        1: [(4, 3), (3, 3)], 2: [(3, 5)] * 3, 3: [(6, 3), (2.5, 3), (2.3, 3), (2.3, 3)],
+        4: [(6, 3)] * 2, 5: [(6, 5)] * 3}
     for i, blocks in stages.items():
         sample[f"s{i}_depth"] = len(blocks)
         for j, (exp, ks) in enumerate(blocks):

@@ -212,7 +212,8 @@ class NasBench101(ModelSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.global_pooling(self.layers(self.stem(x)))
-        return self.classifier(torch.flatten(out, 1))
+        result: torch.Tensor = self.classifier(torch.flatten(out, 1))
+        return result
 
     # --- the encoding ---------------------------------------------------------------------
 

@@ -58,7 +58,8 @@ class ResNetBasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(x) + self.conv_b(self.conv_a(x))
+        result: torch.Tensor = self.downsample(x) + self.conv_b(self.conv_a(x))
+        return result
 
 
 class NasBench201Cell(nn.Module):
@@ -124,7 +125,8 @@ class NasBench201(ModelSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(torch.flatten(self.global_pooling(out), 1))
+        result: torch.Tensor = self.classifier(torch.flatten(self.global_pooling(out), 1))
+        return result
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
         """A plain model for ``sample`` (as ``ModelSpace.freeze``; a direct clone, ~10 ms)."""

@@ -87,4 +87,5 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        result: torch.Tensor = self.classifier(torch.flatten(self.features(x), 1))
+        return result

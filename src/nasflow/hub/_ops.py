@@ -88,7 +88,8 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
-        return self.bn(out)
+        result: torch.Tensor = self.bn(out)
+        return result
 
 
 class Pool(nn.Module):
@@ -109,7 +110,8 @@ class Pool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre is not None:
             x = self.pre(x)
-        return self.pool(x)
+        result: torch.Tensor = self.pool(x)
+        return result
 
 
 class DropPath(nn.Module):

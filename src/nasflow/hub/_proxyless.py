@@ -16,7 +16,13 @@ import torch
 import torch.nn as nn
 
 from nasflow import nn as snn
-from nasflow.hub._blocks import ConvBNAct, DepthwiseSeparable, InvertedResidual, make_divisible
+from nasflow.hub._blocks import (
+    BatchNormArgs,
+    ConvBNAct,
+    DepthwiseSeparable,
+    InvertedResidual,
+    make_divisible,
+)
 from nasflow.hub._searched import Searched, searched_model
 from nasflow.space import Sample
 
@@ -28,7 +34,7 @@ _EXPANDS = (3, 6)
 
 
 def _mbconv_choice(stage: int, index: int, in_width: int, out_width: int, downsample: bool,
-                   bn: dict[str, float]) -> snn.LayerChoice:
+                   bn: BatchNormArgs) -> snn.LayerChoice:
     first = index == 0
     stride = 2 if first and downsample else 1
     inp = in_width if first else out_width
@@ -61,7 +67,7 @@ class ProxylessNAS(snn.ModelSpace):
             raise ValueError(f"ProxylessNAS: depth_range needs 1 <= min <= max, got "
                              f"{depth_range}")
         widths = [int(make_divisible(w * width_mult, 8)) for w in base_widths]
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn: BatchNormArgs = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.num_labels = num_labels
         self.widths = widths
         self.stem = ConvBNAct(3, widths[0], 3, 2, **bn)
@@ -83,7 +89,8 @@ class ProxylessNAS(snn.ModelSpace):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
         x = self.global_avg_pooling(self.feature_mix_layer(x)).flatten(1)
-        return self.classifier(self.dropout_layer(x))
+        result: torch.Tensor = self.classifier(self.dropout_layer(x))
+        return result
 
     @classmethod
     def searched(cls, name: str) -> tuple[ProxylessNAS, Sample]:

@@ -126,13 +126,16 @@ class ShuffleNetSpace(snn.ModelSpace):
                 if channel_search:
                     mid = nf.Categorical([int(base_mid * 0.2 * k) for k in range(1, 9)],
                                          label=f"channel_{index}")
-                common = {"stride": stride, "affine": affine, "proj_width": proj_width}
+                def block(kernel_size: int, sequence: str = "pdp", inp: int = inp,
+                          out: int = out, mid: Width = mid, stride: int = stride
+                          ) -> ShuffleNetBlock:
+                    return ShuffleNetBlock(inp, out, mid, kernel_size=kernel_size,
+                                           stride=stride, sequence=sequence, affine=affine,
+                                           proj_width=proj_width)
+
                 blocks.append(snn.LayerChoice({
-                    "k3": ShuffleNetBlock(inp, out, mid, kernel_size=3, **common),
-                    "k5": ShuffleNetBlock(inp, out, mid, kernel_size=5, **common),
-                    "k7": ShuffleNetBlock(inp, out, mid, kernel_size=7, **common),
-                    "xcep": ShuffleNetBlock(inp, out, mid, kernel_size=3, sequence="dpdpdp",
-                                            **common),
+                    "k3": block(3), "k5": block(5), "k7": block(7),
+                    "xcep": block(3, sequence="dpdpdp"),
                 }, label=f"layer_{index}"))
         self.features = nn.Sequential(*blocks)
         last = stage_out_channels[-1]
@@ -145,7 +148,8 @@ class ShuffleNetSpace(snn.ModelSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_last(self.features(self.first_conv(x)))
-        return self.classifier(self.dropout(self.globalpool(x).flatten(1)))
+        result: torch.Tensor = self.classifier(self.dropout(self.globalpool(x).flatten(1)))
+        return result
 
     @classmethod
     def searched(cls, name: str, **overrides: object) -> tuple[ShuffleNetSpace, Sample]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.events import (
     Event,
     FinalMetric,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import anyio
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.manager._pool import LocalPool
 from nasflow.manager._spool import SetupSpool
 from nasflow.manager._state import (

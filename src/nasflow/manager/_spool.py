@@ -19,9 +19,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+from nasflow._payload import spill
 from nasflow.manager._state import payload_digest
 from nasflow.protocol import Limits, Setup
-from nasflow.worker._payload import spill
 
 __all__ = ["SetupSpool", "fits_inline"]
 

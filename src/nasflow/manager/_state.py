@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.manager._pool import WorkerProcess
 from nasflow.protocol import SequencedMessage, ServerSession, Setup
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.manager._pool import LocalPool, WorkerProcess, tail
 from nasflow.manager._state import (
     ExperimentRecord,

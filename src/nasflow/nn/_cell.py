@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from nasflow.exceptions import SpaceBuildError
 from nasflow.nn._base import Collector, Freezer, NasModule, copy_keeping_choices, describe, join
-from nasflow.nn._choices import InputChoice, LayerChoice
+from nasflow.nn._choices import ChosenInputs, InputChoice, LayerChoice
 from nasflow.space import Condition
 
 __all__ = ["Cell", "FrozenCell"]
@@ -158,7 +158,8 @@ class Cell(NasModule):
         where = join(path, f"op_{i}_{k}")
         if isinstance(held, LayerChoice):
             return [(where, held)]
-        return [(join(where, str(j)), cast(LayerChoice, m)) for j, m in enumerate(held)]
+        return [(join(where, str(j)), cast(LayerChoice, m))
+                for j, m in enumerate(cast(nn.ModuleList, held))]
 
     def _collect(self, collector: Collector, path: str, condition: Condition) -> None:
         base = self._label or path
@@ -184,7 +185,7 @@ class Cell(NasModule):
             j = freezer.chosen(inp.choice)[0]
             held = self._modules[f"op_{i}_{k}"]
             op = held if isinstance(held, LayerChoice) else cast(nn.ModuleList, held)[j]
-            ops[-1].append(freezer.module(op))  # type: ignore[arg-type]
+            ops[-1].append(freezer.module(op))
             inputs[-1].append(j)
         pre, post = self._modules["preprocessor"], self._modules["postprocessor"]
         return FrozenCell(
@@ -256,10 +257,7 @@ class FrozenCell(nn.Module):
         for node_ops, node_inputs in zip(self.ops, self.inputs, strict=True):
             ops = cast(nn.ModuleList, node_ops)
             outs = [op(states[j]) for op, j in zip(ops, node_inputs, strict=True)]
-            total = outs[0]
-            for out in outs[1:]:
-                total = total + out
-            states.append(total)
+            states.append(ChosenInputs.reduce(outs, "sum"))  # a node sums its ops
         result = torch.cat([states[j] for j in self.output_nodes], self.concat_dim)
         if self.postprocessor is not None:
             return self.postprocessor(result, processed)

@@ -197,17 +197,27 @@ class ChosenInputs(nn.Module):
 
     def forward(self, candidate_inputs: Sequence[torch.Tensor]) -> Any:
         """The reduction of ``candidate_inputs[i]`` for the chosen ``i``."""
-        picked = [candidate_inputs[i] for i in self.chosen]
-        if self.reduction == "none":
-            return picked
+        return self.reduce([candidate_inputs[i] for i in self.chosen], self.reduction)
+
+    @staticmethod
+    def reduce(picked: Sequence[torch.Tensor], reduction: str) -> Any:
+        """``picked`` combined by ``reduction``: the one implementation, shared by the
+        frozen module, the one-shot supernet's ``MixedInput`` and ``Cell``'s node sums, so
+        that a supernet in HARD mode computes exactly what the frozen model does.
+
+        ``"none"``: the list; one tensor: itself; ``"concat"``: along dim 1; ``"sum"``: a
+        left-to-right sum; ``"mean"``: that sum divided by ``len(picked)``.
+        """
+        if reduction == "none":
+            return list(picked)
         if len(picked) == 1:
             return picked[0]
-        if self.reduction == "concat":
-            return torch.cat(picked, dim=1)
+        if reduction == "concat":
+            return torch.cat(list(picked), dim=1)
         total = picked[0]
         for t in picked[1:]:
             total = total + t
-        return total / len(picked) if self.reduction == "mean" else total
+        return total / len(picked) if reduction == "mean" else total
 
     def extra_repr(self) -> str:
         return f"chosen={self.chosen}, reduction={self.reduction!r}"

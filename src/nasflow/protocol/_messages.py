@@ -27,7 +27,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 
 __all__ = [
     "Ack",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.protocol import _messages as m
 
 __all__ = ["BY_CLASS", "BY_TYPE", "Invalid", "Kind", "MessageSpec"]

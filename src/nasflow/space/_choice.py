@@ -281,7 +281,8 @@ class Numerical(Choice):
 
     def default(self) -> float:
         if self.default_value is not None:
-            return self.default_value
+            default: float = self.default_value
+            return default
         mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
         return self._finish(mid)
 
@@ -437,4 +438,4 @@ class CategoricalMultiple(Choice):
         n = len(self.values)
         if self.n_chosen is not None:
             return math.comb(n, self.n_chosen)
-        return 2**n - 1
+        return (1 << n) - 1  # 2**n - 1, typed int

@@ -7,6 +7,7 @@ the space is being defined raises ``SpaceBuildError`` saying what to do instead.
 
 from __future__ import annotations
 
+import builtins
 import operator
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterator
@@ -156,13 +157,13 @@ class Expr(metaclass=ABCMeta):
     def __bool__(self) -> bool:
         raise self._not_a_value("a truth value (if/while/and/or)")
 
-    def __int__(self) -> int:
+    def __int__(self) -> builtins.int:  # `int` is a method of this class
         raise self._not_a_value("an int")
 
-    def __index__(self) -> int:
+    def __index__(self) -> builtins.int:
         raise self._not_a_value("an index or size")
 
-    def __float__(self) -> float:
+    def __float__(self) -> builtins.float:
         raise self._not_a_value("a float")
 
     def __iter__(self) -> Iterator[Any]:

@@ -255,21 +255,21 @@ class SearchSpace:
                 if not check or self._satisfies(sample):
                     yield sample
             return
-        sample: Sample = {}
+        partial: Sample = {}
 
         def rec(i: int) -> Iterator[Sample]:
             if i == len(entries):
-                if not check or self._satisfies(sample):
-                    yield dict(sample)
+                if not check or self._satisfies(partial):
+                    yield dict(partial)
                 return
             e = entries[i]
-            if not self._active(e, sample):
+            if not self._active(e, partial):
                 yield from rec(i + 1)
                 return
             for value in e.choice.grid(granularity):
-                sample[e.label] = value
+                partial[e.label] = value
                 yield from rec(i + 1)
-            del sample[e.label]
+            del partial[e.label]
 
         yield from rec(0)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow._kernel import TrialError, TrialRecord, TrialState
 from nasflow.exceptions import StoreError
 from nasflow.store._sqlite import _TRIAL_COLUMNS, connect
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from nasflow._kernel import ExperimentState, TrialState
 from nasflow._persist import owner_alive
-from nasflow._types import ExperimentState, TrialState
 from nasflow.store._paths import DB_NAME, nasflow_home
 
 __all__ = ["DAMAGED", "ExperimentInfo", "experiment_info", "list_experiments"]

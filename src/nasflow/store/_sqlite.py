@@ -29,12 +29,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import orjson
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.events import (
     CheckpointSaved,
     Event,
@@ -250,15 +250,20 @@ class ExperimentStore:
         b = self._batch
         b.events += 1
         kind = type(event)
-        # one branch per event type, most frequent first: the store's hot path
+        r: list[Any] | None  # a trial's row, when this process holds it
+        # one branch per event type, most frequent first: the store's hot path (``kind is``
+        # is the cheapest test; the casts, no-ops at run time, tell the type checker)
         if kind is IntermediateMetric:
+            event = cast(IntermediateMetric, event)
             b.metrics.append((event.trial_id, event.attempt, event.step, _dumps(event.value),
                               event.metric, event.time))
         elif kind is TrialSubmitted:
+            event = cast(TrialSubmitted, event)
             r = [event.trial_id, event.hash, _dumps(event.sample), _WAITING, None, None,
                  event.time, None, None, None, None, None, event.attempt, None]
             self._live[event.trial_id] = b.dirty[event.trial_id] = r
         elif kind is TrialStarted:
+            event = cast(TrialStarted, event)
             r = self._live.get(event.trial_id)
             if r is None:
                 b.update(event.trial_id, state=_RUNNING, started_at=event.time)
@@ -266,6 +271,7 @@ class ExperimentStore:
                 r[_STATE], r[_STARTED] = _RUNNING, event.time
                 b.dirty[event.trial_id] = r
         elif kind is FinalMetric:
+            event = cast(FinalMetric, event)
             r = self._live.get(event.trial_id)
             if r is None:
                 b.update(event.trial_id, metric=event.metric, metrics=_dumps(event.value))
@@ -273,6 +279,7 @@ class ExperimentStore:
                 r[_METRIC], r[_METRICS] = event.metric, _dumps(event.value)
                 b.dirty[event.trial_id] = r
         elif kind is TrialEnded:
+            event = cast(TrialEnded, event)
             err = event.error
             self._end_seq += 1
             r = self._live.pop(event.trial_id, None)

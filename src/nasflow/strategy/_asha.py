@@ -17,11 +17,10 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from nasflow._results import first_front
-from nasflow._types import TrialRecord
+from nasflow._kernel import TrialRecord, crowding_distance, nondominated_sort
 from nasflow.strategy._scheduler import Decision, Scheduler
 
 __all__ = ["ASHA", "MOASHA", "crowding_distance", "nondominated_sort"]
@@ -300,60 +299,6 @@ class MOASHA(ASHA):
     ) -> None:
         super().__init__(max_t, grace_period, reduction_factor, time_attr=time_attr,
                          brackets=brackets, multi_objective=True, seed=seed)
-
-
-# --- non-dominated sorting --------------------------------------------------------------------
-
-def nondominated_sort(points: Sequence[tuple[float, ...]]) -> list[list[int]]:
-    """The Pareto fronts of ``points`` (larger is better), best first, as index lists.
-
-    Two objectives take O(n log n) (each point goes to the first front none of whose
-    members dominates it, found by bisection); more are peeled front by front.
-    """
-    if not points:
-        return []
-    if len(points[0]) == 2:
-        order = sorted(range(len(points)), key=points.__getitem__, reverse=True)
-        # per front, the negated (largest f2, f1 of the first point reaching it): a front
-        # dominates p iff its key is below p's; keys ascend from front to front
-        keys: list[tuple[float, float]] = []
-        fronts: list[list[int]] = []
-        for i in order:
-            f1, f2 = points[i]
-            key = (-f2, -f1)
-            j = bisect_left(keys, key)
-            if j == len(keys):
-                keys.append(key)
-                fronts.append([i])
-            else:
-                keys[j] = key
-                fronts[j].append(i)
-        return [sorted(f) for f in fronts]
-    remaining = list(range(len(points)))
-    fronts = []
-    while remaining:
-        front = [remaining[j] for j in first_front([points[i] for i in remaining])]
-        fronts.append(front)
-        taken = set(front)
-        remaining = [i for i in remaining if i not in taken]
-    return fronts
-
-
-def crowding_distance(points: Sequence[tuple[float, ...]], front: Sequence[int],
-                      ) -> dict[int, float]:
-    """NSGA-II crowding distance of each index of ``front`` (the extremes: infinity)."""
-    dist = dict.fromkeys(front, 0.0)
-    if len(front) <= 2:
-        return dict.fromkeys(front, math.inf)
-    for m in range(len(points[front[0]])):
-        by = sorted(front, key=lambda i: points[i][m])
-        lo, hi = points[by[0]][m], points[by[-1]][m]
-        dist[by[0]] = dist[by[-1]] = math.inf
-        if hi == lo:
-            continue
-        for before, i, after in zip(by, by[1:], by[2:], strict=False):
-            dist[i] += (points[after][m] - points[before][m]) / (hi - lo)
-    return dist
 
 
 def _position(points: list[tuple[float, ...]], x: int, keep: int) -> int:

@@ -6,7 +6,7 @@ import random
 from collections import deque
 from typing import Any
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.space import Sample
 from nasflow.strategy._base import (
     FrozenTrial,

@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.space import Sample, SearchSpace
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 

@@ -7,7 +7,7 @@ import logging
 import random
 from typing import Any
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import (
     FrozenTrial,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
-from nasflow._types import TrialRecord
+from nasflow._kernel import TrialRecord
 from nasflow.strategy._scheduler import Decision, Scheduler
 
 __all__ = ["MedianStop"]

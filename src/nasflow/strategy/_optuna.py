@@ -14,9 +14,9 @@ import random
 import types
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from nasflow._types import INTERRUPTED, TrialState
+from nasflow._kernel import INTERRUPTED, TrialState
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import (
@@ -375,7 +375,8 @@ def rng_states(sampler: Any) -> dict[str, Any]:
         g = getattr(owner, name)
         if isinstance(g, np.random.RandomState):
             kind, keys, pos, has_gauss, gauss = g.get_state(legacy=True)
-            out[path] = ["numpy.RandomState", kind, keys.tolist(), pos, has_gauss, gauss]
+            out[path] = ["numpy.RandomState", kind, cast(Any, keys).tolist(), pos, has_gauss,
+                         gauss]
         elif isinstance(g, np.random.Generator):
             # PCG64's state holds 128-bit integers, which JSON libraries refuse: as text
             out[path] = ["numpy.Generator", _stringify(g.bit_generator.state)]

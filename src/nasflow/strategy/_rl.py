@@ -12,10 +12,9 @@ import logging
 import math
 import random
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nasflow._nni import nni_arguments
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState, nni_arguments
 from nasflow.space import Categorical, CategoricalMultiple, Numerical, Sample, SearchSpace
 from nasflow.strategy._base import (
     FrozenTrial,
@@ -25,9 +24,6 @@ from nasflow.strategy._base import (
     rng_state,
 )
 from nasflow.strategy._sampling import SpaceTracker, complete, draw_unseen
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["PolicyBasedRL"]
 
@@ -197,9 +193,13 @@ class PolicyBasedRL(Strategy):
         self._optim = _Adam(list(self._net.parameters()), lr=self.lr)
         self._gen = torch.Generator().manual_seed(seed)
         if self._loaded is not None:
+            from nasflow.strategy._controller import from_legacy
+
             blob = torch.load(io.BytesIO(base64.b64decode(self._loaded)), weights_only=True)
-            self._net.load_state_dict(blob["net"])
-            self._optim.load_state_dict(blob["optim"])
+            optim = blob["optim"]
+            net, optim["m"], optim["v"] = from_legacy(blob["net"], optim["m"], optim["v"])
+            self._net.load_state_dict(net)
+            self._optim.load_state_dict(optim)
             self._gen.set_state(blob["gen"])
             self._loaded = None
 
@@ -211,14 +211,14 @@ class PolicyBasedRL(Strategy):
         sample: Sample = {}
         members: list[int] = []
         with torch.no_grad(), _one_thread():
-            state, x = None, net.start
+            x, state = net.begin()
             for i, step in enumerate(steps):
                 if not space.is_active(step.label, sample):
                     continue
                 logits, state = net.step(i, x, state)
                 action = int(torch.multinomial(torch.softmax(logits, -1), 1,
                                                generator=self._gen))
-                x = net.embed(i, action)
+                x = net.embed_action(i, action)
                 if step.member is None:
                     sample[step.label] = step.value(action, self._rng)
                     continue
@@ -398,37 +398,8 @@ class _Adam:
 
 
 def _controller(sizes: list[int], hidden: int) -> Any:
-    """The LSTM policy: one softmax head and one embedding per decision."""
-    import torch
-    from torch import nn
+    """The LSTM policy (shared with ENAS): one softmax head and one embedding per
+    decision."""
+    from nasflow.strategy._controller import Policy
 
-    class Controller(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.cell = nn.LSTMCell(hidden, hidden)
-            self.start = nn.Parameter(torch.zeros(1, hidden))
-            self.embeds = nn.ModuleList(nn.Embedding(n, hidden) for n in sizes)
-            self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in sizes)
-
-        def step(self, i: int, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-            h, c = self.cell(x, state)
-            # ENAS' tanh squashing keeps the policy from collapsing too early
-            return 2.5 * torch.tanh(self.heads[i](h)[0] / 5.0), (h, c)
-
-        def embed(self, i: int, action: int) -> torch.Tensor:
-            out: torch.Tensor = self.embeds[i](torch.tensor([action]))
-            return out
-
-        def evaluate(self, actions: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-            """Log-probability and entropy of taking ``actions`` in turn."""
-            state, x = None, self.start.view(1, -1)
-            log_prob, entropy = torch.zeros(()), torch.zeros(())
-            for i, a in actions:
-                logits, state = self.step(i, x, state)
-                logp = torch.log_softmax(logits, -1)
-                log_prob = log_prob + logp[a]
-                entropy = entropy - (logp.exp() * logp).sum()
-                x = self.embed(i, a)
-            return log_prob, entropy
-
-    return Controller()
+    return Policy(sizes, hidden)

@@ -15,8 +15,7 @@ import enum
 from abc import ABC, abstractmethod
 from typing import Any
 
-from nasflow._objective import Objective
-from nasflow._types import TrialRecord
+from nasflow._kernel import Objective, TrialRecord
 
 __all__ = ["Decision", "Scheduler"]
 

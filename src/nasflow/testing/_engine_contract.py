@@ -23,14 +23,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import SocketAttribute
+from anyio.abc import SocketAttribute, SocketListener
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from nasflow._objective import Objective
-from nasflow._types import TrialState
+from nasflow._kernel import Objective, TrialState
 from nasflow.engine import Engine, EngineSetup, TrialSpec
 from nasflow.evaluator import Evaluator, FunctionalEvaluator, Trial, current_trial
 from nasflow.events import (
@@ -168,7 +167,7 @@ def report_until_stopped(model: Any, trial: Trial) -> float:
 async def _rendezvous() -> AsyncIterator[tuple[int, Callable[[], Any]]]:
     """A loopback listener: ``(port, accept)``; ``accept()`` gives a buffered stream."""
     multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    listener = multi.listeners[0]
+    listener = cast(SocketListener, multi.listeners[0])
     port = listener.extra(SocketAttribute.local_port)
 
     accepted: list[Any] = []

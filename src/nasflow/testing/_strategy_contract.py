@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import orjson
 
-from nasflow._types import ExperimentState, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.events import TrialEnded
 from nasflow.experiment import Experiment

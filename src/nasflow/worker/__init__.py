@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nasflow.worker._payload import PayloadError as PayloadError
+from nasflow.exceptions import PayloadError as PayloadError
 
 if TYPE_CHECKING:
     from nasflow.worker._main import Worker as Worker

@@ -34,7 +34,9 @@ from typing import NoReturn
 
 import anyio
 
-from nasflow._types import TrialError, TrialState
+from nasflow import _payload
+from nasflow._kernel import TrialError, TrialState
+from nasflow._payload import Payload
 from nasflow.manager._client import PID_HEADER, ManagerConnectionError, SessionClient
 from nasflow.protocol import (
     Cancel,
@@ -50,8 +52,6 @@ from nasflow.protocol import (
     TrialEnded,
     TrialRef,
 )
-from nasflow.worker import _payload
-from nasflow.worker._payload import Payload
 from nasflow.worker._runner import TrialRunner, bounded_error
 
 __all__ = ["Worker", "main"]

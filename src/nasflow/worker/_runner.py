@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from nasflow._payload import Payload
 from nasflow._types import TrialError, TrialState
 from nasflow.evaluator._execute import Execution, Executor, Stop
 from nasflow.evaluator._trial import Trial
@@ -54,7 +55,6 @@ from nasflow.protocol import (
     TrialRef,
     TrialStarted,
 )
-from nasflow.worker._payload import Payload
 
 __all__ = ["TrialRunner", "bounded_error"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.strategy._base import StrategyContext, oneshot_context
 from nasflow.strategy.oneshot._arch import LabelSpec
 from nasflow.strategy.oneshot._penalty import CostPenalty

@@ -1,6 +1,7 @@
 """``ENAS``: a recurrent controller, trained with REINFORCE, samples the supernet's paths.
 
-The controller is a small LSTM written with torch (no RL framework). It walks the
+The controller is ``PolicyBasedRL``'s small LSTM (``nasflow.strategy._controller``, no RL
+framework; the logits squashed as ``2.5 * tanh(logits / 5)``). It walks the
 labels in the space's sampling order, skipping those the partial sample leaves
 inactive; for each it emits logits over the label's alternatives (an
 ``InputChoice``'s alternatives are its allowed subsets), samples one, and feeds its
@@ -25,10 +26,11 @@ import anyio
 import torch
 import torch.nn as nn
 
-from nasflow._nni import nni_arguments
+from nasflow._kernel import nni_arguments
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, SearchSpace, sample_hash
 from nasflow.strategy._base import StrategyContext, oneshot_context
+from nasflow.strategy._controller import TANH_CONSTANT, TEMPERATURE, Policy
 from nasflow.strategy.oneshot._arch import MAX_COMBOS, UnsupportedSpaceError
 from nasflow.strategy.oneshot._supernet import Supernet
 from nasflow.strategy.oneshot._train import OneShotStrategy, Run
@@ -36,18 +38,19 @@ from nasflow.strategy.oneshot._train import OneShotStrategy, Run
 __all__ = ["ENAS", "Controller"]
 
 
-class Controller(nn.Module):
-    """An LSTM policy over a space's labels (see the module docstring)."""
+class Controller(Policy):
+    """``PolicyBasedRL``'s LSTM policy over a supernet's labels (see the module docstring):
+    one decision per label, its options the label's values (an ``InputChoice``'s: its
+    allowed subsets)."""
 
-    def __init__(self, supernet: Supernet, hidden: int = 64, tanh_constant: float = 1.5,
-                 temperature: float = 5.0) -> None:
-        super().__init__()
-        self.space: SearchSpace = supernet.space
-        self.labels = list(self.space.labels)
+    def __init__(self, supernet: Supernet, hidden: int = 64,
+                 tanh_constant: float = TANH_CONSTANT, temperature: float = TEMPERATURE
+                 ) -> None:
+        space: SearchSpace = supernet.space
+        labels = list(space.labels)
         specs = supernet.specs
-        self.alternatives: list[list[Any]] = []
-        """Per label, the sample values the controller chooses between."""
-        for label in self.labels:
+        alternatives: list[list[Any]] = []
+        for label in labels:
             spec = specs[label]
             values = spec.choice.grid() if spec.multiple else list(spec.values)
             if len(values) > MAX_COMBOS:
@@ -57,33 +60,25 @@ class Controller(nn.Module):
                     f"one has {len(values)} (at most {MAX_COMBOS}); use n_chosen=1 or "
                     "fewer candidates",
                 )
-            self.alternatives.append(values)
-        self.tanh_constant = tanh_constant
-        self.temperature = temperature
-        offsets, total = [], 1
-        for values in self.alternatives:
-            offsets.append(total)
-            total += len(values)
-        self._offsets = offsets
-        self.embed = nn.Embedding(total, hidden)
-        self.lstm = nn.LSTMCell(hidden, hidden)
-        self.heads = nn.ModuleList(nn.Linear(hidden, len(v)) for v in self.alternatives)
+            alternatives.append(values)
+        super().__init__([len(v) for v in alternatives], hidden,
+                         tanh_constant=tanh_constant, temperature=temperature)
+        self.space = space
+        self.labels = labels
+        self.alternatives = alternatives
+        """Per label, the sample values the controller chooses between."""
 
     def sample(self, generator: torch.Generator | None, *, greedy: bool = False
                ) -> tuple[Sample, torch.Tensor, torch.Tensor]:
         """``(sample, log-probability, entropy)`` of one architecture (unconstrained)."""
-        h = torch.zeros(1, self.lstm.hidden_size)
-        c = torch.zeros_like(h)
-        inp = self.embed.weight[:1]
+        x, state = self.begin()
         sample: Sample = {}
         logp = torch.zeros(())
         entropy = torch.zeros(())
         for i, label in enumerate(self.labels):
             if not self.space.is_active(label, sample):
                 continue
-            h, c = self.lstm(inp, (h, c))
-            logits = self.heads[i](h)[0]
-            logits = self.tanh_constant * torch.tanh(logits / self.temperature)
+            logits, state = self.step(i, x, state)
             log_probs = torch.log_softmax(logits, -1)
             if greedy:
                 j = int(log_probs.argmax())
@@ -92,7 +87,7 @@ class Controller(nn.Module):
             logp = logp + log_probs[j]
             entropy = entropy - (log_probs.exp() * log_probs).sum()
             sample[label] = self.alternatives[i][j]
-            inp = self.embed.weight[self._offsets[i] + j].unsqueeze(0)
+            x = self.embed_action(i, j)
         return sample, logp, entropy
 
 

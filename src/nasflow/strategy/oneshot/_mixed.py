@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nasflow.nn import ChosenInputs
 from nasflow.strategy.oneshot._arch import (
     ArchState,
     Combos,
@@ -242,16 +243,7 @@ class MixedInput(_Mixed):
         """How the picked ones are combined."""
 
     def _reduce(self, picked: list[torch.Tensor]) -> Any:
-        if self.reduction == "none":
-            return picked
-        if len(picked) == 1:
-            return picked[0]
-        if self.reduction == "concat":
-            return torch.cat(picked, dim=1)
-        total = picked[0]
-        for t in picked[1:]:
-            total = total + t
-        return total / len(picked) if self.reduction == "mean" else total
+        return ChosenInputs.reduce(picked, self.reduction)  # exactly the frozen module's
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> Any:
         arch = self._arch
@@ -376,18 +368,18 @@ class MixedCell(_Mixed):
         if pre is not None:
             states = list(pre(states))
         processed = list(states)
-        total: Any = None
+        node: list[Any] = []  # the outputs of the current node's ops
         for i, k in self.slots:
-            if k == 0 and total is not None:
-                states.append(total)
+            if k == 0 and node:
+                states.append(ChosenInputs.reduce(node, "sum"))  # as FrozenCell sums them
+                node = []
             inp: MixedInput = self._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
             op = self._modules[f"op_{i}_{k}"]
             if isinstance(op, nn.ModuleList):  # one op per input: mix the ops' outputs
-                out = self._per_input(inp, op, states[:i])
+                node.append(self._per_input(inp, op, states[:i]))
             else:
-                out = op(inp(states[:i]))  # type: ignore[misc]
-            total = out if k == 0 else total + out
-        states.append(total)
+                node.append(op(inp(states[:i])))  # type: ignore[misc]
+        states.append(ChosenInputs.reduce(node, "sum"))
         result = torch.cat([states[j] for j in self._output_nodes()], self.concat_dim)
         post = self._modules["postprocessor"]
         if post is not None:

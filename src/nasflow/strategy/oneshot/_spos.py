@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import torch
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.exceptions import BudgetExhausted
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import (

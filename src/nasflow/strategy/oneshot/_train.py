@@ -25,11 +25,11 @@ import anyio
 import torch
 import torch.nn as nn
 
+from nasflow.evaluator._args import _resolve_device
 from nasflow.evaluator._training import (
     Classification,
     Regression,
     _Batches,
-    _resolve_device,
     _Supervised,
 )
 from nasflow.exceptions import MetricError, NasflowError

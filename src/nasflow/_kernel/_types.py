@@ -1,0 +1,121 @@
+"""Trial and experiment states, and the trial record every export is made of."""
+
+from __future__ import annotations
+
+import enum
+import traceback as _tb
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["INTERRUPTED", "ExperimentState", "TrialError", "TrialRecord", "TrialState"]
+
+INTERRUPTED = "Interrupted"
+"""``TrialError.type`` of a trial cut off because its experiment stopped (Ctrl-C, ``stop()``,
+a cancelled run): such a trial is run again, under the same id, when the experiment is
+resumed. Trials cancelled on their merits (a strategy, a scheduler, a reached target) are
+not."""
+
+
+class TrialState(enum.StrEnum):
+    """``WAITING -> RUNNING -> SUCCEEDED | FAILED | CANCELED | EARLY_STOPPED | TIMEOUT``."""
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    EARLY_STOPPED = "EARLY_STOPPED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the trial has ended (any state but WAITING and RUNNING)."""
+        return self not in (TrialState.WAITING, TrialState.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ExperimentState(enum.StrEnum):
+    """The life of an experiment. CRASHED is only ever *read*: a RUNNING experiment whose
+    owning process is gone."""
+
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TrialError:
+    """Why a trial did not succeed: the exception's type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> TrialError:
+        """Capture an exception (with its traceback) as plain strings."""
+        return cls(
+            type=type(exc).__qualname__,
+            message=str(exc),
+            traceback="".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass(slots=True)
+class TrialRecord:
+    """One trial as the experiment knows it. Exports hand out copies; do not mutate.
+
+    ``metric`` is the primary objective of the final result, ``metrics`` the final result
+    as the evaluator gave it (a float or a dict).
+    """
+
+    id: int
+    sample: dict[str, Any]
+    hash: str
+    state: TrialState = TrialState.WAITING
+    metric: float | None = None
+    metrics: Any = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: TrialError | None = None
+    attempt: int = 0
+    directory: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, when both are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (state as its name, error as a dict)."""
+        return {
+            "id": self.id,
+            "sample": self.sample,
+            "hash": self.hash,
+            "state": self.state.value,
+            "metric": self.metric,
+            "metrics": self.metrics,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "error": self.error.to_dict() if self.error else None,
+            "attempt": self.attempt,
+            "directory": self.directory,
+        }

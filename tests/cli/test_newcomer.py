@@ -184,3 +184,26 @@ def test_the_demo_shows_epoch_n_of_n(cli: Cli) -> None:
     assert out.returncode == 0, out.stderr
     trial_lines = [line for line in out.stdout.splitlines() if line.startswith("trial")]
     assert trial_lines and all("epoch 2/2" in line for line in trial_lines)
+
+
+class _Ranked(nf.strategy.Strategy):
+    """What a one-shot strategy ends with: ranked architectures recorded with their
+    probability as the metric (and the supernet's score beside it)."""
+
+    async def run(self, ctx):  # type: ignore[no-untyped-def]
+        await ctx.record({"op": "a"}, {"default": 0.0005, "arch_prob": 0.0005,
+                                       "supernet_accuracy": 0.91})
+
+
+def test_list_and_show_do_not_show_a_one_shot_probability_as_the_best_score(
+        cli: Cli) -> None:
+    exp = nf.Experiment({"op": nf.Categorical(["a", "b"])}, lambda model, trial: 1.0,
+                        _Ranked(), nf.ExperimentConfig())
+    nf.run(exp)
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "arch prob 0.0005" in listed.stdout, listed.stdout
+    shown = cli("show", exp.id)
+    assert "best        supernet accuracy 0.9100, arch prob 0.0005 (trial 0)" in shown.stdout, (
+        shown.stdout)
+    assert json.loads(cli("list", "--json").stdout)[0]["best"] == 0.0005   # JSON: unchanged

@@ -26,7 +26,7 @@ from nasflow.cli._output import (
     print_table,
     state_style,
 )
-from nasflow.cli._progress import short_sample
+from nasflow.cli._progress import describe_metric, short_sample
 from nasflow.config import ExperimentConfig
 from nasflow.store import (
     DAMAGED,
@@ -120,9 +120,19 @@ def _trial_summary(info: ExperimentInfo) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _score(info: ExperimentInfo) -> str:
+    """The best metric as ``show`` prints it (a one-shot probability named as one)."""
+    if isinstance(info.best_metrics, dict) and "arch_prob" in info.best_metrics:
+        return describe_metric(info.best, info.best_metrics)
+    return fmt_metric(info.best)
+
+
 def _best(info: ExperimentInfo) -> str:
     if info.best is None:
         return "-"
+    if isinstance(info.best_metrics, dict) and "arch_prob" in info.best_metrics:
+        # a one-shot ranking: the metric is a probability, not a score to compare
+        return f"arch prob {float(info.best_metrics['arch_prob']):.4g} #{info.best_trial}"
     arrow = "↑" if info.direction == "maximize" else "↓"
     return f"{fmt_metric(info.best)} {arrow} #{info.best_trial}"
 
@@ -244,7 +254,7 @@ def _print_summary(info: ExperimentInfo, meta: dict[str, object],
         ("config", " ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"),
         ("trials", f"{info.total}" + (f": {counts}" if counts else "")),
         ("best", "-" if info.best is None
-         else f"{fmt_metric(info.best)} (trial {info.best_trial})"),
+         else f"{_score(info)} (trial {info.best_trial})"),
     ]
     if meta.get("scheduler"):
         fields.insert(9, ("scheduler", str(meta["scheduler"])))

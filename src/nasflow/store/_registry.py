@@ -63,6 +63,9 @@ class ExperimentInfo:
     """The best primary metric among succeeded trials."""
     best_trial: int | None = None
     """The id of the trial with the ``best`` metric."""
+    best_metrics: Any = None
+    """That trial's whole result as stored (a float or a dict; a one-shot strategy's
+    ranked architectures hold ``arch_prob``, their ``best`` being that probability)."""
     objective: str | None = None
     """The name of the primary metric."""
     direction: str | None = None
@@ -156,7 +159,7 @@ def _read(conn: sqlite3.Connection, directory: Path) -> ExperimentInfo:
     objective, direction = next(iter(directions.items()))
     order = "DESC" if direction == "maximize" else "ASC"
     row = conn.execute(
-        "SELECT id, metric FROM trials WHERE state = ? AND metric IS NOT NULL "
+        "SELECT id, metric, metrics FROM trials WHERE state = ? AND metric IS NOT NULL "
         f"ORDER BY metric {order}, id LIMIT 1", (TrialState.SUCCEEDED.value,)).fetchone()
     config = meta.get("config") or {}
     return ExperimentInfo(
@@ -171,6 +174,7 @@ def _read(conn: sqlite3.Connection, directory: Path) -> ExperimentInfo:
         trials=counts,
         best=None if row is None else row[1],
         best_trial=None if row is None else row[0],
+        best_metrics=None if row is None or row[2] is None else orjson.loads(row[2]),
         objective=objective,
         direction=direction,
         manager=config.get("manager"),

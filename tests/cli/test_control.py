@@ -115,7 +115,8 @@ def test_sigint_stops_run_and_resume_completes_it(spawn: Spawn, cli: Cli,
 
 def test_stop_from_another_process_while_reading_it(spawn: Spawn, cli: Cli,
                                                     tmp_path: Path) -> None:
-    search = write_search(tmp_path, sleep=0.2, max_trials=200, concurrency=2)
+    search = write_search(tmp_path, sleep=0.2, max_trials=10_000, concurrency=2)
+    # (far more than it can run: only the stop ends it, however slow the CLI calls are)
     proc = spawn("run", str(search), "--plain")
     exp_id = read_id(proc)
     wait_for_trial_line(proc)

@@ -22,15 +22,26 @@ def to_number(value: Any, *, what: str = "metric") -> float:
     if item is not None and not isinstance(value, (int, float)):
         try:
             value = item()
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
             raise MetricError(f"{what} must be a single number, got {value!r}") from exc
     try:
         number = float(value)
+    except OverflowError:
+        # an int past ~1.8e308 (10**400): one trial's bad metric, not a crash
+        raise MetricError(f"{what} is too large for a float (a 64-bit float holds at most "
+                          f"~1.8e308), got {_magnitude(value)}") from None
     except (TypeError, ValueError):
         raise MetricError(f"{what} must be a finite number, got {value!r}") from None
     if not math.isfinite(number):
         raise MetricError(f"{what} must be a finite number, got {number!r}")
     return number
+
+
+def _magnitude(value: Any) -> str:
+    # never str() a huge int: past 4300 digits Python refuses to convert it
+    if isinstance(value, int):
+        return f"an int of about {int(abs(value).bit_length() * 0.30103) + 1} digits"
+    return f"a {type(value).__name__}"
 
 
 class Objective:

@@ -10,7 +10,9 @@ import dataclasses
 import difflib
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +137,9 @@ class ExperimentConfig:
         put("objective", _check_objective(self.objective))
         if self.training_service not in _SERVICES:
             raise ConfigError("training_service", self.training_service, f"one of {_SERVICES}")
-        if self.manager is not None and not (
-            isinstance(self.manager, str) and self.manager.startswith(("ws://", "wss://"))
-        ):
-            raise ConfigError("manager", self.manager, "a ws:// or wss:// URL, or None")
+        if self.manager is not None and not _valid_ws_url(self.manager):
+            raise ConfigError("manager", self.manager,
+                              "a ws://host:port or wss://host[:port] URL, or None")
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise ConfigError("token", "<hidden>", "a non-empty string, or None")
         if self.gpus is not None:
@@ -173,6 +174,8 @@ class ExperimentConfig:
         if not isinstance(self.store, bool):
             raise ConfigError("store", self.store, "True or False")
         if self.home is not None:
+            if isinstance(self.home, bytes) or not isinstance(self.home, (str, PathLike)):
+                raise ConfigError("home", self.home, "a directory path (str or Path), or None")
             put("home", str(Path(self.home).expanduser()))
 
     # --- derived ------------------------------------------------------------------------
@@ -214,6 +217,20 @@ class ExperimentConfig:
     def replace(self, **changes: Any) -> ExperimentConfig:
         """A copy with some fields changed (validated again)."""
         return ExperimentConfig.from_dict({**dataclasses.asdict(self), **changes})
+
+
+def _valid_ws_url(url: Any) -> bool:
+    """A ``ws://``/``wss://`` URL with a host, a valid port if any, and nothing else."""
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError for a bad or out-of-range port
+    except ValueError:
+        return False
+    return (parts.scheme in ("ws", "wss") and bool(parts.hostname)
+            and not parts.query and not parts.fragment
+            and (port is None or 0 < port < 65536))
 
 
 def _check_objective(obj: Any) -> str | dict[str, str] | None:

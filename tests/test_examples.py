@@ -35,6 +35,7 @@ def test_readme_example(tmp_path: Path, home: Path) -> None:
         ("examples/hpo_torch_free.py", "error"),
         ("examples/notebook_style.py", "reloaded: DONE"),
         ("examples/async_service.py", "final: {"),
+        ("examples/hub_nb201.py", "DARTS best: |"),
     ],
 )
 def test_examples(script: str, expect: str, home: Path) -> None:

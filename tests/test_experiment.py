@@ -377,7 +377,8 @@ async def test_retries_are_bounded_and_penalty_marks_failures() -> None:
     def always_fails(model: Any, trial: nf.Trial) -> float:
         raise RuntimeError("broken")
 
-    exp = experiment(evaluator=always_fails, max_trials=3, retry=1, penalty=-1.0)
+    exp = experiment(evaluator=always_fails, max_trials=3, retry=1, penalty=-1.0,
+                     max_identical_failures=None)  # every trial fails alike, on purpose
     await exp.run()
     trials = exp.trials()
     assert [t.attempt for t in trials] == [1, 1, 1]

@@ -32,6 +32,7 @@ from nasflow.exceptions import ConfigError as ConfigError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
 from nasflow.exceptions import MetricError as MetricError
 from nasflow.exceptions import NasflowError as NasflowError
+from nasflow.exceptions import RepeatedFailureError as RepeatedFailureError
 from nasflow.exceptions import ResumeError as ResumeError
 from nasflow.exceptions import SampleValidationError as SampleValidationError
 from nasflow.exceptions import SpaceBuildError as SpaceBuildError
@@ -72,6 +73,7 @@ __all__ = [
     "NasflowError",
     "Numerical",
     "PayloadError",
+    "RepeatedFailureError",
     "ResumeError",
     "SampleValidationError",
     "SearchSpace",

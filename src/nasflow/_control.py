@@ -5,6 +5,13 @@ random token, pid; readable by the owner only) into its directory; a request is 
 line ``{"token": ..., "op": "stop" | "status", "wait": bool}`` answered by one JSON line
 (``stop`` with ``wait`` answers once the run has ended and everything is saved). The file
 is removed when the run ends.
+
+``{"op": "kill", "trial": ID}`` cancels one running trial. ``{"op": "events"}`` turns the
+connection into a feed (what the dashboard follows another process's experiment through):
+one ``{"ok": true}`` line, then one JSON list of events (``event_to_dict``) per line, as
+they happen, batched when they come faster than the reader takes them, until the run ends.
+A reader that falls ``EVENTS_BACKLOG`` events behind gets ``{"overflow": true}`` and the
+connection closes (it should re-read the store); it never makes the search wait.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import orjson
 
+from nasflow._event_json import event_to_dict
+from nasflow.events import EventStream
 from nasflow.exceptions import NasflowError
 
 __all__ = ["CONTROL_FILE", "ControlServer", "send_request"]
@@ -28,16 +38,21 @@ __all__ = ["CONTROL_FILE", "ControlServer", "send_request"]
 CONTROL_FILE = "control.json"
 _MAX_REQUEST = 4096
 DRAIN_SECONDS = 5.0
+EVENTS_BACKLOG = 100_000
 
 
 class ControlServer:
     """Serves ``stop``/``status`` requests for one running experiment."""
 
     def __init__(self, directory: Path, on_stop: Callable[[str], Awaitable[None]],
-                 status: Callable[[], dict[str, Any]]) -> None:
+                 status: Callable[[], dict[str, Any]], *,
+                 events: Callable[[], EventStream] | None = None,
+                 kill: Callable[[int, str], bool] | None = None) -> None:
         self.directory = directory
         self._on_stop = on_stop
         self._status = status
+        self._events = events
+        self._kill = kill
         self._token = secrets.token_urlsafe(24)
         self._listener: anyio.abc.SocketListener | None = None
         self._active = 0  # requests being answered
@@ -69,6 +84,24 @@ class ControlServer:
         with anyio.move_on_after(DRAIN_SECONDS):
             await self._quiet.wait()
 
+    async def _feed(self, stream: anyio.abc.SocketStream) -> None:
+        assert self._events is not None
+        events = self._events()
+        await stream.send(b'{"ok": true}\n')
+        try:
+            async with events:
+                async for event in events:
+                    batch = [event_to_dict(event)]
+                    # take what is already queued: one line for a burst, not one per event
+                    while len(batch) < 1000 and (more := events.take_nowait()) is not None:
+                        batch.append(event_to_dict(more))
+                    if events.pending > EVENTS_BACKLOG:
+                        await stream.send(b'{"overflow": true}\n')
+                        return
+                    await stream.send(orjson.dumps(batch) + b"\n")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the reader went away
+
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         self._active += 1
         self._quiet = anyio.Event()
@@ -99,6 +132,18 @@ class ControlServer:
                     reply = {"ok": True, "stopped": True, **self._status()}
                 elif request.get("op") == "status":
                     reply = {"ok": True, **self._status()}
+                elif request.get("op") == "kill" and self._kill is not None:
+                    trial = request.get("trial")
+                    if not isinstance(trial, int) or isinstance(trial, bool):
+                        reply = {"ok": False, "error": f"trial must be an id, got {trial!r}"}
+                    else:
+                        reason = str(request.get("reason") or "killed from the dashboard")
+                        killed = self._kill(trial, reason)
+                        reply = {"ok": killed, **({} if killed else {
+                            "error": f"trial {trial} is not running"})}
+                elif request.get("op") == "events" and self._events is not None:
+                    await self._feed(stream)
+                    return
                 else:
                     reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
             except (TimeoutError, ValueError, AttributeError, anyio.EndOfStream) as exc:

@@ -27,21 +27,23 @@ def to_number(value: Any, *, what: str = "metric") -> float:
     try:
         number = float(value)
     except OverflowError:
-        # an int past ~1.8e308 (10**400): one trial's bad metric, not a crash
-        raise MetricError(f"{what} is too large for a float (a 64-bit float holds at most "
-                          f"~1.8e308), got {_magnitude(value)}") from None
+        # an int past float's range (10**400): a MetricError of this trial, not a crash
+        raise MetricError(
+            f"{what} must fit a float (at most about 1.8e308), got {_show(value)}"
+        ) from None
     except (TypeError, ValueError):
-        raise MetricError(f"{what} must be a finite number, got {value!r}") from None
+        raise MetricError(f"{what} must be a finite number, got {_show(value)}") from None
     if not math.isfinite(number):
         raise MetricError(f"{what} must be a finite number, got {number!r}")
     return number
 
 
-def _magnitude(value: Any) -> str:
-    # never str() a huge int: past 4300 digits Python refuses to convert it
-    if isinstance(value, int):
-        return f"an int of about {int(abs(value).bit_length() * 0.30103) + 1} digits"
-    return f"a {type(value).__name__}"
+def _show(value: Any) -> str:
+    """A short repr: a huge int has thousands of digits (past 4300, repr itself raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class Objective:

@@ -61,7 +61,7 @@ def load_object(directory: Path, name: str) -> Any:
         detail = why.read_text().strip() if why.is_file() else "the file is missing"
         raise NasflowError(
             f"cannot rebuild the {name} of experiment {directory.name}: {path} is "
-            f"unavailable ({detail}). Pass it yourself ({name}=...)"
+            f"unavailable ({detail}). {_pass_it(name)}"
         )
     import cloudpickle
 
@@ -71,8 +71,15 @@ def load_object(directory: Path, name: str) -> Any:
     except Exception as exc:
         raise NasflowError(
             f"cannot unpickle {path} ({exc!r}): the code that defined the {name} must be "
-            f"importable here. Pass it yourself ({name}=...)"
+            f"importable here. {_pass_it(name)}"
         ) from exc
+
+
+def _pass_it(name: str) -> str:
+    # both ways in: the CLI user has no Python argument to pass
+    return (f"Pass it yourself: `{name}=...` to Experiment.restore()/resume(), or on the "
+            "command line `nasflow resume ID --file FILE.py` (a file that builds the "
+            "experiment, as for nasflow run)")
 
 
 def encode_snapshot(state: dict[str, Any]) -> bytes:

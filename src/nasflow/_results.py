@@ -21,7 +21,7 @@ from nasflow.store import DB_NAME, StoreReader
 __all__ = ["ExperimentResults", "Results", "first_front", "load_experiment", "pareto_front"]
 
 
-_FORMATTERS = (None, "dict", "instance")
+_FORMATTERS = (None, "dict", "instance", "code")
 
 
 def pareto_front(records: Iterable[TrialRecord], objective: Objective) -> list[TrialRecord]:
@@ -111,8 +111,11 @@ class Results(ABC):
 
         ``formatter=None``: trial records (id, sample, metrics, state, ...);
         ``"dict"``: the bare samples, ready for ``space.freeze``;
-        ``"instance"``: frozen models (plain ``torch.nn.Module`` for a model space).
-        For several objectives the Pareto front is returned, ordered by the primary one.
+        ``"instance"``: frozen models (plain ``torch.nn.Module`` for a model space);
+        ``"code"``: Python source, one string per model, of a standalone ``nn.Module``
+        class that rebuilds it with torch alone (``nasflow.nn.to_code``; its
+        ``state_dict`` loads the frozen model's). For several objectives the Pareto
+        front is returned, ordered by the primary one.
         """
         if formatter not in _FORMATTERS:
             raise ValueError(f"formatter must be one of {_FORMATTERS}, got {formatter!r}")
@@ -124,7 +127,18 @@ class Results(ABC):
         if formatter == "dict":
             return [copy.deepcopy(r.sample) for r in top]
         space = _freezer(self._space_for_instances())
-        return [space.freeze(r.sample) for r in top]
+        models = [space.freeze(r.sample) for r in top]
+        if formatter == "instance":
+            return models
+        return [_code(model, r.id) for model, r in zip(models, top, strict=True)]
+
+    def to_dataframe(self) -> Any:
+        """A pandas ``DataFrame``, one row per trial (index ``id``): ``state``, ``metric``,
+        ``metric:<objective>`` and ``label:<label>`` columns, times, ``duration``,
+        ``attempt`` and ``error``. Needs pandas (``pip install 'nasflow[plot]'``)."""
+        from nasflow._plots import to_dataframe
+
+        return to_dataframe(self.trials(), self.objective)
 
 
 class ExperimentResults(Results):
@@ -172,6 +186,20 @@ class ExperimentResults(Results):
         """``[(time, step, values), ...]`` the strategy reported (one-shot epochs, ...)."""
         return self._reader.progress()
 
+    def plot(self, kind: str = "history") -> Any:
+        """A matplotlib ``Figure``: ``"history"`` (metric and best so far per trial),
+        ``"curves"`` (intermediate metrics), ``"parallel"`` (coordinates over the labels),
+        ``"pareto"`` (two objectives) or ``"importance"`` (variance explained per label).
+        Needs matplotlib (``pip install 'nasflow[plot]'``)."""
+        from nasflow._plots import plot
+
+        return plot(kind, self.trials(), self.objective, self.intermediates, title=self.name)
+
+    def _repr_html_(self) -> str:
+        from nasflow._html import results_html
+
+        return results_html(self)
+
     def _space_for_instances(self) -> Any:
         if self._space is None:
             self._space = load_object(self.directory, "space")
@@ -189,6 +217,20 @@ class ExperimentResults(Results):
 
     def __repr__(self) -> str:
         return f"ExperimentResults(id={self.id!r}, directory={str(self.directory)!r})"
+
+
+def _code(model: Any, trial_id: int) -> str:
+    """The source of ``model`` as a standalone class (needs a model space's models)."""
+    import torch.nn as nn
+
+    from nasflow.nn import to_code
+
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"formatter='code' needs a model space (freeze gives torch modules); trial "
+            f"{trial_id}'s space freezes to a {type(model).__name__}: use formatter='dict'"
+        )
+    return to_code(model)
 
 
 def _freezer(space: Any) -> Any:

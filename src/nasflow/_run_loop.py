@@ -24,6 +24,7 @@ from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
 from nasflow._version import __version__
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
+    EventStream,
     ExperimentFinished,
     ExperimentStateChanged,
     TrialEnded,
@@ -53,7 +54,8 @@ class RunMixin:
             try:
                 if cfg.store:
                     await self._open_store()
-                    control = ControlServer(self.directory, self.stop, self._status)
+                    control = ControlServer(self.directory, self.stop, self._status,
+                                            events=self._feed_events, kill=self._kill_trial)
                     await services.start(control.serve)
                 failure = await self._search()
                 finished_normally = True
@@ -72,6 +74,8 @@ class RunMixin:
                 services.cancel_scope.cancel()
         if internal is not None:
             raise internal
+        if failure is None and self._repeated_failure is not None:
+            raise self._repeated_failure
         if failure is not None:
             raise StrategyError(
                 f"the strategy {self.strategy!r} raised {failure!r}; the experiment failed "
@@ -198,6 +202,8 @@ class RunMixin:
                        ExperimentFinished(time=now, state=state, reason=reason)):
                 await self._publish(ev, wait=normal)
             self._hub.close()
+            if self._tensorboard is not None:  # the scalars are on disk when run() returns
+                await anyio.to_thread.run_sync(self._tensorboard.join)
             if self._store is not None:
                 self._store.set_meta(state=state.value, ended_at=now, end_reason=reason,
                                      trials=len(self._records), best=self._best_metric())
@@ -238,6 +244,14 @@ class RunMixin:
     def _status(self: Experiment) -> dict[str, Any]:
         return {"id": self.id, "state": self.state.value, "trials": len(self._records),
                 "running": self._inflight, "best": self._best_metric()}
+
+    def _feed_events(self: Experiment) -> EventStream:
+        # unbounded: a feed's reader (the dashboard) must never make the search wait; the
+        # control server drops a reader that falls far behind instead
+        return self._hub.subscribe(buffer=0)
+
+    def _kill_trial(self: Experiment, trial_id: int, reason: str) -> bool:
+        return self._kill(trial_id, TrialState.CANCELED, reason)
 
     # --- snapshots and resume -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import urllib.parse
@@ -23,7 +24,15 @@ __all__ = ["ExperimentConfig", "parse_duration"]
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
 _DIRECTIONS = ("maximize", "minimize")
-_SERVICES = ("inprocess", "local", "ray")
+_SERVICES = ("inprocess", "local")
+# what NNI users write on a config (``exp.config.max_trial_number = 20``), and ours
+_NNI_FIELDS = {
+    "max_trial_number": "max_trials",
+    "trial_concurrency": "concurrency",
+    "max_experiment_duration": "max_duration",
+    "trial_gpu_number": "gpus",
+    "experiment_working_directory": "home",
+}
 
 
 def parse_duration(value: float | str, *, field: str = "duration") -> float:
@@ -82,7 +91,7 @@ class ExperimentConfig:
     """Per-trial wall-clock limit; a trial past it ends TIMEOUT."""
     training_service: str = "inprocess"
     """Where trials run: ``"inprocess"`` (this process), ``"local"`` (warm worker
-    processes behind the trial manager) or ``"ray"``."""
+    processes behind the trial manager). ``"ray"`` is planned and refused for now."""
     manager: str | None = None
     """URL of a running ``nasflow manager`` daemon (``ws://host:port``); ``None`` starts one
     embedded when ``training_service`` needs it."""
@@ -108,19 +117,30 @@ class ExperimentConfig:
     this many extra times; the strategy only sees the last attempt."""
     retry_on: Sequence[str] = ("FAILED",)
     """Which final states count as failures worth retrying: ``"FAILED"``, ``"TIMEOUT"``."""
+    tensorboard: bool = False
+    """Write every trial's reported metrics as TensorBoard scalars under its folder (needs
+    ``pip install 'nasflow[tensorboard]'``; view them with ``nasflow tensorboard ID``)."""
     penalty: float | None = None
     """The metric of trials that failed for good (FAILED or TIMEOUT after any retries), so
     that strategies steer away from them; exports still rank succeeded trials only."""
+    max_identical_failures: int | None = 3
+    """Stop the experiment (state FAILED, ``run()`` raises ``RepeatedFailureError``) when
+    its first this-many trials all fail with the same error: the evaluator is broken, and
+    running the rest would only repeat it. ``None`` runs on whatever fails."""
+    max_payload_size: int = 2 * 1024**3
+    """The largest pickled space and evaluator (in bytes) that ``training_service="local"``
+    or a ``manager`` daemon accepts; larger ones fail at once with ``PayloadError``. Setups
+    too large for a frame travel to the workers as a file (see docs/manager.md)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        for name in ("max_trials", "max_trials_per_worker"):
+        for name in ("max_trials", "max_trials_per_worker", "max_identical_failures"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(name, v, "a positive int, or None for no limit")
-        for name in ("concurrency", "trials_per_gpu", "event_buffer"):
+        for name in ("concurrency", "trials_per_gpu", "event_buffer", "max_payload_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "a positive int")
@@ -135,8 +155,17 @@ class ExperimentConfig:
         ):
             raise ConfigError("target_metric", t, "a finite number, or None")
         put("objective", _check_objective(self.objective))
+        if self.training_service == "ray":
+            # refused here, not at run(): a config that cannot run is not built
+            raise ConfigError(
+                "training_service", "ray",
+                "'inprocess' or 'local': the Ray training service is not supported yet "
+                "(planned). Use 'local' for worker processes on this machine, or run "
+                "`nasflow manager` on each machine and set manager='ws://host:port'",
+            )
         if self.training_service not in _SERVICES:
-            raise ConfigError("training_service", self.training_service, f"one of {_SERVICES}")
+            raise ConfigError("training_service", self.training_service,
+                              " or ".join(repr(s) for s in _SERVICES))
         if self.manager is not None and not _valid_ws_url(self.manager):
             raise ConfigError("manager", self.manager,
                               "a ws://host:port or wss://host[:port] URL, or None")
@@ -173,6 +202,8 @@ class ExperimentConfig:
             raise ConfigError("penalty", p, "a finite number, or None")
         if not isinstance(self.store, bool):
             raise ConfigError("store", self.store, "True or False")
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError("tensorboard", self.tensorboard, "True or False")
         if self.home is not None:
             if isinstance(self.home, bytes) or not isinstance(self.home, (str, PathLike)):
                 raise ConfigError("home", self.home, "a directory path (str or Path), or None")
@@ -208,6 +239,9 @@ class ExperimentConfig:
         """Build from a dict, with a clear error (and a suggestion) for unknown fields."""
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
+            if key in _NNI_FIELDS:
+                raise ConfigError(key, data[key], f"nasflow's name for it: "
+                                  f"{_NNI_FIELDS[key]!r} (NNI calls it {key!r})")
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"one of {names}"
@@ -231,6 +265,50 @@ def _valid_ws_url(url: Any) -> bool:
     return (parts.scheme in ("ws", "wss") and bool(parts.hostname)
             and not parts.query and not parts.fragment
             and (port is None or 0 < port < 65536))
+
+
+def _refuse_assignment(self: ExperimentConfig, name: str, value: Any) -> None:
+    """A config is frozen (an experiment's directory records it as it was built): say how
+    to get the value in instead of dataclasses' bare ``cannot assign to field``."""
+    field = _NNI_FIELDS.get(name, name)
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if field not in known:
+        close = difflib.get_close_matches(field, sorted(known), n=1)
+        raise ConfigError(name, value, "a known field" + (
+            f" (did you mean {close[0]!r}?)" if close else f" (one of {sorted(known)})"))
+    nni = f" (NNI's {name!r} is nasflow's {field!r})" if field != name else ""
+    how = (f"give it when you build the config, ExperimentConfig({field}={value!r}), or "
+           f"build the Experiment with config.replace({field}={value!r})")
+    err = ConfigError(field, value, how)
+    err.args = (f"cannot set config.{name} = {value!r}: an ExperimentConfig is frozen "
+                f"(the experiment's directory records it as built){nni}; {how}",)
+    raise err
+
+
+# set after the class is made: a frozen dataclass may not define its own __setattr__
+ExperimentConfig.__setattr__ = _refuse_assignment  # type: ignore[assignment,method-assign]
+
+
+_generated_init = ExperimentConfig.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_with_hints(self: ExperimentConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass's ``__init__``, with NNI's field names (and typos) answered by the
+    field to use instead of a bare ``unexpected keyword argument``."""
+    known = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    for key, value in kwargs.items():
+        if key in _NNI_FIELDS:
+            raise ConfigError(key, value, f"nasflow's name for it: {_NNI_FIELDS[key]!r} "
+                                          f"(NNI calls it {key!r})")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(key, value, "a known field" + (
+                f" (did you mean {close[0]!r}?)" if close else f" (one of {known})"))
+    _generated_init(self, *args, **kwargs)
+
+
+ExperimentConfig.__init__ = _init_with_hints  # type: ignore[method-assign]
 
 
 def _check_objective(obj: Any) -> str | dict[str, str] | None:

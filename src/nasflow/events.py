@@ -168,6 +168,18 @@ class EventStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
+    @property
+    def pending(self) -> int:
+        """How many events are buffered, published but not taken yet."""
+        return int(self._receive.statistics().current_buffer_used)
+
+    def take_nowait(self) -> Event | None:
+        """The next buffered event, or ``None`` when none is (or the stream ended)."""
+        try:
+            return self._receive.receive_nowait()  # type: ignore[attr-defined,no-any-return]
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
     async def aclose(self) -> None:
         """Stop receiving; the hub forgets this subscriber."""
         self._finalizer()

@@ -12,6 +12,7 @@ The tree::
     ├── TrialStopped                raised inside an evaluator whose trial was stopped
     ├── BudgetExhausted             a strategy submitted past the experiment's budget
     ├── StrategyError               a strategy raised; the experiment failed
+    ├── RepeatedFailureError        the first trials all failed the same way; it stopped
     ├── StoreError                  the experiment store is missing, corrupt or unwritable
     ├── ResumeError                 an experiment cannot be resumed as asked
     ├── ExperimentNotFoundError     no experiment with that id or path
@@ -105,6 +106,21 @@ class BudgetExhausted(NasflowError):  # noqa: N818 - a condition, not a failure
 
 class StrategyError(NasflowError):
     """The search strategy raised; the experiment failed and kept every finished trial."""
+
+
+class RepeatedFailureError(NasflowError):
+    """The first ``ExperimentConfig.max_identical_failures`` trials all failed with the
+    same error, so the experiment stopped (state FAILED) instead of repeating it.
+
+    ``error`` is that error (a ``nasflow.TrialError``), ``count`` how many trials had it.
+    """
+
+    def __init__(self, message: str, error: Any, count: int) -> None:
+        self.error = error
+        """The error every one of those trials ended with (a ``nasflow.TrialError``)."""
+        self.count = count
+        """How many trials failed with it."""
+        super().__init__(message)
 
 
 class StoreError(NasflowError):

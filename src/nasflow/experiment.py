@@ -19,9 +19,10 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -56,7 +57,10 @@ from nasflow.events import (
 from nasflow.exceptions import (
     ConfigError,
     NasflowError,
+    RepeatedFailureError,
 )
+from nasflow.integrations.tensorboard import TensorBoardSink
+from nasflow.protocol import Limits
 from nasflow.space import as_search_space
 from nasflow.store import (
     DB_NAME,
@@ -160,6 +164,10 @@ class Experiment(RunMixin, Results):
         self._budget = Budget(self.config.max_trials, None)
         self._hub = EventHub()
         self._hub.add_sink(self._apply)
+        self._tensorboard: TensorBoardSink | None = None
+        if self.config.tensorboard:
+            self._tensorboard = TensorBoardSink(self._trial_directory)
+            self._hub.add_sink(self._tensorboard)
         self._store: ExperimentStore | None = None
         self._engine: Engine | None = None
         self._ctx: ExperimentContext | None = None
@@ -172,6 +180,9 @@ class Experiment(RunMixin, Results):
         self._retry_settled = anyio.Event()
         self._attempt0: dict[int, int] = {}  # the attempt retries count from (resumed trials)
         self._finished = anyio.Event()
+        # the errors of the first trials to end, while they all failed alike
+        self._failure_watch: list[tuple[str, str]] | None = []
+        self._repeated_failure: RepeatedFailureError | None = None
         self._tg: TaskGroup | None = None
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
@@ -199,10 +210,18 @@ class Experiment(RunMixin, Results):
 
     # --- running --------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the search to its end. Cancelling the awaiting task stops it cleanly
-        (running trials CANCELED, the store consistent) and re-raises the cancellation.
-        Raises ``StrategyError`` if the strategy fails (finished trials are kept)."""
+    def run(self) -> Coroutine[Any, Any, None]:
+        """Run the search to its end: ``await exp.run()`` (``nf.run(exp)`` from sync code).
+        Cancelling the awaiting task stops it cleanly (running trials CANCELED, the store
+        consistent) and re-raises the cancellation. Raises ``StrategyError`` if the
+        strategy fails (finished trials are kept).
+
+        A coroutine, as from an ``async def`` (``tg.start_soon(exp.run)`` and
+        ``asyncio.run(exp.run())`` work); one dropped without being awaited warns with
+        what to write instead, not Python's bare "never awaited"."""
+        return _RunCall(self)
+
+    async def _run_to_end(self) -> None:
         if self.state is not ExperimentState.CREATED:
             raise NasflowError(
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
@@ -221,12 +240,6 @@ class Experiment(RunMixin, Results):
 
     def _make_engine(self) -> Engine:
         cfg = self.config
-        if cfg.training_service == "ray":
-            raise ConfigError(
-                "training_service", cfg.training_service,
-                "'inprocess' or 'local': the Ray training service is not supported yet "
-                "(run `nasflow manager` on each machine instead, or use 'local')",
-            )
         setup = EngineSetup(
             space=self.space,
             evaluator=self.evaluator,
@@ -251,6 +264,7 @@ class Experiment(RunMixin, Results):
             max_trials_per_worker=cfg.max_trials_per_worker,
             reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
             log_dir=self.directory / "workers",
+            limits=Limits(max_payload_size=cfg.max_payload_size),
         )
 
     async def _engine_submit(self, spec: TrialSpec) -> None:
@@ -277,6 +291,9 @@ class Experiment(RunMixin, Results):
             self._records[event.trial_id] = TrialRecord(
                 id=event.trial_id, sample=event.sample, hash=event.hash,
                 submitted_at=event.time, attempt=event.attempt,
+                # as load_experiment gives it (the folder is made when the trial first
+                # writes into it)
+                directory=str(self._trial_directory(event.trial_id)),
             )
             self._hashes.setdefault(event.hash, event.trial_id)
             self._inflight += 1
@@ -307,6 +324,7 @@ class Experiment(RunMixin, Results):
             if self._retry_wanted(record):
                 return  # run again: the strategy and the scheduler see the last attempt only
             self._penalise(record)
+            self._watch_failures(record)
             if self.scheduler is not None:
                 self.scheduler.on_trial_end(record)
             if self._ctx is not None:
@@ -328,6 +346,34 @@ class Experiment(RunMixin, Results):
         self._retries.append(record)
         self._retry_wakeup.set()
         return True
+
+    def _watch_failures(self, record: TrialRecord) -> None:
+        """Stop when the first trials all fail with the same error: the evaluator (or the
+        space) is broken, and every further trial would repeat it (NNI's one-argument
+        ``fn(model)`` evaluator failed all 20 trials of a search that ended DONE)."""
+        limit, watch = self.config.max_identical_failures, self._failure_watch
+        if limit is None or watch is None or self._budget.stopping:
+            return
+        if record.state is not TrialState.FAILED or record.error is None:
+            self._failure_watch = None  # a trial got through: failures are the trials'
+            return
+        watch.append((record.error.type, record.error.message))
+        if len(set(watch)) > 1:
+            self._failure_watch = None
+            return
+        if len(watch) < limit:
+            return
+        self._failure_watch = None
+        message = (
+            f"the first {limit} trials of experiment {self.id} all FAILED with the same "
+            f"error, {record.error}; the experiment stopped instead of repeating it. "
+            f"{_SIGNATURE} Fix the cause and start a new experiment (see `nasflow trials "
+            f"{self.id} --state FAILED` for the tracebacks), or set "
+            "ExperimentConfig(max_identical_failures=None) to run on whatever fails."
+        )
+        _log.error("%s\nThe first trial's traceback:\n%s", message, record.error.traceback)
+        self._repeated_failure = RepeatedFailureError(message, record.error, limit)
+        self._halt(ExperimentState.FAILED, message)
 
     def _penalise(self, record: TrialRecord) -> None:
         if (self.config.penalty is not None and record.metric is None
@@ -444,6 +490,55 @@ class Experiment(RunMixin, Results):
     def __repr__(self) -> str:
         return (f"Experiment(id={self.id!r}, state={self.state.value}, "
                 f"trials={len(self._records)})")
+
+
+class _RunCall(Coroutine[Any, Any, None]):
+    """What ``exp.run()`` returns: a coroutine that makes the run's coroutine only once it
+    is first awaited, so one that never is can say how to run (``exp.run()`` written as
+    a statement in sync code, the NNI habit, otherwise only gets Python's bare warning)."""
+
+    __slots__ = ("_closed", "_coro", "_exp")
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+        self._coro: Coroutine[Any, Any, None] | None = None
+        self._closed = False
+
+    def _inner(self) -> Coroutine[Any, Any, None]:
+        if self._coro is None:
+            self._coro = self._exp._run_to_end()
+        return self._coro
+
+    def send(self, value: Any) -> Any:
+        return self._inner().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._inner().throw(*args)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._coro is not None:
+            self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._inner().__await__()
+
+    def __del__(self) -> None:
+        if self._coro is None and not self._closed:
+            warnings.warn(
+                f"exp.run() of experiment {self._exp.id} was never awaited, so nothing ran: "
+                "exp.run() is a coroutine. From sync code use nf.run(exp); in async code "
+                "(a notebook cell, an async def) use await exp.run()",
+                RuntimeWarning, stacklevel=2,
+            )
+
+
+_SIGNATURE = (
+    "An evaluator is called as `fn(model, trial)` (def or async def; NNI's one-argument "
+    "`fn(model)` gets a TypeError), or is an nf.Evaluator whose "
+    "`evaluate(self, model, trial)` returns the metric or reports it with "
+    "trial.report(value, step=...)."
+)
 
 
 def _flip(direction: str) -> str:

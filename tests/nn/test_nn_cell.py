@@ -159,3 +159,42 @@ def test_choices_inside_cell_candidates_are_gated() -> None:
 def test_cell_rejects_bad_arguments(kwargs: Any, match: str) -> None:
     with pytest.raises(nf.SpaceBuildError, match=match):
         snn.Cell([nn.Identity()], **kwargs)
+
+
+class Stride(nn.Module):
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :: self.stride]
+
+
+class PerInputNet(snn.ModelSpace):
+    """Ops on the cell's inputs halve the size, ops on its nodes keep it (a reduction cell)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def halve(node: int, op: int, inp: int | None) -> nn.Module:
+            return Stride(2 if inp is None or inp < 2 else 1)
+
+        self.cell = snn.Cell({"a": halve, "b": lambda n, o, i: Stride(2 if i < 2 else 1)},
+                             num_nodes=2, num_predecessors=2, label="cell")
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.cell(a, b)
+
+
+def test_a_factory_taking_the_input_index_gets_one_op_per_input() -> None:
+    space = PerInputNet()
+    assert space.cell.per_input
+    assert list(space.search_space()) == ["cell/op_2_0", "cell/input_2_0", "cell/op_3_0",
+                                          "cell/input_3_0"]
+    assert [len(space.cell.op_choices(i, 0)) for i in (2, 3)] == [2, 3]
+    x = torch.arange(8.0).reshape(1, 8)
+    model = space.freeze({"cell/op_2_0": "a", "cell/input_2_0": [1],
+                          "cell/op_3_0": "b", "cell/input_3_0": [2]})
+    node3 = model.cell.ops[1][0]
+    assert node3.stride == 1 and model.cell.ops[0][0].stride == 2
+    assert model(x, x).shape == (1, 8)  # two halved nodes, concatenated

@@ -15,7 +15,15 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from nasflow.cli import _control, _demo, _manager, _results, _trials
+    from nasflow.cli import (
+        _control,
+        _dashboard,
+        _demo,
+        _manager,
+        _results,
+        _tensorboard,
+        _trials,
+    )
 
     parser = argparse.ArgumentParser(
         prog="nasflow",
@@ -29,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
     _manager.add_parser(sub)
+    _tensorboard.add_parser(sub)
+    _dashboard.add_parsers(sub)  # dashboard, plot
     return parser
 
 

@@ -141,8 +141,6 @@ def _add_view_options(p: argparse.ArgumentParser) -> None:
                       help="no progress, only the summary at the end")
 
 
-
-
 def _duration(text: str) -> float:
     try:
         return parse_duration(text, field="duration")
@@ -221,6 +219,12 @@ def _resume_summary(directory: Path) -> str:
 @command
 def resume_main(args: argparse.Namespace) -> int:
     directory = find(args.id, args.home)
+    # like `python -m`: modules in the current folder (the space.py an experiment file
+    # imported) can be imported while unpickling; the console script's sys.path[0] is the
+    # folder of the `nasflow` executable, not this one
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     parts = {}
     if args.file is not None:
         try:

@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--epochs", type=int, default=8, help="training epochs per trial (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--plain", action="store_true", help="plain lines instead of a live table")
+    p.add_argument("--dashboard", action="store_true",
+                   help="also serve the web dashboard while it runs (prints its address)")
     p.set_defaults(func=main)
 
 
@@ -45,6 +47,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"searching {exp.space.size()} architectures of DigitsNet "  # type: ignore[attr-defined]
           f"({args.trials} trials, {args.concurrency} at a time, {args.epochs} epochs each); "
           f"experiment {exp.id}")
-    code = anyio.run(lambda: run_experiment(exp, live=False if args.plain else None))
+    live = False if args.plain else None
+    if args.dashboard:
+        from nasflow.cli._dashboard import with_dashboard
+
+        code = anyio.run(lambda: with_dashboard(exp, run_experiment(exp, live=live)))
+    else:
+        code = anyio.run(lambda: run_experiment(exp, live=live))
     print_best(exp)
     return code

@@ -40,6 +40,10 @@ class ExperimentFileError(NasflowError):
 
 def _user_traceback(exc: BaseException, file: Path) -> str:
     """The traceback from the file's first frame on (nasflow's and runpy's are noise)."""
+    if isinstance(exc, SyntaxError):
+        # raised while compiling: every frame is nasflow's or runpy's; the file's line,
+        # with its caret, is all there is to show
+        return "".join(traceback.format_exception_only(type(exc), exc))
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != str(file):
         tb = tb.tb_next
@@ -139,7 +143,9 @@ def load_experiment_file(path: str, name: str | None = None) -> Experiment:
     if not file.is_file():
         raise ExperimentFileError(f"no such file: {path}")
     if file.suffix != ".py":
-        raise ExperimentFileError(f"{path} is not a Python file (.py); {_HOW} in one")
+        raise ExperimentFileError(
+            f"{path} is not a Python file: nasflow run takes a .py file (the configuration, "
+            f"written in Python); in it, {_HOW}")
     exp = _pick(file, _execute(file), name)
     if exp.state.value != "CREATED":
         raise ExperimentFileError(

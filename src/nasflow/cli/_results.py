@@ -238,7 +238,8 @@ def _print_summary(info: ExperimentInfo, meta: dict[str, object],
         ("objective", ", ".join(f"{d} {n}" for n, d in objectives.items()) or "-"),
         ("strategy", str(meta.get("strategy") or "-")),
         ("evaluator", str(meta.get("evaluator") or "-")),
-        ("space", f"{len(labels)} labels: {', '.join(map(str, labels[:12]))}"
+        ("space", f"{len(labels)} label{'' if len(labels) == 1 else 's'}: "
+         f"{', '.join(map(str, labels[:12]))}"
          + (", ..." if len(labels) > 12 else "")),
         ("config", " ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"),
         ("trials", f"{info.total}" + (f": {counts}" if counts else "")),

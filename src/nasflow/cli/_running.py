@@ -9,7 +9,7 @@ from typing import IO
 import anyio
 
 from nasflow._types import ExperimentState
-from nasflow.cli._progress import ProgressView, short_sample
+from nasflow.cli._progress import ProgressView, describe_metric, short_sample
 from nasflow.exceptions import NasflowError
 from nasflow.experiment import Experiment
 
@@ -29,7 +29,8 @@ async def run_experiment(exp: Experiment, *, live: bool | None = None,
     plan = exp._plan  # a resumed experiment: count its earlier trials too
     view = ProgressView(total=exp.config.max_trials,
                         maximize=exp.objective.direction == "maximize", out=out, live=live,
-                        history=plan.records if plan is not None else ())
+                        history=plan.records if plan is not None else (),
+                        epochs=_epochs(exp))
     code = EXIT_OK
     events = exp.events()
 
@@ -70,5 +71,11 @@ def print_best(exp: Experiment, k: int = 3, out: IO[str] | None = None) -> None:
     print(f"best {len(best)} architectures ({exp.objective.direction} "
           f"{exp.objective.primary}):", file=out)
     for rank, r in enumerate(best, 1):
-        print(f"  {rank}. trial {r.id}  metric {r.metric:.4f}  {short_sample(r.sample, 200)}",
-              file=out)
+        print(f"  {rank}. trial {r.id}  metric {describe_metric(r.metric, r.metrics)}  "
+              f"{short_sample(r.sample, 200)}", file=out)
+
+
+def _epochs(exp: Experiment) -> int | None:
+    """Epochs per trial of a built-in training evaluator, for "epoch 3/8"."""
+    epochs = getattr(exp.evaluator, "epochs", None)
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None

@@ -13,12 +13,14 @@ import csv
 import json
 import pprint
 import sys
+from pathlib import Path
 from typing import Any
 
 from nasflow._results import ExperimentResults, load_experiment
 from nasflow._types import TrialRecord
 from nasflow.cli._output import (
     EXIT_OK,
+    EXIT_USAGE,
     Formatter,
     add_home,
     command,
@@ -51,12 +53,16 @@ metrics (JSON), then one column per architecture label.
 EXPORT_EXAMPLES = """examples:
   nasflow export k3j9x0ab                  # the best architecture, as a Python dict
   nasflow export k3j9x0ab --top 5 > best.py
-  nasflow export k3j9x0ab --top 5 --format json > best.json
+  nasflow export k3j9x0ab --top 5 --format json > best.json   # or --json
+  nasflow export k3j9x0ab --top 3 --format code -o exported/
 
 --format dict prints a Python list literal of samples (paste it into code, or read it
 with ast.literal_eval), each preceded by a '# trial N: metric M' comment; --format json
 prints [{"trial_id", "sample", "metric", "metrics"}, ...]. Best first; for several
 objectives the Pareto front. Rebuild a model with space.freeze(sample).
+--format code writes DIR/trial_N.py for each trial: a standalone torch.nn.Module class
+that rebuilds the architecture with torch alone (no nasflow); load the trained weights
+with load_state_dict. It needs the experiment's model space to be importable here.
 """
 
 _SORTS = ("id", "metric", "duration")
@@ -92,13 +98,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
     p.add_argument("--top", type=positive_int, default=1, metavar="K",
                    help="how many, best first (default 1)")
-    p.add_argument("--format", choices=("dict", "json"), default="dict",
+    p.add_argument("--format", choices=("dict", "json", "code"), default="dict",
                    help="dict: a Python literal with '# trial N' comments (default); "
-                        "json: a list of {trial_id, sample, metric, metrics}")
+                        "json: a list of {trial_id, sample, metric, metrics}; "
+                        "code: one standalone nn.Module source file per trial (needs -o)")
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="with --format code: the directory to write trial_N.py files to "
+                        "(created if missing)")
+    # list, show and trials take --json: export does too (same as --format json)
+    p.add_argument("--json", action="store_const", const="json", dest="format",
+                   help="the same as --format json")
     add_home(p)
     p.set_defaults(func=export_main)
-
-
 
 
 # --- trials -----------------------------------------------------------------------------
@@ -183,6 +194,21 @@ def trials_main(args: argparse.Namespace) -> int:
 
 # --- export -----------------------------------------------------------------------------
 
+def _write_code(results: ExperimentResults, top: list[TrialRecord], out: Path) -> int:
+    """Write ``out/trial_N.py`` per trial in ``top`` (best first); print each path."""
+    if not top:
+        print(f"note: no trial of experiment {results.id} has succeeded; nothing to export",
+              file=sys.stderr)
+        return EXIT_OK
+    sources = results.export_top_models(len(top), formatter="code")
+    out.mkdir(parents=True, exist_ok=True)
+    for record, source in zip(top, sources, strict=True):
+        path = out / f"trial_{record.id}.py"
+        path.write_text(source)
+        print(f"{path}  # trial {record.id}: metric {fmt_metric(record.metric)}")
+    return EXIT_OK
+
+
 def format_dict(records: list[TrialRecord], header: str) -> str:
     """A Python list literal of the samples, each preceded by ``# trial N: metric M``
     (comments, so ``ast.literal_eval`` reads it back as the bare samples)."""
@@ -199,9 +225,15 @@ def format_dict(records: list[TrialRecord], header: str) -> str:
 
 @command
 def export_main(args: argparse.Namespace) -> int:
+    if (args.format == "code") != (args.output is not None):
+        print("error: --format code writes files and needs -o DIR; -o DIR is only for "
+              "--format code", file=sys.stderr)
+        return EXIT_USAGE
     directory = find(args.id, args.home)
     with load_experiment(directory) as results:
         top = results.export_top_models(args.top)
+        if args.format == "code":
+            return _write_code(results, top, Path(args.output))
         total = len(results.trials())
         objective = ", ".join(f"{d} {n}" for n, d in results.objective.directions.items())
         exp_id, front = results.id, results.objective.multi

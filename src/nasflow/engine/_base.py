@@ -50,11 +50,17 @@ class EngineSetup:
     that acknowledge events to remote workers await it before acking. ``None``: no store."""
 
 
-def build_model(space: Any, sample: dict[str, Any]) -> Any:
+def build_model(space: Any, sample: dict[str, Any], seed: int | None = None) -> Any:
     """The model for ``sample``: ``space.freeze(sample)`` for a model space, else ``None``
-    (a dict / ``SearchSpace`` is torch-free; the evaluator reads ``trial.sample``)."""
+    (a dict / ``SearchSpace`` is torch-free; the evaluator reads ``trial.sample``).
+
+    ``seed`` (the evaluator's ``model_seed``) fixes the initial weights."""
     if getattr(space, "is_model_space", False):
-        return space.freeze(sample)
+        if seed is None:
+            return space.freeze(sample)
+        from nasflow.evaluator._seeding import seeded_freeze  # a model space has torch
+
+        return seeded_freeze(space.freeze, sample, seed)
     return None
 
 

@@ -305,7 +305,10 @@ class InProcessEngine(Engine):
             if s.evaluator.is_async:
                 model = None
                 if self._model_space:  # freezing copies modules: keep it off the loop
-                    model = await anyio.to_thread.run_sync(build_model, s.space, trial.sample)
+                    model = await anyio.to_thread.run_sync(
+                        build_model, s.space, trial.sample,
+                        getattr(s.evaluator, "model_seed", None),
+                    )
                 return await s.evaluator.evaluate(model, trial)
             return await anyio.to_thread.run_sync(
                 self._call_sync, trial, abandon_on_cancel=True
@@ -314,6 +317,7 @@ class InProcessEngine(Engine):
             _current.reset(token)
 
     def _call_sync(self, trial: Trial) -> Any:
-        model = build_model(self.setup.space, trial.sample)
+        seed = getattr(self.setup.evaluator, "model_seed", None)  # repeatable initial weights
+        model = build_model(self.setup.space, trial.sample, seed)
         return self.setup.evaluator.evaluate(model, trial)
 

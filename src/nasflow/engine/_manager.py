@@ -164,8 +164,7 @@ class ManagerEngine(ManagerEvents, Engine):
         s = self.setup
         payload = await anyio.to_thread.run_sync(
             pack, s.space, s.evaluator, s.objective, s.trial_directory)
-        self._setup_message = Setup(experiment_id=s.experiment_id, payload=payload,
-                                    concurrency=s.concurrency, trial_timeout=s.trial_timeout)
+        self._setup_message = await self._setup_for(payload)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -202,6 +201,35 @@ class ManagerEngine(ManagerEvents, Engine):
             raise
         return self
 
+    async def _setup_for(self, payload: bytes) -> Setup:
+        """The ``setup`` message for ``payload``; ``PayloadError`` past the size limit.
+
+        An embedded manager gets the bytes in memory (it hands large ones to its workers as
+        a file); a daemon gets one that does not fit a frame as a file in this experiment's
+        directory (the daemon and its workers run on this machine, as this user).
+        """
+        from nasflow.manager._spool import fits_inline
+        from nasflow.worker._payload import PayloadError, spill
+
+        s, limits = self.setup, self._limits
+        if len(payload) > limits.max_payload_size:
+            raise PayloadError(
+                f"the space and evaluator pickle to {len(payload) / 2**20:.1f} MiB, over the "
+                f"limit of {limits.max_payload_size / 2**20:.1f} MiB (max_payload_size). "
+                "Load large data inside evaluate() (from a file or a cached loader) instead "
+                "of holding it in the evaluator, or raise "
+                "ExperimentConfig(max_payload_size=...)."
+            )
+        extra = dict(concurrency=s.concurrency, trial_timeout=s.trial_timeout)
+        if self._url is None or fits_inline(len(payload), limits):
+            return Setup(experiment_id=s.experiment_id, payload=payload, **extra)
+        log_dir = self._pool["log_dir"]
+        where = Path(log_dir) if log_dir is not None else s.trial_directory(0).parent
+        spilled = await anyio.to_thread.run_sync(
+            spill, payload, where / "setups", s.experiment_id)
+        return Setup(experiment_id=s.experiment_id, payload_file=str(spilled.path),
+                     payload_sha256=spilled.sha256, payload_size=spilled.size, **extra)
+
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._shutdown()
@@ -216,6 +244,10 @@ class ManagerEngine(ManagerEvents, Engine):
             if self._link is not None:
                 with anyio.move_on_after(5):
                     await self._link.detach("the experiment ended")
+            setup = self._setup_message
+            if setup is not None and setup.payload_file is not None:
+                # the file this experiment wrote for the daemon's workers (see _setup_for)
+                await anyio.Path(setup.payload_file).unlink(missing_ok=True)
             if self._manager is not None:
                 # let its workers leave on their own before anything is cancelled
                 self._manager.stop()

@@ -257,9 +257,24 @@ class ManagerEvents:
         self._settled.set()
         for ended in self._doomed.values():
             ended.set()  # submit raises the failure instead of waiting
-        error = TrialError(type(exc).__name__, str(exc))
+        state, error = TrialState.FAILED, TrialError(type(exc).__name__, str(exc))
+        if _manager_lost(exc):
+            # the trials did not fail: the manager (and its workers) went away under them.
+            # Interrupted, so that resuming the experiment runs them again
+            state, error = TrialState.CANCELED, TrialError(
+                INTERRUPTED, f"{type(exc).__name__}: {exc}")
         for flight in list(self._flights.values()):
-            await self._publish_end(flight, TrialState.FAILED, error, time.time())
+            await self._publish_end(flight, state, error, time.time())
         self._granted.set()
         self._room.set()
         self._idle.set()
+
+
+def _manager_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the manager went away (not that the experiment is broken)."""
+    from nasflow.exceptions import ManagerGoneError
+    from nasflow.manager import ManagerConnectionError
+
+    if isinstance(exc, ManagerGoneError):
+        return True
+    return isinstance(exc, ManagerConnectionError) and not exc.fatal

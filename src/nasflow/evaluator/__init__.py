@@ -14,6 +14,7 @@ from nasflow.evaluator._trial import Trial as Trial
 from nasflow.evaluator._trial import current_trial as current_trial
 
 if TYPE_CHECKING:
+    from nasflow.evaluator._lightning import Lightning as Lightning
     from nasflow.evaluator._profile import ModelConstraint as ModelConstraint
     from nasflow.evaluator._profile import Profiled as Profiled
     from nasflow.evaluator._profile import count_flops as count_flops
@@ -28,6 +29,7 @@ __all__ = [
     "Classification",
     "Evaluator",
     "FunctionalEvaluator",
+    "Lightning",
     "ModelConstraint",
     "Profiled",
     "Regression",
@@ -52,6 +54,10 @@ def __getattr__(name: str) -> Any:
         from nasflow.evaluator import _training
 
         return getattr(_training, name)
+    if name == "Lightning":  # needs lightning (nasflow[lightning]) when used
+        from nasflow.evaluator import _lightning
+
+        return _lightning.Lightning
     if name in _PROFILE:  # the profilers need torch too
         from nasflow.evaluator import _profile
 

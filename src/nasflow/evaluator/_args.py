@@ -98,3 +98,67 @@ def _resolve_device(spec: DeviceSpec) -> torch.device:
             "trial runs; use device='auto' to fall back to the CPU"
         )
     return device
+
+
+ScheduleSpec: TypeAlias = (
+    str | Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]
+)
+"""``"none"`` / ``"cosine"`` / ``"step"`` / ``"onecycle"``, or ``(optimizer, epochs) ->
+scheduler`` (stepped once per epoch)."""
+
+SCHEDULES = ("cosine", "none", "onecycle", "step")
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+def _check_schedule(spec: Any, owner: str) -> ScheduleSpec:
+    if isinstance(spec, str):
+        name = spec.lower()
+        if name not in SCHEDULES:
+            raise ValueError(
+                f"{owner}(lr_schedule=...): unknown schedule {spec!r}; use one of "
+                f"{list(SCHEDULES)} or a function (optimizer, epochs) -> LRScheduler"
+            )
+        return name
+    if callable(spec):
+        return spec  # type: ignore[no-any-return]
+    raise TypeError(
+        f"{owner}(lr_schedule=...): got {spec!r}; expected one of {list(SCHEDULES)} or a "
+        "function (optimizer, epochs) -> torch.optim.lr_scheduler.LRScheduler"
+    )
+
+
+def _check_precision(spec: Any, device: DeviceSpec, owner: str) -> str:
+    if not isinstance(spec, str) or spec.lower() not in PRECISIONS:
+        raise ValueError(
+            f"{owner}(precision=...): got {spec!r}; expected one of {list(PRECISIONS)}"
+        )
+    name = spec.lower()
+    if name == "fp16" and isinstance(device, torch.device) and device.type == "cpu":
+        raise ValueError(_FP16_ON_CPU.format(owner=owner))
+    return name
+
+
+_FP16_ON_CPU = (
+    "{owner}(precision='fp16') needs a CUDA device (float16 training needs a GradScaler, "
+    "which nasflow uses on GPUs only); on the CPU use precision='bf16' (autocast to "
+    "bfloat16, no scaler) or 'fp32'"
+)
+
+
+def _check_optional_positive(value: Any, arg: str, owner: str) -> float | None:
+    if value is None:
+        return None
+    return _non_negative(value, arg, owner, positive=True)
+
+
+def _check_fraction(value: Any, arg: str, owner: str) -> float:
+    number = _non_negative(value, arg, owner)
+    if number >= 1:
+        raise ValueError(f"{owner}({arg}=...): got {value!r}; expected a number in [0, 1)")
+    return number
+
+
+def _check_bool(value: Any, arg: str, owner: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}({arg}=...): got {value!r}; expected True or False")
+    return value

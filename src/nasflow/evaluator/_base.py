@@ -21,6 +21,28 @@ def _is_async_callable(fn: Any) -> bool:
     )
 
 
+def _check_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Refuse, before any trial runs, a function that cannot take ``(model, trial)``:
+    NNI's evaluators take ``fn(model)``, and every trial would fail with a TypeError."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # no signature to inspect (a builtin): let the call tell
+    try:
+        signature.bind(None, None, **kwargs)
+    except TypeError as exc:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        params = ", ".join(str(p.replace(annotation=inspect.Parameter.empty))
+                           for p in signature.parameters.values())
+        raise TypeError(
+            f"the evaluator {name}({params}) cannot be called as fn(model, trial"
+            f"{', **kwargs' if kwargs else ''}) ({exc}). nasflow passes the trial too: "
+            "write `def evaluate(model, trial):` (or async def), report intermediate "
+            "values with trial.report(value, step=...) and return the final metric "
+            "(NNI's `fn(model)` with nni.report_final_result(...) becomes this)"
+        ) from None
+
+
 class Evaluator(ABC):
     """Trains and scores one model: ``evaluate(model, trial)``, a ``def`` or ``async def``.
 
@@ -32,6 +54,9 @@ class Evaluator(ABC):
     default_objective: str | Mapping[str, str] | None = None
     """The objective this evaluator's metric calls for, used when the experiment's config
     leaves ``objective`` unset (e.g. ``"minimize"`` for a loss)."""
+    model_seed: int | None = None
+    """When set, engines build each trial's model (``space.freeze(sample)``) with torch's
+    generator seeded by it, so a trial's initial weights repeat from run to run."""
 
     @abstractmethod
     def evaluate(self, model: Any, trial: Trial) -> Any:
@@ -49,6 +74,7 @@ class FunctionalEvaluator(Evaluator):
     def __init__(self, fn: Callable[..., Any], **kwargs: Any) -> None:
         if not callable(fn):
             raise TypeError(f"FunctionalEvaluator needs a function, got {fn!r}")
+        _check_arguments(fn, kwargs)
         self.fn = fn
         """The wrapped function."""
         self.kwargs = kwargs

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-__all__ = ["DatasetSource", "LoaderSource", "Source", "Task", "TensorPair", "prepare"]
+__all__ = ["Batches", "DatasetSource", "LoaderSource", "Source", "Task", "TensorPair", "prepare"]
 
 Task = Literal["classification", "regression"]
 
@@ -256,3 +256,71 @@ def _first_bad(y: torch.Tensor) -> float:
 
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:120]
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+class Batches:
+    """Re-iterable ``(x, y)`` batches on ``device`` from any source, one epoch per iter."""
+
+    def __init__(self, owner: Any, source: Source, device: torch.device,
+                 batch_size: int, generator: torch.Generator | None) -> None:
+        self._owner = owner
+        self._device = device
+        self._batch_size = batch_size
+        self._generator = generator
+        self._pair: TensorPair | None = None
+        self._loader: Any = None
+        if isinstance(source, TensorPair):
+            self._pair = source.to(device)  # small tabular data: on the device once
+        elif isinstance(source, DatasetSource):
+            self._loader = source.loader(batch_size, generator, num_workers=owner.num_workers,
+                                         pin_memory=device.type == "cuda")
+        elif isinstance(source, LoaderSource):
+            self._loader = source.fresh()
+        else:  # pragma: no cover - prepare() returns one of the above
+            raise TypeError(f"unknown data source {source!r}")
+
+    def count(self, schedule: Any) -> int:
+        """Batches per epoch (what a learning-rate schedule needs to know in advance)."""
+        if self._pair is not None:  # as batches(drop_singleton=True) makes them
+            n, size = len(self._pair), self._batch_size
+            return -(-(n - 1 if n > size and n % size == 1 else n) // size)
+        try:
+            return len(self._loader)
+        except TypeError:
+            if schedule == "none":
+                return 1  # no schedule: the count is not used
+            raise ValueError(
+                f"{type(self._owner).__name__}(lr_schedule={schedule!r}) needs the number of "
+                "batches per epoch, and this DataLoader has no len() (an IterableDataset); "
+                "give a map-style Dataset, or lr_schedule='none'"
+            ) from None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._pair is not None:
+            return self._pair.batches(self._batch_size, self._generator,
+                                      drop_singleton=self._generator is not None)
+        return self._from_loader()
+
+    def _from_loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device, owner = self._device, self._owner
+        blocking = device.type != "cuda"
+        for batch in self._loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(
+                    f"{type(owner).__name__}: a data batch is {type(batch).__name__}"
+                    f"{'' if not isinstance(batch, (tuple, list)) else f' of {len(batch)}'}; "
+                    "the data must yield (input, target) pairs"
+                )
+            x, y = batch
+            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+                raise TypeError(
+                    f"{type(owner).__name__}: a data batch holds {type(x).__name__} and "
+                    f"{type(y).__name__}; inputs and targets must collate to tensors"
+                )
+            if x.is_floating_point() and x.dtype != torch.float32:
+                x = x.float()
+            yield (x.to(device, non_blocking=not blocking),
+                   owner._target(y).to(device, non_blocking=not blocking))

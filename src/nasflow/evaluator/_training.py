@@ -2,7 +2,8 @@
 
 Each trial's frozen model is trained for ``epochs`` on the training data; after every
 epoch the validation metric is computed and reported with ``trial.report(value,
-step=epoch)`` (``step`` counts completed epochs, from 1), and the last one is returned.
+step=epoch - 1)`` (``step`` counts from 0 as every report does: step ``s`` ends epoch
+``s + 1``), and the last one is returned.
 ``evaluate`` is a plain ``def``: engines run it in a worker thread, off the event loop.
 
 The evaluators hold tensors (or the user's dataset / loader, without worker processes),
@@ -16,38 +17,41 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from nasflow._nni import nni_arguments
 from nasflow.evaluator._args import (
-    _OPTIMIZERS,
     CriterionSpec,
     DeviceSpec,
     OptimizerSpec,
+    ScheduleSpec,
+    _check_bool,
     _check_device,
+    _check_fraction,
     _check_optimizer,
+    _check_optional_positive,
+    _check_precision,
+    _check_schedule,
     _non_negative,
     _positive_int,
     _resolve_device,
 )
 from nasflow.evaluator._base import Evaluator
-from nasflow.evaluator._data import (
-    DatasetSource,
-    LoaderSource,
-    Source,
-    Task,
-    TensorPair,
-    prepare,
-)
+from nasflow.evaluator._data import Batches, Source, Task, TensorPair, prepare
+from nasflow.evaluator._optim import Precision, make_optimizer, make_schedule
+from nasflow.evaluator._seeding import TrialRng
 from nasflow.evaluator._trial import Trial
 from nasflow.exceptions import MetricError, TrialStopped
 
 __all__ = ["Classification", "Regression"]
 
 _log = logging.getLogger("nasflow.evaluator")
+
+_Batches = Batches  # the one-shot strategies batch the evaluator's data under this name
 
 _DEFAULT_VAL_BATCH = 512
 
@@ -59,6 +63,17 @@ class _Supervised(Evaluator):
     requires_model: ClassVar[bool] = True
     """These evaluators train the model they are given: the space must be a model space."""
 
+    @nni_arguments({
+        "train_dataloaders": "pass the training data as the first argument, train_data "
+                             "(a DataLoader, a Dataset or a pair (X, y))",
+        "val_dataloaders": "pass the validation data as the second argument, val_data "
+                           "(a DataLoader, a Dataset or a pair (X, y))",
+        "max_epochs": "use epochs=",
+        "learning_rate": "use lr=",
+        "trainer_kwargs": "there is no Lightning trainer: use epochs=, device=, optimizer=",
+        "export_onnx": "export a result with exp.export_top_models(formatter='instance') "
+                       "and torch.onnx.export",
+    })
     def __init__(
         self,
         train_data: Any,
@@ -68,10 +83,17 @@ class _Supervised(Evaluator):
         batch_size: int = 64,
         lr: float = 1e-3,
         optimizer: OptimizerSpec = "adam",
+        momentum: float = 0.0,
         weight_decay: float = 0.0,
+        lr_schedule: ScheduleSpec = "none",
+        grad_clip: float | None = None,
+        label_smoothing: float = 0.0,
+        precision: str = "fp32",
         criterion: CriterionSpec | None = None,
         device: DeviceSpec = "auto",
         seed: int | None = 0,
+        compile: bool = False,
+        devices: int = 1,
         val_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
@@ -96,6 +118,31 @@ class _Supervised(Evaluator):
         """Weight decay for an optimizer given by name or class."""
         self.optimizer = _check_optimizer(optimizer, owner)
         """The optimizer as given (a lower-cased name, a class or a factory)."""
+        self.momentum = _check_fraction(momentum, "momentum", owner)
+        """SGD momentum (0: none); an optimizer class given by the user gets it when > 0."""
+        if self.momentum and self.optimizer in ("adam", "adamw"):
+            raise ValueError(
+                f"{owner}(momentum={momentum!r}): {self.optimizer} has no momentum argument "
+                "(its betas play that part); use optimizer='sgd', or a function params -> "
+                "optimizer that sets betas"
+            )
+        self.lr_schedule = _check_schedule(lr_schedule, owner)
+        """The learning-rate schedule, stepped after every batch (see ``make_schedule``)."""
+        self.grad_clip = _check_optional_positive(grad_clip, "grad_clip", owner)
+        """Clip the gradients' global L2 norm to this before each step (``None``: no clip)."""
+        self.label_smoothing = _check_fraction(label_smoothing, "label_smoothing", owner)
+        """Cross-entropy label smoothing (``Classification`` only)."""
+        if self.label_smoothing and self._task != "classification":
+            raise ValueError(
+                f"{owner}(label_smoothing={label_smoothing!r}): label smoothing applies to "
+                "classification targets; leave it at 0 for regression"
+            )
+        if self.label_smoothing and criterion is not None:
+            raise ValueError(
+                f"{owner}(label_smoothing=..., criterion=...): label_smoothing configures "
+                "the default cross-entropy loss; with your own criterion, smooth inside it "
+                "(e.g. torch.nn.CrossEntropyLoss(label_smoothing=0.1))"
+            )
         if criterion is not None and not callable(criterion):
             raise TypeError(
                 f"{owner}(criterion=...): got {criterion!r}; expected a loss module class "
@@ -106,10 +153,24 @@ class _Supervised(Evaluator):
         """The loss as given; ``None`` uses the task's default."""
         self.device = _check_device(device, owner)
         """``"auto"`` (CUDA when available, else CPU) or a torch device."""
+        self.precision = _check_precision(precision, self.device, owner)
+        """``"fp32"``, ``"bf16"`` (autocast to bfloat16) or ``"fp16"`` (autocast to float16
+        with a GradScaler; CUDA only)."""
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"{owner}(seed=...): got {seed!r}; expected an int or None")
         self.seed = seed
-        """Seeds the order of training batches; ``None`` draws a fresh order per trial."""
+        """Seeds the initial weights, the order of training batches and dropout (and numpy's
+        and Python's generators); ``None`` draws fresh randomness per trial."""
+        self.compile = _check_bool(compile, "compile", owner)
+        """Train ``torch.compile(model)`` instead of the model (the first batches are slow)."""
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices != 1:
+            raise ValueError(
+                f"{owner}(devices={devices!r}): only devices=1 is supported for now (one "
+                "process per trial); run several trials at once with "
+                "ExperimentConfig(concurrency=N) instead"
+            )
+        self.devices = devices
+        """Processes per trial (1)."""
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(
                 f"{owner}(num_workers=...): got {num_workers!r}; expected an int >= 0"
@@ -135,11 +196,17 @@ class _Supervised(Evaluator):
         """Checks that need data-wide facts, run on the first training batch's output."""
 
     @abstractmethod
-    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    def _score(self, model: Callable[[torch.Tensor], torch.Tensor],
+               batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                device: torch.device) -> float:
         """The validation metric over ``batches`` (the model is in eval mode)."""
 
     # --- the loop ----------------------------------------------------------------------------
+
+    @property
+    def model_seed(self) -> int | None:
+        """The seed the engine freezes each trial's model under (its initial weights)."""
+        return self.seed
 
     def evaluate(self, model: Any, trial: Trial) -> float:
         """Train ``model`` and return its final validation metric (reported every epoch).
@@ -150,17 +217,22 @@ class _Supervised(Evaluator):
         module = self._check_model(model)
         if trial.should_stop():  # stopped while waiting: do not even touch the device
             raise TrialStopped(f"trial {trial.id} was asked to stop before training")
+        owner = type(self).__name__
         device = _resolve_device(self.device)
+        precision = Precision(self.precision, device, owner)
+        rng = TrialRng(self.seed)
         module.to(device)
-        optimizer = self._make_optimizer(module)
+        params = self._trainable(module)
+        optimizer = make_optimizer(self.optimizer, params, lr=self.lr, momentum=self.momentum,
+                                   weight_decay=self.weight_decay, owner=owner)
         criterion = self._make_criterion(device)
-        generator = torch.Generator()
-        if self.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(self.seed)
-        train = _Batches(self, self.train_data, device, self.batch_size, generator)
-        val = _Batches(self, self.val_data, device, self.val_batch_size, None)
+        train = Batches(self, self.train_data, device, self.batch_size, rng.data)
+        val = Batches(self, self.val_data, device, self.val_batch_size, None)
+        schedule = make_schedule(self.lr_schedule, optimizer,
+                                 total_steps=self.epochs * train.count(self.lr_schedule),
+                                 lr=self.lr, owner=owner)
+        net: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(module) if self.compile else module)  # type: ignore[assignment]
 
         metric = math.nan
         checked = False
@@ -173,14 +245,16 @@ class _Supervised(Evaluator):
                 if trial.should_stop():
                     raise TrialStopped(f"trial {trial.id} was asked to stop in epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)
-                out = module(x)
-                y = self._check_output(out, y)
-                if not checked:
-                    self._check_first(out)
-                    checked = True
-                loss = criterion(out, y)
-                torch.autograd.backward(loss)
-                optimizer.step()
+                with rng.forward(), precision.autocast():
+                    out = net(x)
+                    y = self._check_output(out, y)
+                    if not checked:
+                        self._check_first(out)
+                        checked = True
+                    loss = criterion(out.float(), y)
+                precision.step(loss, optimizer, params, self.grad_clip)
+                if schedule is not None:
+                    schedule.step()
                 loss_sum += loss.detach()
                 steps += 1
             train_loss = float(loss_sum) / max(steps, 1)
@@ -190,8 +264,8 @@ class _Supervised(Evaluator):
                     f"diverged); try a lower lr than {self.lr}"
                 )
             module.eval()
-            with torch.inference_mode():
-                metric = self._score(module, val, device)
+            with torch.inference_mode(), precision.autocast():
+                metric = self._score(net, val, device)
             _log.debug("trial %s epoch %d: train loss %.4g, val %.4g (%.3fs)", trial.id,
                        epoch, train_loss, metric, time.perf_counter() - started)
             trial.report(metric, step=epoch - 1)  # steps count from 0, as trial.report's do
@@ -213,32 +287,26 @@ class _Supervised(Evaluator):
         return model
 
     def _make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        """This evaluator's optimizer for ``module`` (one-shot strategies train with it)."""
+        return make_optimizer(self.optimizer, self._trainable(module), lr=self.lr,
+                              momentum=self.momentum, weight_decay=self.weight_decay,
+                              owner=type(self).__name__)
+
+    def _trainable(self, module: nn.Module) -> list[nn.Parameter]:
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             raise ValueError(
                 f"{type(self).__name__}: the model {type(module).__name__} has no trainable "
                 "parameters"
             )
-        spec = self.optimizer
-        if isinstance(spec, str):
-            return _OPTIMIZERS[spec](params, lr=self.lr, weight_decay=self.weight_decay)
-        if isinstance(spec, type):
-            cls: Callable[..., torch.optim.Optimizer] = spec  # subclasses take lr, weight_decay
-            return cls(params, lr=self.lr, weight_decay=self.weight_decay)
-        result = spec(params)
-        if not isinstance(result, torch.optim.Optimizer):
-            raise TypeError(
-                f"{type(self).__name__}(optimizer=...): the factory {spec!r} returned "
-                f"{type(result).__name__}, not a torch.optim.Optimizer"
-            )
-        return result
+        return params
 
     def _make_criterion(
         self, device: torch.device
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         spec = self.criterion
         if spec is None:
-            return self._default_criterion()
+            return self._default_criterion().to(device)
         loss: Any = spec
         if isinstance(spec, type) and issubclass(spec, nn.Module):
             loss = spec().to(device)
@@ -294,7 +362,7 @@ optimizer='adam', device='auto')
     default_objective = "maximize"
 
     def _default_criterion(self) -> nn.Module:
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
 
     def _target(self, y: torch.Tensor) -> torch.Tensor:
         if y.ndim == 2 and y.shape[1] == 1:
@@ -321,7 +389,8 @@ optimizer='adam', device='auto')
                 f"{classes} logits; make its last layer output at least {top + 1}"
             )
 
-    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    def _score(self, model: Callable[[torch.Tensor], torch.Tensor],
+               batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                device: torch.device) -> float:
         correct = torch.zeros((), dtype=torch.long, device=device)
         total = 0
@@ -374,7 +443,8 @@ class Regression(_Supervised):
             "target"
         )
 
-    def _score(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    def _score(self, model: Callable[[torch.Tensor], torch.Tensor],
+               batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                device: torch.device) -> float:
         sse = torch.zeros((), dtype=torch.float64, device=device)
         count = 0
@@ -385,55 +455,3 @@ class Regression(_Supervised):
             sse += (diff * diff).sum()
             count += diff.numel()
         return float(sse) / count if count else math.nan
-
-
-# --- batching ------------------------------------------------------------------------------
-
-
-class _Batches:
-    """Re-iterable ``(x, y)`` batches on ``device`` from any source, one epoch per iter."""
-
-    def __init__(self, owner: _Supervised, source: Source, device: torch.device,
-                 batch_size: int, generator: torch.Generator | None) -> None:
-        self._owner = owner
-        self._device = device
-        self._batch_size = batch_size
-        self._generator = generator
-        self._pair: TensorPair | None = None
-        self._loader: Any = None
-        if isinstance(source, TensorPair):
-            self._pair = source.to(device)  # small tabular data: on the device once
-        elif isinstance(source, DatasetSource):
-            self._loader = source.loader(batch_size, generator, num_workers=owner.num_workers,
-                                         pin_memory=device.type == "cuda")
-        elif isinstance(source, LoaderSource):
-            self._loader = source.fresh()
-        else:  # pragma: no cover - prepare() returns one of the above
-            raise TypeError(f"unknown data source {source!r}")
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._pair is not None:
-            return self._pair.batches(self._batch_size, self._generator,
-                                      drop_singleton=self._generator is not None)
-        return self._from_loader()
-
-    def _from_loader(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        device, owner = self._device, self._owner
-        blocking = device.type != "cuda"
-        for batch in self._loader:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError(
-                    f"{type(owner).__name__}: a data batch is {type(batch).__name__}"
-                    f"{'' if not isinstance(batch, (tuple, list)) else f' of {len(batch)}'}; "
-                    "the data must yield (input, target) pairs"
-                )
-            x, y = batch
-            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-                raise TypeError(
-                    f"{type(owner).__name__}: a data batch holds {type(x).__name__} and "
-                    f"{type(y).__name__}; inputs and targets must collate to tensors"
-                )
-            if x.is_floating_point() and x.dtype != torch.float32:
-                x = x.float()
-            yield (x.to(device, non_blocking=not blocking),
-                   owner._target(y).to(device, non_blocking=not blocking))

@@ -254,15 +254,17 @@ class Trial:
 
     def tensorboard(self) -> Any:
         """A ``torch.utils.tensorboard.SummaryWriter`` logging under this trial's
-        ``tensorboard/`` folder (needs the ``tensorboard`` package); closed with the trial."""
+        ``tensorboard/`` folder; closed with the trial.
+
+        Without TensorBoard installed it logs a warning (once per process) that says how to
+        install it (``pip install 'nasflow[tensorboard]'``) and returns a
+        ``NullWriter`` whose methods do nothing, so the trial goes on; ``bool(writer)`` is
+        ``False`` for it."""
         if self._tensorboard is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise NasflowError(
-                    "trial.tensorboard() needs TensorBoard: pip install tensorboard"
-                ) from exc
-            self._tensorboard = SummaryWriter(log_dir=str(self.directory / "tensorboard"))
+            from nasflow.integrations.tensorboard import summary_writer
+
+            self._tensorboard = summary_writer(self.directory / "tensorboard",
+                                               where="trial.tensorboard()")
         return self._tensorboard
 
     def _close(self) -> None:

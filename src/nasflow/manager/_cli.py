@@ -28,7 +28,10 @@ then, in the experiment:
                             token=os.environ["NASFLOW_TOKEN"], concurrency=4)
 
 The token comes from --token, else NASFLOW_TOKEN, else a new one is generated and
-printed. Ctrl-C (SIGINT) or SIGTERM stops the workers and exits (code 130 / 143).
+printed. Ctrl-C (SIGINT) stops the workers and exits (code 130): trials cut off end
+Interrupted, and resuming their experiment runs them again. SIGTERM (systemd, kill) is a
+restart (code 143): running trials keep running and re-attach, with their experiments, to
+the next `nasflow manager` on the same address within --reattach-timeout.
 """
 
 
@@ -127,9 +130,16 @@ async def _serve(manager: TrialManager, generated: bool, workers: int) -> int:
             sys.stdout.flush()
             code = 0
             async for signum in signals:
-                print(f"nasflow manager: {signal.Signals(signum).name}, stopping the workers",
-                      file=sys.stderr, flush=True)
                 code = 128 + signum
                 break
+            if code == 128 + signal.SIGTERM:
+                kept = await manager.hand_over()
+                print(f"nasflow manager: SIGTERM, leaving {kept} busy worker(s) running for "
+                      "the next manager on this address (they wait --reattach-timeout "
+                      "seconds for it)", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                # not a normal exit: closing the event loop would kill the workers it started
+                os._exit(code)
+            print("nasflow manager: SIGINT, stopping the workers", file=sys.stderr, flush=True)
             manager.stop()
         return code

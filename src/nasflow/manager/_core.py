@@ -22,14 +22,17 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import anyio
 
 from nasflow._types import TrialError, TrialState
 from nasflow.manager._pool import LocalPool
+from nasflow.manager._spool import SetupSpool
 from nasflow.manager._state import (
     ExperimentPort,
     ExperimentRecord,
@@ -39,7 +42,6 @@ from nasflow.manager._state import (
     TrialRecord,
     WorkerRecord,
     fair_shares,
-    payload_digest,
 )
 from nasflow.manager._workers import WorkerSide
 from nasflow.protocol import (
@@ -73,8 +75,9 @@ class ManagerCore(WorkerSide):
         max_trials_per_worker: int | None = None,
         kill_grace: float = 5.0,
         reattach_timeout: float = 60.0,
-        adopt_grace: float = 5.0,
+        adopt_grace: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        spool_dir: Path | None = None,
     ) -> None:
         self.slots = slots
         """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
@@ -85,8 +88,14 @@ class ManagerCore(WorkerSide):
         self._max_per_worker = max_trials_per_worker
         self._kill_grace = kill_grace
         self._reattach_timeout = reattach_timeout
-        self._adopt_grace = adopt_grace
+        # the last resort only: a trial waits for the workers that may still claim it
+        # (``_awaited``), and a live worker re-attaches within its reattach_timeout
+        self._adopt_grace = reattach_timeout if adopt_grace is None else adopt_grace
+        self._awaited: dict[str, int] | None = {}
+        """Workers an earlier manager started that may re-attach here and have not yet:
+        session id -> pid (``None``: unknown, then only ``adopt_grace`` ends orphans)."""
         self._limits = limits
+        self._spool = SetupSpool(spool_dir, limits)
         self._closing = False
         self._start_failures = 0
         self._broken: TrialError | None = None
@@ -94,9 +103,29 @@ class ManagerCore(WorkerSide):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start one worker per slot."""
+        """Note the workers an earlier manager left running, start one worker per slot."""
+        if self._pool is not None:
+            self._awaited = self._pool.earlier_workers()
+            for session_id, pid in (self._awaited or {}).items():
+                self._pool.on_gone(pid, functools.partial(self._earlier_gone, session_id))
         for gpu in self.slots:
             self._spawn(gpu)
+
+    def _earlier_gone(self, session_id: str) -> None:
+        if self._awaited is not None and self._awaited.pop(session_id, None) is not None:
+            self._check_orphans()
+
+    def _reattached(self, session_id: str) -> None:
+        """An earlier manager's worker re-attached and claimed what it holds."""
+        self._earlier_gone(session_id)
+
+    def _check_orphans(self) -> None:
+        """End the trials no worker can claim any more: every worker of the earlier
+        manager has re-attached (without them) or exited."""
+        if self._awaited is None or self._awaited:
+            return
+        for trial in [t for t in self.trials.values() if t.phase is Phase.ORPHAN]:
+            self._end_orphan(trial, waited=False)
 
     async def shutdown(self, *, grace: float = 3.0) -> None:
         """Say goodbye to everyone, give workers ``grace`` seconds to leave, kill the rest."""
@@ -113,6 +142,31 @@ class ManagerCore(WorkerSide):
             with anyio.move_on_after(grace):
                 await self._pool.all_gone.wait()
             self._pool.kill_all()
+        self._spool.close()
+
+    async def hand_over(self, *, grace: float = 3.0) -> int:
+        """Leave for a successor on this address (a restart): idle workers are told
+        goodbye; busy ones -- a trial running, or events not yet durable -- are left
+        running, unacked, so that they re-attach to the next manager like after a crash.
+        Returns how many were left. The caller closes the connections and exits without
+        stopping the workers' processes."""
+        self._closing = True  # no new trials; events still arriving stay unacked
+        kept = 0
+        leaving = []
+        for exp in self.experiments.values():
+            for trial in exp.trials.values():
+                trial.cancel_timers()  # the successor arms them again when it adopts
+        for worker in list(self.workers.values()):
+            if worker.trial is not None or worker.pending or worker.stale is not None:
+                kept += 1
+                continue
+            worker.session.close("the manager is restarting; this worker is not needed")
+            worker.wake()
+            leaving.append(worker.disconnected)
+        with anyio.move_on_after(grace):  # the goodbyes go out before the process exits
+            for gone in leaving:
+                await gone.wait()
+        return kept
 
     # --- experiments ------------------------------------------------------------------------
 
@@ -136,13 +190,23 @@ class ManagerCore(WorkerSide):
             exp.detach_timer.cancel()
             exp.detach_timer = None
         exp.port = port
-        exp.payload, exp.digest = message.payload, payload_digest(message.payload)
+        try:
+            exp.setup, exp.digest = self._spool.for_workers(message)
+        except OSError as exc:
+            exp.setup, exp.digest = None, ""
+            self._fail_experiment(exp, TrialError(
+                "PayloadError", f"the manager cannot write the experiment's setup "
+                f"({len(message.payload)} bytes) for its workers: {exc}"))
+            return
+        exp.payload = message.payload
         exp.concurrency = message.concurrency or 1
         exp.trial_timeout = message.trial_timeout
         exp.slots = -1
         pending, exp.held = moved + exp.held, []
+        ended = {(m.trial_id, m.attempt) for m, *_ in pending if type(m) is TrialEnded}
         for ref in running:
-            self._expect_trial(exp, ref)
+            if (ref.trial_id, ref.attempt) not in ended:  # else its end is on its way
+                self._expect_trial(exp, ref)
         if self._broken is not None:
             for item in pending:
                 port.deliver(*item)
@@ -156,10 +220,12 @@ class ManagerCore(WorkerSide):
         self._rebalance(answer=exp, held=_held_trials(exp, pending))
         for item in pending:
             port.deliver(*item)
+        self._check_orphans()
         self._dispatch()
 
     def _expect_trial(self, exp: ExperimentRecord, ref: TrialRef) -> None:
-        """The experiment says ``ref`` runs; wait a little for its worker to claim it."""
+        """The experiment says ``ref`` runs: wait for its worker to claim it, as long as a
+        worker that could is still coming (``_check_orphans``), ``adopt_grace`` at most."""
         key = (exp.id, ref.trial_id, ref.attempt)
         if key in self.trials:
             return
@@ -168,11 +234,17 @@ class ManagerCore(WorkerSide):
         trial.timers.append(asyncio.get_running_loop().call_later(
             self._adopt_grace, self._end_orphan, trial))
 
-    def _end_orphan(self, trial: TrialRecord) -> None:
-        if trial.phase is Phase.ORPHAN:
-            self._end(trial, TrialState.FAILED, TrialError(
-                "WorkerLost", f"no worker re-attached with trial {trial.trial_id} within "
-                f"{self._adopt_grace:g}s after the manager restarted: its worker is gone"))
+    def _end_orphan(self, trial: TrialRecord, *, waited: bool = True) -> None:
+        if trial.phase is not Phase.ORPHAN:
+            return
+        if waited:
+            why = (f"no worker re-attached with trial {trial.trial_id} within "
+                   f"{self._adopt_grace:g}s after the manager restarted")
+        else:
+            why = (f"every worker the earlier manager left running re-attached or exited, "
+                   f"and none holds trial {trial.trial_id}")
+        self._end(trial, TrialState.FAILED, TrialError(
+            "WorkerLost", f"{why}: its worker is gone"))
 
     def _expect(self, exp: ExperimentRecord) -> None:
         """Forget ``exp`` unless it (re)attaches within ``reattach_timeout``."""
@@ -225,6 +297,7 @@ class ManagerCore(WorkerSide):
         if exp.detach_timer is not None:
             exp.detach_timer.cancel()
         _log.info("experiment %s detached: %s", experiment_id, reason)
+        self._spool.drop(experiment_id)
         if exp.port is not None:
             # a client coming back after this must learn it was dropped, not wait forever
             exp.port.close(f"the manager forgot experiment {experiment_id}: {reason}")
@@ -312,7 +385,8 @@ class ManagerCore(WorkerSide):
                 f"the trial ran longer than trial_timeout={timeout:g}s"))
 
     def _send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
-        seq = worker.session.send(Setup(experiment_id=exp.id, payload=exp.payload))
+        assert exp.setup is not None  # only attached experiments get workers
+        seq = worker.session.send(exp.setup)
         worker.setups[exp.id] = exp.digest
         worker.setup_seqs[seq] = exp.id
         worker.wake()
@@ -344,6 +418,7 @@ class ManagerCore(WorkerSide):
         _log.info("killing worker %s: trial %s did not stop within %ss",
                   worker.session_id, trial.key, self._kill_grace)
         if worker.process is not None:
+            trial.killed = True  # its death is no mystery: worker_exited says why
             worker.process.kill()  # its exit ends the trial (worker_exited)
 
     def _end(self, trial: TrialRecord, state: TrialState, error: TrialError | None) -> None:

@@ -1,11 +1,13 @@
 """Worker processes of the local training service: start, watch, kill.
 
 Each worker is ``sys.executable -m nasflow.worker`` in a new session (so its own process
-group), with ``NASFLOW_TOKEN`` in its environment (not on its command line, where ``ps``
-would show it), for GPU slots its own ``CUDA_VISIBLE_DEVICES``, and unless this process
-sets one, ``OMP_NUM_THREADS`` = its share of the CPUs (like Ray's workers). Killing a worker
-kills its whole process group: whatever a trial started (data loader workers, shell
-commands) goes with it. Its own output, outside trials, goes to ``<log_dir>/<session>.log``.
+group), given the token through an inherited pipe it reads and closes (``--token-fd``: not
+on its command line, where ``ps`` would show it, nor in its environment, which
+``/proc/<pid>/environ`` shows for the process's whole life), for GPU slots its own
+``CUDA_VISIBLE_DEVICES``, and unless this process sets one, ``OMP_NUM_THREADS`` = its
+share of the CPUs (like Ray's workers). Killing a worker kills its whole process group:
+whatever a trial started (data loader workers, shell commands) goes with it. Its own
+output, outside trials, goes to ``<log_dir>/<session>.log``.
 
 A process is watched by awaiting its exit (a child) or a pidfd (a worker adopted after a
 manager restart, whose parent is gone); nothing polls.
@@ -14,6 +16,7 @@ manager restart, whose parent is gone); nothing polls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -160,6 +163,48 @@ class LocalPool:
         self._tg.start_soon(self._watch_adopted, proc)
         return proc
 
+    def earlier_workers(self) -> dict[str, int] | None:
+        """Live workers that an earlier manager on this address started, which may still
+        re-attach here: session id -> pid. ``None`` where this cannot be told (no
+        ``/proc``); empty for an embedded manager (nothing outlives its experiment)."""
+        if self._parent_pid is not None:
+            return {}
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return None
+        found: dict[str, int] = {}
+        for pid in pids:
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            argv = args.split("\0")
+            if "nasflow.worker" not in argv or not _is_worker(pid):
+                continue
+            option = dict(itertools.pairwise(argv))
+            if option.get("--url") == self._url and "--session" in option:
+                found[option["--session"]] = pid
+        return found
+
+    def on_gone(self, pid: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once process ``pid`` has exited (a pidfd: no polling)."""
+        if self._tg is None:
+            raise RuntimeError("LocalPool.bind() was not called")
+        self._tg.start_soon(self._await_gone, pid, callback)
+
+    async def _await_gone(self, pid: int, callback: Callable[[], None]) -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            callback()  # gone already
+            return
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+        callback()
+
     def kill_all(self) -> None:
         """SIGKILL every worker's process group."""
         for proc in list(self.processes.values()):
@@ -184,7 +229,10 @@ class LocalPool:
             command += ["--parent-pid", str(self._parent_pid)]
         if self.preload:
             command += ["--preload", ",".join(self.preload)]
-        env = {**os.environ, "NASFLOW_TOKEN": self._token}
+        # the token travels through a pipe the worker reads and closes: an environment
+        # variable would stay readable in /proc/<pid>/environ (by trial code too) for the
+        # process's whole life, whatever the worker does with os.environ
+        env = {k: v for k, v in os.environ.items() if k != "NASFLOW_TOKEN"}
         if self.threads is not None:
             # N workers each running torch with one thread per core would oversubscribe
             # the machine many times over (OpenMP threads spin while they wait)
@@ -195,13 +243,22 @@ class LocalPool:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             assert proc.log is not None
             log = os.open(proc.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            token_in, token_out = os.pipe()
             try:
+                # a token is far below a pipe's buffer: this write never blocks
+                os.write(token_out, self._token.encode())
+                os.close(token_out)
+                token_out = -1
                 process = await anyio.open_process(
-                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                    [*command, "--token-fd", str(token_in)], stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=log, env=env, pass_fds=(token_in,),
                     start_new_session=True,  # its own process group: killed as a whole
                 )
             finally:
-                os.close(log)  # the child has its own copy
+                os.close(log)  # the child has its own copies
+                os.close(token_in)
+                if token_out != -1:
+                    os.close(token_out)
         except OSError as exc:
             proc.description = f"could not be started: {exc}"
         else:

@@ -14,6 +14,7 @@ This module only moves frames between sockets and sessions; ``ManagerCore`` deci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import logging
@@ -55,13 +56,16 @@ from nasflow.protocol import (
     Limits,
     PeerClosed,
     ProtocolError,
+    RateLimitError,
     Role,
     SequencedMessage,
     ServerSession,
     SessionState,
     Setup,
     Submit,
+    TokenBucket,
     TrialRef,
+    close_code,
     encode_error,
     read_hello,
 )
@@ -181,7 +185,7 @@ class TrialManager:
         max_trials_per_worker: int | None = None,
         kill_grace: float = 5.0,
         reattach_timeout: float = 60.0,
-        adopt_grace: float = 5.0,
+        adopt_grace: float | None = None,
         log_dir: str | Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
         ping_interval: float | None = 10.0,
@@ -212,7 +216,7 @@ class TrialManager:
         self.core = ManagerCore(
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
             kill_grace=kill_grace, reattach_timeout=reattach_timeout,
-            adopt_grace=adopt_grace, limits=limits,
+            adopt_grace=adopt_grace, limits=limits, spool_dir=self.log_dir,
         )
         """The scheduler (an embedded engine talks to it directly)."""
         self._ping = (ping_interval, ping_timeout)
@@ -271,6 +275,24 @@ class TrialManager:
     def stop(self) -> None:
         """Make ``serve`` shut down (it returns once the workers are gone)."""
         self._stop.set()
+
+    async def hand_over(self) -> int:
+        """Go away for a successor on this address (``nasflow manager`` on SIGTERM).
+
+        Nothing is said goodbye to but idle workers: busy workers keep their trials
+        running and their events, experiments keep their sessions, and both re-attach to
+        the next manager on this address within ``reattach_timeout``, as after a crash.
+        Returns how many workers were left running. The process must end right after,
+        without ``stop()`` (which stops the workers): ``os._exit``.
+        """
+        kept = await self.core.hand_over()
+        for port in self._ports.values():
+            connection = port.connection
+            if isinstance(connection, ServerConnection):
+                # 1012 "service restart": the client re-dials (only a bye ends a session)
+                with anyio.move_on_after(1):
+                    await connection.close(1012, "nasflow: the manager is restarting")
+        return kept
 
     async def __aenter__(self) -> TrialManager:
         tg = anyio.create_task_group()
@@ -403,16 +425,28 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
         except ConnectionClosed:
             return
 
+    limits = session.limits
+    bucket = TokenBucket(limits.max_frame_rate, limits.max_frame_burst)
+    failure: ProtocolError | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer)
         try:
             frame = first
             while current():
-                on_effects(owner, session.receive_data(frame))
+                effects = session.receive_data(frame)
+                failure = next((e for e in effects if isinstance(e, ProtocolError)), None)
+                on_effects(owner, effects)
                 wake.set()
                 if session.state is not SessionState.OPEN:
                     break
                 frame = await ws.recv()
+                if not bucket.allow(1):
+                    failure = RateLimitError(
+                        f"more than {limits.max_frame_burst} frames at once, or over "
+                        f"{limits.max_frame_rate:g} a second on average (Limits."
+                        "max_frame_rate, max_frame_burst); reconnect and send slower")
+                    _log.warning("closing a %s connection: %s", session.role.value, failure)
+                    break
         except ConnectionClosed:
             pass
         finally:
@@ -420,8 +454,12 @@ async def _drive(ws: ServerConnection, session: ServerSession, first: str | byte
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
         if current():
             await send_last_frames(ws, session)
+            if isinstance(failure, RateLimitError):  # the session did not see this one
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(encode_error(failure).decode())
+    code, reason = close_code(failure)
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-        await ws.close()
+        await ws.close(code, reason)
 
 
 async def _goodbye(ws: ServerConnection, hello: Hello, first: str | bytes, reason: str) -> None:
@@ -446,7 +484,7 @@ async def _refuse(ws: ServerConnection, error: ProtocolError) -> None:
             await ws.send(encode_error(error).decode())
         except ConnectionClosed:
             return
-        await ws.close(1002, f"nasflow protocol error: {error.code}")
+        await ws.close(*close_code(error))
 
 
 def _wrong_role(hello: Hello, path: str) -> ProtocolError:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from nasflow._types import TrialError, TrialState
 from nasflow.manager._pool import WorkerProcess
-from nasflow.protocol import SequencedMessage, ServerSession
+from nasflow.protocol import SequencedMessage, ServerSession, Setup
 
 __all__ = [
     "ExperimentPort",
@@ -90,6 +90,8 @@ class ExperimentRecord:
     port: ExperimentPort | None = None
     payload: bytes = b""
     digest: str = ""
+    setup: Setup | None = None
+    """The ``setup`` its workers get (inline, or naming a file: ``SetupSpool``)."""
     concurrency: int = 1
     trial_timeout: float | None = None
     queue: deque[TrialRecord] = field(default_factory=deque)
@@ -109,7 +111,7 @@ class ExperimentRecord:
     @property
     def attached(self) -> bool:
         """Whether the experiment has sent its setup (and not left)."""
-        return self.port is not None and bool(self.payload)
+        return self.port is not None and self.setup is not None
 
 
 @dataclass(eq=False)
@@ -124,6 +126,8 @@ class TrialRecord:
     worker: WorkerRecord | None = None
     stop: tuple[TrialState, str] | None = None
     """The state it must end in, once a stop was asked for."""
+    killed: bool = False
+    """The manager killed its worker because it did not stop within ``kill_grace``."""
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     @property

@@ -77,6 +77,7 @@ class WorkerSide:
         def _finished(self, trial: TrialRecord) -> None: ...
         def _expect(self, exp: ExperimentRecord) -> None: ...
         def _arm_timeout(self, trial: TrialRecord) -> None: ...
+        def _reattached(self, session_id: str) -> None: ...
 
     def _spawn(self, gpu: str | None) -> None:
         if self._pool is None or self._closing or self._broken is not None:
@@ -124,7 +125,10 @@ class WorkerSide:
                 for seq in [s for s in worker.setup_seqs if s <= effect.seq]:
                     del worker.setup_seqs[seq]
             elif isinstance(effect, Connected):
-                self._worker_ready(worker, effect.running)
+                # a worker back on the same session (a dropped connection) is known here
+                # already: its hello's trials (the ended ones among them, whose events this
+                # manager had) are claims only for a manager that lost its memory
+                self._worker_ready(worker, () if effect.resumed else effect.running)
             elif isinstance(effect, Exception):
                 _log.warning("worker %s: %s", worker.session_id, effect)
 
@@ -133,6 +137,7 @@ class WorkerSide:
         self._start_failures = 0
         for ref in running:
             self._claim(worker, ref)
+        self._reattached(worker.session_id)
         if worker.retiring and worker.trial is None and worker.pending == 0:
             self._retire(worker)
             return
@@ -244,6 +249,12 @@ class WorkerSide:
         if trial.stop is not None:
             state, reason = trial.stop
             kind = "Timeout" if state is TrialState.TIMEOUT else "Stopped"
+            if trial.killed:
+                # not "by the OOM killer, by the manager, or by someone else": we know
+                what = (f"the manager killed its worker process (pid {process.pid}) and "
+                        "the worker's process group with SIGKILL")
+                if state is TrialState.TIMEOUT:
+                    what += " for the trial's timeout"
             return state, TrialError(kind, f"{reason} (it did not stop within kill_grace="
                                            f"{self._kill_grace:g}s, so {what})")
         return TrialState.FAILED, TrialError(

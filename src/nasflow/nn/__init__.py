@@ -14,6 +14,7 @@ from nasflow.nn._choices import ChosenInputs as ChosenInputs
 from nasflow.nn._choices import InputChoice as InputChoice
 from nasflow.nn._choices import LayerChoice as LayerChoice
 from nasflow.nn._choices import Repeat as Repeat
+from nasflow.nn._codegen import to_code as to_code
 from nasflow.nn._layers import AdaptiveAvgPool1d as AdaptiveAvgPool1d
 from nasflow.nn._layers import AdaptiveAvgPool2d as AdaptiveAvgPool2d
 from nasflow.nn._layers import AvgPool1d as AvgPool1d
@@ -57,4 +58,5 @@ __all__ = [
     "Repeat",
     "SearchableModule",
     "searchable",
+    "to_code",
 ]

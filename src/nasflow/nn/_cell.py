@@ -32,7 +32,21 @@ def _positive(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def _instantiate(candidate: OpCandidate, node: int, op: int) -> nn.Module:
+def _required(candidate: OpCandidate) -> int:
+    """How many of ``(node_index, op_index, input_index)`` a factory requires."""
+    if isinstance(candidate, nn.Module) or not callable(candidate):
+        return 0
+    try:
+        params = inspect.signature(candidate).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(
+        1 for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
+
+
+def _instantiate(candidate: OpCandidate, node: int, op: int, inp: int | None = None) -> nn.Module:
     if isinstance(candidate, nn.Module):
         return copy_keeping_choices(candidate)
     if not callable(candidate):
@@ -40,15 +54,7 @@ def _instantiate(candidate: OpCandidate, node: int, op: int) -> nn.Module:
             f"Cell: an op candidate must be a module or a callable returning one, "
             f"got {candidate!r}"
         )
-    try:
-        params = inspect.signature(candidate).parameters.values()
-        required = sum(
-            1 for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        )
-    except (TypeError, ValueError):
-        required = 0
-    made = candidate(*(node, op, None)[: min(required, 3)])
+    made = candidate(*(node, op, inp)[: min(_required(candidate), 3)])
     if not isinstance(made, nn.Module):
         raise SpaceBuildError(f"Cell: op factory {candidate!r} returned {made!r}, not a module")
     return made
@@ -59,7 +65,10 @@ class Cell(NasModule):
 
     ``op_candidates``: a list or dict of modules (copied for every op slot) or of
     factories ``f(node_index, op_index, input_index=None) -> Module`` (called with as
-    many of those as they require). Node ``i``'s ``k``-th op is a ``LayerChoice``
+    many of those as they require). A factory that requires ``input_index`` makes the
+    cell build one set of candidates per possible input (a reduction cell's ops on its
+    inputs have stride 2, those on its nodes stride 1); the op decision stays one label
+    per slot. Node ``i``'s ``k``-th op is a ``LayerChoice``
     labelled ``<label>/op_<i>_<k>`` and its input an ``InputChoice`` (one of the ``i``
     earlier states) labelled ``<label>/input_<i>_<k>``; ``label`` defaults to the cell's
     attribute path. ``preprocessor(list_of_inputs) -> list`` runs first;
@@ -113,10 +122,20 @@ class Cell(NasModule):
             )
         if not cands:
             raise SpaceBuildError("Cell: op_candidates is empty")
-        for i, k in self.slots():
-            made = [_instantiate(c, i, k) for c in cands]
+        self.per_input = any(_required(c) >= 3 for c in cands)
+        """Whether each op slot holds one ``LayerChoice`` per possible input (its
+        ``op_<i>_<k>`` is then a ``ModuleList`` indexed by the input)."""
+
+        def choice(i: int, k: int, j: int | None) -> LayerChoice:
+            made = [_instantiate(c, i, k, j) for c in cands]
             ops: Any = dict(zip(keys, made, strict=True)) if keys is not None else made
-            self.add_module(f"op_{i}_{k}", LayerChoice(ops))
+            return LayerChoice(ops)
+
+        for i, k in self.slots():
+            if self.per_input:
+                self.add_module(f"op_{i}_{k}", nn.ModuleList(choice(i, k, j) for j in range(i)))
+            else:
+                self.add_module(f"op_{i}_{k}", choice(i, k, None))
             self.add_module(f"input_{i}_{k}", InputChoice(i, 1))
 
     @property
@@ -133,6 +152,14 @@ class Cell(NasModule):
             for k in range(self.num_ops_per_node)
         ]
 
+    def op_choices(self, i: int, k: int, path: str = "") -> list[tuple[str, LayerChoice]]:
+        """``(path, LayerChoice)`` of slot ``(i, k)``: one, or one per input if ``per_input``."""
+        held = self._modules[f"op_{i}_{k}"]
+        where = join(path, f"op_{i}_{k}")
+        if isinstance(held, LayerChoice):
+            return [(where, held)]
+        return [(join(where, str(j)), cast(LayerChoice, m)) for j, m in enumerate(held)]
+
     def _collect(self, collector: Collector, path: str, condition: Condition) -> None:
         base = self._label or path
         for name in ("preprocessor", "postprocessor"):
@@ -140,8 +167,8 @@ class Cell(NasModule):
             if m is not None:
                 collector.visit(m, join(path, name), condition)
         for i, k in self.slots():
-            op: LayerChoice = self._modules[f"op_{i}_{k}"]  # type: ignore[assignment]
-            op._collect_as(collector, join(path, f"op_{i}_{k}"), f"{base}/op_{i}_{k}", condition)
+            for op_path, op in self.op_choices(i, k, path):
+                op._collect_as(collector, op_path, f"{base}/op_{i}_{k}", condition)
             inp: InputChoice = self._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
             where = describe(inp, join(path, f"input_{i}_{k}"))
             collector.add(inp.choice, f"{base}/input_{i}_{k}", condition, where)
@@ -153,9 +180,12 @@ class Cell(NasModule):
             if k == 0:
                 ops.append([])
                 inputs.append([])
-            ops[-1].append(freezer.module(self._modules[f"op_{i}_{k}"]))  # type: ignore[arg-type]
             inp: InputChoice = self._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
-            inputs[-1].append(freezer.chosen(inp.choice)[0])
+            j = freezer.chosen(inp.choice)[0]
+            held = self._modules[f"op_{i}_{k}"]
+            op = held if isinstance(held, LayerChoice) else cast(nn.ModuleList, held)[j]
+            ops[-1].append(freezer.module(op))  # type: ignore[arg-type]
+            inputs[-1].append(j)
         pre, post = self._modules["preprocessor"], self._modules["postprocessor"]
         return FrozenCell(
             ops,

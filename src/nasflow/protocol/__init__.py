@@ -31,6 +31,7 @@ from nasflow.protocol._errors import UnauthorizedError as UnauthorizedError
 from nasflow.protocol._errors import UnexpectedMessageError as UnexpectedMessageError
 from nasflow.protocol._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from nasflow.protocol._errors import VersionMismatchError as VersionMismatchError
+from nasflow.protocol._errors import close_code as close_code
 from nasflow.protocol._limits import DEFAULT_LIMITS as DEFAULT_LIMITS
 from nasflow.protocol._limits import Limits as Limits
 from nasflow.protocol._limits import RateLimiter as RateLimiter
@@ -121,6 +122,7 @@ __all__ = [
     "Welcome",
     "accepted_by_client",
     "accepted_by_server",
+    "close_code",
     "decode",
     "encode",
     "encode_batch",

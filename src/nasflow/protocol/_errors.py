@@ -41,6 +41,7 @@ __all__ = [
     "UnexpectedMessageError",
     "UnknownMessageTypeError",
     "VersionMismatchError",
+    "close_code",
 ]
 
 # What to do, appended to the message of errors a correct peer never causes.
@@ -194,3 +195,23 @@ class PeerError(ProtocolError):
             offending_type=offending_type,
             offending_seq=offending_seq,
         )
+
+
+def close_code(failure: ProtocolError | None) -> tuple[int, str]:
+    """The WebSocket close code and reason for a connection that ends with ``failure``.
+
+    1000 without a failure, or when the peer reported one (its ``error`` frame says it);
+    1008 (policy violation) for a rate limit or a ``setup`` without authentication; 1009
+    for a message over the limits; 1002 (protocol error) otherwise. The reason (at most
+    123 bytes) names the error's code and what was wrong.
+    """
+    if failure is None or isinstance(failure, PeerError):
+        return 1000, ""
+    if isinstance(failure, (RateLimitError, UnauthorizedError)):
+        code = 1008
+    elif isinstance(failure, MessageTooLargeError):
+        code = 1009
+    else:
+        code = 1002
+    reason = f"nasflow {failure.code}: {failure}"
+    return code, reason.encode()[:123].decode(errors="ignore")

@@ -10,6 +10,7 @@ from typing import Protocol
 __all__ = ["DEFAULT_LIMITS", "Limits", "RateLimiter", "TokenBucket"]
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +33,16 @@ class Limits:
     """The most messages one frame may hold, each entry of a ``metrics`` message counting
     as one (so also the most entries of one ``metrics``); 1 turns batching off when
     sending."""
+    max_payload_size: int = 2 * GiB
+    """The largest pickled space and evaluator an experiment may ship to workers. A setup
+    larger than a frame travels out of band (a file the workers read); past this limit the
+    experiment fails at once with ``PayloadError``."""
+    max_frame_rate: float = 5000.0
+    """Frames per second a manager accepts from one connection, on average (a token
+    bucket; a ``batch`` frame counts once). A peer over it is disconnected with close code
+    1008; it reconnects and resends, so nothing is lost."""
+    max_frame_burst: int = 10000
+    """Frames a manager accepts from one connection at once, above ``max_frame_rate``."""
 
     def __post_init__(self) -> None:
         if self.max_message_size < 1024:
@@ -43,10 +54,18 @@ class Limits:
             )
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.max_payload_size < 1:
+            raise ValueError(f"max_payload_size must be at least 1, got {self.max_payload_size}")
+        if not self.max_frame_rate > 0 or self.max_frame_burst < 1:
+            raise ValueError(
+                "need max_frame_rate > 0 and max_frame_burst >= 1, got "
+                f"{self.max_frame_rate} and {self.max_frame_burst}"
+            )
 
 
 DEFAULT_LIMITS = Limits()
-"""1 MiB per frame, 16 MiB per ``setup``, 1024 messages per batch."""
+"""1 MiB per frame, 16 MiB per ``setup`` frame, 2 GiB per payload, 1024 messages per
+batch, 5,000 frames per second (bursts of 10,000) per connection."""
 
 
 class RateLimiter(Protocol):

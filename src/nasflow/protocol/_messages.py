@@ -193,9 +193,18 @@ class Setup:
 
     TYPE: ClassVar[str] = "setup"
     experiment_id: str
-    payload: bytes = field(repr=False)
+    payload: bytes = field(default=b"", repr=False)
+    """The pickled setup itself; empty when it travels out of band (``payload_file``)."""
     concurrency: int | None = None
     trial_timeout: float | None = None
+    payload_file: str | None = None
+    """A setup too large for a frame travels out of band: the absolute path of a file (on
+    the receiver's machine, mode 0600) that holds the payload bytes. The receiver reads it
+    and checks ``payload_size`` and ``payload_sha256`` before unpickling anything."""
+    payload_sha256: str | None = None
+    """With ``payload_file``: the SHA-256 of the payload bytes (hex)."""
+    payload_size: int | None = None
+    """With ``payload_file``: the payload's size in bytes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -204,6 +205,25 @@ def _parse_payload(v: Any) -> bytes:
 
 
 PAYLOAD = Kind("a base64 string", lambda v: isinstance(v, bytes), _parse_payload)
+SHA256 = Kind(
+    "64 lowercase hex digits",
+    lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+)
+
+
+def _one_payload(message: m.Setup) -> str | None:
+    """A setup carries its payload inline or names a file with its size and hash."""
+    if message.payload_file is None:
+        if message.payload_sha256 is not None or message.payload_size is not None:
+            return "'payload_sha256' and 'payload_size' go with 'payload_file'"
+        return None
+    if message.payload:
+        return "either 'payload' or 'payload_file', not both"
+    if message.payload_sha256 is None or message.payload_size is None:
+        return "'payload_file' needs 'payload_sha256' and 'payload_size'"
+    if not os.path.isabs(message.payload_file):
+        return f"'payload_file' must be an absolute path, got {message.payload_file!r}"
+    return None
 
 
 def _parse_running(v: Any) -> tuple[m.TrialRef, ...]:
@@ -329,13 +349,19 @@ _SPECS = (
     ),
     _spec(m.Bye, sequenced=False, reason=TEXT),
     _spec(m.Heartbeat, sequenced=False),
-    _spec(
-        m.Setup,
-        sequenced=True,
-        experiment_id=ID,
-        payload=PAYLOAD,
-        concurrency=_optional(POSITIVE),
-        trial_timeout=_optional(NUMBER),
+    dataclasses.replace(
+        _spec(
+            m.Setup,
+            sequenced=True,
+            experiment_id=ID,
+            payload=PAYLOAD,
+            concurrency=_optional(POSITIVE),
+            trial_timeout=_optional(NUMBER),
+            payload_file=_optional(TEXT),
+            payload_sha256=_optional(SHA256),
+            payload_size=_optional(COUNT),
+        ),
+        validate=_one_payload,
     ),
     _spec(m.SetupFailed, sequenced=True, experiment_id=ID, error=TRIAL_ERROR, **_ORIGIN),
     _spec(m.Submit, sequenced=True, **_TRIAL, sample=SAMPLE),

@@ -97,6 +97,20 @@ class Choice(Expr):
         return f"{type(self).__name__}({self.describe()}{name})"
 
 
+def _refuse_positional(values: Any, positional: tuple[Any, ...]) -> None:
+    """``Categorical("width", [16, 32])`` is NNI's ``nni.choice(label, values)`` order."""
+    if len(positional) == 1 and isinstance(values, str) and not isinstance(
+            positional[0], str):
+        raise TypeError(
+            f"Categorical({values!r}, {positional[0]!r}): the label comes second, by "
+            f"name, in nasflow: Categorical({positional[0]!r}, label={values!r}) (NNI's "
+            "nni.choice(label, values) order is reversed)")
+    raise TypeError(
+        f"Categorical takes the values and then keywords only, got "
+        f"{len(positional)} more positional argument(s) {positional!r}: write "
+        "Categorical(values, label=..., default=..., weights=...)")
+
+
 class Categorical(Choice):
     """One value out of a list: ``Categorical([16, 32, 64], label="width")``."""
 
@@ -105,11 +119,13 @@ class Categorical(Choice):
     def __init__(
         self,
         values: Sequence[Any],
-        *,
+        *positional: Any,
         label: str | None = None,
         default: Any = None,
         weights: Sequence[float] | None = None,
     ) -> None:
+        if positional:
+            _refuse_positional(values, positional)
         super().__init__(label)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             values = list(values) if not isinstance(values, (str, bytes)) else [values]

@@ -25,7 +25,10 @@ from nasflow.strategy._tpe import TPE as TPE
 if TYPE_CHECKING:
     from nasflow.strategy.oneshot import DARTS as DARTS
     from nasflow.strategy.oneshot import ENAS as ENAS
+    from nasflow.strategy.oneshot import FLOPsPenalty as FLOPsPenalty
     from nasflow.strategy.oneshot import GumbelDARTS as GumbelDARTS
+    from nasflow.strategy.oneshot import LatencyPenalty as LatencyPenalty
+    from nasflow.strategy.oneshot import ParamsPenalty as ParamsPenalty
     from nasflow.strategy.oneshot import Proxyless as Proxyless
     from nasflow.strategy.oneshot import RandomOneShot as RandomOneShot
 
@@ -35,13 +38,16 @@ __all__ = [
     "DARTS",
     "Decision",
     "ENAS",
+    "FLOPsPenalty",
     "GridSearch",
     "GumbelDARTS",
     "Hyperband",
+    "LatencyPenalty",
     "LocalSearch",
     "MOASHA",
     "MedianStop",
     "OptunaSampler",
+    "ParamsPenalty",
     "PolicyBasedRL",
     "Proxyless",
     "Random",
@@ -54,7 +60,8 @@ __all__ = [
     "TrialHandle",
 ]
 
-_ONESHOT = ("DARTS", "ENAS", "GumbelDARTS", "Proxyless", "RandomOneShot")
+_ONESHOT = ("DARTS", "ENAS", "FLOPsPenalty", "GumbelDARTS", "LatencyPenalty", "ParamsPenalty",
+            "Proxyless", "RandomOneShot")
 
 
 def __getattr__(name: str) -> Any:

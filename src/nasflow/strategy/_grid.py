@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from nasflow._nni import nni_arguments
 from nasflow.space import Sample, SearchSpace
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
 
@@ -24,6 +25,8 @@ class GridSearch(Strategy):
     before a resume, are skipped.
     """
 
+    @nni_arguments({"dedup": "it never submits a sample twice (samples submitted before, "
+                             "also before a resume, are skipped): drop dedup="})
     def __init__(self, shuffle: bool = False, seed: int | None = None, buffer: int = 1000) -> None:
         self.shuffle = shuffle
         self.seed = seed

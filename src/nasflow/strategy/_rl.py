@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from nasflow._nni import nni_arguments
 from nasflow._types import TrialRecord, TrialState
 from nasflow.space import Categorical, CategoricalMultiple, Numerical, Sample, SearchSpace
 from nasflow.strategy._base import Strategy, StrategyContext, rng_from_state, rng_state
@@ -100,6 +101,15 @@ class PolicyBasedRL(Strategy):
     state and the sampling generator (torch-saved, base64) and the baseline.
     """
 
+    @nni_arguments({
+        "replay_buffer_size": "it is REINFORCE with an LSTM controller, no tianshou and no "
+                              "replay buffer: samples_per_update= sets how many results "
+                              "make one update",
+        "trial_per_collect": "use samples_per_update=",
+        "max_collect": "the budget is ExperimentConfig(max_trials=...)",
+        "policy_fn": "the controller is built in (hidden_size=, lr=)",
+        "reward_for_invalid": "set ExperimentConfig(penalty=...) for failed trials",
+    })
     def __init__(
         self,
         seed: int | None = None,

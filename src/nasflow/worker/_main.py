@@ -1,7 +1,8 @@
 """The worker process: ``python -m nasflow.worker --url ws://.../trial --session ID``.
 
 A worker is started by the manager's local training service (never by hand in normal use).
-It dials the manager's trial channel with the token from ``NASFLOW_TOKEN``, loads each
+It dials the manager's trial channel with the token it reads from an inherited pipe
+(``--token-fd``; ``NASFLOW_TOKEN`` for a worker started by hand), loads each
 experiment's ``setup`` once (cloudpickled space and evaluator), then runs the trials it is
 given, one at a time, streaming their events back.
 
@@ -11,7 +12,8 @@ the same address within ``--reattach-timeout`` seconds, which then receives ever
 exactly once. After that the worker gives up and exits (code 3).
 
 Exit codes: 0 the manager said goodbye; 2 the manager refused us (token, protocol);
-3 the manager stayed away; 4 the parent process (``--parent-pid``) died.
+3 the manager stayed away; 4 the parent process (``--parent-pid``) died -- watched from
+the first line of ``main``, so also while the worker still imports or dials.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ import faulthandler
 import importlib
 import logging
 import os
+import select
 import sys
+import threading
 import time
 from collections import deque
+from typing import NoReturn
 
 import anyio
 
@@ -43,10 +48,11 @@ from nasflow.protocol import (
     Setup,
     SetupFailed,
     TrialEnded,
+    TrialRef,
 )
 from nasflow.worker import _payload
 from nasflow.worker._payload import Payload
-from nasflow.worker._runner import TrialRunner
+from nasflow.worker._runner import TrialRunner, bounded_error
 
 __all__ = ["Worker", "main"]
 
@@ -67,25 +73,27 @@ class Worker:
         *,
         reattach_timeout: float = 60.0,
         connect_timeout: float = 30.0,
-        parent_pid: int | None = None,
     ) -> None:
         self.session = ClientSession(Role.WORKER, session_id)
         self.runner = TrialRunner(self._send, max_batch=self.session.limits.max_batch)
         self.client = SessionClient(
             url, token, self.session,
             on_effects=self._on_effects,
-            running=lambda: self.runner.running,
+            running=self._held_trials,
             headers={PID_HEADER: str(os.getpid())},
             connect_timeout=connect_timeout,
             reattach_timeout=reattach_timeout,
         )
         self.exit_code = EXIT_BYE
-        self._parent_pid = parent_pid
         self._payloads: dict[str, tuple[str, Payload | TrialError]] = {}
         self._inbox: deque[Deliver] = deque()
         self._inbox_wake = asyncio.Event()
         # run_trial messages cancelled before they started: (experiment, trial, attempt)
         self._cancelled: dict[tuple[str, int, int], tuple[TrialState, str]] = {}
+        # trials that ended here whose events the manager has not acked: ref -> the seq of
+        # their trial_ended (a manager that restarted must take them over, not lose them)
+        self._ended: dict[TrialRef, int] = {}
+        self._last_seq = 0
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def run(self) -> int:
@@ -94,8 +102,6 @@ class Worker:
             self._tg = tg
             await tg.start(self.runner.run_pipe)
             tg.start_soon(self._process)
-            if self._parent_pid is not None:
-                tg.start_soon(self._watch_parent, self._parent_pid)
             try:
                 await self.client.run()
             except ManagerConnectionError as exc:
@@ -117,8 +123,28 @@ class Worker:
     # --- messages from the manager ----------------------------------------------------------
 
     def _send(self, message: SequencedMessage) -> None:
-        self.session.send(message)
+        seq = self._last_seq = self.session.send(message)
+        if type(message) is TrialEnded:
+            self._forget_acked()  # keeps the record small in a long-lived worker
+            ref = TrialRef(experiment_id=message.experiment_id, trial_id=message.trial_id,
+                           attempt=message.attempt)
+            self._ended[ref] = seq
         self.client.wake()
+
+    def _forget_acked(self) -> None:
+        first_unacked = self._last_seq + 1 - self.session.unacked
+        for ref in [r for r, seq in self._ended.items() if seq < first_unacked]:
+            del self._ended[ref]  # acked: durable at the experiment
+
+    def _held_trials(self) -> tuple[TrialRef, ...]:
+        """The trials whose events this worker still holds, for its ``hello``: those that
+        ended here with events not acked yet (oldest first), then the one running now.
+
+        A manager that restarted knows nothing of them; it takes each over and receives
+        its events, the resent ones among them, instead of giving the trial up.
+        """
+        self._forget_acked()
+        return (*self._ended, *self.runner.running)
 
     def _on_effects(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -158,17 +184,17 @@ class Worker:
                     await self._run_trial(message)
 
     async def _setup(self, message: Setup) -> None:
-        fingerprint = _payload.digest(message.payload)
+        fingerprint = message.payload_sha256 or _payload.digest(message.payload)
         known = self._payloads.get(message.experiment_id)
         if known is not None and known[0] == fingerprint:
             return  # a manager that restarted (or forgot) sends it again
         try:
             # unpickling may import torch and user modules: seconds, off the loop
             loaded: Payload | TrialError = await anyio.to_thread.run_sync(
-                _payload.load, message.payload
+                _load_setup, message
             )
         except Exception as exc:
-            loaded = TrialError.from_exception(exc)
+            loaded = bounded_error(exc)
             self._send(SetupFailed(experiment_id=message.experiment_id, error=loaded))
         self._payloads.pop(message.experiment_id, None)
         self._payloads[message.experiment_id] = (fingerprint, loaded)
@@ -201,29 +227,27 @@ class Worker:
             attempt=message.attempt, state=state, error=error, time=time.time(),
         ))
 
-    # --- the parent (embedded managers only) ------------------------------------------------
 
-    async def _watch_parent(self, pid: int) -> None:
-        # an embedded manager's workers cannot be re-attached once the experiment process
-        # is gone (its port and token died with it): leave at once instead of lingering
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            return  # not Linux, or already gone (then the connection fails soon)
-        try:
-            await anyio.wait_readable(fd)
-        finally:
-            os.close(fd)
-        print(f"nasflow worker {os.getpid()}: the experiment process {pid} exited",
-              file=sys.stderr, flush=True)
-        self._leave(EXIT_PARENT_GONE)
+def _load_setup(message: Setup) -> Payload:
+    """The payload of ``message``: inline, or in the file it names (mapped, checked)."""
+    if message.payload_file is None:
+        return _payload.load(message.payload)
+    assert message.payload_sha256 is not None and message.payload_size is not None
+    data = _payload.read_spilled(message.payload_file, message.payload_sha256,
+                                 message.payload_size)
+    try:
+        return _payload.load(data)
+    finally:
+        if not isinstance(data, bytes):
+            data.close()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nasflow.worker",
         description="A nasflow worker process (started by the manager's local training "
-                    "service). The token is read from the NASFLOW_TOKEN variable.",
+                    "service). The token is read from --token-fd, else from the "
+                    "NASFLOW_TOKEN variable.",
     )
     parser.add_argument("--url", required=True, help="the manager's trial channel, "
                         "e.g. ws://127.0.0.1:8765/trial")
@@ -233,7 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-timeout", type=float, default=30.0,
                         help="seconds to wait for the first connection (default 30)")
     parser.add_argument("--parent-pid", type=int, default=None,
-                        help="exit when this process exits (embedded managers)")
+                        help="exit when this process (our parent: an embedded "
+                             "manager's experiment) exits, or at once if it is gone")
+    parser.add_argument("--token-fd", type=int, default=None,
+                        help="read the token from this inherited file descriptor (a pipe "
+                             "the manager writes and closes) instead of NASFLOW_TOKEN")
     parser.add_argument("--preload", default="",
                         help="comma-separated modules to import before connecting (e.g. "
                              "torch), so that trials do not pay for importing them")
@@ -253,12 +281,69 @@ def preload(modules: str) -> str | None:
     return None
 
 
+def watch_parent(pid: int) -> None:
+    """Exit (code 4) as soon as process ``pid`` is gone, from now on: before anything is
+    imported or dialled, so a worker never outlives an experiment killed early.
+
+    A thread waits on a pidfd of ``pid``. If ``pid`` is already gone -- or is no longer
+    our parent (it died and we were re-parented; the number may even be reused by now) --
+    the worker exits at once.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except AttributeError:
+        return  # not Linux: the connection's failure ends the worker instead
+    except OSError:
+        _parent_gone(pid)
+    if os.getppid() != pid:
+        os.close(fd)
+        _parent_gone(pid)
+
+    def wait() -> None:
+        select.select([fd], [], [])  # readable once the process has exited
+        _parent_gone(pid)
+
+    threading.Thread(target=wait, name="nasflow-parent-watch", daemon=True).start()
+
+
+def _parent_gone(pid: int) -> NoReturn:
+    # an embedded manager's workers cannot be re-attached once the experiment process is
+    # gone (its port and token died with it): leave at once instead of lingering
+    with contextlib.suppress(OSError, ValueError):
+        print(f"nasflow worker {os.getpid()}: the experiment process {pid} exited",
+              file=sys.stderr, flush=True)
+    _flush_std()
+    os._exit(EXIT_PARENT_GONE)
+
+
+def read_token(fd: int | None) -> str:
+    """The manager's token: read to its end from the inherited pipe ``fd`` (then closed),
+    else taken out of ``NASFLOW_TOKEN`` (a worker started by hand)."""
+    if fd is None:
+        return os.environ.pop("NASFLOW_TOKEN", "")
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a worker; returns (and exits with) its exit code."""
     args = _parser().parse_args(argv)
-    token = os.environ.pop("NASFLOW_TOKEN", "")  # trials need not see the secret
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid)  # first: an experiment killed now takes us along
+    try:
+        token = read_token(args.token_fd)
+    except OSError as exc:
+        print(f"nasflow worker: cannot read the token from fd {args.token_fd}: {exc}",
+              file=sys.stderr)
+        return EXIT_REFUSED
     if not token:
-        print("nasflow worker: NASFLOW_TOKEN is not set", file=sys.stderr)
+        print("nasflow worker: no token (--token-fd, or the NASFLOW_TOKEN variable)",
+              file=sys.stderr)
         return EXIT_REFUSED
     faulthandler.enable()  # a segfault in a trial leaves a Python traceback in its stderr
     failed = preload(args.preload)
@@ -273,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         args.url, token, args.session,
         reattach_timeout=args.reattach_timeout,
         connect_timeout=args.connect_timeout,
-        parent_pid=args.parent_pid,
     )
     code = asyncio.run(worker.run())
     _flush_std()

@@ -10,8 +10,10 @@ import there too (NNI's "ModuleNotFoundError in the trial", gone).
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import pickle
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +24,8 @@ from nasflow._objective import Objective
 from nasflow.evaluator import Evaluator
 from nasflow.exceptions import NasflowError
 
-__all__ = ["Payload", "PayloadError", "digest", "load", "pack"]
+__all__ = ["Payload", "PayloadError", "SpilledPayload", "digest", "load", "pack", "read_spilled",
+           "spill"]
 
 _MAGIC = "nasflow-setup-1"
 
@@ -105,7 +108,7 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def load(data: bytes) -> Payload:
+def load(data: bytes | mmap.mmap) -> Payload:
     """Rebuild the payload in a worker; raises what unpickling raised (e.g. an ImportError).
 
     The experiment's ``sys.path`` entries that this process lacks are appended first, so
@@ -127,3 +130,73 @@ def load(data: bytes) -> Payload:
     if not isinstance(payload, Payload):
         raise PayloadError(f"the setup payload holds {type(payload).__name__}, not a Payload")
     return payload
+
+
+# --- setups too large for a frame: out of band, in a file -----------------------------------
+
+
+@dataclass(frozen=True)
+class SpilledPayload:
+    """Where a spilled payload lies, and what its bytes must hash to."""
+
+    path: Path
+    """The file (mode 0600) holding the payload bytes."""
+    sha256: str
+    """The SHA-256 of those bytes (hex)."""
+    size: int
+    """Their length."""
+
+
+def spill(data: bytes, directory: Path, name: str) -> SpilledPayload:
+    """Write ``data`` to ``directory/setup-<name>-<sha>.pkl``, readable by this user only.
+
+    The file is written under a temporary name and renamed into place, so a reader never
+    sees half of it; a file of that name already there (the same bytes, by its hash in
+    the name) is replaced atomically.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    final = directory / f"setup-{_file_safe(name)}-{sha[:16]}.pkl"
+    tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return SpilledPayload(final.resolve(), sha, len(data))
+
+
+def read_spilled(path: str, sha256: str, size: int) -> bytes | mmap.mmap:
+    """The payload bytes in ``path`` (memory-mapped), checked against ``size`` and
+    ``sha256``; ``PayloadError`` if the file is missing, of another size or altered."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise PayloadError(
+            f"cannot read the experiment's setup file {path}: {exc}. A setup larger than a "
+            "frame travels as a file: the manager and its workers must run on the machine "
+            "(and as the user) that wrote it"
+        ) from exc
+    try:
+        found = os.fstat(fd).st_size
+        if found != size:
+            raise PayloadError(f"the setup file {path} holds {found} bytes, not the {size} "
+                               "announced: it was changed or truncated; restart the experiment")
+        data: bytes | mmap.mmap = (
+            mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b"")
+    finally:
+        os.close(fd)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise PayloadError(f"the setup file {path} does not match its SHA-256: it was "
+                           "changed after it was written; restart the experiment")
+    return data
+
+
+def _file_safe(name: str) -> str:
+    """``name`` if it is a tame file name part, else a hash of it (ids may hold ``/``)."""
+    if name.replace("-", "").replace("_", "").isalnum() and len(name) <= 64:
+        return name
+    return hashlib.blake2b(name.encode(), digest_size=8).hexdigest()

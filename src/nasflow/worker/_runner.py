@@ -56,7 +56,7 @@ from nasflow.protocol import (
 )
 from nasflow.worker._payload import Payload
 
-__all__ = ["TrialRunner"]
+__all__ = ["TrialRunner", "bounded_error"]
 
 
 @dataclass(slots=True, eq=False)
@@ -229,7 +229,8 @@ class TrialRunner:
                     if getattr(payload.space, "is_model_space", False):
                         # freezing copies modules: keep it off the loop
                         model = await anyio.to_thread.run_sync(
-                            build_model, payload.space, trial.sample
+                            build_model, payload.space, trial.sample,
+                            getattr(payload.evaluator, "model_seed", None),
                         )
                     result = await payload.evaluator.evaluate(model, trial)
                 else:
@@ -241,13 +242,13 @@ class TrialRunner:
         except TrialStopped:
             return (*self._stopped(run), None)
         except Exception as exc:
-            return TrialState.FAILED, TrialError.from_exception(exc), None
+            return TrialState.FAILED, bounded_error(exc), None
         finally:
             _current.reset(token)
         try:
             return TrialState.SUCCEEDED, None, _final(trial, result)
-        except MetricError as exc:
-            return TrialState.FAILED, TrialError.from_exception(exc), None
+        except Exception as exc:  # a MetricError; anything else fails this trial too
+            return TrialState.FAILED, bounded_error(exc), None
 
     @staticmethod
     def _stopped(run: _Run) -> tuple[TrialState, TrialError]:
@@ -323,6 +324,36 @@ class TrialRunner:
             self._send_chunk(m, steps[half:], values[half:], times[half:])
 
 
+_MAX_ERROR_MESSAGE = 16 * 1024  # characters of an error's message sent to the manager
+_MAX_TRACEBACK = 64 * 1024  # characters of its traceback (the last frames are kept)
+_MAX_TRACEBACK_LINE = 4096
+
+
+def bounded_error(exc: BaseException) -> TrialError:
+    """``exc`` as a ``TrialError`` that fits a ``trial_ended`` frame (1 MiB).
+
+    A message over 16 KiB characters is cut with a note saying how long it was; the
+    traceback keeps its last frames (the raising code) and the exception type, within
+    64 KiB. Even all escaped (6 bytes a character), both fit one frame.
+    """
+    error = TrialError.from_exception(exc)
+    message, tb = error.message, error.traceback
+    if len(message) > _MAX_ERROR_MESSAGE:
+        message = (message[:_MAX_ERROR_MESSAGE]
+                   + f"... [message truncated by nasflow: {len(error.message)} characters "
+                   "in all]")
+    if len(tb) > _MAX_TRACEBACK or len(error.message) > _MAX_TRACEBACK_LINE:
+        lines = [line if len(line) <= _MAX_TRACEBACK_LINE
+                 else line[:_MAX_TRACEBACK_LINE] + f"... [{len(line)} characters]\n"
+                 for line in tb.splitlines(keepends=True)]
+        tb = "".join(lines)
+        if len(tb) > _MAX_TRACEBACK:
+            tb = ("[traceback truncated by nasflow: its first "
+                  f"{len(tb) - _MAX_TRACEBACK} characters are left out]\n"
+                  + tb[-_MAX_TRACEBACK:])
+    return TrialError(error.type, message, tb)
+
+
 def _ids(message: RunTrial) -> dict[str, Any]:
     return {
         "experiment_id": message.experiment_id,
@@ -332,7 +363,8 @@ def _ids(message: RunTrial) -> dict[str, Any]:
 
 
 def _call_sync(payload: Payload, trial: Trial) -> Any:
-    model = build_model(payload.space, trial.sample)
+    seed = getattr(payload.evaluator, "model_seed", None)  # repeatable initial weights
+    model = build_model(payload.space, trial.sample, seed)
     return payload.evaluator.evaluate(model, trial)
 
 

@@ -12,6 +12,10 @@ from nasflow.strategy.oneshot._arch import UnsupportedSpaceError as UnsupportedS
 from nasflow.strategy.oneshot._darts import DARTS as DARTS
 from nasflow.strategy.oneshot._darts import GumbelDARTS as GumbelDARTS
 from nasflow.strategy.oneshot._enas import ENAS as ENAS
+from nasflow.strategy.oneshot._penalty import CostPenalty as CostPenalty
+from nasflow.strategy.oneshot._penalty import FLOPsPenalty as FLOPsPenalty
+from nasflow.strategy.oneshot._penalty import LatencyPenalty as LatencyPenalty
+from nasflow.strategy.oneshot._penalty import ParamsPenalty as ParamsPenalty
 from nasflow.strategy.oneshot._proxyless import Proxyless as Proxyless
 from nasflow.strategy.oneshot._share import SharedOutputModifiedError as SharedOutputModifiedError
 from nasflow.strategy.oneshot._spos import RandomOneShot as RandomOneShot
@@ -20,10 +24,14 @@ from nasflow.strategy.oneshot._supernet import Supernet as Supernet
 from nasflow.strategy.oneshot._train import OneShotStrategy as OneShotStrategy
 
 __all__ = [
+    "CostPenalty",
     "DARTS",
     "ENAS",
+    "FLOPsPenalty",
     "GumbelDARTS",
+    "LatencyPenalty",
     "OneShotStrategy",
+    "ParamsPenalty",
     "Proxyless",
     "RandomOneShot",
     "SharedOutputModifiedError",

@@ -36,8 +36,10 @@ __all__ = [
     "deferred_mix",
 ]
 
-MAX_COMBOS = 256
-"""The most value combinations one module's arguments may have (each is enumerated)."""
+MAX_COMBOS = 512
+"""The most value combinations one module's arguments may have (each is enumerated).
+MobileNetV3Space's first projection of a stage needs 7 x 6 x 7 = 294 (the previous and
+this stage's width multipliers, the expand ratio)."""
 
 
 class UnsupportedSpaceError(SpaceError, TypeError):

@@ -19,8 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nasflow._nni import nni_arguments
 from nasflow.strategy._base import StrategyContext
 from nasflow.strategy.oneshot._arch import LabelSpec
+from nasflow.strategy.oneshot._penalty import CostPenalty
 from nasflow.strategy.oneshot._ranking import top_by_probability
 from nasflow.strategy.oneshot._train import OneShotStrategy, Run, frozen
 
@@ -79,6 +81,9 @@ async def record_ranked(strategy: OneShotStrategy, ctx: StrategyContext, rt: Run
             "arch_mean_prob": math.exp(logp / active),
             "arch_rank": float(rank),
         }
+        penalty: CostPenalty | None = getattr(strategy, "penalty", None)
+        if penalty is not None:  # the additive estimate the search traded against
+            value[penalty.name] = penalty.estimate(sample, rt)
         if evaluate:
             value[f"supernet_{rt.metric}"] = await anyio.to_thread.run_sync(
                 strategy.evaluate_sample, rt, sample)
@@ -92,17 +97,26 @@ class DARTS(OneShotStrategy):
     architecture parameters; ``warmup_epochs``: epochs that train the weights only;
     ``gradient_clip_val``: clip the weights' gradient norm; ``evaluate_top``: also
     measure each recorded architecture on the validation data with inherited weights
-    (``supernet_<metric>`` in its metrics). Weights are trained with the evaluator's
-    optimizer, learning rate, batch size, epochs and device.
+    (``supernet_<metric>`` in its metrics); ``penalty``: a ``LatencyPenalty``,
+    ``FLOPsPenalty`` or ``ParamsPenalty`` whose expected cost under ``softmax(alpha)`` is
+    added to every architecture step's loss (hardware-aware search; each recorded
+    architecture then carries its estimated cost). Weights are trained with the
+    evaluator's optimizer, learning rate, batch size, epochs and device.
     """
 
     differentiable = True
 
+    @nni_arguments({
+        "log_prob_every_n_step": "the architecture probabilities are recorded once per "
+                                 "epoch as progress (res.progress(), exp.events())",
+        "unrolled": "it is first order only",
+    })
     def __init__(self, *, arc_learning_rate: float = 3e-4, arc_weight_decay: float = 1e-3,
                  warmup_epochs: int = 0, gradient_clip_val: float | None = None,
                  evaluate_top: bool = True, epochs: int | None = None, top_k: int = 5,
                  seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None,
-                 channels_last: bool | None = None, share_layers: bool = True) -> None:
+                 channels_last: bool | None = None, share_layers: bool = True,
+                 penalty: CostPenalty | None = None) -> None:
         super().__init__(epochs=epochs, top_k=top_k, seed=seed, chunk_steps=chunk_steps,
                          checkpoint=checkpoint, channels_last=channels_last,
                          share_layers=share_layers)
@@ -114,6 +128,13 @@ class DARTS(OneShotStrategy):
         self.warmup_epochs = warmup_epochs
         self.gradient_clip_val = gradient_clip_val
         self.evaluate_top = evaluate_top
+        if penalty is not None and not isinstance(penalty, CostPenalty):
+            raise TypeError(
+                f"{type(self).__name__}(penalty=...): got {penalty!r}; expected "
+                "nf.strategy.LatencyPenalty(...), FLOPsPenalty(...) or ParamsPenalty(...)"
+            )
+        self.penalty = penalty
+        """The expected-cost term of the architecture loss (``None``: accuracy only)."""
 
     # --- parts ----------------------------------------------------------------------------
 
@@ -127,6 +148,15 @@ class DARTS(OneShotStrategy):
             alpha.parameters(), lr=self.arc_learning_rate, betas=(0.5, 0.999),
             weight_decay=self.arc_weight_decay,
         )
+        if self.penalty is not None:
+            self.penalty.build(rt)
+
+    def _penalised(self, rt: Run, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the penalty on the expected cost under ``softmax(alpha)``."""
+        if self.penalty is None:
+            return loss
+        alpha: ArchParameters = rt.parts["alpha"]
+        return loss + self.penalty.loss(alpha.probs())
 
     def _mix(self, rt: Run) -> dict[str, torch.Tensor]:
         """The mixing weights of a training step (with gradients to alpha)."""
@@ -142,7 +172,7 @@ class DARTS(OneShotStrategy):
         weights = list(rt.model.parameters())
         with frozen(weights):
             rt.supernet.set_soft(self._mix(rt))
-            loss = rt.loss(xv, yv)
+            loss = self._penalised(rt, rt.loss(xv, yv))
             torch.autograd.backward(loss)
         opt.step()
         return loss
@@ -179,9 +209,10 @@ class DARTS(OneShotStrategy):
         await record_ranked(self, ctx, rt, probs, evaluate=self.evaluate_top)
 
     def __repr__(self) -> str:
+        penalty = "" if self.penalty is None else f", penalty={self.penalty!r}"
         return (f"{type(self).__name__}(epochs={self.epochs}, "
                 f"arc_learning_rate={self.arc_learning_rate}, top_k={self.top_k}, "
-                f"seed={self.seed})")
+                f"seed={self.seed}{penalty})")
 
 
 class GumbelDARTS(DARTS):

@@ -25,6 +25,7 @@ import anyio
 import torch
 import torch.nn as nn
 
+from nasflow._nni import nni_arguments
 from nasflow.exceptions import SampleValidationError
 from nasflow.space import Sample, SearchSpace, sample_hash
 from nasflow.strategy._base import StrategyContext
@@ -106,6 +107,13 @@ class ENAS(OneShotStrategy):
     ``top_k``); ``bn_calibration_batches``: as for ``RandomOneShot``.
     """
 
+    @nni_arguments({
+        "reward_metric_name": "the reward is the evaluator's validation metric, the "
+                              "experiment's primary objective (ExperimentConfig(objective="
+                              "{name: direction}) names it)",
+        "ctrl_kwargs": "use hidden=, ctrl_lr=, entropy_weight=, baseline_decay=",
+        "grad_clip": "there is no controller gradient clipping option",
+    })
     def __init__(self, *, ctrl_lr: float = 1e-3, ctrl_steps: int = 20, ctrl_samples: int = 4,
                  entropy_weight: float = 1e-4, baseline_decay: float = 0.95,
                  warmup_epochs: int = 0, num_candidates: int = 20,

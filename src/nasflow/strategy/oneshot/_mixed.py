@@ -365,6 +365,12 @@ class MixedCell(_Mixed):
                 return self._forward(states)
         return self._forward(states)
 
+    def _per_input(self, inp: MixedInput, ops: nn.ModuleList, states: list[Any]) -> Any:
+        if self._arch.mode is Mode.HARD:  # run only the picked input's op
+            j = self._arch.pick(inp.label, self._where)[0]
+            return ops[j](states[j])
+        return inp([op(x) for op, x in zip(ops, states, strict=True)])
+
     def _forward(self, states: list[Any]) -> Any:
         pre = self._modules["preprocessor"]
         if pre is not None:
@@ -374,8 +380,12 @@ class MixedCell(_Mixed):
         for i, k in self.slots:
             if k == 0 and total is not None:
                 states.append(total)
-            x = self._modules[f"input_{i}_{k}"](states[:i])  # type: ignore[misc]
-            out = self._modules[f"op_{i}_{k}"](x)  # type: ignore[misc]
+            inp: MixedInput = self._modules[f"input_{i}_{k}"]  # type: ignore[assignment]
+            op = self._modules[f"op_{i}_{k}"]
+            if isinstance(op, nn.ModuleList):  # one op per input: mix the ops' outputs
+                out = self._per_input(inp, op, states[:i])
+            else:
+                out = op(inp(states[:i]))  # type: ignore[misc]
             total = out if k == 0 else total + out
         states.append(total)
         result = torch.cat([states[j] for j in self._output_nodes()], self.concat_dim)

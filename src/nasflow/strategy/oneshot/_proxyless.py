@@ -48,7 +48,7 @@ class Proxyless(DARTS):
             gates[label] = hot - p.detach() + p  # one-hot value, softmax gradient
         with frozen(list(rt.model.parameters())):
             rt.supernet.set_gate(picked, gates)
-            loss = rt.loss(xv, yv)
+            loss = self._penalised(rt, rt.loss(xv, yv))
             torch.autograd.backward(loss)
         opt.step()
         return loss

@@ -15,7 +15,9 @@ space element                          supernet part
 any other searchable layer             ``MixedArgs``: one module per argument combination
 =====================================  ===============================================
 
-Anything else that holds a decision raises ``UnsupportedSpaceError`` naming the module
+A space may refuse a strategy itself: ``space.supernet_refusal(strategy, differentiable)``
+returning a reason (``str``) raises ``UnsupportedSpaceError`` with it. Anything else that
+holds a decision raises ``UnsupportedSpaceError`` naming the module
 and the label: continuous (``Numerical``) choices, custom ``NasModule`` subclasses,
 choices no module consumes (e.g. a learning rate registered with ``add_choice``), and,
 for differentiable strategies, what cannot be summed (``InputChoice`` concatenating
@@ -81,6 +83,11 @@ class Supernet:
             )
         if space.is_frozen:
             raise TypeError(f"{type(space).__name__} is a frozen model, not a model space")
+        refusal = getattr(space, "supernet_refusal", None)
+        if callable(refusal):  # a space that knows what it cannot be (hub spaces)
+            reason = refusal(strategy or "one-shot strategies", differentiable)
+            if reason:
+                raise UnsupportedSpaceError(type(space).__name__, None, reason)
         self.space: SearchSpace = space.search_space_object()
         """The torch-free search space."""
         self.strategy = strategy or "one-shot strategies"
@@ -229,7 +236,7 @@ class Supernet:
 
     def _cell(self, module: Cell, path: str, where: str) -> nn.Module:
         if self.differentiable and module.merge_op != "all":
-            first = cast(LayerChoice, module._modules[f"op_{module.slots()[0][0]}_0"])
+            first = module.op_choices(module.slots()[0][0], 0)[0][1]
             raise UnsupportedSpaceError(
                 where, self.space.label_of(first.choice).rsplit("/", 1)[0],
                 f"{self.strategy} needs merge_op='all': with 'loose_end' the cell's output "
@@ -241,10 +248,11 @@ class Supernet:
             m = module._modules[name]
             parts[name] = None if m is None else self._convert(m, join(path, name))
         for i, k in module.slots():
-            op = cast(LayerChoice, module._modules[f"op_{i}_{k}"])
             inp = cast(InputChoice, module._modules[f"input_{i}_{k}"])
-            op_path = join(path, f"op_{i}_{k}")
-            parts[f"op_{i}_{k}"] = self._layer_choice(op, op_path, describe(op, op_path))
+            mixed = [self._layer_choice(op, op_path, describe(op, op_path))
+                     for op_path, op in module.op_choices(i, k, path)]
+            # per-input ops: one MixedLayer per input the slot may read
+            parts[f"op_{i}_{k}"] = mixed[0] if not module.per_input else nn.ModuleList(mixed)
             inp_where = describe(inp, join(path, f"input_{i}_{k}"))
             parts[f"input_{i}_{k}"] = self._input_choice(inp, inp_where,
                                                          self.space.label_of(inp.choice))

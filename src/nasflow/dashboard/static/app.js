@@ -1,0 +1,432 @@
+// The nasflow dashboard page: REST for what is stored, a WebSocket for what happens now.
+// Nothing here polls: a running experiment's events are pushed (see docs/dashboard.md).
+"use strict";
+
+const ROW_H = 26;          // px; the trials table renders only the rows in view
+const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELED", "EARLY_STOPPED", "TIMEOUT"]);
+const TRIAL_STATES = ["WAITING", "RUNNING", ...TERMINAL];
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token") || sessionStorage.getItem("nasflow-token") || "";
+if (params.get("token")) sessionStorage.setItem("nasflow-token", params.get("token"));
+
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;",
+  ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+// --- talking to the server -------------------------------------------------------------
+
+function showError(text) {
+  const s = $("status");
+  s.textContent = text;
+  s.hidden = !text;
+}
+
+async function api(path, opts) {
+  const res = await fetch(path, { ...(opts || {}),
+    headers: { "X-Nasflow-Token": token, "Content-Type": "application/json" } });
+  let body = null;
+  try { body = await res.json(); } catch (e) { body = null; }
+  if (!res.ok) {
+    const why = (body && body.error) || res.statusText;
+    throw new Error(`${res.status}: ${why}`);
+  }
+  return body;
+}
+
+const live = {
+  ws: null,
+  wanted: new Set(),
+  handlers: [],
+  connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+    this.ws = ws;
+    ws.onopen = () => {
+      $("conn").textContent = "live";
+      $("conn").classList.add("live");
+      for (const id of this.wanted) ws.send(JSON.stringify({ subscribe: id }));
+    };
+    ws.onclose = (ev) => {
+      $("conn").textContent = "offline";
+      $("conn").classList.remove("live");
+      if (ev.code === 4401 || ev.code === 4403) {
+        showError(ev.reason || "the server refused this page's token");
+        return;
+      }
+      // the server went away (restart, sleep): reconnect once, after a pause
+      setTimeout(() => this.connect(), 2000);
+    };
+    ws.onmessage = (ev) => {
+      const frame = JSON.parse(ev.data);
+      for (const h of this.handlers) h(frame);
+    };
+  },
+  subscribe(id) {
+    this.wanted.add(id);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ subscribe: id }));
+    }
+  },
+};
+
+// --- the experiments list --------------------------------------------------------------
+
+function fmtTime(t) { return t ? new Date(t * 1000).toLocaleString() : "–"; }
+function fmtDur(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 60) return `${s.toFixed(1)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+}
+function fmtNum(v) { return v === null || v === undefined ? "–" : Charts.fmt(v); }
+function badge(state) { return `<span class="st st-${esc(state)}">${esc(state)}</span>`; }
+
+let listTimer = null;
+function refreshListSoon() {
+  // many trials ending together: one re-read
+  if (listTimer) return;
+  listTimer = setTimeout(() => { listTimer = null; if (route().view === "list") showList(); }, 250);
+}
+
+async function showList() {
+  const { experiments } = await api("/api/experiments");
+  const body = $("experiments").querySelector("tbody");
+  body.innerHTML = "";
+  $("no-experiments").hidden = experiments.length > 0;
+  for (const e of experiments.slice().reverse()) {
+    const total = e.total_trials, max = e.max_trials;
+    const pct = max ? Math.min(100, 100 * total / max) : 0;
+    const tr = document.createElement("tr");
+    tr.className = "exp-row";
+    tr.dataset.id = e.id;
+    tr.innerHTML = `<td><b>${esc(e.name)}</b><br><code>${esc(e.id)}</code></td>
+      <td class="state">${badge(e.state)}</td>
+      <td class="progress"><span class="bar"><span style="width:${pct}%"></span></span>${total}${max ? " / " + max : ""}</td>
+      <td>${fmtNum(e.best)}${e.best_trial !== null ? ` <small>(#${e.best_trial})</small>` : ""}</td>
+      <td>${fmtTime(e.started_at)}</td><td>${fmtDur(e.duration)}</td>`;
+    tr.addEventListener("click", () => { location.hash = `#/experiments/${e.id}`; });
+    body.appendChild(tr);
+    if (e.state === "RUNNING") live.subscribe(e.id);
+  }
+}
+
+// --- one experiment ----------------------------------------------------------------------
+
+const view = {
+  id: null, exp: null, trials: new Map(), order: [], names: [], labels: [],
+  sortKey: "id", sortDir: 1, selected: null, curve: [], dirty: false,
+};
+
+function objectiveNames() { return Object.keys(view.exp.objective || { default: "maximize" }); }
+function maximize(name) { return (view.exp.objective || {})[name || view.names[0]] !== "minimize"; }
+
+function objValue(t, name) {
+  if (t.metrics && typeof t.metrics === "object" && name in t.metrics) return t.metrics[name];
+  return view.names.length === 1 ? t.metric : null;
+}
+
+async function showExperiment(id) {
+  view.id = id;
+  view.trials = new Map();
+  view.selected = null;
+  $("detail").hidden = true;
+  live.subscribe(id);
+  const [exp, { trials }] = await Promise.all([
+    api(`/api/experiments/${encodeURIComponent(id)}`),
+    api(`/api/experiments/${encodeURIComponent(id)}/trials`)]);
+  view.exp = exp;
+  view.names = objectiveNames();
+  view.labels = exp.labels || [...new Set(trials.flatMap((t) => Object.keys(t.sample || {})))];
+  for (const t of trials) view.trials.set(t.id, t);
+  $("exp-title").textContent = exp.name;
+  $("crumb").textContent = exp.id;
+  renderHead();
+  renderAll();
+}
+
+function setState(state) {
+  view.exp.state = state;
+  const b = $("exp-state");
+  b.className = `badge st st-${state}`;
+  b.textContent = state;
+  $("stop").hidden = state !== "RUNNING";
+}
+
+function columns() {
+  return [
+    { key: "id", title: "trial", get: (t) => t.id },
+    { key: "state", title: "state", get: (t) => t.state, html: (t) => badge(t.state) },
+    ...view.names.map((n) => ({ key: "m:" + n, title: n, get: (t) => objValue(t, n),
+      html: (t) => fmtNum(objValue(t, n)) })),
+    ...view.labels.map((l) => ({ key: "l:" + l, title: l,
+      get: (t) => (t.sample || {})[l], html: (t) => esc(JSON.stringify((t.sample || {})[l])) })),
+    { key: "duration", title: "duration",
+      get: (t) => (t.ended_at && t.started_at ? t.ended_at - t.started_at : null),
+      html: (t) => fmtDur(t.ended_at && t.started_at ? t.ended_at - t.started_at : null) },
+  ];
+}
+
+function renderHead() {
+  const head = $("trials-head");
+  head.innerHTML = "";
+  for (const c of columns()) {
+    const d = document.createElement("div");
+    d.textContent = c.title + (view.sortKey === c.key ? (view.sortDir > 0 ? " ▲" : " ▼") : "");
+    d.dataset.key = c.key;
+    d.addEventListener("click", () => {
+      view.sortDir = view.sortKey === c.key ? -view.sortDir : 1;
+      view.sortKey = c.key;
+      renderHead();
+      renderTable(true);
+    });
+    head.appendChild(d);
+  }
+  const sel = $("state-filter");
+  if (sel.options.length === 1) {
+    for (const s of TRIAL_STATES) sel.add(new Option(s, s));
+  }
+}
+
+function filtered() {
+  const state = $("state-filter").value;
+  const q = $("search").value.trim().toLowerCase();
+  const col = columns().find((c) => c.key === view.sortKey) || columns()[0];
+  const rows = [];
+  for (const t of view.trials.values()) {
+    if (state && t.state !== state) continue;
+    if (q && !(`#${t.id} ${JSON.stringify(t.sample)} ${t.state} ${t.error ? t.error.message : ""}`)
+      .toLowerCase().includes(q)) continue;
+    rows.push(t);
+  }
+  const dir = view.sortDir;
+  rows.sort((a, b) => {
+    const x = col.get(a), y = col.get(b);
+    if (x === y) return a.id - b.id;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * dir;
+  });
+  return rows;
+}
+
+function renderTable(resort) {
+  if (resort || !view.order.length || view.dirty) view.order = filtered();
+  view.dirty = false;
+  const scroll = $("trials-scroll"), body = $("trials-body");
+  body.style.height = `${view.order.length * ROW_H}px`;
+  const first = Math.max(0, Math.floor(scroll.scrollTop / ROW_H) - 5);
+  const last = Math.min(view.order.length, first + Math.ceil(scroll.clientHeight / ROW_H) + 10);
+  const cols = columns();
+  let html = "";
+  for (let i = first; i < last; i++) {
+    const t = view.order[i];
+    html += `<div class="trow${t.id === view.selected ? " selected" : ""}" data-trial="${t.id}"` +
+      ` style="top:${i * ROW_H}px">` +
+      cols.map((c) => `<div class="cell-${c.key.replace(/[^a-z0-9]/gi, "_")}">${c.html ? c.html(t) : esc(c.get(t))}</div>`).join("") +
+      "</div>";
+  }
+  body.innerHTML = html;
+  $("shown").textContent = `${view.order.length} of ${view.trials.size}`;
+}
+
+function renderOverview() {
+  const counts = {};
+  for (const t of view.trials.values()) counts[t.state] = (counts[t.state] || 0) + 1;
+  $("counts").innerHTML = Object.entries(counts).map(([s, n]) => `${badge(s)} ${n}`).join(" ") || "no trials yet";
+  const max = (view.exp.config || {}).max_trials;
+  const pct = max ? Math.min(100, 100 * view.trials.size / max) : 0;
+  $("progress").innerHTML = `<span class="bar"><span style="width:${pct}%"></span></span>` +
+    `${view.trials.size}${max ? " / " + max + " trials (budget)" : " trials"}`;
+  const ended = [...view.trials.values()].filter((t) => t.state === "SUCCEEDED" && t.metric !== null)
+    .sort((a, b) => (a.ended_at || 0) - (b.ended_at || 0) || a.id - b.id);
+  const mx = maximize();
+  let best = null;
+  for (const t of ended) if (best === null || (mx ? t.metric > best.metric : t.metric < best.metric)) best = t;
+  $("best").innerHTML = best ? `<b>${fmtNum(best.metric)}</b> ${esc(view.names[0])} (trial #${best.id})` : "no succeeded trial yet";
+  Charts.history($("history"), ended.map((t) => t.metric), mx);
+  renderPareto();
+}
+
+function paretoRows() {
+  const [a, b] = view.names;
+  const rows = [];
+  for (const t of view.trials.values()) {
+    if (t.state !== "SUCCEEDED") continue;
+    const x = objValue(t, a), y = objValue(t, b);
+    if (typeof x === "number" && typeof y === "number") rows.push({ id: t.id, x, y });
+  }
+  return rows;
+}
+
+function renderPareto() {
+  const multi = view.names.length >= 2;
+  $("pareto-card").hidden = !multi;
+  if (!multi) return;
+  const names = view.names;
+  const succeeded = [...view.trials.values()].filter((t) => t.state === "SUCCEEDED" &&
+    names.every((n) => typeof objValue(t, n) === "number"));
+  const points = succeeded.map((t) => names.map((n) => (maximize(n) ? 1 : -1) * objValue(t, n)));
+  const front = new Set(Charts.firstFront(points).map((i) => succeeded[i].id));
+  Charts.pareto($("pareto"), paretoRows(), names.slice(0, 2), front, selectTrial);
+}
+
+function renderAll() {
+  setState(view.exp.state);
+  renderOverview();
+  renderTable(true);
+}
+
+let frameQueued = false;
+function renderSoon() {
+  // many events in one frame: one redraw per animation frame
+  if (frameQueued) return;
+  frameQueued = true;
+  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(); });
+}
+
+async function selectTrial(id) {
+  view.selected = id;
+  renderTable(false);
+  const t = await api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${id}`);
+  if (view.selected !== id) return;
+  view.curve = t.intermediates.map(([s, v]) => [s, typeof v === "object" && v !== null ? v[view.names[0]] ?? Object.values(v)[0] : v]);
+  $("detail").hidden = false;
+  $("detail-id").textContent = `#${id}`;
+  $("curve-title").textContent = `(trial #${id})`;
+  drawCurve();
+  renderDetail(t);
+}
+
+function drawCurve() {
+  const logY = view.curve.length > 1 && view.curve.every((p) => p[1] > 0) &&
+    Math.max(...view.curve.map((p) => p[1])) / Math.min(...view.curve.map((p) => p[1])) > 100;
+  Charts.curve($("curve"), view.selected, view.curve, logY);
+}
+
+function renderDetail(t) {
+  const rows = [["state", badge(t.state)], ["attempt", t.attempt],
+    ["metric", fmtNum(t.metric)], ["metrics", esc(JSON.stringify(t.metrics))],
+    ["started", fmtTime(t.started_at)], ["ended", fmtTime(t.ended_at)],
+    ...Object.entries(t.sample).map(([k, v]) => [esc(k), esc(JSON.stringify(v))])];
+  let html = "<dl>" + rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("") + "</dl>";
+  if (t.error) html += `<h2>error</h2><pre>${esc(t.error.type)}: ${esc(t.error.message)}\n${esc(t.error.traceback || "")}</pre>`;
+  for (const [name, text] of Object.entries(t.logs || {})) {
+    if (text) html += `<h2>${esc(name)}</h2><pre>${esc(text.slice(-4000))}</pre>`;
+  }
+  $("detail-body").innerHTML = html;
+  $("kill").hidden = t.state !== "RUNNING";
+}
+
+// --- pushed events -----------------------------------------------------------------------
+
+function applyEvent(e) {
+  let t = view.trials.get(e.trial_id);
+  switch (e.type) {
+    case "trial_submitted":
+      view.trials.set(e.trial_id, { id: e.trial_id, state: "WAITING", sample: e.sample,
+        metric: null, metrics: null, submitted_at: e.time, started_at: null, ended_at: null,
+        attempt: e.attempt, error: null });
+      return;
+    case "experiment_state":
+    case "experiment_finished":
+      view.exp.state = e.state;
+      return;
+    default:
+  }
+  if (e.trial_id === undefined) return;
+  if (!t) {
+    // it was submitted before this page subscribed and after its snapshot was read
+    t = { id: e.trial_id, state: "WAITING", sample: {}, metric: null, metrics: null,
+      submitted_at: null, started_at: null, ended_at: null, attempt: 0, error: null };
+    view.trials.set(e.trial_id, t);
+    api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${e.trial_id}`)
+      .then((full) => { Object.assign(t, full, { state: t.state === "WAITING" ? full.state : t.state }); renderSoon(); })
+      .catch(() => {});
+  }
+  if (e.type === "trial_started") { t.state = "RUNNING"; t.started_at = e.time; }
+  else if (e.type === "final") { t.metric = e.metric; t.metrics = e.value; }
+  else if (e.type === "trial_ended") { t.state = e.state; t.ended_at = e.time; t.error = e.error; }
+  else if (e.type === "intermediate" && e.trial_id === view.selected) {
+    const v = typeof e.value === "object" && e.value !== null ? e.value[view.names[0]] ?? e.metric : e.value;
+    view.curve.push([e.step, v]);
+  }
+}
+
+live.handlers.push((frame) => {
+  const r = route();
+  if (frame.type === "resync") {
+    if (r.view === "experiment") showExperiment(r.id); else refreshListSoon();
+    return;
+  }
+  if (frame.type === "error") { showError(frame.error); return; }
+  if (frame.type !== "events") return;
+  let curveChanged = false;
+  for (const e of frame.events) {
+    if (r.view === "list") {
+      if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished") refreshListSoon();
+      continue;
+    }
+    if (e.experiment !== view.id || !view.exp) continue;
+    if (e.type === "intermediate" && e.trial_id === view.selected) curveChanged = true;
+    if (e.type === "trial_ended" && e.trial_id === view.selected) {
+      selectTrial(e.trial_id);
+    }
+    applyEvent(e);
+  }
+  if (r.view === "experiment" && view.exp) {
+    renderSoon();
+    if (curveChanged) drawCurve();
+  }
+});
+
+// --- controls ------------------------------------------------------------------------------
+
+$("stop").addEventListener("click", async () => {
+  if (!confirm(`Stop experiment ${view.id}? Running trials are canceled; it can be resumed.`)) return;
+  try {
+    await api(`/api/experiments/${encodeURIComponent(view.id)}/stop`, { method: "POST", body: "{}" });
+    $("stop").textContent = "Stopping…";
+  } catch (err) { showError(`stop failed: ${err.message}`); }
+});
+
+$("kill").addEventListener("click", async () => {
+  const id = view.selected;
+  try {
+    await api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${id}/kill`, { method: "POST", body: "{}" });
+  } catch (err) { showError(`kill failed: ${err.message}`); }
+});
+
+$("trials-scroll").addEventListener("scroll", () => renderTable(false));
+$("state-filter").addEventListener("change", () => renderTable(true));
+$("search").addEventListener("input", () => renderTable(true));
+$("trials-body").addEventListener("click", (ev) => {
+  const row = ev.target.closest(".trow");
+  if (row) selectTrial(Number(row.dataset.trial));
+});
+
+// --- routing -------------------------------------------------------------------------------
+
+function route() {
+  const m = location.hash.match(/^#\/experiments\/([A-Za-z0-9_-]+)/);
+  return m ? { view: "experiment", id: m[1] } : { view: "list" };
+}
+
+async function navigate() {
+  const r = route();
+  $("list-view").hidden = r.view !== "list";
+  $("exp-view").hidden = r.view !== "experiment";
+  try {
+    showError("");
+    if (r.view === "list") { $("crumb").textContent = ""; await showList(); }
+    else await showExperiment(r.id);
+  } catch (err) {
+    showError(`cannot load: ${err.message}`);
+    $("list-view").hidden = true;
+    $("exp-view").hidden = true;
+  }
+}
+
+window.addEventListener("hashchange", navigate);
+live.connect();
+navigate();

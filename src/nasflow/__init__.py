@@ -29,6 +29,7 @@ from nasflow.evaluator import Trial as Trial
 from nasflow.evaluator import current_trial as current_trial
 from nasflow.exceptions import BudgetExhausted as BudgetExhausted
 from nasflow.exceptions import ConfigError as ConfigError
+from nasflow.exceptions import ExperimentLockedError as ExperimentLockedError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
 from nasflow.exceptions import MetricError as MetricError
 from nasflow.exceptions import NasflowError as NasflowError
@@ -38,6 +39,7 @@ from nasflow.exceptions import SampleValidationError as SampleValidationError
 from nasflow.exceptions import SpaceBuildError as SpaceBuildError
 from nasflow.exceptions import SpaceError as SpaceError
 from nasflow.exceptions import SpaceExhaustedError as SpaceExhaustedError
+from nasflow.exceptions import StoreDamagedError as StoreDamagedError
 from nasflow.exceptions import StoreError as StoreError
 from nasflow.exceptions import StrategyError as StrategyError
 from nasflow.exceptions import TrialStopped as TrialStopped
@@ -64,6 +66,7 @@ __all__ = [
     "Experiment",
     "ExperimentConfig",
     "ExperimentInfo",
+    "ExperimentLockedError",
     "ExperimentNotFoundError",
     "ExperimentResults",
     "ExperimentState",
@@ -80,6 +83,7 @@ __all__ = [
     "SpaceBuildError",
     "SpaceError",
     "SpaceExhaustedError",
+    "StoreDamagedError",
     "StoreError",
     "StrategyError",
     "Trial",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nasflow._ownership import locked_error, running_owner
 from nasflow._persist import decode_snapshot, load_object, owner_alive
 from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
@@ -104,7 +105,10 @@ def _interrupted(record: TrialRecord) -> bool:
 
 def plan_resume(directory: Path) -> ResumePlan:
     """Read the store of a stopped, crashed or finished experiment; ``ResumeError`` if its
-    owner still runs."""
+    owner still runs (``ExperimentLockedError`` when it holds the lock)."""
+    holder = running_owner(directory)
+    if holder is not None:
+        raise locked_error(directory.name, directory, holder)
     reader = StoreReader(directory / DB_NAME)
     try:
         meta = reader.meta()

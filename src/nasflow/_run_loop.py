@@ -211,7 +211,16 @@ class RunMixin:
                     await self._store.close()
                 except StoreError:
                     _log.exception("closing the store of experiment %s failed", self.id)
+            # before wait() returns: `nasflow stop --wait && nasflow resume` must not find
+            # the experiment still locked
+            self._release_lock()
             self._finished.set()  # everything is saved: stop() and wait() may return
+
+    def _release_lock(self: Experiment) -> None:
+        """Give up the experiment's lock (``_ownership.py``), once its store is closed."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # --- what the store and the control endpoint record -------------------------------
 

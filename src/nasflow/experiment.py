@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup
 
 from nasflow._context import ExperimentContext
 from nasflow._objective import Objective
+from nasflow._ownership import take_ownership
 from nasflow._results import Results
 from nasflow._resume import (
     Replay,
@@ -63,12 +64,12 @@ from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.protocol import Limits
 from nasflow.space import as_search_space
 from nasflow.store import (
-    DB_NAME,
     ExperimentStore,
     experiment_dir,
     new_experiment_id,
     valid_id,
 )
+from nasflow.store._lock import ExperimentLock
 from nasflow.strategy import Budget, Decision, Scheduler, Strategy
 
 __all__ = ["Experiment"]
@@ -174,6 +175,7 @@ class Experiment(RunMixin, Results):
         self._search_scope: anyio.CancelScope | None = None
         self._halt_request: tuple[ExperimentState, str] | None = None
         self._plan: ResumePlan | None = None  # set by restore()
+        self._lock: ExperimentLock | None = None  # held while this object runs the experiment
         self._replay: Replay | None = None  # metrics a re-attached trial sends again
         self._retries: deque[TrialRecord] = deque()  # failed attempts to run again
         self._retry_wakeup = anyio.Event()
@@ -227,15 +229,13 @@ class Experiment(RunMixin, Results):
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
                 "Experiment to search again"
             )
-        if self._plan is None and self.config.store and (self.directory / DB_NAME).exists():
-            raise NasflowError(
-                f"an experiment with id {self.id!r} already exists in {self.directory}; "
-                "choose another id (or none, for a fresh one), or resume that experiment"
-            )
+        # one run at a time, atomically (two resumes racing): see _ownership.py
+        self._lock = take_ownership(self)
         self.state = ExperimentState.RUNNING
         try:
             await self._run()
         finally:
+            self._release_lock()  # _finish() gave it up already, unless _run() never began
             self._finished.set()
 
     def _make_engine(self) -> Engine:

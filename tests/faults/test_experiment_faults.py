@@ -1,8 +1,7 @@
 """Faults found by an outside probe in the experiment, the store, the in-process engine,
-the space and the config (issue 10): each test reproduced its defect first.
-
-Not here yet (see the branch report): the ownership lock across processes, the integrity
-check before resume, SystemExit in an in-process evaluator, the kill -9 soak."""
+the space and the config (issue 10): each test reproduced its defect first. The lock
+across processes is in test_experiment_lock.py, the store's integrity check in
+test_store_damage.py, the kill -9 soak in test_kill_soak.py."""
 
 from __future__ import annotations
 

@@ -111,6 +111,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         raise locked_error(directory.name, directory, holder)
     reader = StoreReader(directory / DB_NAME)
     try:
+        reader.check()  # before anything trusts it (or a run writes to it)
         meta = reader.meta()
         state = ExperimentState(meta.get("state", "CREATED"))
         alive = owner_alive(meta.get("pid"), meta.get("pid_start"), meta.get("host"))

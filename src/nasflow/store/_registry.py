@@ -25,6 +25,7 @@ import orjson
 
 from nasflow._persist import owner_alive
 from nasflow._types import ExperimentState, TrialState
+from nasflow.store._integrity import damage, damaged_message
 from nasflow.store._lock import LOCK_NAME, lock_owner
 from nasflow.store._paths import DB_NAME, nasflow_home
 
@@ -208,6 +209,9 @@ def experiment_info(directory: str | os.PathLike[str]) -> ExperimentInfo:
     except sqlite3.Error as exc:
         return _damaged(directory, f"cannot open {db}: {exc}")
     try:
+        problem = damage(conn)
+        if problem is not None:
+            return _damaged(directory, damaged_message(db, problem))
         return _read(conn, directory)
     except (sqlite3.Error, orjson.JSONDecodeError, ValueError, TypeError, AttributeError,
             StopIteration) as exc:

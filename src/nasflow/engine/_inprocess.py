@@ -260,6 +260,8 @@ class InProcessEngine(Engine):
                 ), wait=False)
                 trial._close()
             raise
+        except _EvaluatorExitError as exc:
+            state, error = TrialState.FAILED, exc.error
         except Exception as exc:
             state, error = TrialState.FAILED, TrialError.from_exception(exc)
         final = None
@@ -309,7 +311,10 @@ class InProcessEngine(Engine):
                         build_model, s.space, trial.sample,
                         getattr(s.evaluator, "model_seed", None),
                     )
-                return await s.evaluator.evaluate(model, trial)
+                try:
+                    return await s.evaluator.evaluate(model, trial)
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    raise _EvaluatorExitError(exc) from None
             return await anyio.to_thread.run_sync(
                 self._call_sync, trial, abandon_on_cancel=True
             )
@@ -319,5 +324,25 @@ class InProcessEngine(Engine):
     def _call_sync(self, trial: Trial) -> Any:
         seed = getattr(self.setup.evaluator, "model_seed", None)  # repeatable initial weights
         model = build_model(self.setup.space, trial.sample, seed)
-        return self.setup.evaluator.evaluate(model, trial)
+        try:
+            return self.setup.evaluator.evaluate(model, trial)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # left to propagate, it ends the worker thread and the loop never hears back
+            # (the process then hangs at exit); on a local worker it ends that trial alone
+            raise _EvaluatorExitError(exc) from None
+
+
+class _EvaluatorExitError(Exception):
+    """An evaluator raised ``SystemExit`` or ``KeyboardInterrupt``: that trial fails (its
+    error keeps the type and traceback) and the search goes on, as on a local worker."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(repr(exc))
+        error = TrialError.from_exception(exc)
+        self.error = TrialError(
+            error.type,
+            f"the evaluator raised {exc!r}; in-process that ends this trial, not the "
+            "experiment (to end the search, call Experiment.stop())",
+            error.traceback,
+        )
 

@@ -21,6 +21,7 @@ from nasflow._version import __version__ as __version__
 from nasflow.config import ExperimentConfig as ExperimentConfig
 from nasflow.exceptions import BudgetExhausted as BudgetExhausted
 from nasflow.exceptions import ConfigError as ConfigError
+from nasflow.exceptions import ExperimentLockedError as ExperimentLockedError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
 from nasflow.exceptions import ManagerGoneError as ManagerGoneError
 from nasflow.exceptions import MetricError as MetricError
@@ -33,6 +34,7 @@ from nasflow.exceptions import SampleValidationError as SampleValidationError
 from nasflow.exceptions import SpaceBuildError as SpaceBuildError
 from nasflow.exceptions import SpaceError as SpaceError
 from nasflow.exceptions import SpaceExhaustedError as SpaceExhaustedError
+from nasflow.exceptions import StoreDamagedError as StoreDamagedError
 from nasflow.exceptions import StoreError as StoreError
 from nasflow.exceptions import StrategyError as StrategyError
 from nasflow.exceptions import TrialStopped as TrialStopped
@@ -101,6 +103,7 @@ __all__ = [
     "Experiment",
     "ExperimentConfig",
     "ExperimentInfo",
+    "ExperimentLockedError",
     "ExperimentNotFoundError",
     "ExperimentResults",
     "ExperimentState",
@@ -118,6 +121,7 @@ __all__ = [
     "SpaceBuildError",
     "SpaceError",
     "SpaceExhaustedError",
+    "StoreDamagedError",
     "StoreError",
     "StrategyError",
     "Trial",

@@ -46,7 +46,10 @@ def save_objects(directory: Path, objects: dict[str, Any]) -> None:
                          "load or resume the experiment", name, directory.name, exc)
             continue
         tmp = directory / f"{name}.pkl.tmp"
-        tmp.write_bytes(data)
+        # owner-only: a pickle is code, run by whoever loads it
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         tmp.replace(directory / f"{name}.pkl")
 
 

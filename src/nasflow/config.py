@@ -11,7 +11,9 @@ import difflib
 import functools
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +168,9 @@ class ExperimentConfig:
         if self.training_service not in _SERVICES:
             raise ConfigError("training_service", self.training_service,
                               " or ".join(repr(s) for s in _SERVICES))
-        if self.manager is not None and not (
-            isinstance(self.manager, str) and self.manager.startswith(("ws://", "wss://"))
-        ):
-            raise ConfigError("manager", self.manager, "a ws:// or wss:// URL, or None")
+        if self.manager is not None and not _valid_ws_url(self.manager):
+            raise ConfigError("manager", self.manager,
+                              "a ws://host:port or wss://host[:port] URL, or None")
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise ConfigError("token", "<hidden>", "a non-empty string, or None")
         if self.gpus is not None:
@@ -208,6 +209,8 @@ class ExperimentConfig:
         if not isinstance(self.tensorboard, bool):
             raise ConfigError("tensorboard", self.tensorboard, "True or False")
         if self.home is not None:
+            if isinstance(self.home, bytes) or not isinstance(self.home, (str, PathLike)):
+                raise ConfigError("home", self.home, "a directory path (str or Path), or None")
             put("home", str(Path(self.home).expanduser()))
 
     # --- derived ------------------------------------------------------------------------
@@ -252,6 +255,20 @@ class ExperimentConfig:
     def replace(self, **changes: Any) -> ExperimentConfig:
         """A copy with some fields changed (validated again)."""
         return ExperimentConfig.from_dict({**dataclasses.asdict(self), **changes})
+
+
+def _valid_ws_url(url: Any) -> bool:
+    """A ``ws://``/``wss://`` URL with a host, a valid port if any, and nothing else."""
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError for a bad or out-of-range port
+    except ValueError:
+        return False
+    return (parts.scheme in ("ws", "wss") and bool(parts.hostname)
+            and not parts.query and not parts.fragment
+            and (port is None or 0 < port < 65536))
 
 
 def _refuse_assignment(self: ExperimentConfig, name: str, value: Any) -> None:

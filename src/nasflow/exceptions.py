@@ -16,7 +16,9 @@ The tree (``tests/test_exports.py`` checks it against the classes)::
     ├── StrategyError               a strategy raised; the experiment failed
     ├── RepeatedFailureError        the first trials all failed the same way; it stopped
     ├── StoreError                  the experiment store is missing, corrupt or unwritable
+    │   └── StoreDamagedError       its database fails SQLite's integrity check
     ├── ResumeError                 an experiment cannot be resumed as asked
+    │   └── ExperimentLockedError   another run (process) holds the experiment's lock
     ├── ExperimentNotFoundError     no experiment with that id or path
     ├── WorkerSetupError            workers cannot load the experiment's space/evaluator
     ├── PayloadError                the space/evaluator cannot be sent to workers
@@ -49,6 +51,7 @@ from typing import Any
 __all__ = [
     "BudgetExhausted",
     "ConfigError",
+    "ExperimentLockedError",
     "ExperimentNotFoundError",
     "ManagerGoneError",
     "MetricError",
@@ -61,6 +64,7 @@ __all__ = [
     "SpaceBuildError",
     "SpaceError",
     "SpaceExhaustedError",
+    "StoreDamagedError",
     "StoreError",
     "StrategyError",
     "TrialStopped",
@@ -170,6 +174,18 @@ class StoreError(NasflowError):
     """The experiment store is missing, corrupt or cannot be written."""
 
 
+class StoreDamagedError(StoreError):
+    """The experiment database fails SQLite's ``PRAGMA quick_check``: it is not resumed
+    (nothing more is written to it); the message says how to salvage it."""
+
+    def __init__(self, message: str, *, path: Any, problem: str) -> None:
+        self.path = path
+        """The damaged database file."""
+        self.problem = problem
+        """What ``quick_check`` reported."""
+        super().__init__(message)
+
+
 class ResumeError(NasflowError):
     """An experiment cannot be resumed as asked (it still runs, or the config or space
     differs); ``differences`` lists ``(name, stored, given)`` for each disagreement."""
@@ -177,6 +193,20 @@ class ResumeError(NasflowError):
     def __init__(self, message: str, differences: list[tuple[str, Any, Any]] | None = None):
         self.differences = differences or []
         """``[(name, stored value, given value), ...]``."""
+        super().__init__(message)
+
+
+class ExperimentLockedError(ResumeError):
+    """Another run holds the experiment's lock (``experiment.lock``): only one process at
+    a time runs an experiment. Raised at once, never waited on."""
+
+    def __init__(self, message: str, *, pid: int | None, host: str | None, lock: Any):
+        self.pid = pid
+        """The process that holds the lock (``None`` if it could not be read)."""
+        self.host = host
+        """The host that process runs on."""
+        self.lock = lock
+        """The lock file."""
         super().__init__(message)
 
 

@@ -22,7 +22,7 @@ def to_number(value: Any, *, what: str = "metric") -> float:
     if item is not None and not isinstance(value, (int, float)):
         try:
             value = item()
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
             raise MetricError(f"{what} must be a single number, got {value!r}") from exc
     try:
         number = float(value)

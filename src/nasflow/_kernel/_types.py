@@ -62,9 +62,12 @@ class TrialError:
     @classmethod
     def from_exception(cls, exc: BaseException) -> TrialError:
         """Capture an exception (with its traceback) as plain strings."""
+        message = str(exc)
+        if not message and isinstance(exc, MemoryError):
+            message = "the trial ran out of memory (MemoryError)"
         return cls(
             type=type(exc).__qualname__,
-            message=str(exc),
+            message=message,
             traceback="".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
         )
 

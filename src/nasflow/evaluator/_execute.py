@@ -131,7 +131,12 @@ class Execution:
             raise  # the caller itself is cancelled: not this trial's business
         except GeneratorExit:
             raise
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt: this trial only
+        except (SystemExit, KeyboardInterrupt) as exc:  # this trial only
+            error = ex.describe(exc)
+            return Outcome(TrialState.FAILED, TrialError(
+                error.type, f"the evaluator raised {exc!r}; that ends this trial, not the "
+                "experiment (to end the search, call Experiment.stop())", error.traceback))
+        except BaseException as exc:
             return Outcome(TrialState.FAILED, ex.describe(exc))
         finally:
             _current.reset(token)

@@ -24,11 +24,11 @@ import anyio
 from nasflow._kernel import Objective, TrialState
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.exceptions import MetricError, NasflowError, TrialStopped
+from nasflow.space import sample_hash
 
 __all__ = ["ReportPipe", "Trial", "TrialOutput", "current_trial"]
 
-_CKPT_TORCH = "checkpoint.pt"
-_CKPT_PICKLE = "checkpoint.pkl"
+_CKPT = "checkpoint"  # checkpoint.<trial id>-<sample hash>.pt (or .pkl)
 
 _current: contextvars.ContextVar[Trial | None] = contextvars.ContextVar(
     "nasflow_current_trial", default=None
@@ -141,6 +141,7 @@ class Trial:
         self._pipe = pipe
         self._directory = directory
         self._dir: Path | None = None
+        self._hash: str | None = None
         self._step = -1
         self._last: tuple[float, Any] | None = None
         self._stop_state: TrialState | None = None
@@ -189,7 +190,7 @@ class Trial:
         """This trial's own folder (created on first use)."""
         if self._dir is None:
             path = self._directory()
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._dir = path
         return self._dir
 
@@ -205,7 +206,7 @@ class Trial:
         if step is not None:
             _check_step(step)
         use_torch = "torch" in sys.modules
-        target = self.directory / (_CKPT_TORCH if use_torch else _CKPT_PICKLE)
+        target = self.directory / self._checkpoint_name(".pt" if use_torch else ".pkl")
         tmp = target.with_name(target.name + ".tmp")
         if use_torch:
             import torch
@@ -215,9 +216,7 @@ class Trial:
             with tmp.open("wb") as f:
                 pickle.dump(obj, f)
         tmp.replace(target)
-        for other in (_CKPT_TORCH, _CKPT_PICKLE):  # one checkpoint per trial
-            if other != target.name:
-                (self.directory / other).unlink(missing_ok=True)
+        self._clear_checkpoints(keep=target.name)  # one checkpoint per trial
         if self._pipe is not None:
             self._pipe.put(CheckpointSaved(
                 time=time.time(), trial_id=self.id, path=str(target), step=step,
@@ -227,17 +226,30 @@ class Trial:
 
     def load_checkpoint(self) -> Any | None:
         """The last object given to ``save_checkpoint`` by this trial (any attempt), or
-        ``None``."""
-        torch_path = self.directory / _CKPT_TORCH
+        ``None``. A checkpoint is bound to its trial id and sample (both are in its file
+        name): one left by another sample under this id (a trial id reused after a crash)
+        is never returned, and is deleted."""
+        torch_path = self.directory / self._checkpoint_name(".pt")
+        pickle_path = self.directory / self._checkpoint_name(".pkl")
         if torch_path.is_file():
             import torch
 
             return torch.load(torch_path, weights_only=False)
-        pickle_path = self.directory / _CKPT_PICKLE
         if pickle_path.is_file():
             with pickle_path.open("rb") as f:
                 return pickle.load(f)
+        self._clear_checkpoints(keep=None)
         return None
+
+    def _checkpoint_name(self, suffix: str) -> str:
+        if self._hash is None:
+            self._hash = sample_hash(self.sample)
+        return f"{_CKPT}.{self.id}-{self._hash}{suffix}"
+
+    def _clear_checkpoints(self, *, keep: str | None) -> None:
+        for path in self.directory.glob(f"{_CKPT}.*"):
+            if path.name != keep and not path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
 
     def tensorboard(self) -> Any:
         """A ``torch.utils.tensorboard.SummaryWriter`` logging under this trial's
@@ -341,6 +353,8 @@ class TrialOutput:
 def _check_step(step: Any) -> None:
     if isinstance(step, bool) or not isinstance(step, int):
         raise TypeError(f"step must be an int, got {step!r}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0 (steps count up from 0), got {step}")
     if not -(2**63) <= step < 2**63:
         raise ValueError(f"step must fit in 64 bits (the store and the protocol hold 64-bit "
                          f"integers), got {step}")

@@ -38,18 +38,19 @@ from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
 from nasflow.exceptions import ConfigError, NasflowError
 from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._ownership import take_ownership
 from nasflow.experiment._policy import TrialPolicy
 from nasflow.experiment._resume import ResumePlan, check_space, load_for_resume
 from nasflow.experiment._run import Run, RunSetup, StopSwitch, unwrap
 from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.space import as_search_space
 from nasflow.store import (
-    DB_NAME,
     ExperimentStore,
     experiment_dir,
     new_experiment_id,
     valid_id,
 )
+from nasflow.store._lock import ExperimentLock
 from nasflow.strategy import Budget, Scheduler, Strategy
 
 __all__ = ["Experiment"]
@@ -146,6 +147,7 @@ class Experiment(Results):
             self._hub.add_sink(self._tensorboard)
         self._run: Run | None = None  # the run going on (or the last one)
         self._plan: ResumePlan | None = None  # set by restore()
+        self._lock: ExperimentLock | None = None  # held while this object runs the experiment
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
         if self.config.store:
@@ -191,11 +193,10 @@ class Experiment(Results):
                 f"experiment {self.id} already ran (state {self.state.value}); create a new "
                 "Experiment to search again"
             )
-        if self._plan is None and self.config.store and (self.directory / DB_NAME).exists():
-            raise NasflowError(
-                f"an experiment with id {self.id!r} already exists in {self.directory}; "
-                "choose another id (or none, for a fresh one), or resume that experiment"
-            )
+        # one run at a time, atomically (two resumes racing): see _ownership.py
+        self._lock = take_ownership(
+            self.id, self.directory, store=self.config.store,
+            restored_meta=self._plan.meta if self._plan is not None else None)
         self.state = ExperimentState.RUNNING
         cfg = self.config
         run = self._run = Run(
@@ -212,13 +213,20 @@ class Experiment(Results):
                                max_identical_failures=cfg.max_identical_failures,
                                target_metric=cfg.target_metric),
             stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
-            settled=self._settled, finished=self._finished,
+            settled=self._settled, finished=self._finished, closed=self._release_lock,
             tensorboard=self._tensorboard, plan=self._plan,
         )
         try:
             await run.run()
         finally:
+            self._release_lock()  # _finish() gave it up already, unless _run() never began
             self._finished.set()
+
+    def _release_lock(self) -> None:
+        """Give up the experiment's lock (``_ownership.py``), once its store is closed."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _settled(self, state: ExperimentState, reason: str) -> None:
         self.state, self.end_reason = state, reason

@@ -14,6 +14,7 @@ from nasflow.config import ExperimentConfig
 from nasflow.events import Event, IntermediateMetric, TrialEnded
 from nasflow.exceptions import ExperimentNotFoundError, ResumeError, StoreError
 from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._ownership import locked_error, running_owner
 from nasflow.experiment._policy import penalty_for
 from nasflow.space import SearchSpace
 from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
@@ -102,9 +103,13 @@ def _interrupted(record: TrialRecord) -> bool:
 
 def plan_resume(directory: Path) -> ResumePlan:
     """Read the store of a stopped, crashed or finished experiment; ``ResumeError`` if its
-    owner still runs."""
+    owner still runs (``ExperimentLockedError`` when it holds the lock)."""
+    holder = running_owner(directory)
+    if holder is not None:
+        raise locked_error(directory.name, directory, holder)
     reader = StoreReader(directory / DB_NAME)
     try:
+        reader.check()  # before anything trusts it (or a run writes to it)
         meta = reader.meta()
         state = ExperimentState(meta.get("state", "CREATED"))
         alive = owner_alive(meta.get("pid"), meta.get("pid_start"), meta.get("host"))

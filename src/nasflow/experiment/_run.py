@@ -121,6 +121,7 @@ class Run:
                  status: Callable[[], dict[str, Any]],
                  settled: Callable[[ExperimentState, str], None],
                  finished: anyio.Event,
+                 closed: Callable[[], None] = lambda: None,
                  tensorboard: TensorBoardSink | None = None,
                  plan: ResumePlan | None = None) -> None:
         self.setup = setup
@@ -134,6 +135,7 @@ class Run:
         self._status = status
         self._settled = settled  # the run's end state and reason, before the last events
         self._finished = finished  # set once everything is saved
+        self._closed = closed  # the store is closed: the facade gives up its lock
         self._tensorboard = tensorboard
         self._plan = plan
         self.store: ExperimentStore | None = None
@@ -390,6 +392,9 @@ class Run:
                 except StoreError:
                     _log.exception("closing the store of experiment %s failed",
                                    self.setup.id)
+            # before wait() returns: `nasflow stop --wait && nasflow resume` must not find
+            # the experiment still locked
+            self._closed()
             self._finished.set()  # everything is saved: stop() and wait() may return
 
     # --- events: publish, and follow them with the ledger and the policy --------------------

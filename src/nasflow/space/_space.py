@@ -100,6 +100,7 @@ class SearchSpace:
     ) -> None:
         builder = SpaceBuilder()
         template: dict[str, Any] = {}
+        _refuse_plain_values(space or {})
         for key, value in (space or {}).items():
             if isinstance(value, Constraint):
                 builder.add_constraint(value)
@@ -392,6 +393,24 @@ class SearchSpace:
         """For a dict space: the dict with every choice and expression replaced by its value."""
         sample = self.canonicalize(sample)
         return {k: self.resolve(v, sample) for k, v in self._template.items()}
+
+
+def _refuse_plain_values(space: Mapping[str, Any]) -> None:
+    """A dict-space value that is no choice, expression or constraint would be searched
+    by nobody and seen by no trial: refuse it, naming each key and the fix."""
+    wrong = {k: v for k, v in space.items() if not isinstance(v, (Choice, Expr, Constraint))}
+    if not wrong:
+        return
+    hints = []
+    for key, value in wrong.items():
+        if isinstance(value, (list, tuple)):
+            hints.append(f"{key!r}: {value!r} is a plain list; to search it write "
+                         f"nf.Categorical({list(value)!r})")
+        else:
+            hints.append(f"{key!r}: {value!r} is a constant; a dict space holds choices "
+                         "only: pass constants to the evaluator (a closure or "
+                         f"functools.partial), or write nf.Categorical([{value!r}])")
+    raise SpaceBuildError("every value of a dict space must be a choice: " + "; ".join(hints))
 
 
 class SpaceBuilder:

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from nasflow._kernel import TrialError, TrialRecord, TrialState
-from nasflow.exceptions import StoreError
+from nasflow.exceptions import StoreDamagedError, StoreError
+from nasflow.store._integrity import damage, damaged_message
 from nasflow.store._sqlite import _TRIAL_COLUMNS, connect
 
 __all__ = ["StoreReader"]
@@ -31,14 +32,20 @@ class StoreReader:
             self._conn.execute("SELECT count(*) FROM trials").fetchone()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreError(
-                f"{path} is not a readable nasflow experiment store ({exc}); if it is "
-                "damaged, restore it from a backup or move it away"
-            ) from exc
+            raise StoreDamagedError(damaged_message(path, str(exc)), path=path,
+                                    problem=str(exc)) from exc
 
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def check(self) -> None:
+        """``StoreDamagedError`` (saying how to salvage it) if the database fails SQLite's
+        ``PRAGMA quick_check``."""
+        problem = damage(self._conn)
+        if problem is not None:
+            raise StoreDamagedError(damaged_message(self.path, problem), path=self.path,
+                                    problem=problem)
 
     def meta(self) -> dict[str, Any]:
         """Every metadata key with its (JSON-decoded) value."""

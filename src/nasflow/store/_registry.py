@@ -25,6 +25,8 @@ import orjson
 
 from nasflow._kernel import ExperimentState, TrialState
 from nasflow._persist import owner_alive
+from nasflow.store._integrity import damage, damaged_message
+from nasflow.store._lock import LOCK_NAME, lock_owner
 from nasflow.store._paths import DB_NAME, nasflow_home
 
 __all__ = ["DAMAGED", "ExperimentInfo", "experiment_info", "list_experiments"]
@@ -143,14 +145,24 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _still_running(directory: Path, meta: dict[str, Any]) -> bool:
+    """Whether a run still owns an experiment whose store says RUNNING: its lock tells
+    (the kernel frees it when the owner dies, whatever the pid does next); without a lock
+    file (a store of an older nasflow) or one that cannot be opened, the recorded pid."""
+    try:
+        if (directory / LOCK_NAME).is_file():
+            return lock_owner(directory) is not None
+    except OSError:
+        pass
+    return owner_alive(meta.get("pid"), meta.get("pid_start"), meta.get("host")) is not False
+
+
 def _read(conn: sqlite3.Connection, directory: Path) -> ExperimentInfo:
     meta = {k: orjson.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
     if "state" not in meta:
         raise ValueError("its metadata has no state (not a nasflow experiment store?)")
     state: str = ExperimentState(meta["state"])
-    if state is ExperimentState.RUNNING and owner_alive(
-        meta.get("pid"), meta.get("pid_start"), meta.get("host")
-    ) is False:
+    if state is ExperimentState.RUNNING and not _still_running(directory, meta):
         state = ExperimentState.CRASHED
     counts = dict.fromkeys((s.value for s in TrialState), 0)
     for name, n in conn.execute("SELECT state, count(*) FROM trials GROUP BY state"):
@@ -201,6 +213,9 @@ def experiment_info(directory: str | os.PathLike[str]) -> ExperimentInfo:
     except sqlite3.Error as exc:
         return _damaged(directory, f"cannot open {db}: {exc}")
     try:
+        problem = damage(conn)
+        if problem is not None:
+            return _damaged(directory, damaged_message(db, problem))
         return _read(conn, directory)
     except (sqlite3.Error, orjson.JSONDecodeError, ValueError, TypeError, AttributeError,
             StopIteration) as exc:

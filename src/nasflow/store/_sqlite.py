@@ -22,6 +22,7 @@ and never block the writer.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -196,12 +197,15 @@ class ExperimentStore:
 
     def _open_db(self, meta: dict[str, Any]) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the experiment directory {self.path.parent}: {exc}. Check "
                 "NASFLOW_HOME (or ExperimentConfig.home) points to a writable directory"
             ) from exc
+        self.path.parent.chmod(0o700)  # it holds pickled code: owner-only
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = connect(self.path, readonly=False)
         try:
             conn.executescript(_SCHEMA)

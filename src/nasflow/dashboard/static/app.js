@@ -37,6 +37,7 @@ async function api(path, opts) {
 const live = {
   ws: null,
   wanted: new Set(),
+  settled: new Set(),   // experiments found not running when subscribed
   handlers: [],
   connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -360,11 +361,19 @@ live.handlers.push((frame) => {
     return;
   }
   if (frame.type === "error") { showError(frame.error); return; }
+  if (frame.type === "subscribed" && !frame.live && !live.settled.has(frame.experiment)) {
+    // it ended between the page's read and the subscription: read it again, once
+    live.settled.add(frame.experiment);
+    if (r.view === "list") refreshListSoon();
+    else if (view.exp && view.id === frame.experiment && view.exp.state === "RUNNING") showExperiment(view.id);
+    return;
+  }
   if (frame.type !== "events") return;
   let curveChanged = false;
   for (const e of frame.events) {
     if (r.view === "list") {
-      if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished") refreshListSoon();
+      if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished" ||
+        e.type === "experiments_changed") refreshListSoon();
       continue;
     }
     if (e.experiment !== view.id || !view.exp) continue;

@@ -117,7 +117,10 @@ async function showList() {
 const view = {
   id: null, exp: null, trials: new Map(), order: [], names: [], labels: [],
   sortKey: "id", sortDir: 1, selected: null, curve: [], dirty: false,
+  compare: [],   // ids of the trials compared side by side (2-4), in the order ticked
+  chartsAt: 0,
 };
+const MAX_COMPARE = 4;
 
 function objectiveNames() { return Object.keys(view.exp.objective || { default: "maximize" }); }
 function maximize(name) { return (view.exp.objective || {})[name || view.names[0]] !== "minimize"; }
@@ -129,6 +132,7 @@ function objValue(t, name) {
 
 async function showExperiment(id) {
   view.id = id;
+  if (view.id !== id) view.compare = [];
   view.trials = new Map();
   view.selected = null;
   $("detail").hidden = true;
@@ -142,8 +146,12 @@ async function showExperiment(id) {
   for (const t of trials) view.trials.set(t.id, t);
   $("exp-title").textContent = exp.name;
   $("crumb").textContent = exp.id;
+  const sel = $("scatter-label"), wanted = sel.value;
+  sel.innerHTML = view.labels.map((l) => `<option>${esc(l)}</option>`).join("");
+  if (view.labels.includes(wanted)) sel.value = wanted;
   renderHead();
   renderAll();
+  renderCompare();
 }
 
 function setState(state) {
@@ -156,6 +164,8 @@ function setState(state) {
 
 function columns() {
   return [
+    { key: "cmp", title: "⇄", get: (t) => (view.compare.includes(t.id) ? 0 : 1),
+      html: (t) => `<input type="checkbox" class="cmp" data-trial="${t.id}" title="compare"${view.compare.includes(t.id) ? " checked" : ""}>` },
     { key: "id", title: "trial", get: (t) => t.id },
     { key: "state", title: "state", get: (t) => t.state, html: (t) => badge(t.state) },
     ...view.names.map((n) => ({ key: "m:" + n, title: n, get: (t) => objValue(t, n),
@@ -231,6 +241,12 @@ function renderTable(resort) {
   $("shown").textContent = `${view.order.length} of ${view.trials.size}`;
 }
 
+function renderCounts() {
+  const counts = {};
+  for (const t of view.trials.values()) counts[t.state] = (counts[t.state] || 0) + 1;
+  $("counts").innerHTML = Object.entries(counts).map(([s, n]) => `${badge(s)} ${n}`).join(" ") || "no trials yet";
+}
+
 function renderOverview() {
   const counts = {};
   for (const t of view.trials.values()) counts[t.state] = (counts[t.state] || 0) + 1;
@@ -247,6 +263,49 @@ function renderOverview() {
   $("best").innerHTML = best ? `<b>${fmtNum(best.metric)}</b> ${esc(view.names[0])} (trial #${best.id})` : "no succeeded trial yet";
   Charts.history($("history"), ended.map((t) => t.metric), mx);
   renderPareto();
+  renderAnalysis(ended, mx);
+}
+
+function succeededRows() {
+  const rows = [];
+  for (const t of view.trials.values()) {
+    if (t.state !== "SUCCEEDED") continue;
+    const m = objValue(t, view.names[0]);
+    if (typeof m === "number") rows.push({ id: t.id, sample: t.sample || {}, metric: m });
+  }
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+function renderAnalysis(ended, mx) {
+  const trials = [...view.trials.values()];
+  Views.timeline($("timeline"), trials);
+  const rows = succeededRows();
+  Views.parallel($("parallel"), rows, view.labels, view.names[0], mx, selectTrial);
+  Views.scatter($("scatter"), rows, $("scatter-label").value, view.names[0], selectTrial);
+  Views.importance($("importance"), rows, view.labels);
+}
+
+async function renderCompare() {
+  const ids = view.compare.filter((id) => view.trials.has(id));
+  $("compare-card").hidden = ids.length === 0;
+  $("compare-ids").textContent = ids.map((id) => `#${id}`).join(" ");
+  if (!ids.length) return;
+  Views.compare($("compare"), ids.map((id) => view.trials.get(id)), view.names, view.labels, objValue);
+  const details = await Promise.all(ids.map((id) =>
+    api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${id}`).catch(() => null)));
+  if (ids.join() !== view.compare.filter((id) => view.trials.has(id)).join()) return;  // changed meanwhile
+  Views.overlay($("compare-curves"), details.filter(Boolean).map((t) => ({ id: t.id,
+    points: t.intermediates.map(([st, v]) => [st, typeof v === "object" && v !== null ? v[view.names[0]] ?? Object.values(v)[0] : v]) })));
+}
+
+function toggleCompare(id, on) {
+  view.compare = view.compare.filter((x) => x !== id);
+  if (on) {
+    view.compare.push(id);
+    if (view.compare.length > MAX_COMPARE) view.compare.shift();  // the oldest goes
+  }
+  renderTable(false);
+  renderCompare();
 }
 
 function paretoRows() {
@@ -272,10 +331,18 @@ function renderPareto() {
   Charts.pareto($("pareto"), paretoRows(), names.slice(0, 2), front, selectTrial);
 }
 
-function renderAll() {
+let chartTimer = null;
+function renderAll(fromEvents) {
   setState(view.exp.state);
-  renderOverview();
   renderTable(true);
+  // the charts are redrawn at most every 300 ms while events stream in (the table and the
+  // counts every frame): a 100k-trial parallel plot must not eat every frame
+  const wait = fromEvents ? view.chartsAt + 300 - performance.now() : 0;
+  if (wait <= 0) { view.chartsAt = performance.now(); renderOverview(); return; }
+  if (!chartTimer) {
+    chartTimer = setTimeout(() => { chartTimer = null; view.chartsAt = performance.now(); if (view.exp) renderOverview(); }, wait);
+  }
+  renderCounts();
 }
 
 let frameQueued = false;
@@ -283,7 +350,7 @@ function renderSoon() {
   // many events in one frame: one redraw per animation frame
   if (frameQueued) return;
   frameQueued = true;
-  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(); });
+  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(true); });
 }
 
 async function selectTrial(id) {
@@ -369,7 +436,7 @@ live.handlers.push((frame) => {
     return;
   }
   if (frame.type !== "events") return;
-  let curveChanged = false;
+  let curveChanged = false, compareChanged = false;
   for (const e of frame.events) {
     if (r.view === "list") {
       if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished" ||
@@ -382,10 +449,12 @@ live.handlers.push((frame) => {
       selectTrial(e.trial_id);
     }
     applyEvent(e);
+    if (e.type === "trial_ended" && view.compare.includes(e.trial_id)) compareChanged = true;
   }
   if (r.view === "experiment" && view.exp) {
     renderSoon();
     if (curveChanged) drawCurve();
+    if (compareChanged) renderCompare();
   }
 });
 
@@ -409,7 +478,13 @@ $("kill").addEventListener("click", async () => {
 $("trials-scroll").addEventListener("scroll", () => renderTable(false));
 $("state-filter").addEventListener("change", () => renderTable(true));
 $("search").addEventListener("input", () => renderTable(true));
+$("scatter-label").addEventListener("change", () => renderOverview());
+$("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });
 $("trials-body").addEventListener("click", (ev) => {
+  if (ev.target.classList.contains("cmp")) {
+    toggleCompare(Number(ev.target.dataset.trial), ev.target.checked);
+    return;
+  }
   const row = ev.target.closest(".trow");
   if (row) selectTrial(Number(row.dataset.trial));
 });

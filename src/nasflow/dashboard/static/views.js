@@ -32,6 +32,9 @@ const Views = (() => {
     return out;
   }
   const isNum = (v) => typeof v === "number" && isFinite(v);
+  // Math.max(...xs) overflows the call stack on 100k values: loop instead
+  function maxOf(xs) { let m = -Infinity; for (const x of xs) if (x > m) m = x; return m; }
+  function minOf(xs) { let m = Infinity; for (const x of xs) if (x < m) m = x; return m; }
   const key = (v) => JSON.stringify(v);
 
   // A scale for one label's values: numbers linear, anything else by sorted category.
@@ -54,9 +57,11 @@ const Views = (() => {
     clear(svg);
     const ran = trials.filter((t) => t.started_at).sort((a, b) => a.started_at - b.started_at || a.id - b.id);
     if (!ran.length) { note(svg, "no trial started yet"); return; }
-    const now = Math.max(...ran.map((t) => t.ended_at || t.started_at), Date.now() / 1000);
+    const running = ran.some((t) => !t.ended_at);
+    const latest = maxOf(ran.map((t) => t.ended_at || t.started_at));
+    const now = running ? Math.max(latest, Date.now() / 1000) : latest;
     const t0 = ran[0].started_at;
-    const t1 = Math.max(...ran.map((t) => t.ended_at || now));
+    const t1 = maxOf(ran.map((t) => t.ended_at || now));
     const laneEnd = [];
     const placed = ran.map((t) => {
       const end = t.ended_at || now;
@@ -95,7 +100,7 @@ const Views = (() => {
     const value = (r, i) => (i < labels.length ? r.sample[labels[i]] : r.metric);
     const scales = axes.map((_, i) => axisScale(rows.map((r) => value(r, i)).filter((v) => v !== undefined), y0, y1));
     const ms = rows.map((r) => r.metric);
-    const lo = Math.min(...ms), hi = Math.max(...ms);
+    const lo = minOf(ms), hi = maxOf(ms);
     const best = rows.reduce((a, b) => ((maximize ? b.metric > a.metric : b.metric < a.metric) ? b : a));
     for (const r of thin(rows, best)) {
       const pts = axes.map((_, i) => {
@@ -128,7 +133,7 @@ const Views = (() => {
     const { w, h } = size(svg);
     const x = axisScale(pts.map((r) => r.sample[label]), 46, w - 10);
     const ys = pts.map((r) => r.metric);
-    let lo = Math.min(...ys), hi = Math.max(...ys);
+    let lo = minOf(ys), hi = maxOf(ys);
     if (lo === hi) { lo -= 0.5; hi += 0.5; }
     const y0 = h - 24, y1 = 10;
     const sy = (v) => y0 - (v - lo) / (hi - lo) * (y0 - y1);

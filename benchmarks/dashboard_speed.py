@@ -120,10 +120,13 @@ def latency(portal: anyio.from_thread.BlockingPortal, driver: Any, home: Path,
     started = threading.Event()
 
     async def run() -> None:
-        async with exp.events(TrialStarted) as events, anyio.create_task_group() as tg:
-            tg.start_soon(exp.run)
-            async for _ in events:
-                break
+        async with anyio.create_task_group() as tg:
+            # closed after the first event: an unread subscription would fill and stall
+            # the search
+            async with exp.events(TrialStarted) as events:
+                tg.start_soon(exp.run)
+                async for _ in events:
+                    break
             started.set()
 
     with portal.wrap_async_context_manager(board):
@@ -220,10 +223,13 @@ def b1_once(portal: anyio.from_thread.BlockingPortal, driver: Any | None, home: 
     span: list[float] = []
 
     async def run() -> None:
-        async with exp.events(TrialStarted) as events, anyio.create_task_group() as tg:
-            tg.start_soon(exp.run)
-            async for _ in events:
-                break
+        async with anyio.create_task_group() as tg:
+            # closed after the first event: an unread subscription would fill and stall
+            # the search
+            async with exp.events(TrialStarted) as events:
+                tg.start_soon(exp.run)
+                async for _ in events:
+                    break
             started.set()
 
     async def release() -> None:

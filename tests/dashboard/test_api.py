@@ -203,3 +203,36 @@ def test_the_control_endpoint_checks_kill_requests(live_search: LiveSearch) -> N
     reply = send_request(directory, "kill", trial=999)
     assert reply == {"ok": False, "error": "trial 999 is not running"}
     assert live_search.exp.state is nf.ExperimentState.RUNNING
+
+
+def test_the_compact_trials_form_holds_what_the_dicts_hold(home: Path,
+                                                           portal: anyio.from_thread.BlockingPortal
+                                                           ) -> None:
+    def evaluate(model: Any, trial: nf.Trial) -> dict[str, float]:
+        if trial.sample["x"] == 2:
+            raise ValueError("two is refused")
+        return {"acc": trial.sample["x"] / 4, "cost": 1.5}
+
+    exp = nf.Experiment({"x": nf.Categorical([1, 2, 3]), "tag": nf.Categorical(["a"])},
+                        evaluate, nf.strategy.GridSearch(),
+                        nf.ExperimentConfig(objective={"acc": "maximize", "cost": "minimize"},
+                                            max_trials=3, home=str(home)))
+    portal.call(exp.run)
+    with portal.wrap_async_context_manager(Dashboard(home=home)) as board:
+        _, dicts = call(board, f"/api/experiments/{exp.id}/trials")
+        status, compact = call(board, f"/api/experiments/{exp.id}/trials?format=rows")
+    assert status == 200
+    rebuilt = []
+    for row in compact["rows"]:
+        d = dict(zip(compact["columns"], row, strict=True))
+        for name in compact["json_columns"]:
+            d[name] = json.loads(d[name]) if d[name] is not None else None
+        etype, emsg = d.pop("error_type"), d.pop("error_message")
+        d["error"] = None if etype is None else {"type": etype, "message": emsg}
+        rebuilt.append(d)
+    # the same trials, field by field (the dicts' error also has a shortened message)
+    assert [{k: v for k, v in r.items() if k != "error"} for r in rebuilt] == [
+        {k: v for k, v in d.items() if k != "error"} for d in dicts["trials"]]
+    errors = [r["error"] for r in rebuilt]
+    assert errors[0] is None and errors[2] is None
+    assert errors[1]["type"] == "ValueError" and "two is refused" in errors[1]["message"]

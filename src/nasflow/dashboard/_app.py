@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,18 +61,35 @@ class DashboardState:
 
     def __init__(self, *, home: str | os.PathLike[str] | None, token: str,
                  read_token: bool = True, live: list[Experiment] | None = None,
-                 only: str | None = None) -> None:
+                 only: str | None = None,
+                 include: Callable[[str], bool] | None = None) -> None:
         self.home = home
         self.token = token
         self.read_token = read_token
         self.live: dict[str, Experiment] = {e.id: e for e in live or []}
         self.only = only
+        self.include = include
+        """Serve only the experiments whose id it accepts (``None``: every one); a
+        manager daemon's dashboard shows the experiments that attached to it."""
         self.feeds: dict[str, Feed] = {}
+        self.clients: set[Client] = set()
+        """Every page connected now (``experiments_changed`` reaches them all)."""
         self.tg: anyio.abc.TaskGroup | None = None
 
     def add_live(self, exp: Experiment) -> None:
         """Serve ``exp`` (running in this process) from its event hub."""
         self.live[exp.id] = exp
+        self.experiments_changed()
+
+    def experiments_changed(self) -> None:
+        """Tell every connected page that the list of experiments changed (one started,
+        or attached to the manager): pushed, so a list page never re-reads on a timer."""
+        for client in list(self.clients):
+            client.push("", [{"type": "experiments_changed"}])
+
+    def _included(self, experiment_id: str) -> bool:
+        return self.include is None or experiment_id in self.live or \
+            self.include(experiment_id)
 
     # --- finding experiments ---------------------------------------------------------------
 
@@ -80,6 +98,8 @@ class DashboardState:
         joined to paths unchecked)."""
         if experiment_id in self.live:
             return self.live[experiment_id].directory
+        if not self._included(experiment_id):
+            raise HTTPException(404, f"no experiment {experiment_id!r}")
         root = nasflow_home(self.home) / "experiments"
         for entry in _entries(root):
             if entry.name == experiment_id and (entry / DB_NAME).is_file():
@@ -87,7 +107,7 @@ class DashboardState:
         raise HTTPException(404, f"no experiment {experiment_id!r}")
 
     def infos(self) -> list[dict[str, Any]]:
-        found = {i.id: i for i in list_experiments(self.home)}
+        found = {i.id: i for i in list_experiments(self.home) if self._included(i.id)}
         for exp_id, exp in self.live.items():
             if exp_id not in found and (exp.directory / DB_NAME).is_file():
                 found[exp_id] = experiment_info(exp.directory)
@@ -236,12 +256,43 @@ def _live_trials(state: DashboardState, experiment_id: str) -> list[TrialRecord]
     return None if exp is None or exp.state is not ExperimentState.RUNNING else exp.trials()
 
 
+# ``?format=rows``: one array per trial in ROW_COLUMNS' order, ``metrics`` and ``sample``
+# as the JSON text the store holds (the page parses them): a 100,000-trial experiment is
+# read and sent with one ``orjson.dumps``, no Python object per trial
+ROW_COLUMNS = ("id", "state", "metric", "metrics", "sample", "submitted_at", "started_at",
+               "ended_at", "attempt", "error_type", "error_message")
+JSON_COLUMNS = ("metrics", "sample")
+_MESSAGE = ROW_COLUMNS.index("error_message")
+
+
+def _rows_json(rows: list[Any]) -> bytes:
+    for i, row in enumerate(rows):
+        if row[_MESSAGE] is not None and len(row[_MESSAGE]) > 300:
+            rows[i] = (*row[:_MESSAGE], row[_MESSAGE][:300])
+    return orjson.dumps({"columns": ROW_COLUMNS, "json_columns": JSON_COLUMNS, "rows": rows})
+
+
+def _record_row(r: TrialRecord) -> tuple[Any, ...]:
+    return (r.id, r.state.value, r.metric, orjson.dumps(r.metrics).decode(),
+            orjson.dumps(r.sample).decode(), r.submitted_at, r.started_at, r.ended_at,
+            r.attempt, None if r.error is None else r.error.type,
+            None if r.error is None else r.error.message)
+
+
 async def trials(request: Request) -> Response:
     _check(request, control=False)
     state: DashboardState = request.app.state.dashboard
     exp_id = request.path_params["id"]
     directory = state.directory(exp_id)
     records = _live_trials(state, exp_id)
+    if request.query_params.get("format") == "rows":
+        def read_rows() -> bytes:
+            if records is not None:
+                return _rows_json([_record_row(r) for r in records])
+            with _Reader(directory) as r:
+                return _rows_json(r.trial_rows(ROW_COLUMNS))
+        body = await anyio.to_thread.run_sync(read_rows)
+        return Response(body, media_type="application/json")
     if records is None:
         def read() -> list[TrialRecord]:
             with _Reader(directory) as r:
@@ -361,6 +412,7 @@ async def websocket(ws: WebSocket) -> None:
         return
     await ws.accept()
     client = Client()
+    state.clients.add(client)
     watching: dict[str, Feed] = {}
 
     async def send_frames(scope: anyio.CancelScope) -> None:
@@ -407,6 +459,7 @@ async def websocket(ws: WebSocket) -> None:
                 pass  # the page went away
             tg.cancel_scope.cancel()
     finally:
+        state.clients.discard(client)
         for feed in watching.values():
             feed.discard(client)
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -50,19 +50,22 @@ class Dashboard:
     ``experiments`` running in this process (their events come from their hubs).
     ``port=0`` picks a free port. ``read_token=False`` lets anyone on this machine read
     without the token (controls always need it). ``only`` opens the page on one
-    experiment.
+    experiment. ``include(id)``, when given, limits the page to the experiments it
+    accepts (``nasflow manager --dashboard``: those that attached to the daemon); call
+    ``experiments_changed()`` when its answer changes, and open pages refresh their list.
     """
 
     def __init__(self, *experiments: Experiment, home: str | os.PathLike[str] | None = None,
                  port: int = 0, host: str = "127.0.0.1", token: str | None = None,
-                 read_token: bool = True, only: str | None = None) -> None:
+                 read_token: bool = True, only: str | None = None,
+                 include: Callable[[str], bool] | None = None) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be 0 (a free port) to 65535, got {port!r}")
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
         """The token controls (and reading, unless ``read_token=False``) need."""
         self.state = DashboardState(home=home, token=self.token, read_token=read_token,
-                                    live=list(experiments), only=only)
+                                    live=list(experiments), only=only, include=include)
         self._port = port
         self._socket: socket.socket | None = None
         self._server: object | None = None
@@ -88,6 +91,10 @@ class Dashboard:
     def add(self, exp: Experiment) -> None:
         """Also serve ``exp`` (running in this process) live from its event hub."""
         self.state.add_live(exp)
+
+    def experiments_changed(self, *_: object) -> None:
+        """Make every open page re-read its list of experiments (pushed to them)."""
+        self.state.experiments_changed()
 
     async def __aenter__(self) -> Dashboard:
         import uvicorn

@@ -38,6 +38,7 @@ from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
 from nasflow.exceptions import ConfigError, NasflowError
 from nasflow.experiment._ledger import TrialLedger
+from nasflow.experiment._notebook import NotebookProgress, in_kernel
 from nasflow.experiment._ownership import take_ownership
 from nasflow.experiment._policy import TrialPolicy
 from nasflow.experiment._resume import ResumePlan, check_space, load_for_resume
@@ -176,8 +177,11 @@ class Experiment(Results):
 
     # --- running --------------------------------------------------------------------------
 
-    def run(self) -> Coroutine[Any, Any, None]:
+    def run(self, *, progress: bool = True) -> Coroutine[Any, Any, None]:
         """Run the search to its end: ``await exp.run()`` (``nf.run(exp)`` from sync code).
+        In a notebook (under an IPython kernel) the cell shows a live display of the
+        progress against the budget, the running trials and the best so far, left as a
+        final summary; ``progress=False`` turns it off. Elsewhere nothing is printed.
         Cancelling the awaiting task stops it cleanly (running trials CANCELED, the store
         consistent) and re-raises the cancellation. Raises ``StrategyError`` if the
         strategy fails (finished trials are kept).
@@ -185,7 +189,19 @@ class Experiment(Results):
         A coroutine, as from an ``async def`` (``tg.start_soon(exp.run)`` and
         ``asyncio.run(exp.run())`` work); one dropped without being awaited warns with
         what to write instead, not Python's bare "never awaited"."""
-        return _RunCall(self)
+        return _RunCall(self, progress)
+
+    async def _run_shown(self, progress: bool) -> None:
+        # the notebook display is a hub sink: it cannot slow the search down or change
+        # how the run ends (its exceptions, its cancellation)
+        view = None
+        if progress and self.state is ExperimentState.CREATED and in_kernel():
+            view = NotebookProgress(self)
+        try:
+            await self._run_to_end()
+        finally:
+            if view is not None:
+                view.close()
 
     async def _run_to_end(self) -> None:
         if self.state is not ExperimentState.CREATED:
@@ -368,16 +384,17 @@ class _RunCall(Coroutine[Any, Any, None]):
     is first awaited, so one that never is can say how to run (``exp.run()`` written as
     a statement in sync code, the NNI habit, otherwise only gets Python's bare warning)."""
 
-    __slots__ = ("_closed", "_coro", "_exp")
+    __slots__ = ("_closed", "_coro", "_exp", "_progress")
 
-    def __init__(self, exp: Experiment) -> None:
+    def __init__(self, exp: Experiment, progress: bool = True) -> None:
         self._exp = exp
+        self._progress = progress
         self._coro: Coroutine[Any, Any, None] | None = None
         self._closed = False
 
     def _inner(self) -> Coroutine[Any, Any, None]:
         if self._coro is None:
-            self._coro = self._exp._run_to_end()
+            self._coro = self._exp._run_shown(self._progress)
         return self._coro
 
     def send(self, value: Any) -> Any:

@@ -7,12 +7,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import anyio
 
 from nasflow.exceptions import ConfigError
 from nasflow.manager._server import TrialManager, new_token
+
+if TYPE_CHECKING:
+    from nasflow.dashboard import Dashboard
 
 __all__ = ["manager_command"]
 
@@ -22,6 +27,7 @@ examples:
   nasflow manager --port 8765 --workers 4       # a fixed address experiments can find again
   nasflow manager --port 8765 --gpus 0,1 --trials-per-gpu 2   # 4 workers, 2 per GPU
   NASFLOW_TOKEN=s3cret nasflow manager --port 8765            # a token of your choosing
+  nasflow manager --workers 2 --dashboard       # also serve the web page for its experiments
 
 then, in the experiment:
   cfg = nf.ExperimentConfig(manager="ws://127.0.0.1:8765",
@@ -68,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
                         "torch): the first trial of every experiment starts warm")
     p.add_argument("--log-dir", default=None, help="where workers write their own output")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    p.add_argument("--dashboard", action="store_true",
+                   help="also serve the web dashboard of the experiments that attach to this "
+                        "manager, on 127.0.0.1 (its address and token are printed); needs "
+                        "nasflow[dashboard]")
+    p.add_argument("--dashboard-port", type=int, default=0,
+                   help="the dashboard's port (default 0: a free one)")
     return p
 
 
@@ -108,38 +120,71 @@ def manager_command(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"nasflow manager: {exc}", file=sys.stderr)
         return 2
-    return anyio.run(_serve, manager, generated, workers)
+    board = None
+    if args.dashboard:
+        try:
+            board = _dashboard(manager, args.dashboard_port)
+        except (ImportError, ValueError) as exc:
+            print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
+            return 2
+    return anyio.run(_serve, manager, generated, workers, board)
 
 
-async def _serve(manager: TrialManager, generated: bool, workers: int) -> int:
+def _dashboard(manager: TrialManager, port: int) -> Dashboard:
+    """The web page of the experiments that attach to ``manager`` (loopback only: the
+    manager may listen on the network, its dashboard never does)."""
+    from nasflow.dashboard import Dashboard
+
+    served = manager.core.served
+    board = Dashboard(port=port, include=served.__contains__)
+    manager.core.on_attach.append(board.experiments_changed)
+    return board
+
+
+async def _serve(manager: TrialManager, generated: bool, workers: int,
+                 board: Dashboard | None = None) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-            try:
-                await tg.start(manager.serve)
-            except OSError as exc:
-                print(f"nasflow manager: cannot listen on {manager.host}:{manager.port}: "
-                      f"{exc}. Pick another --port, or 0 for a free one.", file=sys.stderr)
-                return 2
-            print(f"nasflow manager listening on {manager.url} with {workers} worker(s)")
-            print(f"url: {manager.url}")
-            if generated:
-                print(f"token: {manager.token}")
-                print("(export it as NASFLOW_TOKEN for your experiments)")
-            else:
-                print("token: (from --token / NASFLOW_TOKEN)")
+        async with AsyncExitStack() as stack:
+            if board is not None:
+                try:
+                    await stack.enter_async_context(board)
+                except OSError as exc:
+                    print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
+                    return 2
+            return await _serve_manager(manager, generated, workers, board, signals)
+
+
+async def _serve_manager(manager: TrialManager, generated: bool, workers: int,
+                         board: Dashboard | None, signals: AsyncIterator[int]) -> int:
+    async with anyio.create_task_group() as tg:
+        try:
+            await tg.start(manager.serve)
+        except OSError as exc:
+            print(f"nasflow manager: cannot listen on {manager.host}:{manager.port}: "
+                  f"{exc}. Pick another --port, or 0 for a free one.", file=sys.stderr)
+            return 2
+        print(f"nasflow manager listening on {manager.url} with {workers} worker(s)")
+        print(f"url: {manager.url}")
+        if generated:
+            print(f"token: {manager.token}")
+            print("(export it as NASFLOW_TOKEN for your experiments)")
+        else:
+            print("token: (from --token / NASFLOW_TOKEN)")
+        if board is not None:
+            print(f"dashboard: {board.url}")
+        sys.stdout.flush()
+        code = 0
+        async for signum in signals:
+            code = 128 + signum
+            break
+        if code == 128 + signal.SIGTERM:
+            kept = await manager.hand_over()
+            print(f"nasflow manager: SIGTERM, leaving {kept} busy worker(s) running for "
+                  "the next manager on this address (they wait --reattach-timeout "
+                  "seconds for it)", file=sys.stderr, flush=True)
             sys.stdout.flush()
-            code = 0
-            async for signum in signals:
-                code = 128 + signum
-                break
-            if code == 128 + signal.SIGTERM:
-                kept = await manager.hand_over()
-                print(f"nasflow manager: SIGTERM, leaving {kept} busy worker(s) running for "
-                      "the next manager on this address (they wait --reattach-timeout "
-                      "seconds for it)", file=sys.stderr, flush=True)
-                sys.stdout.flush()
-                # not a normal exit: closing the event loop would kill the workers it started
-                os._exit(code)
-            print("nasflow manager: SIGINT, stopping the workers", file=sys.stderr, flush=True)
-            manager.stop()
-        return code
+            # not a normal exit: closing the event loop would kill the workers it started
+            os._exit(code)
+        print("nasflow manager: SIGINT, stopping the workers", file=sys.stderr, flush=True)
+        manager.stop()
+    return code

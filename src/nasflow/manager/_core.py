@@ -82,6 +82,11 @@ class ManagerCore(WorkerSide):
         self.slots = slots
         """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
         self.experiments: dict[str, ExperimentRecord] = {}
+        self.served: dict[str, None] = {}
+        """Every experiment id that attached since this manager started, in order (kept
+        after they leave: the daemon's dashboard lists them)."""
+        self.on_attach: list[Callable[[str], None]] = []
+        """Called with an experiment's id when it attaches for the first time."""
         self.workers: dict[str, WorkerRecord] = {}
         self.trials: dict[TrialKey, TrialRecord] = {}
         self._pool = pool
@@ -188,6 +193,13 @@ class ManagerCore(WorkerSide):
         if exp is None:
             exp = self.experiments[message.experiment_id] = ExperimentRecord(
                 message.experiment_id)
+        if exp.id not in self.served:
+            self.served[exp.id] = None
+            for listener in self.on_attach:
+                try:
+                    listener(exp.id)
+                except Exception:  # an observer (the dashboard) must not fail the attach
+                    _log.exception("an on_attach listener failed for experiment %s", exp.id)
         elif exp.port is not None and exp.port is not port:
             moved = exp.port.hand_over(f"another client took over experiment {exp.id}")
         if exp.detach_timer is not None:

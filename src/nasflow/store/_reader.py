@@ -62,6 +62,16 @@ class StoreReader:
             params = tuple(names)
         return [_record(r) for r in self._query(sql + " ORDER BY id", params)]
 
+    def trial_rows(self, columns: Iterable[str]) -> list[tuple[Any, ...]]:
+        """The raw ``columns`` of every trial, by id, undecoded (JSON columns as stored):
+        for readers that pass them on without building records (the dashboard's 100,000
+        trials). Columns are those of the ``trials`` table; others raise ``ValueError``."""
+        names = list(columns)
+        unknown = [c for c in names if c not in _TRIAL_COLUMNS]
+        if unknown:
+            raise ValueError(f"not columns of the trials table: {unknown}")
+        return self._query(f"SELECT {', '.join(names)} FROM trials ORDER BY id")
+
     def intermediates(self, trial_id: int, attempt: int | None = None) -> list[tuple[int, Any]]:
         """``[(step, value), ...]`` reported by one trial (its latest attempt unless
         ``attempt`` is given), in report order."""

@@ -37,6 +37,7 @@ async function api(path, opts) {
 const live = {
   ws: null,
   wanted: new Set(),
+  settled: new Set(),   // experiments found not running when subscribed
   handlers: [],
   connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -116,7 +117,10 @@ async function showList() {
 const view = {
   id: null, exp: null, trials: new Map(), order: [], names: [], labels: [],
   sortKey: "id", sortDir: 1, selected: null, curve: [], dirty: false,
+  compare: [],   // ids of the trials compared side by side (2-4), in the order ticked
+  chartsAt: 0,
 };
+const MAX_COMPARE = 4;
 
 function objectiveNames() { return Object.keys(view.exp.objective || { default: "maximize" }); }
 function maximize(name) { return (view.exp.objective || {})[name || view.names[0]] !== "minimize"; }
@@ -126,23 +130,50 @@ function objValue(t, name) {
   return view.names.length === 1 ? t.metric : null;
 }
 
+// the compact form of /trials (one array per trial): 100k trials parse fast
+function fromRows({ columns, rows }) {
+  const at = Object.fromEntries(columns.map((c, i) => [c, i]));
+  const parse = (text) => (text === null || text === undefined ? null : JSON.parse(text));
+  return rows.map((r) => ({ id: r[at.id], state: r[at.state], metric: r[at.metric],
+    metrics: parse(r[at.metrics]), sample: parse(r[at.sample]) || {}, submitted_at: r[at.submitted_at],
+    started_at: r[at.started_at], ended_at: r[at.ended_at], attempt: r[at.attempt],
+    error: r[at.error_type] ? { type: r[at.error_type], message: r[at.error_message] || "" } : null }));
+}
+
 async function showExperiment(id) {
   view.id = id;
+  if (view.id !== id) view.compare = [];
   view.trials = new Map();
   view.selected = null;
   $("detail").hidden = true;
   live.subscribe(id);
-  const [exp, { trials }] = await Promise.all([
+  const [exp, table] = await Promise.all([
     api(`/api/experiments/${encodeURIComponent(id)}`),
-    api(`/api/experiments/${encodeURIComponent(id)}/trials`)]);
+    api(`/api/experiments/${encodeURIComponent(id)}/trials?format=rows`)]);
+  const trials = fromRows(table);
   view.exp = exp;
   view.names = objectiveNames();
   view.labels = exp.labels || [...new Set(trials.flatMap((t) => Object.keys(t.sample || {})))];
   for (const t of trials) view.trials.set(t.id, t);
   $("exp-title").textContent = exp.name;
   $("crumb").textContent = exp.id;
+  const sel = $("scatter-label"), wanted = sel.value;
+  sel.innerHTML = view.labels.map((l) => `<option>${esc(l)}</option>`).join("");
+  if (view.labels.includes(wanted)) sel.value = wanted;
   renderHead();
-  renderAll();
+  setState(exp.state);
+  renderTable(true);
+  renderCounts();
+  // the table first (it paints now), the charts in the next task; the marks are read by
+  // benchmarks/dashboard_speed.py
+  performance.mark("nasflow:table-rendered");
+  setTimeout(() => {
+    if (view.id !== id || !view.exp) return;
+    view.chartsAt = performance.now();
+    renderOverview();
+    renderCompare();
+    performance.mark("nasflow:experiment-rendered");
+  }, 0);
 }
 
 function setState(state) {
@@ -155,6 +186,8 @@ function setState(state) {
 
 function columns() {
   return [
+    { key: "cmp", title: "⇄", get: (t) => (view.compare.includes(t.id) ? 0 : 1),
+      html: (t) => `<input type="checkbox" class="cmp" data-trial="${t.id}" title="compare"${view.compare.includes(t.id) ? " checked" : ""}>` },
     { key: "id", title: "trial", get: (t) => t.id },
     { key: "state", title: "state", get: (t) => t.state, html: (t) => badge(t.state) },
     ...view.names.map((n) => ({ key: "m:" + n, title: n, get: (t) => objValue(t, n),
@@ -192,22 +225,26 @@ function filtered() {
   const state = $("state-filter").value;
   const q = $("search").value.trim().toLowerCase();
   const col = columns().find((c) => c.key === view.sortKey) || columns()[0];
-  const rows = [];
+  // decorate, sort, undecorate: each key is read once, not twice per comparison (100k
+  // rows sort in a fraction of the time)
+  const keyed = [];
   for (const t of view.trials.values()) {
     if (state && t.state !== state) continue;
     if (q && !(`#${t.id} ${JSON.stringify(t.sample)} ${t.state} ${t.error ? t.error.message : ""}`)
       .toLowerCase().includes(q)) continue;
-    rows.push(t);
+    let k = col.get(t);
+    if (k !== null && k !== undefined && typeof k === "object") k = JSON.stringify(k);
+    keyed.push({ k, id: t.id, t });
   }
   const dir = view.sortDir;
-  rows.sort((a, b) => {
-    const x = col.get(a), y = col.get(b);
+  keyed.sort((a, b) => {
+    const x = a.k, y = b.k;
     if (x === y) return a.id - b.id;
     if (x === null || x === undefined) return 1;
     if (y === null || y === undefined) return -1;
     return (x < y ? -1 : 1) * dir;
   });
-  return rows;
+  return keyed.map((e) => e.t);
 }
 
 function renderTable(resort) {
@@ -230,6 +267,12 @@ function renderTable(resort) {
   $("shown").textContent = `${view.order.length} of ${view.trials.size}`;
 }
 
+function renderCounts() {
+  const counts = {};
+  for (const t of view.trials.values()) counts[t.state] = (counts[t.state] || 0) + 1;
+  $("counts").innerHTML = Object.entries(counts).map(([s, n]) => `${badge(s)} ${n}`).join(" ") || "no trials yet";
+}
+
 function renderOverview() {
   const counts = {};
   for (const t of view.trials.values()) counts[t.state] = (counts[t.state] || 0) + 1;
@@ -246,6 +289,49 @@ function renderOverview() {
   $("best").innerHTML = best ? `<b>${fmtNum(best.metric)}</b> ${esc(view.names[0])} (trial #${best.id})` : "no succeeded trial yet";
   Charts.history($("history"), ended.map((t) => t.metric), mx);
   renderPareto();
+  renderAnalysis(ended, mx);
+}
+
+function succeededRows() {
+  const rows = [];
+  for (const t of view.trials.values()) {
+    if (t.state !== "SUCCEEDED") continue;
+    const m = objValue(t, view.names[0]);
+    if (typeof m === "number") rows.push({ id: t.id, sample: t.sample || {}, metric: m });
+  }
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+function renderAnalysis(ended, mx) {
+  const trials = [...view.trials.values()];
+  Views.timeline($("timeline"), trials);
+  const rows = succeededRows();
+  Views.parallel($("parallel"), rows, view.labels, view.names[0], mx, selectTrial);
+  Views.scatter($("scatter"), rows, $("scatter-label").value, view.names[0], selectTrial);
+  Views.importance($("importance"), rows, view.labels);
+}
+
+async function renderCompare() {
+  const ids = view.compare.filter((id) => view.trials.has(id));
+  $("compare-card").hidden = ids.length === 0;
+  $("compare-ids").textContent = ids.map((id) => `#${id}`).join(" ");
+  if (!ids.length) return;
+  Views.compare($("compare"), ids.map((id) => view.trials.get(id)), view.names, view.labels, objValue);
+  const details = await Promise.all(ids.map((id) =>
+    api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${id}`).catch(() => null)));
+  if (ids.join() !== view.compare.filter((id) => view.trials.has(id)).join()) return;  // changed meanwhile
+  Views.overlay($("compare-curves"), details.filter(Boolean).map((t) => ({ id: t.id,
+    points: t.intermediates.map(([st, v]) => [st, typeof v === "object" && v !== null ? v[view.names[0]] ?? Object.values(v)[0] : v]) })));
+}
+
+function toggleCompare(id, on) {
+  view.compare = view.compare.filter((x) => x !== id);
+  if (on) {
+    view.compare.push(id);
+    if (view.compare.length > MAX_COMPARE) view.compare.shift();  // the oldest goes
+  }
+  renderTable(false);
+  renderCompare();
 }
 
 function paretoRows() {
@@ -271,10 +357,18 @@ function renderPareto() {
   Charts.pareto($("pareto"), paretoRows(), names.slice(0, 2), front, selectTrial);
 }
 
-function renderAll() {
+let chartTimer = null;
+function renderAll(fromEvents) {
   setState(view.exp.state);
-  renderOverview();
   renderTable(true);
+  // the charts are redrawn at most every 300 ms while events stream in (the table and the
+  // counts every frame): a 100k-trial parallel plot must not eat every frame
+  const wait = fromEvents ? view.chartsAt + 300 - performance.now() : 0;
+  if (wait <= 0) { view.chartsAt = performance.now(); renderOverview(); return; }
+  if (!chartTimer) {
+    chartTimer = setTimeout(() => { chartTimer = null; view.chartsAt = performance.now(); if (view.exp) renderOverview(); }, wait);
+  }
+  renderCounts();
 }
 
 let frameQueued = false;
@@ -282,7 +376,7 @@ function renderSoon() {
   // many events in one frame: one redraw per animation frame
   if (frameQueued) return;
   frameQueued = true;
-  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(); });
+  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(true); });
 }
 
 async function selectTrial(id) {
@@ -300,7 +394,8 @@ async function selectTrial(id) {
 
 function drawCurve() {
   const logY = view.curve.length > 1 && view.curve.every((p) => p[1] > 0) &&
-    Math.max(...view.curve.map((p) => p[1])) / Math.min(...view.curve.map((p) => p[1])) > 100;
+    view.curve.reduce((m, p) => Math.max(m, p[1]), -Infinity) /
+    view.curve.reduce((m, p) => Math.min(m, p[1]), Infinity) > 100;
   Charts.curve($("curve"), view.selected, view.curve, logY);
 }
 
@@ -360,11 +455,19 @@ live.handlers.push((frame) => {
     return;
   }
   if (frame.type === "error") { showError(frame.error); return; }
+  if (frame.type === "subscribed" && !frame.live && !live.settled.has(frame.experiment)) {
+    // it ended between the page's read and the subscription: read it again, once
+    live.settled.add(frame.experiment);
+    if (r.view === "list") refreshListSoon();
+    else if (view.exp && view.id === frame.experiment && view.exp.state === "RUNNING") showExperiment(view.id);
+    return;
+  }
   if (frame.type !== "events") return;
-  let curveChanged = false;
+  let curveChanged = false, compareChanged = false;
   for (const e of frame.events) {
     if (r.view === "list") {
-      if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished") refreshListSoon();
+      if (e.type === "trial_ended" || e.type === "trial_submitted" || e.type === "experiment_finished" ||
+        e.type === "experiments_changed") refreshListSoon();
       continue;
     }
     if (e.experiment !== view.id || !view.exp) continue;
@@ -373,10 +476,12 @@ live.handlers.push((frame) => {
       selectTrial(e.trial_id);
     }
     applyEvent(e);
+    if (e.type === "trial_ended" && view.compare.includes(e.trial_id)) compareChanged = true;
   }
   if (r.view === "experiment" && view.exp) {
     renderSoon();
     if (curveChanged) drawCurve();
+    if (compareChanged) renderCompare();
   }
 });
 
@@ -400,7 +505,13 @@ $("kill").addEventListener("click", async () => {
 $("trials-scroll").addEventListener("scroll", () => renderTable(false));
 $("state-filter").addEventListener("change", () => renderTable(true));
 $("search").addEventListener("input", () => renderTable(true));
+$("scatter-label").addEventListener("change", () => renderOverview());
+$("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });
 $("trials-body").addEventListener("click", (ev) => {
+  if (ev.target.classList.contains("cmp")) {
+    toggleCompare(Number(ev.target.dataset.trial), ev.target.checked);
+    return;
+  }
   const row = ev.target.closest(".trow");
   if (row) selectTrial(Number(row.dataset.trial));
 });

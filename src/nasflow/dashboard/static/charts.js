@@ -78,9 +78,11 @@ const Charts = (() => {
     // drawing 100k dots as SVG nodes would be slow: thin them to ~2,000
     const step = Math.max(1, Math.floor(values.length / 2000));
     for (let i = 0; i < values.length; i += step) {
-      el("circle", { class: "dot", cx: s.sx(i + 1), cy: s.sy(values[i]), r: 2 }, svg);
+      el("circle", { class: "dot", cx: s.sx(i + 1), cy: s.sy(values[i]), r: 2,
+        "data-value": values[i] }, svg);
     }
-    el("path", { class: "best", d: path(best, s.sx, s.sy) }, svg);
+    el("path", { class: "best", d: path(best, s.sx, s.sy), "data-last": best[best.length - 1][1],
+      "data-points": best.length }, svg);
   }
 
   // one trial's intermediate metrics
@@ -137,5 +139,5 @@ const Charts = (() => {
     return front;
   }
 
-  return { history, curve, pareto, firstFront, fmt };
+  return { history, curve, pareto, firstFront, fmt, frame, path };
 })();

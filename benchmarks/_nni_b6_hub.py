@@ -32,13 +32,15 @@ def run_nni_hub_darts(space_name: str, data: tuple[Any, Any], epochs: int,
     class EpochTimer(pl.Callback):  # type: ignore[misc]
         def __init__(self) -> None:
             self.seconds: list[float] = []
-            self._t0 = 0.0
+            self.cpu: list[float] = []
+            self._t0 = self._c0 = 0.0
 
         def on_train_epoch_start(self, *args: Any) -> None:
-            self._t0 = time.perf_counter()
+            self._t0, self._c0 = time.perf_counter(), time.process_time()
 
         def on_train_epoch_end(self, *args: Any) -> None:
             self.seconds.append(time.perf_counter() - self._t0)
+            self.cpu.append(time.process_time() - self._c0)
 
     train, val = data
     timer = EpochTimer()
@@ -62,4 +64,5 @@ def run_nni_hub_darts(space_name: str, data: tuple[Any, Any], epochs: int,
     evaluator.evaluate(model)
     timed = timer.seconds[1:] or timer.seconds
     return {"epoch_seconds": statistics.median(timed), "all_epochs": timer.seconds,
+            "all_cpu_epochs": timer.cpu, "pytorch_lightning": pl.__version__,
             "nni": nni.__version__, "torch": torch.__version__}

@@ -78,26 +78,23 @@ class TrialError:
         return f"{self.type}: {self.message}"
 
 
-@dataclass(slots=True)
-class TrialRecord:
-    """One trial as the experiment knows it. Exports hand out copies; do not mutate.
+class RecordView:
+    """What a trial's record and a frozen copy of it (``nasflow.strategy.FrozenTrial``)
+    compute alike from their fields."""
 
-    ``metric`` is the primary objective of the final result, ``metrics`` the final result
-    as the evaluator gave it (a float or a dict).
-    """
-
+    __slots__ = ()
     id: int
     sample: dict[str, Any]
     hash: str
-    state: TrialState = TrialState.WAITING
-    metric: float | None = None
-    metrics: Any = None
-    submitted_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    error: TrialError | None = None
-    attempt: int = 0
-    directory: str | None = None
+    state: TrialState
+    metric: float | None
+    metrics: Any
+    submitted_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    error: TrialError | None
+    attempt: int
+    directory: str | None
 
     @property
     def duration(self) -> float | None:
@@ -122,3 +119,25 @@ class TrialRecord:
             "attempt": self.attempt,
             "directory": self.directory,
         }
+
+
+@dataclass(slots=True)
+class TrialRecord(RecordView):
+    """One trial as the experiment knows it. Exports hand out copies; do not mutate.
+
+    ``metric`` is the primary objective of the final result, ``metrics`` the final result
+    as the evaluator gave it (a float or a dict).
+    """
+
+    id: int
+    sample: dict[str, Any]
+    hash: str
+    state: TrialState = TrialState.WAITING
+    metric: float | None = None
+    metrics: Any = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: TrialError | None = None
+    attempt: int = 0
+    directory: str | None = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasflow._kernel import Objective, TrialError, TrialRecord, TrialState
+from nasflow._kernel._types import RecordView
 from nasflow.space import Sample, SearchSpace
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class FrozenTrial:
+class FrozenTrial(RecordView):
     """A trial as a strategy sees it: the fields of ``TrialRecord``, frozen (the sample is
     the strategy's own copy). What ``take_results``, ``next_result``, ``history`` and
     ``TrialHandle.result`` give."""
@@ -61,30 +62,6 @@ class FrozenTrial:
                    submitted_at=record.submitted_at, started_at=record.started_at,
                    ended_at=record.ended_at, error=record.error, attempt=record.attempt,
                    directory=record.directory)
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, when both are known."""
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (state as its name, error as a dict), as ``TrialRecord``'s."""
-        return {
-            "id": self.id,
-            "sample": self.sample,
-            "hash": self.hash,
-            "state": self.state.value,
-            "metric": self.metric,
-            "metrics": self.metrics,
-            "submitted_at": self.submitted_at,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "error": self.error.to_dict() if self.error else None,
-            "attempt": self.attempt,
-            "directory": self.directory,
-        }
 
 
 class Budget:

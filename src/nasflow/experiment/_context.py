@@ -24,7 +24,13 @@ from nasflow.events import (
 from nasflow.exceptions import BudgetExhausted
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.space import Sample, SearchSpace, sample_hash
-from nasflow.strategy import FrozenTrial, OneShotContext, StrategyContext, TrialHandle
+from nasflow.strategy import (
+    ForwardsOneShot,
+    FrozenTrial,
+    OneShotContext,
+    StrategyContext,
+    TrialHandle,
+)
 
 __all__ = ["ExperimentContext", "ExperimentOneShot", "RunPort"]
 
@@ -45,7 +51,7 @@ class RunPort(Protocol):
         """The strategy moved on: snapshot it at the store's next commit."""
 
 
-class ExperimentContext(StrategyContext):
+class ExperimentContext(ForwardsOneShot, StrategyContext):
     """A strategy's window on an experiment (see ``StrategyContext``): it reads the
     ``TrialLedger`` and acts through the ``RunPort``; it writes neither. Records go out
     as ``FrozenTrial`` copies; one-shot needs are on ``oneshot``."""
@@ -180,33 +186,6 @@ class ExperimentContext(StrategyContext):
     def running(self) -> list[FrozenTrial]:
         """Trials submitted and not yet ended."""
         return [FrozenTrial.of(r) for r in self._ledger.running()]
-
-    @property
-    def model_space(self) -> Any:
-        """``self.oneshot.model_space``."""
-        return self.oneshot.model_space
-
-    @property
-    def evaluator(self) -> Any:
-        """``self.oneshot.evaluator``."""
-        return self.oneshot.evaluator
-
-    async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
-        """``self.oneshot.record``."""
-        return await self.oneshot.record(sample, value, intermediates=intermediates)
-
-    async def progress(self, step: int | None = None, **values: Any) -> None:
-        """``self.oneshot.progress``."""
-        await self.oneshot.progress(step, **values)
-
-    async def save_checkpoint(self, name: str, obj: Any) -> None:
-        """``self.oneshot.save_checkpoint``."""
-        await self.oneshot.save_checkpoint(name, obj)
-
-    async def load_checkpoint(self, name: str) -> Any | None:
-        """``self.oneshot.load_checkpoint``."""
-        return await self.oneshot.load_checkpoint(name)
 
 
 class ExperimentOneShot(OneShotContext):

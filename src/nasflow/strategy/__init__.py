@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from nasflow.strategy._asha import ASHA as ASHA
 from nasflow.strategy._asha import MOASHA as MOASHA
 from nasflow.strategy._base import Budget as Budget
+from nasflow.strategy._base import ForwardsOneShot as ForwardsOneShot
 from nasflow.strategy._base import FrozenTrial as FrozenTrial
 from nasflow.strategy._base import OneShotContext as OneShotContext
 from nasflow.strategy._base import Strategy as Strategy
@@ -42,6 +43,7 @@ __all__ = [
     "Decision",
     "ENAS",
     "FLOPsPenalty",
+    "ForwardsOneShot",
     "FrozenTrial",
     "GridSearch",
     "GumbelDARTS",

@@ -22,6 +22,7 @@ from nasflow.space import Sample, SearchSpace
 
 __all__ = [
     "Budget",
+    "ForwardsOneShot",
     "FrozenTrial",
     "OneShotContext",
     "Strategy",
@@ -215,6 +216,41 @@ class OneShotContext(ABC):
     @abstractmethod
     async def load_checkpoint(self, name: str) -> Any | None:
         """The object saved under ``name``, or ``None``."""
+
+
+class ForwardsOneShot:
+    """A context's one-shot members, forwarded to its ``oneshot``: the earlier, wider
+    ``StrategyContext`` had them on the context itself, and strategies written against it
+    still call them there."""
+
+    oneshot: OneShotContext
+
+    @property
+    def model_space(self) -> Any:
+        """``self.oneshot.model_space``."""
+        return self.oneshot.model_space
+
+    @property
+    def evaluator(self) -> Any:
+        """``self.oneshot.evaluator``."""
+        return self.oneshot.evaluator
+
+    async def record(self, sample: Sample, value: Any, *,
+                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
+        """``self.oneshot.record``."""
+        return await self.oneshot.record(sample, value, intermediates=intermediates)
+
+    async def progress(self, step: int | None = None, **values: Any) -> None:
+        """``self.oneshot.progress``."""
+        await self.oneshot.progress(step, **values)
+
+    async def save_checkpoint(self, name: str, obj: Any) -> None:
+        """``self.oneshot.save_checkpoint``."""
+        await self.oneshot.save_checkpoint(name, obj)
+
+    async def load_checkpoint(self, name: str) -> Any | None:
+        """``self.oneshot.load_checkpoint``."""
+        return await self.oneshot.load_checkpoint(name)
 
 
 def oneshot_context(ctx: StrategyContext) -> OneShotContext:

@@ -25,6 +25,7 @@ from nasflow.exceptions import BudgetExhausted
 from nasflow.space import Sample, sample_hash
 from nasflow.strategy._base import (
     Budget,
+    ForwardsOneShot,
     FrozenTrial,
     Strategy,
     StrategyContext,
@@ -36,7 +37,7 @@ from nasflow.strategy.oneshot._train import OneShotStrategy, Run
 __all__ = ["RandomOneShot", "SubnetContext"]
 
 
-class SubnetContext(StrategyContext):
+class SubnetContext(ForwardsOneShot, StrategyContext):
     """A strategy context whose trials are sub-networks of a trained supernet.
 
     ``submit`` evaluates at once with ``evaluate(sample) -> metric`` and records the
@@ -53,8 +54,6 @@ class SubnetContext(StrategyContext):
         self.objective = outer.objective
         self.oneshot = oneshot_context(outer)
         """The outer experiment's one-shot context (``record`` goes through it)."""
-        self.model_space = self.oneshot.model_space
-        self.evaluator = self.oneshot.evaluator
         earlier = outer.history([TrialState.SUCCEEDED])
         self._seen = {r.hash for r in earlier}
         self.budget = Budget(max_trials, None)
@@ -112,19 +111,6 @@ class SubnetContext(StrategyContext):
     @property
     def distinct_submitted(self) -> int:
         return len(self._seen)
-
-    async def record(self, sample: Sample, value: Any, *,
-                     intermediates: Iterable[tuple[int, Any]] = ()) -> FrozenTrial:
-        return await self.oneshot.record(sample, value, intermediates=intermediates)
-
-    async def progress(self, step: int | None = None, **values: Any) -> None:
-        await self.oneshot.progress(step, **values)
-
-    async def save_checkpoint(self, name: str, obj: Any) -> None:
-        await self.oneshot.save_checkpoint(name, obj)
-
-    async def load_checkpoint(self, name: str) -> Any | None:
-        return await self.oneshot.load_checkpoint(name)
 
 
 class RandomOneShot(OneShotStrategy):

@@ -35,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from nasflow.exceptions import RankError, TrialStopped
 
-__all__ = ["RankTrial", "run_ranks"]
+__all__ = ["RankTrial", "Shard", "run_ranks"]
 
 _HEADER = struct.Struct("!I")
 _GRACE = 5.0
@@ -197,6 +198,29 @@ def _rank_env() -> dict[str, str]:
         if loopback:
             env["GLOO_SOCKET_IFNAME"] = loopback
     return env
+
+
+class Shard:
+    """Rank ``rank``'s batches of an epoch: batch ``i`` when ``i % world == rank``. Every
+    rank takes as many steps (DDP's collectives need it): a rank short of one at the end
+    of the epoch takes the epoch's first batches again."""
+
+    def __init__(self, batches: Iterable[tuple[Any, Any]], rank: int, world: int) -> None:
+        self._batches, self._rank, self._world = batches, rank, world
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        taken, head = 0, []
+        total = 0
+        for i, batch in enumerate(self._batches):
+            total = i + 1
+            if i < self._world:
+                head.append(batch)
+            if i % self._world == self._rank:
+                taken += 1
+                yield batch
+        steps = -(-total // self._world)
+        for j in range(steps - taken):
+            yield head[j % len(head)]
 
 
 # --- a rank -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -249,7 +249,9 @@ class _Supervised(Evaluator):
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            train = _Shard(whole, rank, world)
+            from nasflow.evaluator._ddp import Shard
+
+            train = Shard(whole, rank, world)
             per_epoch = -(-per_epoch // world)
             net = DistributedDataParallel(
                 module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -350,29 +352,6 @@ class _Supervised(Evaluator):
             f"batch_size={self.batch_size}, lr={self.lr}, optimizer={opt!r}, "
             f"device={str(self.device)!r})"
         )
-
-
-class _Shard:
-    """Rank ``rank``'s batches of an epoch: batch ``i`` when ``i % world == rank``. Every
-    rank takes as many steps (DDP's collectives need it): a rank short of one at the end
-    of the epoch takes the epoch's first batches again."""
-
-    def __init__(self, batches: Batches, rank: int, world: int) -> None:
-        self._batches, self._rank, self._world = batches, rank, world
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        taken, head = 0, []
-        total = 0
-        for i, batch in enumerate(self._batches):
-            total = i + 1
-            if i < self._world:
-                head.append(batch)
-            if i % self._world == self._rank:
-                taken += 1
-                yield batch
-        steps = -(-total // self._world)
-        for j in range(steps - taken):
-            yield head[j % len(head)]
 
 
 class Classification(_Supervised):

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         _control,
         _dashboard,
         _demo,
+        _files,
         _manager,
         _results,
         _tensorboard,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _control.add_parsers(sub)  # run, stop, resume
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
+    _files.add_parsers(sub)  # log, delete
     _manager.add_parser(sub)
     _tensorboard.add_parser(sub)
     _dashboard.add_parsers(sub)  # dashboard, plot

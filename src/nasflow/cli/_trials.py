@@ -34,6 +34,7 @@ from nasflow.cli._output import (
 )
 from nasflow.cli._progress import short_sample
 from nasflow.cli._results import parse_states, trial_json
+from nasflow.store import DB_NAME, StoreReader
 
 __all__ = ["add_parsers", "format_dict"]
 
@@ -55,6 +56,7 @@ EXPORT_EXAMPLES = """examples:
   nasflow export k3j9x0ab --top 5 > best.py
   nasflow export k3j9x0ab --top 5 --format json > best.json   # or --json
   nasflow export k3j9x0ab --top 3 --format code -o exported/
+  nasflow export k3j9x0ab --intermediate --format csv > curves.csv
 
 --format dict prints a Python list literal of samples (paste it into code, or read it
 with ast.literal_eval), each preceded by a '# trial N: metric M' comment; --format json
@@ -63,6 +65,9 @@ objectives the Pareto front. Rebuild a model with space.freeze(sample).
 --format code writes DIR/trial_N.py for each trial: a standalone torch.nn.Module class
 that rebuilds the architecture with torch alone (no nasflow); load the trained weights
 with load_state_dict. It needs the experiment's model space to be importable here.
+--intermediate prints every report (trial.report(value, step=...)) of every trial and
+attempt: CSV columns trial_id, attempt, step, time, then "value" (a float reported) or one
+column per key (a dict reported); --format json gives a list of those rows.
 """
 
 _SORTS = ("id", "metric", "duration")
@@ -98,10 +103,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("id", help="experiment id, a unique prefix of it, or its directory")
     p.add_argument("--top", type=positive_int, default=1, metavar="K",
                    help="how many, best first (default 1)")
-    p.add_argument("--format", choices=("dict", "json", "code"), default="dict",
+    p.add_argument("--format", choices=("dict", "json", "code", "csv"), default=None,
                    help="dict: a Python literal with '# trial N' comments (default); "
                         "json: a list of {trial_id, sample, metric, metrics}; "
-                        "code: one standalone nn.Module source file per trial (needs -o)")
+                        "code: one standalone nn.Module source file per trial (needs -o); "
+                        "csv: with --intermediate only (its default)")
+    p.add_argument("--intermediate", action="store_true",
+                   help="every trial's intermediate metrics (one row per report: trial_id, "
+                        "attempt, step, time, value), as CSV or JSON, instead of the best "
+                        "architectures")
     p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="with --format code: the directory to write trial_N.py files to "
                         "(created if missing)")
@@ -223,8 +233,48 @@ def format_dict(records: list[TrialRecord], header: str) -> str:
     return "\n".join(lines)
 
 
+_FIXED_CURVE_COLUMNS = ("trial_id", "attempt", "step", "time")
+
+
+def _export_intermediate(directory: Path, fmt: str) -> int:
+    reader = StoreReader(directory / DB_NAME)
+    try:
+        rows = reader.all_intermediates()
+    finally:
+        reader.close()
+    if not rows:
+        print(f"note: no trial of experiment {directory.name} has reported an intermediate "
+              "metric (trial.report(value, step=...))", file=sys.stderr)
+    if fmt == "json":
+        print_json([dict(zip((*_FIXED_CURVE_COLUMNS, "value"), row, strict=True))
+                    for row in rows])
+        return EXIT_OK
+    # a float reported is a "value"; a dict reported gives one column per key
+    keys: dict[str, None] = {}
+    for *_, value in rows:
+        keys.update(dict.fromkeys(value if isinstance(value, dict) else ["value"]))
+    names = [f"metric.{k}" if k in _FIXED_CURVE_COLUMNS else k for k in keys]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([*_FIXED_CURVE_COLUMNS, *names])
+    for tid, attempt, step, t, value in rows:
+        values = value if isinstance(value, dict) else {"value": value}
+        writer.writerow([tid, attempt, step, t, *(_cell(values.get(k)) for k in keys)])
+    return EXIT_OK
+
+
 @command
 def export_main(args: argparse.Namespace) -> int:
+    if args.intermediate:
+        if args.format not in (None, "csv", "json") or args.output is not None:
+            print("error: --intermediate exports the metrics as --format csv (the default) "
+                  "or --format json, to stdout", file=sys.stderr)
+            return EXIT_USAGE
+        return _export_intermediate(find(args.id, args.home), args.format or "csv")
+    if args.format == "csv":
+        print("error: --format csv is for --intermediate (the metrics); for the trials "
+              "use nasflow trials ID --csv", file=sys.stderr)
+        return EXIT_USAGE
+    args.format = args.format or "dict"
     if (args.format == "code") != (args.output is not None):
         print("error: --format code writes files and needs -o DIR; -o DIR is only for "
               "--format code", file=sys.stderr)

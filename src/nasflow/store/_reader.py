@@ -62,6 +62,17 @@ class StoreReader:
             params = tuple(names)
         return [_record(r) for r in self._query(sql + " ORDER BY id", params)]
 
+    def trial(self, trial_id: int) -> TrialRecord | None:
+        """Trial ``trial_id``, or ``None`` when there is none."""
+        rows = self._query(f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials WHERE id = ?",
+                           (trial_id,))
+        return _record(rows[0]) if rows else None
+
+    def trial_ids(self) -> tuple[int, int] | None:
+        """``(lowest, highest)`` trial id, or ``None`` when there are no trials."""
+        rows = self._query("SELECT min(id), max(id) FROM trials")
+        return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
+
     def trial_rows(self, columns: Iterable[str]) -> list[tuple[Any, ...]]:
         """The raw ``columns`` of every trial, by id, undecoded (JSON columns as stored):
         for readers that pass them on without building records (the dashboard's 100,000
@@ -82,6 +93,13 @@ class StoreReader:
             "SELECT step, value FROM metrics WHERE trial_id = ? AND attempt = ? ORDER BY rowid",
             (trial_id, attempt))
         return [(step, orjson.loads(v)) for step, v in rows]
+
+    def all_intermediates(self) -> list[tuple[int, int, int, float, Any]]:
+        """``[(trial id, attempt, step, time, value), ...]`` of every intermediate metric
+        stored (every attempt), by trial id then report order: for exports."""
+        rows = self._query("SELECT trial_id, attempt, step, time, value FROM metrics "
+                           "ORDER BY trial_id, attempt, rowid")
+        return [(tid, attempt, step, t, orjson.loads(v)) for tid, attempt, step, t, v in rows]
 
     def metric_keys(self, trial_id: int, attempt: int) -> set[tuple[int, float]]:
         """``{(step, time), ...}`` of the intermediate metrics stored for one attempt."""

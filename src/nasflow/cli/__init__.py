@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nasflow`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --detach starts again
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

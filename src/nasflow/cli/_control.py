@@ -19,6 +19,7 @@ import anyio
 
 from nasflow._control import send_request
 from nasflow._kernel import INTERRUPTED, ExperimentState, TrialState
+from nasflow.cli._detach import add_option, detach, ready_callback
 from nasflow.cli._loadfile import ExperimentFileError, load_experiment_file
 from nasflow.cli._output import (
     EXIT_FAILED,
@@ -97,6 +98,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--name", default=None, help="override the experiment's name")
     p.add_argument("--id", default=None, help="the experiment id (default: a new one)")
     _add_view_options(p)
+    add_option(p)
     add_home(p)
     p.set_defaults(func=run_main)
 
@@ -129,6 +131,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--experiment", metavar="NAME", default=None,
                    help="with --file: which experiment of the file")
     _add_view_options(p)
+    add_option(p)
     add_home(p)
     p.set_defaults(func=resume_main)
 
@@ -158,7 +161,9 @@ def _report_file_error(exc: ExperimentFileError) -> int:
 
 def _run(exp: Experiment, args: argparse.Namespace) -> int:
     live = False if args.plain else None
-    code = anyio.run(lambda: run_experiment(exp, live=live, quiet=args.quiet))
+    ready = ready_callback(lambda: exp.directory, exp.id)
+    code = anyio.run(lambda: run_experiment(exp, live=live, quiet=args.quiet,
+                                            on_running=ready))
     print_best(exp)
     return code
 
@@ -190,6 +195,8 @@ def _budget(exp: Experiment) -> str:
 
 @command
 def run_main(args: argparse.Namespace) -> int:
+    if args.detach:
+        return detach(args.argv, args.home)
     try:
         exp = _with_overrides(load_experiment_file(args.file, args.experiment), args)
     except ExperimentFileError as exc:
@@ -219,6 +226,9 @@ def _resume_summary(directory: Path) -> str:
 @command
 def resume_main(args: argparse.Namespace) -> int:
     directory = find(args.id, args.home)
+    if args.detach and experiment_info(directory).state not in (
+            ExperimentState.DONE, "DAMAGED"):  # those are answered here, not in the background
+        return detach(args.argv, args.home)
     # like `python -m`: modules in the current folder (the space.py an experiment file
     # imported) can be imported while unpickling; the console script's sys.path[0] is the
     # folder of the `nasflow` executable, not this one

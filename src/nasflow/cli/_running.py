@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO
 
 import anyio
 
 from nasflow._kernel import ExperimentState
 from nasflow.cli._progress import ProgressView, describe_metric, short_sample
+from nasflow.events import ExperimentStateChanged
 from nasflow.exceptions import NasflowError
 from nasflow.experiment import Experiment
 
@@ -22,9 +24,11 @@ EXIT_SIGTERM = 143
 
 
 async def run_experiment(exp: Experiment, *, live: bool | None = None,
-                         quiet: bool = False, out: IO[str] | None = None) -> int:
+                         quiet: bool = False, out: IO[str] | None = None,
+                         on_running: Callable[[], None] | None = None) -> int:
     """Run ``exp`` with a progress view; SIGINT/SIGTERM stop it gracefully (running trials
-    CANCELED, everything saved). Returns the exit code."""
+    CANCELED, everything saved). ``on_running`` is called once the run is RUNNING (its
+    control endpoint listening). Returns the exit code."""
     out = out or sys.stdout
     plan = exp._plan  # a resumed experiment: count its earlier trials too
     view = ProgressView(total=exp.config.max_trials,
@@ -33,6 +37,16 @@ async def run_experiment(exp: Experiment, *, live: bool | None = None,
                         epochs=_epochs(exp))
     code = EXIT_OK
     events = exp.events()
+    changes = exp.events(ExperimentStateChanged) if on_running is not None else None
+
+    async def announce() -> None:
+        assert changes is not None and on_running is not None
+        async with changes:
+            async for change in changes:
+                if isinstance(change, ExperimentStateChanged) and \
+                        change.state is ExperimentState.RUNNING:
+                    on_running()
+                    return
 
     async def watch_signals(scope: anyio.CancelScope) -> None:
         nonlocal code
@@ -48,6 +62,8 @@ async def run_experiment(exp: Experiment, *, live: bool | None = None,
         tg.start_soon(watch_signals, tg.cancel_scope)
         if not quiet:
             tg.start_soon(view.run, events)
+        if changes is not None:
+            tg.start_soon(announce)
         try:
             await exp.run()
         except NasflowError as exc:

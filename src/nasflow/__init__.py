@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from nasflow.evaluator import Trial as Trial
     from nasflow.evaluator import current_trial as current_trial
     from nasflow.experiment import Experiment as Experiment
+    from nasflow.hosted import HostedExperiment as HostedExperiment
+    from nasflow.hosted import attach as attach
+    from nasflow.hosted import submit as submit
     from nasflow.space import Categorical as Categorical
     from nasflow.space import CategoricalMultiple as CategoricalMultiple
     from nasflow.space import Constraint as Constraint
@@ -72,9 +75,11 @@ _LAZY: dict[str, str] = {
     "ExperimentInfo": "nasflow.store",
     "ExperimentResults": "nasflow._results",
     "FunctionalEvaluator": "nasflow.evaluator",
+    "HostedExperiment": "nasflow.hosted",
     "Numerical": "nasflow.space",
     "SearchSpace": "nasflow.space",
     "Trial": "nasflow.evaluator",
+    "attach": "nasflow.hosted",
     "current_trial": "nasflow.evaluator",
     "evaluator": "nasflow.evaluator",
     "list_experiments": "nasflow.store",
@@ -84,12 +89,14 @@ _LAZY: dict[str, str] = {
     "sample_hash": "nasflow.space",
     "space": "nasflow.space",
     "strategy": "nasflow.strategy",
+    "submit": "nasflow.hosted",
 }
 
 # ``nasflow.engine`` and friends worked after a bare ``import nasflow`` when it imported
 # them all; they still do, imported on first use
 _SUBPACKAGES = frozenset({
-    "cli", "dashboard", "demo", "engine", "events", "experiment", "hub", "integrations",
+    "cli", "dashboard", "demo", "engine", "events", "experiment", "hosted", "hub",
+    "integrations",
     "manager", "protocol", "store", "testing", "worker",
 })
 
@@ -108,6 +115,7 @@ __all__ = [
     "ExperimentResults",
     "ExperimentState",
     "FunctionalEvaluator",
+    "HostedExperiment",
     "ManagerGoneError",
     "MetricError",
     "NasflowError",
@@ -131,6 +139,7 @@ __all__ = [
     "TrialStopped",
     "WorkerSetupError",
     "__version__",
+    "attach",
     "current_trial",
     "evaluator",
     "list_experiments",
@@ -140,6 +149,7 @@ __all__ = [
     "sample_hash",
     "space",
     "strategy",
+    "submit",
 ]
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from nasflow._kernel import ExperimentState, TrialError, TrialState
 from nasflow.events import (
     CheckpointSaved,
     Event,
@@ -19,7 +20,7 @@ from nasflow.events import (
     TrialSubmitted,
 )
 
-__all__ = ["event_to_dict"]
+__all__ = ["event_from_dict", "event_to_dict"]
 
 _TYPES: dict[type[Event], str] = {
     TrialSubmitted: "trial_submitted",
@@ -59,3 +60,30 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = value.value  # TrialState / ExperimentState
         out[name] = _finite(value)
     return out
+
+
+_BY_NAME = {name: cls for cls, name in _TYPES.items()}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The typed event ``event_to_dict`` made ``data`` from (a hosted experiment's events
+    reach its clients this way); ``ValueError`` for an unknown type or missing field."""
+    cls = _BY_NAME.get(str(data.get("type")))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in data:
+            continue  # a default (attempt, error, ...)
+        value = data[field.name]
+        if field.name == "state":
+            value = (ExperimentState if issubclass(
+                cls, (ExperimentStateChanged, ExperimentFinished)) else TrialState)(value)
+        elif field.name == "error" and value is not None:
+            value = TrialError(str(value["type"]), str(value["message"]),
+                               str(value.get("traceback", "")))
+        values[field.name] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"a {data.get('type')} event without {exc}") from exc

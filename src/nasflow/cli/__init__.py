@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         _files,
         _manager,
         _results,
+        _submit,
         _tensorboard,
         _trials,
     )
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trials.add_parsers(sub)  # trials, export
     _files.add_parsers(sub)  # log, delete
     _manager.add_parser(sub)
+    _submit.add_parser(sub)
     _tensorboard.add_parser(sub)
     _dashboard.add_parsers(sub)  # dashboard, plot
     return parser

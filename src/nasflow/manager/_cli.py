@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preload", default="",
                    help="comma-separated modules each worker imports when it starts (e.g. "
                         "torch): the first trial of every experiment starts warm")
+    p.add_argument("--home", default=None,
+                   help="where hosted experiments (nasflow submit) live (default: "
+                        "$NASFLOW_HOME, else ~/.nasflow)")
     p.add_argument("--log-dir", default=None, help="where workers write their own output")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     p.add_argument("--dashboard", action="store_true",
@@ -127,7 +130,7 @@ def manager_command(argv: Sequence[str]) -> int:
         except (ImportError, ValueError) as exc:
             print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
             return 2
-    return anyio.run(_serve, manager, generated, workers, board)
+    return anyio.run(_serve, manager, generated, workers, board, args.home)
 
 
 def _dashboard(manager: TrialManager, port: int) -> Dashboard:
@@ -142,7 +145,7 @@ def _dashboard(manager: TrialManager, port: int) -> Dashboard:
 
 
 async def _serve(manager: TrialManager, generated: bool, workers: int,
-                 board: Dashboard | None = None) -> int:
+                 board: Dashboard | None = None, home: str | None = None) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with AsyncExitStack() as stack:
             if board is not None:
@@ -151,11 +154,14 @@ async def _serve(manager: TrialManager, generated: bool, workers: int,
                 except OSError as exc:
                     print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
                     return 2
-            return await _serve_manager(manager, generated, workers, board, signals)
+            return await _serve_manager(manager, generated, workers, board, signals, home)
 
 
 async def _serve_manager(manager: TrialManager, generated: bool, workers: int,
-                         board: Dashboard | None, signals: AsyncIterator[int]) -> int:
+                         board: Dashboard | None, signals: AsyncIterator[int],
+                         home: str | None = None) -> int:
+    from nasflow.hosted import hosting
+
     async with anyio.create_task_group() as tg:
         try:
             await tg.start(manager.serve)
@@ -163,6 +169,11 @@ async def _serve_manager(manager: TrialManager, generated: bool, workers: int,
             print(f"nasflow manager: cannot listen on {manager.host}:{manager.port}: "
                   f"{exc}. Pick another --port, or 0 for a free one.", file=sys.stderr)
             return 2
+        host = hosting(manager, home)
+        await tg.start(host.run)  # resumes the hosted experiments a restart interrupted
+        if host.resumed:
+            print(f"resumed {len(host.resumed)} hosted experiment(s): "
+                  f"{', '.join(host.resumed)}")
         print(f"nasflow manager listening on {manager.url} with {workers} worker(s)")
         print(f"url: {manager.url}")
         if generated:
@@ -185,6 +196,8 @@ async def _serve_manager(manager: TrialManager, generated: bool, workers: int,
             sys.stdout.flush()
             # not a normal exit: closing the event loop would kill the workers it started
             os._exit(code)
-        print("nasflow manager: SIGINT, stopping the workers", file=sys.stderr, flush=True)
+        print("nasflow manager: SIGINT, stopping the hosted experiments and the workers",
+              file=sys.stderr, flush=True)
+        await host.close()
         manager.stop()
     return code

@@ -22,7 +22,7 @@ import os
 import secrets
 import tempfile
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -226,6 +226,9 @@ class TrialManager:
         self.stopped = asyncio.Event()
         """Set once ``serve`` has returned (workers gone, server closed)."""
         self._ports: dict[str, SessionPort] = {}
+        self.endpoints: dict[str, Callable[[ServerConnection], Awaitable[None]]] = {}
+        """More endpoints on this port (path -> handler of an authorized connection), e.g.
+        ``/hosted`` of a daemon that hosts experiments; the token rule is the same."""
 
     @property
     def url(self) -> str:
@@ -325,6 +328,10 @@ class TrialManager:
         path = urlsplit(request.path if request else "/").path.rstrip("/")
         if not self._authorized(ws):
             await ws.close(AUTH_CLOSE_CODE, f"nasflow: wrong or missing token; {TOKEN_HINT}")
+            return
+        extra = self.endpoints.get(path)
+        if extra is not None:
+            await extra(ws)
             return
         role = _ENDPOINTS.get(path)
         if role is None:

@@ -1,0 +1,128 @@
+"""Hosted experiments on a daemon (in this process: a ``TrialManager`` with its ``Host``):
+submit returns at once, clients detach and re-attach and see every event once, two
+clients see the same feed, a wrong token gets nothing, a failing strategy fails alone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import nasflow as nf
+from nasflow._event_json import event_to_dict
+from nasflow.events import Event, ExperimentFinished, TrialEnded, TrialSubmitted
+from nasflow.hosted import Host, hosting
+from nasflow.manager import TrialManager
+
+SPACE = {"a": nf.Categorical(list(range(8))), "b": nf.Categorical(list(range(8)))}
+
+
+async def quick(model: None, trial: nf.Trial) -> float:
+    trial.report(0.5, step=0)
+    await anyio.sleep(0.01)
+    return float(trial.sample["a"] * 8 + trial.sample["b"])
+
+
+class Boom(nf.strategy.Random):
+    """Submits two trials, then raises."""
+
+    async def run(self, ctx: Any) -> None:
+        first = await ctx.submit({"a": 0, "b": 0})
+        await ctx.submit({"a": 1, "b": 1})
+        await ctx.wait_trial(first.id)
+        raise RuntimeError("the strategy broke")
+
+
+def experiment(trials: int = 12, strategy: Any = None) -> nf.Experiment:
+    return nf.Experiment(SPACE, quick, strategy or nf.strategy.Random(seed=3),
+                         nf.ExperimentConfig(max_trials=trials, concurrency=2))
+
+
+@asynccontextmanager
+async def daemon(home: Path, workers: int = 2) -> AsyncIterator[tuple[TrialManager, Host]]:
+    async with TrialManager(workers=workers) as manager:
+        host = hosting(manager, home)
+        async with anyio.create_task_group() as tg:
+            await tg.start(host.run)
+            yield manager, host
+            await host.close()
+
+
+def _key(event: Event) -> str:
+    return repr(event_to_dict(event))
+
+
+async def test_submit_detach_reattach_sees_every_event_once(home: Path) -> None:
+    with anyio.fail_after(90):
+        async with daemon(home) as (manager, _):
+            handle = await nf.submit(experiment(), manager=manager.url, token=manager.token)
+            assert isinstance(handle, nf.HostedExperiment)
+            seen: list[tuple[int, Event]] = []
+            async for seq, event in handle.numbered_events():
+                seen.append((seq, event))
+                if isinstance(event, TrialEnded) and event.trial_id == 2:
+                    break  # the client detaches mid-search
+            later = nf.attach(handle.id, manager=manager.url, token=manager.token)
+            async for seq, event in later.numbered_events(after=seen[-1][0]):
+                seen.append((seq, event))
+            assert [s for s, _ in seen] == list(range(1, len(seen) + 1))  # none twice
+            whole = [e async for e in later.events()]  # a new client: from the start
+            assert [_key(e) for _, e in seen] == [_key(e) for e in whole]
+            assert isinstance(whole[-1], ExperimentFinished)
+            assert whole[-1].state is nf.ExperimentState.DONE
+            assert sum(isinstance(e, TrialSubmitted) for e in whole) == 12
+            assert sum(isinstance(e, TrialEnded) for e in whole) == 12
+            assert await later.wait() is nf.ExperimentState.DONE
+    with nf.load_experiment(home / "experiments" / handle.id) as results:
+        assert [t.id for t in results.trials()] == list(range(12))  # the daemon's store
+        assert all(t.state is nf.TrialState.SUCCEEDED for t in results.trials())
+
+
+async def test_two_clients_follow_one_experiment(home: Path) -> None:
+    with anyio.fail_after(90):
+        async with daemon(home) as (manager, _):
+            handle = await nf.submit(experiment(20), manager=manager.url,
+                                     token=manager.token)
+            feeds: dict[str, list[str]] = {"a": [], "b": []}
+
+            async def follow(name: str) -> None:
+                client = nf.attach(handle.id, manager=manager.url, token=manager.token)
+                feeds[name] = [_key(e) async for e in client.events()]
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow, "a")
+                tg.start_soon(follow, "b")
+    assert feeds["a"] == feeds["b"] and len(feeds["a"]) > 40
+
+
+async def test_a_wrong_token_gets_nothing(home: Path) -> None:
+    with anyio.fail_after(60):
+        async with daemon(home) as (manager, host):
+            with pytest.raises(nf.NasflowError, match="refused the token"):
+                await nf.submit(experiment(), manager=manager.url, token="not-the-token")
+            assert host.experiments == {}
+            good = await nf.submit(experiment(2), manager=manager.url, token=manager.token)
+            spy = nf.attach(good.id, manager=manager.url, token="not-the-token")
+            with pytest.raises(nf.NasflowError, match="refused the token"):
+                async for _ in spy.events():
+                    pytest.fail("an event reached a client with a wrong token")
+            assert await good.wait() is nf.ExperimentState.DONE
+
+
+async def test_a_failing_hosted_experiment_fails_alone(home: Path) -> None:
+    with anyio.fail_after(90):
+        async with daemon(home) as (manager, host):
+            fine = await nf.submit(experiment(16), manager=manager.url, token=manager.token)
+            bad = await nf.submit(experiment(16, Boom()), manager=manager.url,
+                                  token=manager.token)
+            assert await bad.wait() is nf.ExperimentState.FAILED
+            status = await bad.status()
+            assert "the strategy broke" in status["error"]
+            assert await fine.wait() is nf.ExperimentState.DONE
+            assert not host.experiments[fine.id].error
+    with nf.load_experiment(home / "experiments" / fine.id) as results:
+        assert len(results.trials()) == 16

@@ -124,7 +124,7 @@ def _unpickle(data: bytes) -> dict[str, Any]:
 
 def _status(hosted: Hosted) -> dict[str, Any]:
     exp = hosted.exp
-    return {"experiment_id": exp.id, "state": exp.state.value, "events": len(hosted.log),
+    return {"experiment_id": exp.id, "state": exp.state.value, "events": hosted.durable,
             "ended": hosted.ended, "error": hosted.error, "directory": str(exp.directory)}
 
 
@@ -138,8 +138,8 @@ async def _follow(host: Host, ws: ServerConnection, request: dict[str, Any]) -> 
     cursor = after if isinstance(after, int) and after >= 0 else 0
     while True:
         changed = hosted.changed  # taken before reading: a wake after this is not missed
-        if cursor < len(hosted.log):
-            batch = hosted.log[cursor: cursor + _BATCH]
+        if cursor < hosted.durable:
+            batch = hosted.log[cursor: min(cursor + _BATCH, hosted.durable)]
             cursor += len(batch)
             await ws.send((b'{"type":"events","events":[' + b",".join(batch) + b"]}").decode())
             continue

@@ -59,6 +59,9 @@ class Hosted:
     """Each event as one JSON object (with ``seq``), in order; ``log[i]`` has seq i + 1."""
     changed: anyio.Event = field(default_factory=anyio.Event)
     """Set (then replaced) whenever the log grows or the run ends."""
+    durable: int = 0
+    """How many of ``log`` are written to ``events.jsonl``: followers get no more, so an
+    event a client saw is never numbered again by a daemon that resumes after a crash."""
     done: bool = False
     """The run has ended (``ended`` says whether for good)."""
     ended: bool = False
@@ -179,7 +182,8 @@ class Host:
         assert self._tg is not None, "Host.run is not running"
         exp.engine_factory = lambda setup: self._engine(setup, exp.directory)
         path = exp.directory / EVENTS_FILE
-        hosted = Hosted(exp, log=_read_log(path))
+        logged = _read_log(path)
+        hosted = Hosted(exp, log=logged, durable=len(logged))
         self.experiments[exp.id] = hosted
         events = exp.events()  # before run(): the log misses nothing
         self._tg.start_soon(self._record, hosted, events, path)
@@ -196,8 +200,10 @@ class Host:
                     out.write(line + b"\n")
                     if not events.pending:
                         out.flush()  # a burst: one write for all of it
+                        hosted.durable = len(hosted.log)
                         hosted.wake()
                 out.flush()
+        hosted.durable = len(hosted.log)
         hosted.wake()
 
     async def _run(self, hosted: Hosted) -> None:

@@ -4,6 +4,9 @@ clients see the same feed, a wrong token gets nothing, a failing strategy fails 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,3 +129,41 @@ async def test_a_failing_hosted_experiment_fails_alone(home: Path) -> None:
             assert not host.experiments[fine.id].error
     with nf.load_experiment(home / "experiments" / fine.id) as results:
         assert len(results.trials()) == 16
+
+
+async def test_nasflow_submit_and_the_cli_on_a_hosted_experiment(home: Path,
+                                                                  tmp_path: Path) -> None:
+    search = tmp_path / "search.py"
+    search.write_text(
+        "import anyio\nimport nasflow as nf\n\n"
+        "SPACE = {'a': nf.Categorical(list(range(10))), 'b': nf.Categorical(list(range(10)))}\n\n"
+        "async def evaluate(model, trial):\n"
+        "    print('hello from', trial.id)\n"
+        "    await anyio.sleep(0.2 if trial.id >= 3 else 0.01)\n"
+        "    return float(trial.sample['a'])\n\n"
+        "experiment = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=2),\n"
+        "                           nf.ExperimentConfig(max_trials=5000, concurrency=2))\n")
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await anyio.run_process([sys.executable, "-m", "nasflow", *args], check=False)
+
+    with anyio.fail_after(120):
+        async with daemon(home) as (manager, host):
+            out = await cli("submit", str(search), "--manager", manager.url, "--token",
+                            manager.token, "--max-trials", "40")
+            assert out.returncode == 0, out.stderr
+            exp_id = out.stdout.decode().strip().rsplit(" ", 1)[-1]
+            assert host.experiments[exp_id].exp.config.max_trials == 40  # the override
+            log = await cli("log", exp_id, "2", "--follow", "--home", str(home))
+            assert log.stdout.decode() == "hello from 2\n"  # trial 2 of the daemon's store
+            shown = await cli("show", exp_id, "--home", str(home))
+            assert b"RUNNING" in shown.stdout
+            stop = await cli("stop", exp_id, "--wait", "--home", str(home))
+            assert stop.returncode == 0, stop.stderr
+            assert await nf.attach(exp_id, manager=manager.url,
+                                   token=manager.token).wait() is nf.ExperimentState.STOPPED
+            bad = await cli("submit", str(tmp_path / "missing.py"), "--manager", manager.url,
+                            "--token", manager.token)
+            assert bad.returncode == 1 and b"no such file" in bad.stderr
+    mark = json.loads((home / "experiments" / exp_id / "hosted.json").read_text())
+    assert mark["resume"] is False  # a user's stop: a restart leaves it stopped

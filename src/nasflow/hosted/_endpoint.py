@@ -77,14 +77,17 @@ async def _answer(host: Host, ws: ServerConnection, request: dict[str, Any]) -> 
             data = await ws.recv()
             if not isinstance(data, bytes):
                 return _error("submit: the next frame must be the binary payload")
-            parts = _unpickle(data)
+            # unpickling and building run the submitter's code: off the loop that the
+            # other hosted experiments share
+            parts = await anyio.to_thread.run_sync(_unpickle, data)
             add_paths(list(parts.pop("sys_path", [])))
-            return {"type": "submitted", "experiment_id": host.submit(parts)}
+            return {"type": "submitted", "experiment_id": await host.submit(parts)}
         if kind == "submit_file":
             from nasflow.cli._loadfile import ExperimentFileError, load_experiment_file
 
             try:
-                exp = load_experiment_file(str(request.get("file")), request.get("experiment"))
+                exp = await anyio.to_thread.run_sync(
+                    load_experiment_file, str(request.get("file")), request.get("experiment"))
             except ExperimentFileError as exc:
                 return _error(f"{exc}\n{exc.details or ''}".rstrip())
             changes = {k: v for k, v in dict(request.get("overrides") or {}).items()
@@ -93,7 +96,7 @@ async def _answer(host: Host, ws: ServerConnection, request: dict[str, Any]) -> 
                      "strategy": exp.strategy, "scheduler": exp.scheduler,
                      "config": exp.config.replace(**changes),
                      "name": None if exp.name == exp.id else exp.name, "id": exp.id}
-            return {"type": "submitted", "experiment_id": host.submit(parts)}
+            return {"type": "submitted", "experiment_id": await host.submit(parts)}
         if kind == "stop":
             hosted = host.find(str(request.get("experiment_id")))
             reason = str(request.get("reason") or "stopped by a client of the daemon")

@@ -148,13 +148,13 @@ class Host:
 
     # --- hosting ----------------------------------------------------------------------------
 
-    def submit(self, parts: dict[str, Any]) -> str:
+    async def submit(self, parts: dict[str, Any]) -> str:
         """Host a new experiment built from ``parts`` (space, evaluator, strategy, config,
         name, id, scheduler); returns its id. Errors are ``NasflowError``/``TypeError``."""
         config = parts["config"].replace(home=str(self.home))
-        exp = Experiment(parts["space"], parts["evaluator"], parts["strategy"], config,
-                         name=parts.get("name"), id=parts.get("id"),
-                         scheduler=parts.get("scheduler"))
+        exp = await anyio.to_thread.run_sync(lambda: Experiment(
+            parts["space"], parts["evaluator"], parts["strategy"], config,
+            name=parts.get("name"), id=parts.get("id"), scheduler=parts.get("scheduler")))
         if exp.id in self.experiments or (exp.directory / HOSTED_FILE).exists():
             raise NasflowError(f"experiment {exp.id} already exists on this daemon; submit "
                                "it under another id (or none, for a fresh one)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -167,3 +168,26 @@ async def test_nasflow_submit_and_the_cli_on_a_hosted_experiment(home: Path,
             assert bad.returncode == 1 and b"no such file" in bad.stderr
     mark = json.loads((home / "experiments" / exp_id / "hosted.json").read_text())
     assert mark["resume"] is False  # a user's stop: a restart leaves it stopped
+
+
+class Blocking(nf.strategy.Random):
+    """Blocks the loop for a second before searching (what a strategy must not do)."""
+
+    async def run(self, ctx: Any) -> None:
+        time.sleep(1.0)  # sync work on the loop
+        await super().run(ctx)
+
+
+async def test_a_strategy_that_blocks_the_loop_is_reported(home: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    with anyio.fail_after(90):
+        async with daemon(home) as (manager, host):
+            fine = await nf.submit(experiment(6), manager=manager.url, token=manager.token)
+            slow = await nf.submit(experiment(6, Blocking(seed=1)), manager=manager.url,
+                                   token=manager.token)
+            assert await slow.wait() is nf.ExperimentState.DONE
+            assert await fine.wait() is nf.ExperimentState.DONE
+    (_, seconds, running), *_ = host.blocked
+    assert seconds >= 0.5 and slow.id in running
+    assert "event loop was blocked" in caplog.text

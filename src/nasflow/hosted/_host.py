@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,11 @@ def _read_log(path: Path) -> list[bytes]:
     return [line for line in good.split(b"\n") if line]
 
 
+BLOCKED_SECONDS = 0.5
+"""A loop this much late is reported as blocked (a warning in the daemon's log)."""
+_WATCH_EVERY = 0.25
+
+
 class Host:
     """Runs hosted experiments in a daemon; ``await tg.start(host.run)``."""
 
@@ -101,6 +107,9 @@ class Host:
         """The daemon is going: runs that end now are resumed by the next one."""
         self.resumed: list[str] = []
         """The ids this host resumed when it started."""
+        self.blocked: list[tuple[float, float, list[str]]] = []
+        """``(when, seconds, running ids)`` of each time the loop was blocked for more
+        than ``BLOCKED_SECONDS`` (a hosted strategy doing sync work on it)."""
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -117,9 +126,26 @@ class Host:
                 self.resumed.append(exp.id)
             task_status.started()
             try:
-                await anyio.sleep_forever()
+                await self._watch_loop()
             finally:
                 self.closing = True
+
+    async def _watch_loop(self) -> None:
+        """Report a blocked loop: every hosted experiment waits while one strategy (or an
+        async evaluator of an in-process engine) computes without awaiting. A watchdog
+        must tick to see the loop stand still; a quarter second costs nothing."""
+        while True:
+            before = anyio.current_time()
+            await anyio.sleep(_WATCH_EVERY)
+            late = anyio.current_time() - before - _WATCH_EVERY
+            if late > BLOCKED_SECONDS:
+                running = sorted(i for i, h in self.experiments.items() if not h.done)
+                self.blocked.append((time.time(), late, running))
+                _log.warning(
+                    "the daemon's event loop was blocked for %.2f s: every hosted "
+                    "experiment waited. A strategy (or async evaluator) of one of %s does "
+                    "sync work without awaiting; move it to a thread "
+                    "(await anyio.to_thread.run_sync(...))", late, ", ".join(running))
 
     async def close(self, reason: str = "the daemon stopped") -> None:
         """Stop every hosted run gracefully (everything saved); the next daemon on this

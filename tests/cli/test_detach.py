@@ -18,9 +18,16 @@ import nasflow as nf
 from .conftest import Cli, write_search
 
 SLOW = textwrap.dedent("""\
+    import os, signal
+
+    SPACE = {"a": nf.Categorical(list(range(100))), "b": nf.Categorical(list(range(100)))}
+
     async def evaluate(model, trial):
         print(f"trial {trial.id} starts", flush=True)
         await anyio.sleep(0.05)
+        if trial.id == KILL_AT and trial.attempt == 0:
+            await anyio.sleep(0.2)  # its start is committed by now
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9 of the background process
         return trial.sample["a"] * 10 + trial.sample["b"]
 
     experiment = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=1),
@@ -50,7 +57,7 @@ def _detach(cli: Cli, *args: str) -> str:
 
 def test_detach_show_log_and_stop(cli: Cli, tmp_path: Path, home: Path,
                                   pids: list[int]) -> None:
-    search = write_search(tmp_path, extra=SLOW.replace("MAX", "100000"))
+    search = write_search(tmp_path, extra=SLOW.replace("MAX", "100000").replace("KILL_AT", "-1"))
     exp_id = _detach(cli, "run", str(search))
     # the command has returned: the experiment is RUNNING in a process of its own
     (info,) = json.loads(cli("list", "--json").stdout)
@@ -73,16 +80,15 @@ def test_detach_show_log_and_stop(cli: Cli, tmp_path: Path, home: Path,
 
 def test_a_detached_run_killed_is_resumed_detached(cli: Cli, tmp_path: Path, home: Path,
                                                     pids: list[int]) -> None:
-    search = write_search(tmp_path, extra=SLOW.replace("MAX", "60"))
+    search = write_search(tmp_path, extra=SLOW.replace("MAX", "60").replace("KILL_AT", "5"))
     exp_id = _detach(cli, "run", str(search))
     pid = nf.list_experiments()[0].pid
     assert pid is not None
     pids.append(pid)
-    assert cli("log", exp_id, "3", "--follow").returncode == 0  # some trials have run
-    os.kill(pid, signal.SIGKILL)
-    assert cli("log", exp_id, "59", "--follow").returncode == 1  # it ended: not waited
+    # trial 5 kills its process mid-trial: following it returns once the run is gone
+    assert cli("log", exp_id, "5", "--follow").returncode == 0
     (info,) = nf.list_experiments()
-    assert info.state is nf.ExperimentState.CRASHED
+    assert info.state is nf.ExperimentState.CRASHED and info.trials["RUNNING"] >= 1
 
     assert _detach(cli, "resume", exp_id) == exp_id
     again = nf.list_experiments()[0].pid

@@ -137,13 +137,15 @@ async def test_nasflow_submit_and_the_cli_on_a_hosted_experiment(home: Path,
     search = tmp_path / "search.py"
     search.write_text(
         "import anyio\nimport nasflow as nf\n\n"
-        "SPACE = {'a': nf.Categorical(list(range(10))), 'b': nf.Categorical(list(range(10)))}\n\n"
+        "SPACE = {'a': nf.Categorical(list(range(100))), 'b': nf.Categorical(list(range(100)))}"
+        "\n\n"
         "async def evaluate(model, trial):\n"
         "    print('hello from', trial.id)\n"
         "    await anyio.sleep(0.2 if trial.id >= 3 else 0.01)\n"
         "    return float(trial.sample['a'])\n\n"
         "experiment = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=2),\n"
-        "                           nf.ExperimentConfig(max_trials=5000, concurrency=2))\n")
+        "                           nf.ExperimentConfig(max_trials=9000, concurrency=2))\n")
+    # (far more than it can run: only the stop ends it, however slow the CLI calls are)
 
     async def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return await anyio.run_process([sys.executable, "-m", "nasflow", *args], check=False)
@@ -151,10 +153,10 @@ async def test_nasflow_submit_and_the_cli_on_a_hosted_experiment(home: Path,
     with anyio.fail_after(120):
         async with daemon(home) as (manager, host):
             out = await cli("submit", str(search), "--manager", manager.url, "--token",
-                            manager.token, "--max-trials", "40")
+                            manager.token, "--max-trials", "4000")
             assert out.returncode == 0, out.stderr
             exp_id = out.stdout.decode().strip().rsplit(" ", 1)[-1]
-            assert host.experiments[exp_id].exp.config.max_trials == 40  # the override
+            assert host.experiments[exp_id].exp.config.max_trials == 4000  # the override
             log = await cli("log", exp_id, "2", "--follow", "--home", str(home))
             assert log.stdout.decode() == "hello from 2\n"  # trial 2 of the daemon's store
             shown = await cli("show", exp_id, "--home", str(home))

@@ -126,20 +126,20 @@ def manager_command(argv: Sequence[str]) -> int:
     board = None
     if args.dashboard:
         try:
-            board = _dashboard(manager, args.dashboard_port)
+            board = _dashboard(manager, args.dashboard_port, args.home)
         except (ImportError, ValueError) as exc:
             print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
             return 2
     return anyio.run(_serve, manager, generated, workers, board, args.home)
 
 
-def _dashboard(manager: TrialManager, port: int) -> Dashboard:
+def _dashboard(manager: TrialManager, port: int, home: str | None = None) -> Dashboard:
     """The web page of the experiments that attach to ``manager`` (loopback only: the
     manager may listen on the network, its dashboard never does)."""
     from nasflow.dashboard import Dashboard
 
     served = manager.core.served
-    board = Dashboard(port=port, include=served.__contains__)
+    board = Dashboard(port=port, include=served.__contains__, home=home)  # hosted ones too
     manager.core.on_attach.append(board.experiments_changed)
     return board
 

@@ -242,3 +242,25 @@ async def test_ended_trials_are_marked_in_events() -> None:
     async with exp:
         first = await ended.__anext__()
     assert first.trial_id == 0 and first.state is nf.TrialState.SUCCEEDED
+
+
+async def test_what_was_enqueued_and_not_run_is_taken_by_the_next_resume() -> None:
+    exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=6),
+                        nf.ExperimentConfig(max_trials=2))
+    exp.enqueue([{"a": 1, "b": 1}, {"a": 2, "b": 2}, {"a": 3, "b": 3}])
+    exp.add_results({"sample": {"a": 4, "b": 4}, "metric": 44.0})
+    await exp.run()  # the budget ran out before the third sample
+    assert [t.sample["a"] for t in exp.trials()] == [4, 1, 2]
+    more = nf.Experiment.restore(exp.id, max_trials=3)
+    await more.run()
+    trials = more.trials()
+    assert [(t.id, t.sample["a"], t.origin) for t in trials] == [
+        (0, 4, "added"), (1, 1, "enqueued"), (2, 2, "enqueued"), (3, 3, "enqueued")]
+    from nasflow.store import StoreReader
+
+    reader = StoreReader(more.directory / "experiment.db")
+    try:
+        ops = [c["op"] for c in reader.changes()]
+    finally:
+        reader.close()
+    assert ops == ["enqueue", "add_results"]  # recorded once, not again by the resume

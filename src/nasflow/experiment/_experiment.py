@@ -15,6 +15,7 @@ under their own ids when the experiment is resumed (``Experiment.resume``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -61,6 +62,8 @@ from nasflow.store._lock import ExperimentLock
 from nasflow.strategy import Budget, Scheduler, Strategy
 
 __all__ = ["Experiment"]
+
+_log = logging.getLogger("nasflow.experiment")
 
 
 class _Keep:
@@ -167,6 +170,7 @@ class Experiment(Results):
             self._tensorboard = TensorBoardSink(self._trial_directory)
             self._hub.add_sink(self._tensorboard)
         self._feed = Feed()  # what enqueue/add_results gave, until the run takes it
+        self._given: list[tuple[str, Any]] = []  # ... and to record when the store opens
         self._run: Run | None = None  # the run going on (or the last one)
         self._plan: ResumePlan | None = None  # set by restore()
         self._lock: ExperimentLock | None = None  # held while this object runs the experiment
@@ -259,6 +263,7 @@ class Experiment(Results):
             stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
             settled=self._settled, finished=self._finished, closed=self._release_lock,
             tensorboard=self._tensorboard, plan=self._plan, feed=self._feed,
+            given=self._given,
         )
         try:
             await run.run()
@@ -322,8 +327,10 @@ class Experiment(Results):
         proposal. Returns the samples queued (canonical form).
         """
         self._check_open("enqueue")
-        return self._feed.enqueue(check_samples(self.search_space, samples),
-                                  self._ledger.seen)
+        queued = self._feed.enqueue(check_samples(self.search_space, samples),
+                                    self._ledger.seen)
+        self._record("enqueue", queued)
+        return queued
 
     def add_results(self, results: Mapping[str, Any] | Iterable[Mapping[str, Any]]
                     ) -> list[dict[str, Any]]:
@@ -341,7 +348,18 @@ class Experiment(Results):
         self._check_open("add_results")
         added = self._feed.add(check_results(self.search_space, self.objective, results),
                                self._ledger.seen)
+        self._record("add_results", [r.to_dict() for r in added])
         return [r.sample for r in added]
+
+    def _record(self, op: str, entries: list[Any]) -> None:
+        """Keep what was fed in the store (``changes``): a resume after ``kill -9`` takes
+        what had not run yet; recorded when the store opens if the run has not begun."""
+        if not entries:
+            return
+        if self._run is not None and self.state is ExperimentState.RUNNING:
+            self._run.record_change(op, entries)
+        else:
+            self._given.append((op, entries))
 
     def _check_open(self, op: str) -> None:
         if self.state not in (ExperimentState.CREATED, ExperimentState.RUNNING):
@@ -442,7 +460,23 @@ class Experiment(Results):
         check_space(r.plan, exp.search_space)
         exp.directory = r.directory
         exp._plan = r.plan
+        exp._refeed(r.plan)
         return exp
+
+    def _refeed(self, plan: ResumePlan) -> None:
+        """Queue again what was enqueued and added before (what ran or was added since
+        is dropped when the run takes it, once the ledger holds the stored trials)."""
+        never: Callable[[str], bool] = lambda h: False  # noqa: E731
+        for op, entries in plan.fed:
+            try:
+                if op == "enqueue":
+                    self._feed.enqueue(check_samples(self.search_space, entries), never)
+                else:
+                    self._feed.add(check_results(self.search_space, self.objective,
+                                                 entries), never)
+            except NasflowError as exc:  # a space or objective given anew refuses them
+                _log.warning("experiment %s: what was fed with %s before is not taken "
+                             "again: %s", self.id, op, exc)
 
     @classmethod
     async def resume(cls, id_or_path: str | os.PathLike[str], **kwargs: Any) -> Experiment:

@@ -34,7 +34,12 @@ from nasflow.events import (
 from nasflow.exceptions import MetricError, SampleValidationError
 from nasflow.space import Sample, SearchSpace, sample_hash
 
-__all__ = ["Feed", "KnownResult", "check_results", "check_samples", "known_trial_events"]
+__all__ = ["FEED_OPS", "Feed", "KnownResult", "check_results", "check_samples",
+           "known_trial_events"]
+
+FEED_OPS = ("enqueue", "add_results")
+"""The runtime changes that feed a search (recorded in the store's ``changes`` table with
+their entries as the arguments; a resume takes them again)."""
 
 Seen = Callable[[str], bool]
 """Whether a sample hash is in the experiment's history."""

@@ -21,7 +21,7 @@ from nasflow.exceptions import (
     SampleValidationError,
     StoreError,
 )
-from nasflow.experiment._feed import KnownResult, check_results
+from nasflow.experiment._feed import FEED_OPS, KnownResult, check_results
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._ownership import locked_error, running_owner
 from nasflow.experiment._policy import penalty_for
@@ -100,6 +100,9 @@ class ResumePlan:
     """The newest snapshot (strategy and scheduler state, results the strategy took)."""
     pending: list[TrialRecord] = field(default_factory=list)
     """Trials that were in flight: re-attached if still running, else run again."""
+    fed: list[tuple[str, Any]] = field(default_factory=list)
+    """``(op, entries)`` of every ``enqueue`` / ``add_results`` recorded, oldest first:
+    taken again by the resumed run (what already ran or was added is dropped then)."""
     stored: dict[int, set[tuple[int, float]]] = field(default_factory=dict)
     """``(step, time)`` of the metrics stored for the attempt of each trial that was still
     WAITING/RUNNING (one that is re-attached may send some of them again)."""
@@ -138,6 +141,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         stored = {r.id: reader.metric_keys(r.id, r.attempt)
                   for r in records if not r.state.finished}
         end_order = reader.end_order()
+        fed = [(c["op"], c["args"]) for c in reader.changes(FEED_OPS)]
         raw = reader.latest_snapshot()
         try:
             snapshot = decode_snapshot(raw[1]) if raw else None
@@ -151,7 +155,8 @@ def plan_resume(directory: Path) -> ResumePlan:
         reader.close()
     pending = [r for r in records if _interrupted(r)]
     return ResumePlan(meta=meta, records=records, end_order=end_order, snapshot=snapshot,
-                      pending=pending, stored={i: keys for i, keys in stored.items() if keys})
+                      pending=pending, fed=fed,
+                      stored={i: keys for i, keys in stored.items() if keys})
 
 
 @dataclass

@@ -124,7 +124,8 @@ class Run:
                  finished: anyio.Event,
                  closed: Callable[[], None] = lambda: None,
                  tensorboard: TensorBoardSink | None = None,
-                 plan: ResumePlan | None = None, feed: Feed | None = None) -> None:
+                 plan: ResumePlan | None = None, feed: Feed | None = None,
+                 given: list[tuple[str, Any]] | None = None) -> None:
         self.setup = setup
         self.ledger = ledger
         self.hub = hub
@@ -141,6 +142,7 @@ class Run:
         self._plan = plan
         self.feed = feed if feed is not None else Feed()
         """What the user enqueued and added (``exp.enqueue``, ``exp.add_results``)."""
+        self._given = given if given is not None else []  # fed before the store opened
         self._fed_samples = anyio.Event()
         self._fed_results = anyio.Event()
         self.store: ExperimentStore | None = None
@@ -206,6 +208,9 @@ class Run:
         self.store = store
         self.hub.add_sink(store.put)
         store.snapshot_with(self._snapshot)
+        for op, entries in self._given:
+            self.record_change(op, entries)
+        self._given.clear()
         objects = {"space": setup.space, "evaluator": setup.evaluator,
                    "strategy": setup.strategy, "scheduler": setup.scheduler}
         await anyio.to_thread.run_sync(save_objects, setup.directory, objects)
@@ -510,6 +515,12 @@ class Run:
     def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
         """Stop a running trial; whether it was running."""
         return self.engine is not None and self.engine.cancel(trial_id, state, reason)
+
+    def record_change(self, op: str, entries: list[Any], source: str = "api") -> None:
+        """Record what ``enqueue``/``add_results`` fed (``changes``, in the store)."""
+        if self.store is not None:
+            self.store.record_change(op, entries, source,
+                                     {"message": f"{len(entries)} queued"})
 
     def snapshot_due(self) -> None:
         """Ask the store to snapshot the strategy at its next commit."""

@@ -104,6 +104,19 @@ class StoreReader:
         rows = self._query('SELECT time, step, "values" FROM progress ORDER BY rowid')
         return [(t, step, orjson.loads(v)) for t, step, v in rows]
 
+    def changes(self, ops: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The recorded runtime changes (those of ``ops``), oldest first, as ``{"seq",
+        "time", "source", "op", "args", "result"}``; none for a store from before."""
+        try:
+            rows = self._conn.execute(
+                "SELECT seq, time, source, op, args, result FROM changes ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []  # no changes table: nothing was ever changed
+        return [{"seq": seq, "time": t, "source": src, "op": op, "args": orjson.loads(a),
+                 "result": orjson.loads(r)}
+                for seq, t, src, op, a, r in rows if ops is None or op in ops]
+
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         """``(ended, state)`` of the newest snapshot: ``ended`` trials had ended by then."""
         rows = self._query("SELECT ended, state FROM snapshots WHERE id = 1")

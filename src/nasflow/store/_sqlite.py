@@ -47,6 +47,7 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import StoreError
+from nasflow.store._changes import CHANGES_SCHEMA, INSERT_CHANGE, change_row
 
 __all__ = ["SCHEMA_VERSION", "ExperimentStore", "connect"]
 
@@ -227,7 +228,7 @@ class ExperimentStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = connect(self.path, readonly=False)
         try:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + CHANGES_SCHEMA)
             add_missing_columns(conn)
             version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if version is not None and orjson.loads(version[0]) != SCHEMA_VERSION:
@@ -353,6 +354,11 @@ class ExperimentStore:
             "INSERT OR REPLACE INTO meta (key, value) VALUES "
             + ", ".join(["(?, ?)"] * len(values)),
             [x for k, v in values.items() for x in (k, _dumps(v))]))
+        self._kick()
+
+    def record_change(self, op: str, args: Any, source: str, result: dict[str, Any]) -> None:
+        """Queue a row of the ``changes`` table (committed with the next commit)."""
+        self._batch.statements.append((INSERT_CHANGE, change_row(op, args, source, result)))
         self._kick()
 
     def snapshot_with(self, provider: Callable[[], bytes]) -> None:

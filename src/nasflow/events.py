@@ -64,6 +64,8 @@ class TrialSubmitted(TrialEvent):
     sample: dict[str, Any]
     hash: str
     attempt: int = 0
+    origin: str | None = None
+    """``None`` for the strategy's proposals, else one of ``nasflow._kernel.ORIGINS``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,8 @@ class TestTPE(StrategyContract):
 
 
 class TestOptunaNSGAII(StrategyContract):
+    learns_from_given = False  # its parents come from its own generations only
+
     def make_strategy(self, seed: int) -> Strategy:
         import optuna
 
@@ -47,6 +49,8 @@ class TestOptunaNSGAII(StrategyContract):
 
 class TestOptunaNSGAIIFactory(StrategyContract):
     """The sampler built by a factory: the strategy pickles (NSGA-II holds a lock)."""
+
+    learns_from_given = False
 
     def make_strategy(self, seed: int) -> Strategy:
         import optuna

@@ -7,13 +7,32 @@ import traceback as _tb
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INTERRUPTED", "ExperimentState", "TrialError", "TrialRecord", "TrialState"]
+__all__ = [
+    "INTERRUPTED",
+    "KNOWN_ORIGINS",
+    "ORIGINS",
+    "ExperimentState",
+    "TrialError",
+    "TrialRecord",
+    "TrialState",
+]
 
 INTERRUPTED = "Interrupted"
 """``TrialError.type`` of a trial cut off because its experiment stopped (Ctrl-C, ``stop()``,
 a cancelled run): such a trial is run again, under the same id, when the experiment is
 resumed. Trials cancelled on their merits (a strategy, a scheduler, a reached target) are
 not."""
+
+ORIGINS = ("enqueued", "added", "imported")
+"""``TrialRecord.origin`` of a trial its strategy did not propose: a sample given to
+``exp.enqueue`` (run like any trial), a known result given to ``exp.add_results`` (stored,
+never run), or one of another experiment's results taken by ``warm_start`` (stored, never
+run). ``None`` is a trial the strategy proposed. Added and imported trials do not count
+toward ``max_trials`` (as Optuna's ``add_trial`` does not count toward ``n_trials``);
+enqueued ones do."""
+
+KNOWN_ORIGINS = ("added", "imported")
+"""The origins of trials that were stored with a known result and never ran."""
 
 
 class TrialState(enum.StrEnum):
@@ -95,6 +114,7 @@ class RecordView:
     error: TrialError | None
     attempt: int
     directory: str | None
+    origin: str | None
 
     @property
     def duration(self) -> float | None:
@@ -118,6 +138,7 @@ class RecordView:
             "error": self.error.to_dict() if self.error else None,
             "attempt": self.attempt,
             "directory": self.directory,
+            "origin": self.origin,
         }
 
 
@@ -126,7 +147,8 @@ class TrialRecord(RecordView):
     """One trial as the experiment knows it. Exports hand out copies; do not mutate.
 
     ``metric`` is the primary objective of the final result, ``metrics`` the final result
-    as the evaluator gave it (a float or a dict).
+    as the evaluator gave it (a float or a dict). ``origin`` is ``None`` for a trial the
+    strategy proposed, else one of ``ORIGINS`` (enqueued, added, imported).
     """
 
     id: int
@@ -141,3 +163,4 @@ class TrialRecord(RecordView):
     error: TrialError | None = None
     attempt: int = 0
     directory: str | None = None
+    origin: str | None = None

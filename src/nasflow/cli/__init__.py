@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         _control,
         _dashboard,
         _demo,
+        _feed,
         _files,
         _manager,
         _results,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="<command>")
     _demo.add_parser(sub)
     _control.add_parsers(sub)  # run, stop, resume
+    _feed.add_parsers(sub)  # enqueue, import
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
     _files.add_parsers(sub)  # log, delete

@@ -14,6 +14,7 @@ import argparse
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -70,12 +71,15 @@ FAILED, CRASHED), unreachable, or --wait timed out.
 RESUME_EXAMPLES = """examples:
   nasflow resume k3j9x0ab                # continue where it stopped or crashed
   nasflow resume k3j9x0ab --file search.py  # take space/evaluator/strategy from a file
+  nasflow resume k3j9x0ab --max-trials 300  # continue a DONE one, up to 300 trials
 
 Completed trials are kept and never run again; trials cut off by a stop or a crash run
 again under their own id (attempt + 1); new trial ids continue after the last; the
 strategy continues from its last snapshot. The space, evaluator and strategy are
 unpickled from the experiment directory unless --file gives them; the stored config is
-used (a different one is refused). Exit codes as for nasflow run.
+used, but --max-trials, --max-duration and --concurrency may change it (a max-trials below
+the trials already run is refused). A DONE experiment continues once one of them gives it
+room. Exit codes as for nasflow run.
 """
 
 
@@ -91,10 +95,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--experiment", metavar="NAME", default=None,
                    help="the variable or zero-argument function that gives the experiment "
                         "(default: `experiment`, else `make_experiment()`, else the only one)")
-    p.add_argument("--max-trials", type=positive_int, metavar="N", help="override max_trials")
-    p.add_argument("--max-duration", type=_duration, metavar="TIME",
-                   help="override max_duration (seconds, or e.g. 90s, 1h30m)")
-    p.add_argument("--concurrency", type=positive_int, metavar="N", help="override concurrency")
+    _add_budget_options(p)
     p.add_argument("--name", default=None, help="override the experiment's name")
     p.add_argument("--id", default=None, help="the experiment id (default: a new one)")
     _add_view_options(p)
@@ -130,10 +131,24 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                         "experiment this file defines (when the pickled ones cannot load)")
     p.add_argument("--experiment", metavar="NAME", default=None,
                    help="with --file: which experiment of the file")
+    _add_budget_options(p)
     _add_view_options(p)
     add_option(p)
     add_home(p)
     p.set_defaults(func=resume_main)
+
+
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-trials", type=positive_int, metavar="N", help="override max_trials")
+    p.add_argument("--max-duration", type=_duration, metavar="TIME",
+                   help="override max_duration (seconds, or e.g. 90s, 1h30m)")
+    p.add_argument("--concurrency", type=positive_int, metavar="N", help="override concurrency")
+
+
+def _budget_changes(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in (("max_trials", args.max_trials),
+                              ("max_duration", args.max_duration),
+                              ("concurrency", args.concurrency)) if v is not None}
 
 
 def _add_view_options(p: argparse.ArgumentParser) -> None:
@@ -171,10 +186,9 @@ def _run(exp: Experiment, args: argparse.Namespace) -> int:
 # --- run --------------------------------------------------------------------------------
 
 def _with_overrides(exp: Experiment, args: argparse.Namespace) -> Experiment:
-    changes = {k: v for k, v in (("max_trials", args.max_trials),
-                                 ("max_duration", args.max_duration),
-                                 ("concurrency", args.concurrency),
-                                 ("home", args.home)) if v is not None}
+    changes = _budget_changes(args)
+    if args.home is not None:
+        changes["home"] = args.home
     if not changes and args.id is None and args.name is None:
         return exp
     config = exp.config.replace(**changes)
@@ -246,13 +260,15 @@ def resume_main(args: argparse.Namespace) -> int:
     info = experiment_info(directory)
     if info.damaged:
         raise NasflowError(f"experiment {info.id} cannot be resumed: {info.error}")
-    if info.state == ExperimentState.DONE:
+    budget = _budget_changes(args)
+    if info.state == ExperimentState.DONE and not budget:
         # a DONE experiment has nothing in flight and its budget or strategy is spent:
-        # resuming would only rewrite its metadata
-        print(f"experiment {info.id} is DONE ({info.end_reason}); nothing to resume. "
-              "Start a new experiment to search further.")
+        # resuming as it is would only rewrite its metadata
+        print(f"experiment {info.id} is DONE ({info.end_reason}); nothing to resume as it "
+              f"is. Give it more room to continue: nasflow resume {info.id} --max-trials N "
+              "(or --max-duration TIME)")
         return EXIT_OK
-    exp = Experiment.restore(directory, home=args.home, **parts)
+    exp = Experiment.restore(directory, home=args.home, **parts, **budget)
     print(f"resuming experiment {info.id} ({info.state}): {_resume_summary(directory)}; "
           f"experiment {exp.id}", flush=True)
     return _run(exp, args)

@@ -14,14 +14,12 @@ from nasflow._types import TrialError, TrialRecord, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     Event,
-    FinalMetric,
-    IntermediateMetric,
     StrategyProgress,
     TrialEnded,
-    TrialStarted,
     TrialSubmitted,
 )
 from nasflow.exceptions import BudgetExhausted
+from nasflow.experiment._feed import Feed, KnownResult, known_trial_events
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.space import Sample, SearchSpace, sample_hash
 from nasflow.strategy import (
@@ -58,9 +56,11 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
 
     def __init__(self, run: RunPort, ledger: TrialLedger, *, engine: Engine,
                  clock: Callable[[], float], space: SearchSpace, objective: Objective,
-                 model_space: Any, evaluator: Any, directory: Path) -> None:
+                 model_space: Any, evaluator: Any, directory: Path,
+                 feed: Feed | None = None) -> None:
         self._run = run
         self._ledger = ledger
+        self._feed = feed if feed is not None else Feed()
         self._engine = engine
         self._clock = clock
         self.space = space
@@ -98,10 +98,27 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
     # --- the contract (records are handed out frozen: the ledger's stay its own) --------
 
     async def wait_capacity(self) -> None:
-        # the one capacity wait of a run: the strategy's submissions, retries and resumed
-        # trials all come through here. The engine is the authority on capacity (it may
-        # change while the run goes on); trials submitted here but not yet held by the
-        # engine count too.
+        await self._serve_queue()
+
+    async def _serve_queue(self) -> dict[str, int]:
+        """Wait for capacity, submitting enqueued samples (``exp.enqueue``) first, while
+        the budget allows; ``{hash: trial id}`` of those submitted."""
+        started: dict[str, int] = {}
+        while True:
+            await self._room()
+            if self.budget.exhausted:
+                return started
+            queued = self._feed.next_sample(self._ledger.seen)
+            if queued is None:
+                return started
+            sample, h = queued
+            started[h] = (await self._start(sample, h, origin="enqueued")).id
+
+    async def _room(self) -> None:
+        # the one capacity wait of a run: the strategy's submissions, retries, resumed and
+        # enqueued trials all come through here. The engine is the authority on capacity
+        # (it may change while the run goes on); trials submitted here but not yet held
+        # by the engine count too.
         while True:
             await self._engine.wait_capacity()
             if self._ledger.inflight < self._engine.capacity:
@@ -114,13 +131,18 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         if self.budget.exhausted:
             raise BudgetExhausted(self._why_exhausted())
         sample = self.space.canonicalize(sample)
-        await self.wait_capacity()
+        h = sample_hash(sample)
+        started = await self._serve_queue()
+        if h in started:  # the user enqueued it too, and it was just submitted: that trial
+            return TrialHandle(self, started[h], sample, h)
         if self.budget.exhausted:
             raise BudgetExhausted(self._why_exhausted())
+        return await self._start(sample, h)
+
+    async def _start(self, sample: Sample, h: str, origin: str | None = None) -> TrialHandle:
         trial_id = self._ledger.new_id()
-        h = sample_hash(sample)
         await self._run.publish(TrialSubmitted(time=self._clock(), trial_id=trial_id,
-                                               sample=sample, hash=h))
+                                               sample=sample, hash=h, origin=origin))
         try:
             await self._run.submit(TrialSpec(trial_id, sample))
         except BaseException:
@@ -209,16 +231,9 @@ class ExperimentOneShot(OneShotContext):
         primary, normal = self._objective.parse(value)
         parsed = [(step, *self._objective.parse(v)) for step, v in intermediates]
         trial_id = self._ledger.new_id(counted=False)
-        now = self._clock()
-        publish = self._run.publish
-        await publish(TrialSubmitted(time=now, trial_id=trial_id, sample=sample,
-                                     hash=sample_hash(sample)))
-        await publish(TrialStarted(time=now, trial_id=trial_id))
-        for step, metric, v in parsed:
-            await publish(IntermediateMetric(time=now, trial_id=trial_id, step=step,
-                                             value=v, metric=metric))
-        await publish(FinalMetric(time=now, trial_id=trial_id, value=normal, metric=primary))
-        await publish(TrialEnded(time=now, trial_id=trial_id, state=TrialState.SUCCEEDED))
+        known = KnownResult(sample, sample_hash(sample), primary, normal, None)
+        for event in known_trial_events(known, trial_id, self._clock(), parsed):
+            await self._run.publish(event)
         return FrozenTrial.of(self._ledger[trial_id])
 
     async def progress(self, step: int | None = None, **values: Any) -> None:

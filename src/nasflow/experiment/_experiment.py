@@ -15,12 +15,13 @@ under their own ids when the experiment is resumed (``Experiment.resume``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,11 +38,17 @@ from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
 from nasflow.exceptions import ConfigError, NasflowError
+from nasflow.experiment._feed import Feed, check_results, check_samples
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._notebook import NotebookProgress, in_kernel
 from nasflow.experiment._ownership import take_ownership
 from nasflow.experiment._policy import TrialPolicy
-from nasflow.experiment._resume import ResumePlan, check_space, load_for_resume
+from nasflow.experiment._resume import (
+    ResumePlan,
+    check_space,
+    load_for_resume,
+    warm_start_results,
+)
 from nasflow.experiment._run import Run, RunSetup, StopSwitch, unwrap
 from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.space import as_search_space
@@ -56,6 +63,18 @@ from nasflow.strategy import Budget, Scheduler, Strategy
 
 __all__ = ["Experiment"]
 
+_log = logging.getLogger("nasflow.experiment")
+
+
+class _Keep:
+    """A ``restore`` argument not given: the stored value stays."""
+
+    def __repr__(self) -> str:
+        return "<as stored>"
+
+
+_KEEP = _Keep()
+
 
 class Experiment(Results):
     """A search: ``Experiment(space, evaluator, strategy, config)``; ``await exp.run()``.
@@ -65,7 +84,10 @@ class Experiment(Results):
     reads ``trial.sample``). ``evaluator`` is an ``Evaluator`` or a plain function
     ``fn(model, trial)``. ``scheduler`` stops trials early (``nf.strategy.ASHA``, ...);
     ``engine`` replaces the configured training service (a function of an
-    ``EngineSetup``, e.g. a ``nasflow.testing.SimulatedEngine``).
+    ``EngineSetup``, e.g. a ``nasflow.testing.SimulatedEngine``). ``warm_start`` (an
+    experiment id or directory, or several) gives the strategy the results of those
+    experiments' succeeded trials before it proposes anything, as ``add_results`` does
+    (stored with origin ``"imported"``, not run, not counted toward ``max_trials``).
     """
 
     def __init__(
@@ -79,6 +101,7 @@ class Experiment(Results):
         id: str | None = None,
         scheduler: Scheduler | None = None,
         engine: Callable[[EngineSetup], Engine] | None = None,
+        warm_start: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     ) -> None:
         self.config = config if config is not None else ExperimentConfig()
         """The configuration."""
@@ -146,6 +169,8 @@ class Experiment(Results):
         if self.config.tensorboard:
             self._tensorboard = TensorBoardSink(self._trial_directory)
             self._hub.add_sink(self._tensorboard)
+        self._feed = Feed()  # what enqueue/add_results gave, until the run takes it
+        self._given: list[tuple[str, Any]] = []  # ... and to record when the store opens
         self._run: Run | None = None  # the run going on (or the last one)
         self._plan: ResumePlan | None = None  # set by restore()
         self._lock: ExperimentLock | None = None  # held while this object runs the experiment
@@ -159,6 +184,13 @@ class Experiment(Results):
             # and removed with the experiment object
             self.directory = Path(tempfile.gettempdir()) / f"nasflow-{self.id}-{os.getpid()}"
             weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+        if warm_start is not None:
+            sources = ([warm_start] if isinstance(warm_start, str | os.PathLike)
+                       else list(warm_start))
+            for source in sources:
+                self._feed.add(warm_start_results(source, self.search_space, self.objective,
+                                                  self.config.home),
+                               self._ledger.seen)
 
     def _objective(self) -> Objective:
         configured = self.config.directions
@@ -230,7 +262,8 @@ class Experiment(Results):
                                target_metric=cfg.target_metric),
             stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
             settled=self._settled, finished=self._finished, closed=self._release_lock,
-            tensorboard=self._tensorboard, plan=self._plan,
+            tensorboard=self._tensorboard, plan=self._plan, feed=self._feed,
+            given=self._given,
         )
         try:
             await run.run()
@@ -280,6 +313,59 @@ class Experiment(Results):
 
     def _kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
         return self._run is not None and self._run.kill(trial_id, state, reason)
+
+    def enqueue(self, samples: Mapping[str, Any] | Iterable[Mapping[str, Any]]
+                ) -> list[dict[str, Any]]:
+        """Evaluate these samples (one dict or several) before the strategy's next
+        proposals, like Optuna's ``enqueue_trial`` or NNI's customised trial; before
+        ``run()`` or while it runs. Each counts toward ``max_trials`` and ends up in the
+        strategy's results like its own trials (``origin`` ``"enqueued"``).
+
+        Every sample is checked first: one that does not fit the space raises
+        ``SampleValidationError`` naming it, its label and value, and none is queued.
+        Samples already in the history (or queued) are dropped, like a repeated
+        proposal. Returns the samples queued (canonical form).
+        """
+        self._check_open("enqueue")
+        queued = self._feed.enqueue(check_samples(self.search_space, samples),
+                                    self._ledger.seen)
+        self._record("enqueue", queued)
+        return queued
+
+    def add_results(self, results: Mapping[str, Any] | Iterable[Mapping[str, Any]]
+                    ) -> list[dict[str, Any]]:
+        """Known results the strategy learns from without running them, like Optuna's
+        ``add_trial``: each ``{"sample": {...}, "metric": value}`` (``value`` as the
+        evaluator would return it; a dict with every objective when there are several)
+        is stored as a trial that ended SUCCEEDED, with origin ``"added"``, the next id,
+        and not counted toward ``max_trials``; before ``run()`` or while it runs.
+
+        Every result is checked first: a sample that does not fit the space raises
+        ``SampleValidationError`` naming the label and value, a bad metric
+        ``MetricError``, and none is added. Results whose samples are in the history
+        already are dropped. Returns the samples added.
+        """
+        self._check_open("add_results")
+        added = self._feed.add(check_results(self.search_space, self.objective, results),
+                               self._ledger.seen)
+        self._record("add_results", [r.to_dict() for r in added])
+        return [r.sample for r in added]
+
+    def _record(self, op: str, entries: list[Any]) -> None:
+        """Keep what was fed in the store (``changes``): a resume after ``kill -9`` takes
+        what had not run yet; recorded when the store opens if the run has not begun."""
+        if not entries:
+            return
+        if self._run is not None and self.state is ExperimentState.RUNNING:
+            self._run.record_change(op, entries)
+        else:
+            self._given.append((op, entries))
+
+    def _check_open(self, op: str) -> None:
+        if self.state not in (ExperimentState.CREATED, ExperimentState.RUNNING):
+            raise NasflowError(
+                f"experiment {self.id} has ended ({self.state.value}); to {op} there, "
+                f"continue it: exp = nf.Experiment.restore({self.id!r}, max_trials=...)")
 
     async def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the search: no new trials, running ones CANCELED; returns when done."""
@@ -345,27 +431,52 @@ class Experiment(Results):
         config: ExperimentConfig | None = None,
         scheduler: Scheduler | None = None,
         home: str | os.PathLike[str] | None = None,
+        max_trials: int | _Keep | None = _KEEP,
+        max_duration: float | str | _Keep | None = _KEEP,
+        concurrency: int | _Keep = _KEEP,
     ) -> Experiment:
         """An experiment rebuilt from its directory, ready to ``run()`` on from where it
         stopped (subscribe to ``events()`` first if you like).
 
         The space, evaluator, strategy and scheduler are unpickled from the directory
-        unless given. A given ``config`` must equal the stored one (but for ``home`` and
-        ``token``), and a given space must have the same labels and domains: a difference
-        raises ``ResumeError`` listing it, never a silent continue. After the run, every
+        unless given. A given ``config`` must equal the stored one but for ``home``,
+        ``token`` and the budget and concurrency fields (``max_trials``, ``max_duration``,
+        ``concurrency``, which may also be given on their own, e.g. ``max_trials=300`` to
+        continue a DONE experiment), and a given space must have the same labels and
+        domains: a difference raises ``ResumeError`` listing it, never a silent continue
+        (so does a ``max_trials`` below the trials already run). After the run, every
         completed trial is kept once and never re-run; trials in flight when it stopped
         are re-attached (manager workers still running them) or run again under their own
         id (``attempt`` + 1); new trial ids continue after the last one; the strategy goes
         on from its last snapshot plus the trials that ended after it.
         """
+        budget = {k: v for k, v in (("max_trials", max_trials), ("max_duration", max_duration),
+                                    ("concurrency", concurrency)) if not isinstance(v, _Keep)}
         r = load_for_resume(id_or_path, space=space, evaluator=evaluator,
-                            strategy=strategy, config=config, scheduler=scheduler, home=home)
+                            strategy=strategy, config=config, scheduler=scheduler, home=home,
+                            budget=budget)
         exp = cls(r.space, r.evaluator, r.strategy, r.config, name=r.name, id=r.id,
                   scheduler=r.scheduler)
         check_space(r.plan, exp.search_space)
         exp.directory = r.directory
         exp._plan = r.plan
+        exp._refeed(r.plan)
         return exp
+
+    def _refeed(self, plan: ResumePlan) -> None:
+        """Queue again what was enqueued and added before (what ran or was added since
+        is dropped when the run takes it, once the ledger holds the stored trials)."""
+        never: Callable[[str], bool] = lambda h: False  # noqa: E731
+        for op, entries in plan.fed:
+            try:
+                if op == "enqueue":
+                    self._feed.enqueue(check_samples(self.search_space, entries), never)
+                else:
+                    self._feed.add(check_results(self.search_space, self.objective,
+                                                 entries), never)
+            except NasflowError as exc:  # a space or objective given anew refuses them
+                _log.warning("experiment %s: what was fed with %s before is not taken "
+                             "again: %s", self.id, op, exc)
 
     @classmethod
     async def resume(cls, id_or_path: str | os.PathLike[str], **kwargs: Any) -> Experiment:
@@ -430,5 +541,5 @@ def _copy(record: TrialRecord) -> TrialRecord:
         id=record.id, sample=dict(record.sample), hash=record.hash, state=record.state,
         metric=record.metric, metrics=record.metrics, submitted_at=record.submitted_at,
         started_at=record.started_at, ended_at=record.ended_at, error=record.error,
-        attempt=record.attempt, directory=record.directory,
+        attempt=record.attempt, directory=record.directory, origin=record.origin,
     )

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from nasflow._kernel import KNOWN_ORIGINS
 from nasflow._types import TrialRecord, TrialState
 from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted, TrialSubmitted
 from nasflow.strategy import Budget
@@ -95,7 +96,7 @@ class TrialLedger:
         if isinstance(event, TrialSubmitted):
             self._records[event.trial_id] = TrialRecord(
                 id=event.trial_id, sample=event.sample, hash=event.hash,
-                submitted_at=event.time, attempt=event.attempt,
+                submitted_at=event.time, attempt=event.attempt, origin=event.origin,
                 # as load_experiment gives it (the folder is made when the trial first
                 # writes into it)
                 directory=str(self._directory(event.trial_id)),
@@ -127,7 +128,7 @@ class TrialLedger:
         Those still WAITING/RUNNING count as in flight until they end or run again."""
         count = 0
         for record in records:
-            count += 1
+            count += record.origin not in KNOWN_ORIGINS
             self._records[record.id] = record
             self._hashes.setdefault(record.hash, record.id)
             if not record.state.finished:

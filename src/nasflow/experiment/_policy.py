@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nasflow._kernel import KNOWN_ORIGINS as KNOWN
 from nasflow._objective import Objective
 from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.exceptions import RepeatedFailureError
@@ -152,8 +153,11 @@ class TrialPolicy:
             actions.append(halt)
         actions += [Deliver(record), SnapshotDue()]
         target = self.target_metric
+        # a known result (added, imported) is no sign that the search reached its target:
+        # a warm start from a search that did would end before it began
         if (target is not None and record.state is TrialState.SUCCEEDED
-                and record.metric is not None and self.objective.reached(record.metric, target)):
+                and record.metric is not None and record.origin not in KNOWN
+                and self.objective.reached(record.metric, target)):
             actions.append(Halt(ExperimentState.DONE,
                                 f"trial {record.id} reached target_metric={target}"))
         return actions

@@ -8,11 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasflow._kernel import KNOWN_ORIGINS
+from nasflow._objective import Objective
 from nasflow._persist import decode_snapshot, load_object, owner_alive
 from nasflow._types import INTERRUPTED, ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.events import Event, IntermediateMetric, TrialEnded
-from nasflow.exceptions import ExperimentNotFoundError, ResumeError, StoreError
+from nasflow.exceptions import (
+    ConfigError,
+    ExperimentNotFoundError,
+    ResumeError,
+    SampleValidationError,
+    StoreError,
+)
+from nasflow.experiment._feed import FEED_OPS, KnownResult, check_results
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._ownership import locked_error, running_owner
 from nasflow.experiment._policy import penalty_for
@@ -21,6 +30,7 @@ from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
 from nasflow.strategy import Scheduler, Strategy
 
 __all__ = [
+    "BUDGET_FIELDS",
     "Replay",
     "ResumeError",
     "ResumePlan",
@@ -32,10 +42,14 @@ __all__ = [
     "plan_resume",
     "restore_state",
     "space_signature",
+    "warm_start_results",
 ]
 
 # fields that may differ on resume: where results live, and a secret never stored
 _FREE_FIELDS = ("home", "token")
+BUDGET_FIELDS = ("max_trials", "max_duration", "concurrency")
+"""What a resume may change (``nnictl update trialnum|duration|concurrency``): the
+budgets and how many trials run at once; any other difference is refused."""
 
 
 def find_experiment(id_or_path: str | os.PathLike[str], home: str | os.PathLike[str] | None
@@ -66,10 +80,11 @@ def space_signature(space: SearchSpace) -> dict[str, str]:
 
 def config_differences(stored: dict[str, Any], given: ExperimentConfig
                        ) -> list[tuple[str, Any, Any]]:
-    """The fields (but home and token) in which ``given`` differs from ``stored``."""
+    """The fields (but home, token and the budgets) in which ``given`` differs from
+    ``stored``."""
     now = given.to_dict()
     return [(k, stored.get(k), now[k]) for k in now
-            if k not in _FREE_FIELDS and stored.get(k) != now[k]]
+            if k not in _FREE_FIELDS + BUDGET_FIELDS and stored.get(k) != now[k]]
 
 
 @dataclass
@@ -85,6 +100,9 @@ class ResumePlan:
     """The newest snapshot (strategy and scheduler state, results the strategy took)."""
     pending: list[TrialRecord] = field(default_factory=list)
     """Trials that were in flight: re-attached if still running, else run again."""
+    fed: list[tuple[str, Any]] = field(default_factory=list)
+    """``(op, entries)`` of every ``enqueue`` / ``add_results`` recorded, oldest first:
+    taken again by the resumed run (what already ran or was added is dropped then)."""
     stored: dict[int, set[tuple[int, float]]] = field(default_factory=dict)
     """``(step, time)`` of the metrics stored for the attempt of each trial that was still
     WAITING/RUNNING (one that is re-attached may send some of them again)."""
@@ -123,6 +141,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         stored = {r.id: reader.metric_keys(r.id, r.attempt)
                   for r in records if not r.state.finished}
         end_order = reader.end_order()
+        fed = [(c["op"], c["args"]) for c in reader.changes(FEED_OPS)]
         raw = reader.latest_snapshot()
         try:
             snapshot = decode_snapshot(raw[1]) if raw else None
@@ -136,7 +155,8 @@ def plan_resume(directory: Path) -> ResumePlan:
         reader.close()
     pending = [r for r in records if _interrupted(r)]
     return ResumePlan(meta=meta, records=records, end_order=end_order, snapshot=snapshot,
-                      pending=pending, stored={i: keys for i, keys in stored.items() if keys})
+                      pending=pending, fed=fed,
+                      stored={i: keys for i, keys in stored.items() if keys})
 
 
 @dataclass
@@ -162,9 +182,12 @@ class Restored:
 
 def load_for_resume(id_or_path: str | os.PathLike[str], *, space: Any, evaluator: Any,
                     strategy: Any, config: ExperimentConfig | None, scheduler: Any,
-                    home: str | os.PathLike[str] | None) -> Restored:
+                    home: str | os.PathLike[str] | None,
+                    budget: dict[str, Any] | None = None) -> Restored:
     """``Experiment.restore``: where the experiment stopped, and the objects to rebuild it
-    with (those not given are unpickled); ``ResumeError`` if the config differs."""
+    with (those not given are unpickled); ``ResumeError`` if the config differs but for
+    ``BUDGET_FIELDS`` (``budget`` changes those of the stored or given config), or if a
+    trial budget is below what already ran."""
     directory = find_experiment(id_or_path, home)
     plan = plan_resume(directory)
     meta = plan.meta
@@ -178,6 +201,14 @@ def load_for_resume(id_or_path: str | os.PathLike[str], *, space: Any, evaluator
                 f"({listed}). Resume without a config to use the stored one, or start "
                 "a new experiment.", diff)
         stored = config
+    if budget:
+        stored = stored.replace(**budget)
+    ran = sum(r.origin not in KNOWN_ORIGINS for r in plan.records)
+    if stored.max_trials is not None and stored.max_trials < ran:
+        raise ResumeError(
+            f"max_trials={stored.max_trials} is below the {ran} trials experiment "
+            f"{meta['id']} ran already; give at least {ran} (or None for no limit)",
+            [("max_trials", meta["config"].get("max_trials"), stored.max_trials)])
     if space is None:
         space = load_object(directory, "space")
     if evaluator is None:
@@ -226,6 +257,42 @@ def restore_state(plan: ResumePlan, ledger: TrialLedger, strategy: Strategy,
     late = sorted((i for i, seq in plan.end_order.items() if seq > taken and i not in pending),
                   key=plan.end_order.__getitem__)
     return taken, [ledger[i] for i in late]
+
+
+def warm_start_results(source: str | os.PathLike[str], space: SearchSpace,
+                       objective: Objective, home: str | os.PathLike[str] | None
+                       ) -> list[KnownResult]:
+    """The succeeded trials of experiment ``source`` as known results for a warm start
+    (origin ``"imported"``); refused, naming the trial, label and value, when one does
+    not fit ``space``, or when the objectives differ."""
+    directory = find_experiment(source, home)
+    reader = StoreReader(directory / DB_NAME)
+    try:
+        meta = reader.meta()
+        records = reader.trials([TrialState.SUCCEEDED])
+    finally:
+        reader.close()
+    theirs = meta.get("objective")
+    if theirs and dict(theirs) != dict(objective.directions):
+        raise ConfigError(
+            "warm_start", str(source),
+            f"an experiment with the objective {dict(objective.directions)} (experiment "
+            f"{meta.get('id')} optimised {theirs}); set ExperimentConfig(objective=...) to "
+            "match, or add the results you mean with exp.add_results")
+    out = []
+    for r in records:
+        if r.metric is None:
+            continue
+        entry = {"sample": r.sample, "metric": r.metrics if r.metrics is not None else r.metric}
+        try:
+            out += check_results(space, objective, [entry], origin="imported")
+        except SampleValidationError as exc:
+            raise SampleValidationError(
+                exc.label, exc.value, exc.allowed, constraint=exc.constraint,
+                reason=f"{exc.reason} (trial {r.id} of experiment {meta.get('id')}, taken "
+                "by warm_start; warm-start from an experiment of the same space, or add "
+                "the results that fit with exp.add_results)") from None
+    return out
 
 
 class Replay:

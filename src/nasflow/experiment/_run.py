@@ -43,6 +43,7 @@ from nasflow.events import (
 )
 from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
 from nasflow.experiment._context import ExperimentContext
+from nasflow.experiment._feed import Feed, known_trial_events
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._policy import (
     Action,
@@ -123,7 +124,8 @@ class Run:
                  finished: anyio.Event,
                  closed: Callable[[], None] = lambda: None,
                  tensorboard: TensorBoardSink | None = None,
-                 plan: ResumePlan | None = None) -> None:
+                 plan: ResumePlan | None = None, feed: Feed | None = None,
+                 given: list[tuple[str, Any]] | None = None) -> None:
         self.setup = setup
         self.ledger = ledger
         self.hub = hub
@@ -138,6 +140,11 @@ class Run:
         self._closed = closed  # the store is closed: the facade gives up its lock
         self._tensorboard = tensorboard
         self._plan = plan
+        self.feed = feed if feed is not None else Feed()
+        """What the user enqueued and added (``exp.enqueue``, ``exp.add_results``)."""
+        self._given = given if given is not None else []  # fed before the store opened
+        self._fed_samples = anyio.Event()
+        self._fed_results = anyio.Event()
         self.store: ExperimentStore | None = None
         """The store (and its writer), open while the run goes on."""
         self.engine: Engine | None = None
@@ -201,6 +208,9 @@ class Run:
         self.store = store
         self.hub.add_sink(store.put)
         store.snapshot_with(self._snapshot)
+        for op, entries in self._given:
+            self.record_change(op, entries)
+        self._given.clear()
         objects = {"space": setup.space, "evaluator": setup.evaluator,
                    "strategy": setup.strategy, "scheduler": setup.scheduler}
         await anyio.to_thread.run_sync(save_objects, setup.directory, objects)
@@ -248,22 +258,28 @@ class Run:
         ctx = self.ctx = ExperimentContext(
             self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,
             objective=setup.objective, model_space=setup.space, evaluator=setup.evaluator,
-            directory=setup.directory,
+            directory=setup.directory, feed=self.feed,
         )
         if self._plan is not None:
             taken, unseen = restore_state(self._plan, self.ledger, setup.strategy,
                                           setup.scheduler, cfg.penalty)
             ctx.restore(taken, unseen)
+        self.feed.listener = self._fed
         failure = None
         async with engine:
             self.engine = engine
             with anyio.CancelScope(deadline=deadline) as search:
                 self._stop.guard(search)
+                # known results first: the strategy learns from them before it proposes
+                await self._add_known()
                 if self._plan is not None:
                     await self._requeue(self._plan, engine)
                 async with anyio.create_task_group() as helpers:
                     helpers.start_soon(self._retry_failures, engine)
+                    helpers.start_soon(self._follow_feed, ctx)
                     failure = await self._run_strategy(ctx)
+                    if failure is None:
+                        await ctx.wait_capacity()  # what was enqueued runs all the same
                     await self._drain(engine)
                     helpers.cancel_scope.cancel()
             if search.cancelled_caught and self._stop.request is None:
@@ -312,8 +328,42 @@ class Run:
             self.ledger.rerun_from(record.id, attempt)  # retries count from here
             await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
                                               sample=record.sample, hash=record.hash,
-                                              attempt=attempt))
+                                              attempt=attempt, origin=record.origin))
             await engine.submit(TrialSpec(record.id, record.sample, attempt))
+
+    def _fed(self) -> None:
+        """Something was enqueued or added while the run goes on."""
+        self._fed_samples.set()
+        self._fed_results.set()
+
+    async def _add_known(self) -> None:
+        """Store the queued known results as trials that ended SUCCEEDED (not counted
+        toward ``max_trials``); the strategy takes them like any ended trial."""
+        for result in self.feed.take_results():
+            if self.ledger.seen(result.hash):
+                continue
+            trial_id = self.ledger.new_id(counted=False)
+            for event in known_trial_events(result, trial_id, self.clock()):
+                await self.publish(event)
+
+    async def _follow_feed(self, ctx: ExperimentContext) -> None:
+        """Take what is enqueued or added while the strategy runs (or waits on a result):
+        known results at once, enqueued samples as capacity allows."""
+        async def results() -> None:
+            while True:
+                await self._fed_results.wait()
+                self._fed_results = anyio.Event()
+                await self._add_known()
+
+        async def samples() -> None:
+            while True:
+                await self._fed_samples.wait()
+                self._fed_samples = anyio.Event()
+                await ctx.wait_capacity()  # submits what is queued, as capacity allows
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(results)
+            tg.start_soon(samples)
 
     async def _retry_failures(self, engine: Engine) -> None:
         """Run failed attempts again (``ExperimentConfig.retry``), as capacity allows."""
@@ -327,7 +377,7 @@ class Run:
                       record.state.value, record.error, attempt)
             await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
                                               sample=record.sample, hash=record.hash,
-                                              attempt=attempt))
+                                              attempt=attempt, origin=record.origin))
             await engine.submit(TrialSpec(record.id, record.sample, attempt))
             self.ledger.retry_submitted()
             self._retry_settled.set()
@@ -466,6 +516,12 @@ class Run:
         """Stop a running trial; whether it was running."""
         return self.engine is not None and self.engine.cancel(trial_id, state, reason)
 
+    def record_change(self, op: str, entries: list[Any], source: str = "api") -> None:
+        """Record what ``enqueue``/``add_results`` fed (``changes``, in the store)."""
+        if self.store is not None:
+            self.store.record_change(op, entries, source,
+                                     {"message": f"{len(entries)} queued"})
+
     def snapshot_due(self) -> None:
         """Ask the store to snapshot the strategy at its next commit."""
         if self.store is not None:
@@ -490,7 +546,9 @@ class Run:
             "ended_at": None,
         }
         if self._plan is not None:
-            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1}
+            # the budget and concurrency may have changed (BUDGET_FIELDS)
+            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1,
+                    "config": setup.config.to_dict()}
         return {
             **owner,
             "id": setup.id,

@@ -12,7 +12,7 @@ import orjson
 from nasflow._kernel import TrialError, TrialRecord, TrialState
 from nasflow.exceptions import StoreDamagedError, StoreError
 from nasflow.store._integrity import damage, damaged_message
-from nasflow.store._sqlite import _TRIAL_COLUMNS, connect
+from nasflow.store._sqlite import _ADDED_COLUMNS, _TRIAL_COLUMNS, connect, trial_columns
 
 __all__ = ["StoreReader"]
 
@@ -30,10 +30,14 @@ class StoreReader:
         self._conn = connect(path, readonly=True)
         try:
             self._conn.execute("SELECT count(*) FROM trials").fetchone()
+            have = trial_columns(self._conn)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreDamagedError(damaged_message(path, str(exc)), path=path,
                                     problem=str(exc)) from exc
+        # a store written before a column was added reads it as NULL
+        self._columns = {c: c if c in have or c not in _ADDED_COLUMNS else f"NULL AS {c}"
+                         for c in _TRIAL_COLUMNS}
 
     def close(self) -> None:
         """Close the connection."""
@@ -54,7 +58,7 @@ class StoreReader:
 
     def trials(self, states: Iterable[TrialState] | None = None) -> list[TrialRecord]:
         """Every trial (or those in ``states``), by id."""
-        sql = f"SELECT {', '.join(_TRIAL_COLUMNS)} FROM trials"
+        sql = f"SELECT {', '.join(self._columns.values())} FROM trials"
         params: tuple[Any, ...] = ()
         if states is not None:
             names = [TrialState(s).value for s in states]
@@ -81,7 +85,8 @@ class StoreReader:
         unknown = [c for c in names if c not in _TRIAL_COLUMNS]
         if unknown:
             raise ValueError(f"not columns of the trials table: {unknown}")
-        return self._query(f"SELECT {', '.join(names)} FROM trials ORDER BY id")
+        selected = ", ".join(self._columns[c] for c in names)
+        return self._query(f"SELECT {selected} FROM trials ORDER BY id")
 
     def intermediates(self, trial_id: int, attempt: int | None = None) -> list[tuple[int, Any]]:
         """``[(step, value), ...]`` reported by one trial (its latest attempt unless
@@ -117,6 +122,19 @@ class StoreReader:
         rows = self._query('SELECT time, step, "values" FROM progress ORDER BY rowid')
         return [(t, step, orjson.loads(v)) for t, step, v in rows]
 
+    def changes(self, ops: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The recorded runtime changes (those of ``ops``), oldest first, as ``{"seq",
+        "time", "source", "op", "args", "result"}``; none for a store from before."""
+        try:
+            rows = self._conn.execute(
+                "SELECT seq, time, source, op, args, result FROM changes ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []  # no changes table: nothing was ever changed
+        return [{"seq": seq, "time": t, "source": src, "op": op, "args": orjson.loads(a),
+                 "result": orjson.loads(r)}
+                for seq, t, src, op, a, r in rows if ops is None or op in ops]
+
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         """``(ended, state)`` of the newest snapshot: ``ended`` trials had ended by then."""
         rows = self._query("SELECT ended, state FROM snapshots WHERE id = 1")
@@ -130,10 +148,11 @@ class StoreReader:
 
 
 def _record(r: tuple[Any, ...]) -> TrialRecord:
-    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt, _) = r
+    (tid, h, sample, state, metric, metrics, sub, start, end, etype, emsg, tb, attempt, _,
+     origin) = r
     error = TrialError(etype, emsg or "", tb or "") if etype else None
     return TrialRecord(
         id=tid, sample=orjson.loads(sample), hash=h, state=TrialState(state), metric=metric,
         metrics=orjson.loads(metrics) if metrics is not None else None, submitted_at=sub,
-        started_at=start, ended_at=end, error=error, attempt=attempt,
+        started_at=start, ended_at=end, error=error, attempt=attempt, origin=origin,
     )

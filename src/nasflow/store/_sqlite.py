@@ -47,6 +47,7 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import StoreError
+from nasflow.store._changes import CHANGES_SCHEMA, INSERT_CHANGE, change_row
 
 __all__ = ["SCHEMA_VERSION", "ExperimentStore", "connect"]
 
@@ -72,7 +73,8 @@ CREATE TABLE IF NOT EXISTS trials (
     error_message TEXT,
     traceback TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
-    end_seq INTEGER
+    end_seq INTEGER,
+    origin TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
@@ -106,7 +108,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 _TRIAL_COLUMNS = (
     "id", "hash", "sample", "state", "metric", "metrics", "submitted_at", "started_at",
-    "ended_at", "error_type", "error_message", "traceback", "attempt", "end_seq",
+    "ended_at", "error_type", "error_message", "traceback", "attempt", "end_seq", "origin",
 )
 _UPSERT_HEAD = f"INSERT OR REPLACE INTO trials ({', '.join(_TRIAL_COLUMNS)}) VALUES "
 _METRICS_HEAD = "INSERT INTO metrics (trial_id, attempt, step, value, metric, time) VALUES "
@@ -137,6 +139,24 @@ _WAITING, _RUNNING = TrialState.WAITING.value, TrialState.RUNNING.value
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+_ADDED_COLUMNS = {"origin": "TEXT"}
+"""Columns of ``trials`` added after schema 1 was first written: a store from before gets
+them when it is next opened for writing (readers of such a store see them as NULL)."""
+
+
+def trial_columns(conn: sqlite3.Connection) -> set[str]:
+    """The columns the ``trials`` table of ``conn`` has."""
+    return {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Add the columns of ``_ADDED_COLUMNS`` that an older store lacks."""
+    have = trial_columns(conn)
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -208,7 +228,8 @@ class ExperimentStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = connect(self.path, readonly=False)
         try:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + CHANGES_SCHEMA)
+            add_missing_columns(conn)
             version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if version is not None and orjson.loads(version[0]) != SCHEMA_VERSION:
                 raise StoreError(
@@ -264,7 +285,7 @@ class ExperimentStore:
         elif kind is TrialSubmitted:
             event = cast(TrialSubmitted, event)
             r = [event.trial_id, event.hash, _dumps(event.sample), _WAITING, None, None,
-                 event.time, None, None, None, None, None, event.attempt, None]
+                 event.time, None, None, None, None, None, event.attempt, None, event.origin]
             self._live[event.trial_id] = b.dirty[event.trial_id] = r
         elif kind is TrialStarted:
             event = cast(TrialStarted, event)
@@ -333,6 +354,11 @@ class ExperimentStore:
             "INSERT OR REPLACE INTO meta (key, value) VALUES "
             + ", ".join(["(?, ?)"] * len(values)),
             [x for k, v in values.items() for x in (k, _dumps(v))]))
+        self._kick()
+
+    def record_change(self, op: str, args: Any, source: str, result: dict[str, Any]) -> None:
+        """Queue a row of the ``changes`` table (committed with the next commit)."""
+        self._batch.statements.append((INSERT_CHANGE, change_row(op, args, source, result)))
         self._kick()
 
     def snapshot_with(self, provider: Callable[[], bytes]) -> None:

@@ -52,6 +52,9 @@ class FrozenTrial(RecordView):
     error: TrialError | None = None
     attempt: int = 0
     directory: str | None = None
+    origin: str | None = None
+    """``None``: proposed by the strategy; ``"enqueued"``, ``"added"`` or ``"imported"``:
+    given by the user (``exp.enqueue``, ``exp.add_results``, ``warm_start``)."""
 
     @classmethod
     def of(cls, record: TrialRecord | FrozenTrial) -> FrozenTrial:
@@ -62,7 +65,7 @@ class FrozenTrial(RecordView):
                    state=record.state, metric=record.metric, metrics=record.metrics,
                    submitted_at=record.submitted_at, started_at=record.started_at,
                    ended_at=record.ended_at, error=record.error, attempt=record.attempt,
-                   directory=record.directory)
+                   directory=record.directory, origin=record.origin)
 
 
 class Budget:

@@ -24,7 +24,9 @@ __all__ = ["RegularizedEvolution"]
 class RegularizedEvolution(Strategy):
     """Aging evolution: tournament selection, mutation, and the oldest member dies.
 
-    The first ``population_size`` trials are random. From then on, each time a worker is
+    The first ``population_size`` members are random trials, or results given to the
+    experiment (``exp.add_results``, ``warm_start``, enqueued samples), which take the
+    place of random ones. From then on, each time a worker is
     free (steady state, no generations) the best of ``sample_size`` random members of the
     population is mutated -- each active label redrawn with probability
     ``mutation_prob``, and at least one label always changes -- and the child is
@@ -81,6 +83,8 @@ class RegularizedEvolution(Strategy):
     def _add(self, ctx: StrategyContext, record: FrozenTrial) -> None:
         if record.state is not TrialState.SUCCEEDED or record.metric is None:
             return
+        if record.origin is not None and self._random_submitted < self.population_size:
+            self._random_submitted += 1  # a given result: one random member fewer to draw
         self._population.append((record.sample, ctx.objective.score(record.metric)))
         while len(self._population) > self.population_size:
             self._population.popleft()  # aging: the oldest dies, however good

@@ -29,7 +29,9 @@ class LocalSearch(Strategy):
     """Hill climbing: evaluate the neighbours of the best architecture so far, move as
     soon as one is better, restart at random from a local optimum.
 
-    It starts with ``initial`` random samples. The *anchor* is the best result so far
+    It starts with ``initial`` random samples (results given to the experiment --
+    ``exp.add_results``, ``warm_start``, enqueued samples -- take the place of some).
+    The *anchor* is the best result so far
     (primary objective, in the experiment's direction); its neighbours -- every sample
     that differs in one label, in random order -- are evaluated several at a time, and
     the anchor moves to any better result as soon as it arrives. When every neighbour of
@@ -88,6 +90,8 @@ class LocalSearch(Strategy):
             self._pending.discard(r.hash)
             if r.state is not TrialState.SUCCEEDED or r.metric is None:
                 continue
+            if r.origin is not None and self._initial_left > 0:
+                self._initial_left -= 1  # a given result stands for a random initial sample
             score = ctx.objective.score(r.metric)
             best = None if self._anchor is None else self._anchor[1]
             if best is None or score > best:

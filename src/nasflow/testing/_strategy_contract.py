@@ -11,7 +11,8 @@ Subclass it in a test module and say how to build the strategy::
 Whole searches run on ``SimulatedEngine`` (no waiting, deterministic). Set
 ``learns = False`` for a strategy that does not learn from results (random or grid
 search): the test that it finds the best architecture faster than random search is then
-skipped.
+skipped, and so are those that it is drawn toward a perfect result it was given
+(``FeedContract``: every strategy is checked not to propose enqueued or added samples again).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from nasflow.events import TrialEnded
 from nasflow.experiment import Experiment
 from nasflow.space import Categorical, Constraint, Sample, SearchSpace, SpaceBuilder, sample_hash
 from nasflow.strategy import FrozenTrial, Random, Strategy, StrategyContext, TrialHandle
+from nasflow.testing._feed_contract import FeedContract
 from nasflow.testing._simulated import SimulatedEngine
 
 __all__ = ["StrategyContract"]
@@ -91,7 +93,7 @@ def learn_loss(sample: Sample) -> float:
     return float(sum((sample[f"x{i}"] - t) ** 2 for i, t in enumerate(_TARGET)))
 
 
-class StrategyContract:
+class StrategyContract(FeedContract):
     """The behaviour every strategy owes its experiment (see the module docstring)."""
 
     learns = True

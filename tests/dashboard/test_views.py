@@ -207,3 +207,40 @@ def test_the_trials_table_sorts_filters_and_searches_thousands_of_rows(
         wait_for(browser, "#shown", f"1 of {N}")
         (match,) = _all(browser, ".trow", "data-trial")
         assert next(t for t in stored if t.id == int(match)).sample == {"x": 123}
+
+
+def _shown_ids(browser: Any) -> set[int]:
+    """Every trial the table lists now (scrolled through: it draws only the rows in view)."""
+    return set(browser.execute_script("return view.order.map((t) => t.id);"))
+
+
+def test_the_table_filters_by_a_label_value_and_a_metric_range(stored: Stored,
+                                                               browser: Any) -> None:
+    trials = stored.trials
+    Select(wait_for(browser, "#label-filter")).select_by_value("op")
+    Select(wait_for(browser, "#label-value")).select_by_value('"conv"')
+    conv = {i for i, t in trials.items() if t.sample["op"] == "conv"}
+    wait_for(browser, "#shown", f"{len(conv)} of {len(trials)}")
+    assert _shown_ids(browser) == conv
+    rows = {int(v) for v in _all(browser, ".trow", "data-trial")}
+    assert rows <= conv and rows  # the rows drawn are of the filtered trials
+
+    # and a metric range on top (bounds inclusive)
+    metrics = sorted(t.metric for t in trials.values() if t.metric is not None)
+    lo, hi = metrics[len(metrics) // 4], metrics[3 * len(metrics) // 4]
+    wait_for(browser, "#metric-min").send_keys(repr(lo))
+    wait_for(browser, "#metric-max").send_keys(repr(hi))
+    both = {i for i in conv if trials[i].metric is not None and lo <= trials[i].metric <= hi}
+    wait_for(browser, "#shown", f"{len(both)} of {len(trials)}")
+    assert _shown_ids(browser) == both
+
+    # any label again: the metric range alone; a number label's values in numeric order
+    Select(wait_for(browser, "#label-filter")).select_by_value("")
+    ranged = {i for i, t in trials.items() if t.metric is not None and lo <= t.metric <= hi}
+    wait_for(browser, "#shown", f"{len(ranged)} of {len(trials)}")
+    assert _shown_ids(browser) == ranged
+    assert 0 < len(both) < len(ranged) < len(trials)  # each filter told trials apart
+    Select(wait_for(browser, "#label-filter")).select_by_value("width")
+    offered = [json.loads(o.get_attribute("value")) for o in
+               wait_for(browser, "#label-value").find_elements(By.TAG_NAME, "option")[1:]]
+    assert offered == sorted({t.sample["width"] for t in trials.values()})

@@ -8,16 +8,8 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from nasflow._kernel import TrialRecord, TrialState
-from nasflow.events import (
-    Event,
-    EventStream,
-    ExperimentFinished,
-    FinalMetric,
-    IntermediateMetric,
-    TrialEnded,
-    TrialStarted,
-    TrialSubmitted,
-)
+from nasflow._run_progress import ProgressRow, RunProgress
+from nasflow.events import Event, EventStream, ExperimentFinished, TrialEnded
 
 __all__ = ["ProgressView", "describe_metric", "short_sample"]
 
@@ -47,23 +39,6 @@ def describe_metric(metric: float | None, metrics: Any = None) -> str:
     return "—" if metric is None else f"{metric:.4f}"
 
 
-class _Row:
-    __slots__ = ("ended", "error", "id", "last", "metric", "metrics", "sample", "started",
-                 "state", "step")
-
-    def __init__(self, trial_id: int, sample: dict[str, Any]) -> None:
-        self.id = trial_id
-        self.sample = sample
-        self.state = TrialState.WAITING
-        self.step: int | None = None
-        self.last: float | None = None
-        self.metric: float | None = None
-        self.metrics: Any = None
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.error = ""
-
-
 class ProgressView:
     """Consumes an experiment's events and shows them (``await view.run(exp.events())``)."""
 
@@ -72,31 +47,23 @@ class ProgressView:
                  history: Iterable[TrialRecord] = (), epochs: int | None = None) -> None:
         self.out = out or sys.stdout
         self.total = total
-        self.maximize = maximize
         self.epochs = epochs
         """The evaluator's epochs per trial, for "epoch 3/8" (``None``: unknown)."""
         self.live = self.out.isatty() if live is None else live
-        self.rows: dict[int, _Row] = {}
-        self.best: _Row | None = None
+        self.progress = RunProgress(maximize=maximize, history=history)
+        """What the view shows, folded from the events (shared with the notebook's)."""
         self.t0 = time.monotonic()
-        self.finished: ExperimentFinished | None = None
-        self.earlier = 0
-        """Trials of a resumed experiment's earlier runs (counted in "done")."""
-        for record in history:  # trials of a resumed experiment's earlier runs
-            row = _Row(record.id, record.sample)
-            row.state, row.metric, row.metrics = record.state, record.metric, record.metrics
-            self.earlier += record.state.finished
-            self.rows[record.id] = row
-            if row.state is TrialState.SUCCEEDED and row.metric is not None and (
-                self.best is None or self._better(row.metric, self.best.metric)
-            ):
-                self.best = row
+
+    @property
+    def best(self) -> ProgressRow | None:
+        """The best succeeded trial so far."""
+        return self.progress.best
 
     async def run(self, events: EventStream) -> None:
         """Show events until the experiment finishes."""
         if not self.live:
             async for ev in events:
-                self._apply(ev)
+                self.progress.apply(ev)
                 self._line(ev)
             return
         from rich.console import Console
@@ -106,55 +73,24 @@ class ProgressView:
         with Live(self._table(), console=console, refresh_per_second=8,
                   transient=False) as live:
             async for ev in events:
-                self._apply(ev)
+                self.progress.apply(ev)
                 live.update(self._table())
 
-    def _apply(self, ev: Event) -> None:
-        if isinstance(ev, TrialSubmitted):
-            old = self.rows.get(ev.trial_id)
-            if old is not None and old.state.finished:
-                self.earlier -= 1  # an interrupted trial of an earlier run, run again
-            self.rows[ev.trial_id] = _Row(ev.trial_id, ev.sample)
-            return
-        if isinstance(ev, ExperimentFinished):
-            self.finished = ev
-            return
-        row = self.rows.get(getattr(ev, "trial_id", -1))
-        if row is None:
-            return
-        if isinstance(ev, TrialStarted):
-            row.state, row.started = TrialState.RUNNING, ev.time
-        elif isinstance(ev, IntermediateMetric):
-            row.step, row.last = ev.step, ev.metric
-        elif isinstance(ev, FinalMetric):
-            row.metric, row.metrics = ev.metric, ev.value
-        elif isinstance(ev, TrialEnded):
-            row.state, row.ended = ev.state, ev.time
-            row.error = str(ev.error) if ev.error else ""
-            if row.state is TrialState.SUCCEEDED and row.metric is not None and (
-                self.best is None or self._better(row.metric, self.best.metric)
-            ):
-                self.best = row
-
-    def _better(self, a: float, b: float | None) -> bool:
-        return b is None or (a > b if self.maximize else a < b)
-
     def _counts(self, *, running: bool = True) -> str:
-        done = sum(r.state.finished for r in self.rows.values())
+        p = self.progress
         total = self.total if self.total is not None else "?"
         elapsed = time.monotonic() - self.t0
-        best = (f"{describe_metric(self.best.metric, self.best.metrics)} "
-                f"(trial {self.best.id})" if self.best else "—")
-        parts = [f"{done}/{total} done"
-                 + (f" ({self.earlier} in earlier runs)" if self.earlier else "")]
+        best = (f"{describe_metric(p.best.metric, p.best.metrics)} "
+                f"(trial {p.best.id})" if p.best else "—")
+        parts = [f"{p.done}/{total} done"
+                 + (f" ({p.earlier} in earlier runs)" if p.earlier else "")]
         if running:
             # not on a plain line: it is printed as a trial ends, before the next one
             # starts, so it would always show one fewer than the concurrency
-            parts.append(f"{sum(r.state is TrialState.RUNNING for r in self.rows.values())}"
-                         " running")
+            parts.append(f"{len(p.running)} running")
         return " · ".join([*parts, f"best {best}", f"{elapsed:.0f}s"])
 
-    def _epoch(self, row: _Row) -> str:
+    def _epoch(self, row: ProgressRow) -> str:
         """The last reported step as people count epochs: step 0 is "epoch 1"."""
         if row.step is None:
             return ""
@@ -162,7 +98,7 @@ class ProgressView:
 
     def _line(self, ev: Event) -> None:
         if isinstance(ev, TrialEnded):
-            row = self.rows[ev.trial_id]
+            row = self.progress.rows[ev.trial_id]
             metric = (describe_metric(row.metric, row.metrics) if row.metric is not None
                       else row.error)
             epoch = f" epoch {self._epoch(row)}" if row.step is not None else ""
@@ -178,7 +114,7 @@ class ProgressView:
         table = Table(title=self._counts(), title_justify="left", expand=False)
         for col in ("trial", "state", "epoch", "metric", "architecture"):
             table.add_column(col, no_wrap=col != "architecture")
-        rows = sorted(self.rows.values(), key=lambda r: r.id)
+        rows = sorted(self.progress.rows.values(), key=lambda r: r.id)
         # keep the screen short: running trials, the last few ended, and the best
         shown = [r for r in rows if not r.state.finished][-8:]
         shown += [r for r in rows if r.state.finished][-8:]

@@ -19,16 +19,8 @@ import sys
 import time
 from typing import Any
 
-from nasflow._types import TrialState
-from nasflow.events import (
-    Event,
-    ExperimentFinished,
-    FinalMetric,
-    IntermediateMetric,
-    TrialEnded,
-    TrialStarted,
-    TrialSubmitted,
-)
+from nasflow._run_progress import ProgressRow, RunProgress
+from nasflow.events import Event
 
 __all__ = ["UPDATES_PER_SECOND", "NotebookProgress", "in_kernel"]
 
@@ -51,19 +43,6 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-class _Row:
-    __slots__ = ("id", "last", "metric", "sample", "started", "state", "step")
-
-    def __init__(self, trial_id: int, sample: dict[str, Any]) -> None:
-        self.id = trial_id
-        self.sample = sample
-        self.state = TrialState.WAITING
-        self.step: int | None = None
-        self.last: float | None = None
-        self.metric: float | None = None
-        self.started: float | None = None
-
-
 class NotebookProgress:
     """Progress vs budget, running trials and the best so far, in one updating display."""
 
@@ -72,11 +51,9 @@ class NotebookProgress:
 
         self.exp = exp
         self.total = exp.config.max_trials
-        self.maximize = exp.objective.sign > 0
         self.metric_name = exp.objective.primary
-        self.rows: dict[int, _Row] = {}
-        self.best: _Row | None = None
-        self.finished: ExperimentFinished | None = None
+        self.progress = RunProgress(maximize=exp.objective.sign > 0)
+        """What the display shows, folded from the events (shared with ``nasflow run``'s)."""
         self.t0 = time.monotonic()
         self.updates = 0
         """How many times the display was redrawn (the first draw not counted)."""
@@ -93,37 +70,11 @@ class NotebookProgress:
         if self._closed:
             return
         try:
-            self._apply(ev)
+            self.progress.apply(ev)
             self._draw_soon()
         except Exception:  # a display must never break the search it shows
             _log.exception("the notebook display failed; it stops updating")
             self._closed = True
-
-    def _apply(self, ev: Event) -> None:
-        if isinstance(ev, TrialSubmitted):
-            self.rows[ev.trial_id] = _Row(ev.trial_id, ev.sample)
-            return
-        if isinstance(ev, ExperimentFinished):
-            self.finished = ev
-            return
-        row = self.rows.get(getattr(ev, "trial_id", -1))
-        if row is None:
-            return
-        if isinstance(ev, TrialStarted):
-            row.state, row.started = TrialState.RUNNING, time.monotonic()
-        elif isinstance(ev, IntermediateMetric):
-            row.step, row.last = ev.step, ev.metric
-        elif isinstance(ev, FinalMetric):
-            row.metric = ev.metric
-        elif isinstance(ev, TrialEnded):
-            row.state = ev.state
-            if row.state is TrialState.SUCCEEDED and row.metric is not None and (
-                self.best is None or self._better(row.metric, self.best.metric)
-            ):
-                self.best = row
-
-    def _better(self, a: float, b: float | None) -> bool:
-        return b is None or (a > b if self.maximize else a < b)
 
     # --- drawing --------------------------------------------------------------------------
 
@@ -160,41 +111,36 @@ class NotebookProgress:
     def _bundle(self, *, final: bool = False) -> dict[str, str]:
         return {"text/html": self._html(final), "text/plain": self._text(final)}
 
-    def _counts(self) -> dict[TrialState, int]:
-        counts: dict[TrialState, int] = {}
-        for r in self.rows.values():
-            counts[r.state] = counts.get(r.state, 0) + 1
-        return counts
-
     def _state(self, final: bool) -> str:
-        if self.finished is not None:
-            return self.finished.state.value
+        finished = self.progress.finished
+        if finished is not None:
+            return finished.state.value
         return self.exp.state.value if final else "RUNNING"
 
     def _best_text(self) -> str:
-        if self.best is None or self.best.metric is None:
+        best = self.progress.best
+        if best is None or best.metric is None:
             return "no succeeded trial yet"
         name = "" if self.metric_name == "default" else f" {self.metric_name}"
-        return f"{self.best.metric:.6g}{name} (trial {self.best.id})"
+        return f"{best.metric:.6g}{name} (trial {best.id})"
 
     def _text(self, final: bool) -> str:
-        done = sum(r.state.finished for r in self.rows.values())
+        p = self.progress
         total = "?" if self.total is None else str(self.total)
-        running = sum(r.state is TrialState.RUNNING for r in self.rows.values())
-        head = (f"nasflow {self.exp.name} [{self._state(final)}] {done}/{total} trials done, "
-                f"{running} running, best {self._best_text()}, "
+        head = (f"nasflow {self.exp.name} [{self._state(final)}] {p.done}/{total} trials "
+                f"done, {len(p.running)} running, best {self._best_text()}, "
                 f"{time.monotonic() - self.t0:.0f}s")
-        if final and self.finished is not None and self.finished.reason:
-            head += f" — {self.finished.reason}"
+        if final and p.finished is not None and p.finished.reason:
+            head += f" — {p.finished.reason}"
         return head
 
     def _html(self, final: bool) -> str:
         esc = html.escape
-        rows = self.rows.values()
-        done = sum(r.state.finished for r in rows)
+        p = self.progress
+        done = p.done
         pct = 0.0 if not self.total else min(100.0, 100.0 * done / self.total)
         budget = f"{done} / {self.total}" if self.total else f"{done}"
-        counts = ", ".join(f"{esc(s.value)}: {n}" for s, n in self._counts().items())
+        counts = ", ".join(f"{esc(s.value)}: {n}" for s, n in p.counts().items())
         elapsed = time.monotonic() - self.t0
         state = self._state(final)
         bar = (f"<span style='display:inline-block;width:160px;height:8px;background:#e8eaf0;"
@@ -210,21 +156,15 @@ class NotebookProgress:
                f"<p>{counts or 'no trials yet'}</p>",
                f"<p>best so far: <b class='nasflow-best'>{esc(self._best_text())}</b></p>"]
         if final:
-            if self.finished is not None and self.finished.reason:
-                out.append(f"<p>{esc(self.finished.reason)}</p>")
-            out.append(self._table(self._ranked()[:_TOP], "top trials", "metric"))
+            if p.finished is not None and p.finished.reason:
+                out.append(f"<p>{esc(p.finished.reason)}</p>")
+            out.append(self._table(p.ranked()[:_TOP], "top trials", "metric"))
         else:
-            running = [r for r in rows if r.state is TrialState.RUNNING][:_RUNNING_SHOWN]
-            out.append(self._table(running, "running", "last reported"))
+            out.append(self._table(p.running[:_RUNNING_SHOWN], "running", "last reported"))
         out.append("</div>")
         return "".join(out)
 
-    def _ranked(self) -> list[_Row]:
-        ok = [r for r in self.rows.values()
-              if r.state is TrialState.SUCCEEDED and r.metric is not None]
-        return sorted(ok, key=lambda r: (-r.metric if self.maximize else r.metric, r.id))  # type: ignore[operator]
-
-    def _table(self, rows: list[_Row], title: str, value: str) -> str:
+    def _table(self, rows: list[ProgressRow], title: str, value: str) -> str:
         if not rows:
             return ""
         esc = html.escape

@@ -2,10 +2,6 @@
 // Nothing here polls: a running experiment's events are pushed (see docs/dashboard.md).
 "use strict";
 
-const ROW_H = 26;          // px; the trials table renders only the rows in view
-const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELED", "EARLY_STOPPED", "TIMEOUT"]);
-const TRIAL_STATES = ["WAITING", "RUNNING", ...TERMINAL];
-
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || sessionStorage.getItem("nasflow-token") || "";
 if (params.get("token")) sessionStorage.setItem("nasflow-token", params.get("token"));
@@ -182,89 +178,6 @@ function setState(state) {
   b.className = `badge st st-${state}`;
   b.textContent = state;
   $("stop").hidden = state !== "RUNNING";
-}
-
-function columns() {
-  return [
-    { key: "cmp", title: "⇄", get: (t) => (view.compare.includes(t.id) ? 0 : 1),
-      html: (t) => `<input type="checkbox" class="cmp" data-trial="${t.id}" title="compare"${view.compare.includes(t.id) ? " checked" : ""}>` },
-    { key: "id", title: "trial", get: (t) => t.id },
-    { key: "state", title: "state", get: (t) => t.state, html: (t) => badge(t.state) },
-    ...view.names.map((n) => ({ key: "m:" + n, title: n, get: (t) => objValue(t, n),
-      html: (t) => fmtNum(objValue(t, n)) })),
-    ...view.labels.map((l) => ({ key: "l:" + l, title: l,
-      get: (t) => (t.sample || {})[l], html: (t) => esc(JSON.stringify((t.sample || {})[l])) })),
-    { key: "duration", title: "duration",
-      get: (t) => (t.ended_at && t.started_at ? t.ended_at - t.started_at : null),
-      html: (t) => fmtDur(t.ended_at && t.started_at ? t.ended_at - t.started_at : null) },
-  ];
-}
-
-function renderHead() {
-  const head = $("trials-head");
-  head.innerHTML = "";
-  for (const c of columns()) {
-    const d = document.createElement("div");
-    d.textContent = c.title + (view.sortKey === c.key ? (view.sortDir > 0 ? " ▲" : " ▼") : "");
-    d.dataset.key = c.key;
-    d.addEventListener("click", () => {
-      view.sortDir = view.sortKey === c.key ? -view.sortDir : 1;
-      view.sortKey = c.key;
-      renderHead();
-      renderTable(true);
-    });
-    head.appendChild(d);
-  }
-  const sel = $("state-filter");
-  if (sel.options.length === 1) {
-    for (const s of TRIAL_STATES) sel.add(new Option(s, s));
-  }
-}
-
-function filtered() {
-  const state = $("state-filter").value;
-  const q = $("search").value.trim().toLowerCase();
-  const col = columns().find((c) => c.key === view.sortKey) || columns()[0];
-  // decorate, sort, undecorate: each key is read once, not twice per comparison (100k
-  // rows sort in a fraction of the time)
-  const keyed = [];
-  for (const t of view.trials.values()) {
-    if (state && t.state !== state) continue;
-    if (q && !(`#${t.id} ${JSON.stringify(t.sample)} ${t.state} ${t.error ? t.error.message : ""}`)
-      .toLowerCase().includes(q)) continue;
-    let k = col.get(t);
-    if (k !== null && k !== undefined && typeof k === "object") k = JSON.stringify(k);
-    keyed.push({ k, id: t.id, t });
-  }
-  const dir = view.sortDir;
-  keyed.sort((a, b) => {
-    const x = a.k, y = b.k;
-    if (x === y) return a.id - b.id;
-    if (x === null || x === undefined) return 1;
-    if (y === null || y === undefined) return -1;
-    return (x < y ? -1 : 1) * dir;
-  });
-  return keyed.map((e) => e.t);
-}
-
-function renderTable(resort) {
-  if (resort || !view.order.length || view.dirty) view.order = filtered();
-  view.dirty = false;
-  const scroll = $("trials-scroll"), body = $("trials-body");
-  body.style.height = `${view.order.length * ROW_H}px`;
-  const first = Math.max(0, Math.floor(scroll.scrollTop / ROW_H) - 5);
-  const last = Math.min(view.order.length, first + Math.ceil(scroll.clientHeight / ROW_H) + 10);
-  const cols = columns();
-  let html = "";
-  for (let i = first; i < last; i++) {
-    const t = view.order[i];
-    html += `<div class="trow${t.id === view.selected ? " selected" : ""}" data-trial="${t.id}"` +
-      ` style="top:${i * ROW_H}px">` +
-      cols.map((c) => `<div class="cell-${c.key.replace(/[^a-z0-9]/gi, "_")}">${c.html ? c.html(t) : esc(c.get(t))}</div>`).join("") +
-      "</div>";
-  }
-  body.innerHTML = html;
-  $("shown").textContent = `${view.order.length} of ${view.trials.size}`;
 }
 
 function renderCounts() {
@@ -502,9 +415,6 @@ $("kill").addEventListener("click", async () => {
   } catch (err) { showError(`kill failed: ${err.message}`); }
 });
 
-$("trials-scroll").addEventListener("scroll", () => renderTable(false));
-$("state-filter").addEventListener("change", () => renderTable(true));
-$("search").addEventListener("input", () => renderTable(true));
 $("scatter-label").addEventListener("change", () => renderOverview());
 $("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });
 $("trials-body").addEventListener("click", (ev) => {
@@ -539,5 +449,6 @@ async function navigate() {
 }
 
 window.addEventListener("hashchange", navigate);
+initTable();
 live.connect();
 navigate();

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,15 @@ class ControlServer:
     def __init__(self, directory: Path, on_stop: Callable[[str], Awaitable[None]],
                  status: Callable[[], dict[str, Any]], *,
                  events: Callable[[], EventStream] | None = None,
-                 kill: Callable[[int, str], bool] | None = None) -> None:
+                 kill: Callable[[int, str], bool] | None = None,
+                 extra: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None
+                 ) -> None:
         self.directory = directory
         self._on_stop = on_stop
         self._status = status
         self._events = events
         self._kill = kill
+        self._extra = dict(extra or {})  # op -> handler(request) -> reply (enqueue, ...)
         self._token = secrets.token_urlsafe(24)
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._active = 0  # requests being answered
@@ -144,6 +147,8 @@ class ControlServer:
                 elif request.get("op") == "events" and self._events is not None:
                     await self._feed(stream)
                     return
+                elif request.get("op") in self._extra:
+                    reply = self._extra[request["op"]](request)
                 else:
                     reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
             except (TimeoutError, ValueError, AttributeError, anyio.EndOfStream) as exc:

@@ -38,7 +38,7 @@ from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
 from nasflow.exceptions import ConfigError, NasflowError
-from nasflow.experiment._feed import Feed, check_results, check_samples
+from nasflow.experiment._feed import Feed
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._notebook import NotebookProgress, in_kernel
 from nasflow.experiment._ownership import take_ownership
@@ -326,11 +326,7 @@ class Experiment(Results):
         Samples already in the history (or queued) are dropped, like a repeated
         proposal. Returns the samples queued (canonical form).
         """
-        self._check_open("enqueue")
-        queued = self._feed.enqueue(check_samples(self.search_space, samples),
-                                    self._ledger.seen)
-        self._record("enqueue", queued)
-        return queued
+        return self._give("enqueue", samples)
 
     def add_results(self, results: Mapping[str, Any] | Iterable[Mapping[str, Any]]
                     ) -> list[dict[str, Any]]:
@@ -345,21 +341,21 @@ class Experiment(Results):
         ``MetricError``, and none is added. Results whose samples are in the history
         already are dropped. Returns the samples added.
         """
-        self._check_open("add_results")
-        added = self._feed.add(check_results(self.search_space, self.objective, results),
-                               self._ledger.seen)
-        self._record("add_results", [r.to_dict() for r in added])
-        return [r.sample for r in added]
+        return [e["sample"] for e in self._give("add_results", results)]
 
-    def _record(self, op: str, entries: list[Any]) -> None:
-        """Keep what was fed in the store (``changes``): a resume after ``kill -9`` takes
-        what had not run yet; recorded when the store opens if the run has not begun."""
-        if not entries:
-            return
-        if self._run is not None and self.state is ExperimentState.RUNNING:
-            self._run.record_change(op, entries)
-        else:
-            self._given.append((op, entries))
+    def _give(self, op: str, entries: Any) -> list[dict[str, Any]]:
+        """Check and queue; keep what was queued in the store (``changes``), so that a
+        resume after ``kill -9`` takes what had not run yet (recorded when the store
+        opens if the run has not begun)."""
+        self._check_open(op)
+        run = self._run
+        if run is not None and self.state is ExperimentState.RUNNING:
+            return run.give(op, entries)  # the same path as the control endpoint's
+        queued = self._feed.give(op, entries, self.search_space, self.objective,
+                                 self._ledger.seen)
+        if queued:
+            self._given.append((op, queued))
+        return queued
 
     def _check_open(self, op: str) -> None:
         if self.state not in (ExperimentState.CREATED, ExperimentState.RUNNING):
@@ -469,11 +465,7 @@ class Experiment(Results):
         never: Callable[[str], bool] = lambda h: False  # noqa: E731
         for op, entries in plan.fed:
             try:
-                if op == "enqueue":
-                    self._feed.enqueue(check_samples(self.search_space, entries), never)
-                else:
-                    self._feed.add(check_results(self.search_space, self.objective,
-                                                 entries), never)
+                self._feed.give(op, entries, self.search_space, self.objective, never)
             except NasflowError as exc:  # a space or objective given anew refuses them
                 _log.warning("experiment %s: what was fed with %s before is not taken "
                              "again: %s", self.id, op, exc)

@@ -11,6 +11,7 @@ replay filter of a resume -- and it is given, explicitly, what outlives it: the
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -41,9 +42,15 @@ from nasflow.events import (
     TrialStarted,
     TrialSubmitted,
 )
-from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
+from nasflow.exceptions import (
+    BudgetExhausted,
+    NasflowError,
+    RepeatedFailureError,
+    StoreError,
+    StrategyError,
+)
 from nasflow.experiment._context import ExperimentContext
-from nasflow.experiment._feed import Feed, known_trial_events
+from nasflow.experiment._feed import FEED_OPS, Feed, known_trial_events
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._policy import (
     Action,
@@ -173,8 +180,10 @@ class Run:
             try:
                 if cfg.store:
                     await self._open_store()
-                    control = ControlServer(setup.directory, self._on_stop, self._status,
-                                            events=self._feed_events, kill=self._kill_trial)
+                    control = ControlServer(
+                        setup.directory, self._on_stop, self._status,
+                        events=self._feed_events, kill=self._kill_trial,
+                        extra={op: functools.partial(self._give_op, op) for op in FEED_OPS})
                     await services.start(control.serve)
                 failure = await self._search()
                 finished_normally = True
@@ -515,6 +524,24 @@ class Run:
     def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
         """Stop a running trial; whether it was running."""
         return self.engine is not None and self.engine.cancel(trial_id, state, reason)
+
+    def give(self, op: str, entries: Any, source: str = "api") -> list[dict[str, Any]]:
+        """``enqueue`` / ``add_results`` while the run goes on (the API's and the control
+        endpoint's): checked, queued, recorded in the store; the entries queued."""
+        setup = self.setup
+        queued = self.feed.give(op, entries, setup.search_space, setup.objective,
+                                self.ledger.seen)
+        if queued:
+            self.record_change(op, queued, source)
+        return queued
+
+    def _give_op(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A control request ``{"op": op, "entries": [...], "source": ...}``."""
+        try:
+            queued = self.give(op, request.get("entries"), str(request.get("source", "cli")))
+        except NasflowError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "queued": len(queued)}
 
     def record_change(self, op: str, entries: list[Any], source: str = "api") -> None:
         """Record what ``enqueue``/``add_results`` fed (``changes``, in the store)."""

@@ -7,13 +7,19 @@ import traceback as _tb
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INTERRUPTED", "ExperimentState", "TrialError", "TrialRecord", "TrialState"]
+__all__ = [
+    "INTERRUPTED", "KILLED", "ExperimentState", "TrialError", "TrialRecord", "TrialState",
+]
 
 INTERRUPTED = "Interrupted"
 """``TrialError.type`` of a trial cut off because its experiment stopped (Ctrl-C, ``stop()``,
 a cancelled run): such a trial is run again, under the same id, when the experiment is
 resumed. Trials cancelled on their merits (a strategy, a scheduler, a reached target) are
 not."""
+
+KILLED = "Killed"
+"""``TrialError.type`` of a trial the user ended (``exp.kill_trial``, ``nasflow trial kill``,
+the dashboard): it ends CANCELED for good -- never retried, never run again on resume."""
 
 
 class TrialState(enum.StrEnum):

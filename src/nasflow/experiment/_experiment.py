@@ -36,7 +36,8 @@ from nasflow.engine import Engine, EngineSetup
 from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
-from nasflow.exceptions import ConfigError, NasflowError
+from nasflow.exceptions import ChangeRefusedError, ConfigError, NasflowError
+from nasflow.experiment._changes import ChangeDesk, RunChanges, check_update, describe_update
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._notebook import NotebookProgress, in_kernel
 from nasflow.experiment._ownership import take_ownership
@@ -151,6 +152,9 @@ class Experiment(Results):
         self._lock: ExperimentLock | None = None  # held while this object runs the experiment
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
+        self._changes = ChangeDesk()  # the one path of every runtime change (_changes.py)
+        self._changes.register("update", self._change_update)
+        self._changes.register("kill", self._change_kill)
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
             """The experiment's directory (its store, saved objects and trial folders)."""
@@ -230,7 +234,7 @@ class Experiment(Results):
                                target_metric=cfg.target_metric),
             stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
             settled=self._settled, finished=self._finished, closed=self._release_lock,
-            tensorboard=self._tensorboard, plan=self._plan,
+            tensorboard=self._tensorboard, plan=self._plan, changes=self._changes,
         )
         try:
             await run.run()
@@ -280,6 +284,60 @@ class Experiment(Results):
 
     def _kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
         return self._run is not None and self._run.kill(trial_id, state, reason)
+
+    async def update(self, **fields: Any) -> dict[str, Any]:
+        """Change ``concurrency``, ``max_trials`` and/or ``max_duration`` (``None``: no
+        limit) while the experiment runs, e.g. ``await exp.update(concurrency=8)``.
+
+        Takes effect at once: more concurrency starts trials now (the engine spawns
+        runners or workers, or asks its manager for a bigger share), less lets running
+        trials finish and starts none until below the limit. Recorded in the store (``nasflow
+        show`` lists it) and kept by a resume. ``ChangeRefusedError`` (nothing changed) for an
+        unknown field, ``concurrency < 1``, or a budget below what already ran. Returns
+        ``{"changed": {field: [old, new]}, "message": ...}``. The same change as ``nasflow
+        update ID --concurrency 8``."""
+        return await self._changes.apply("update", fields, source="api")
+
+    async def kill_trial(self, trial_id: int, *, reason: str | None = None) -> dict[str, Any]:
+        """End one running trial: it ends CANCELED with ``reason`` (default "killed by the
+        user"), is never retried nor run again on resume, and the search goes on. A trial
+        that has already ended is left as it is (``{"killed": False, "message": ...}``);
+        an unknown id raises ``ChangeRefusedError``. The same change as ``nasflow trial kill ID
+        N`` and the dashboard's kill button."""
+        args: dict[str, Any] = {"trial": trial_id}
+        if reason is not None:
+            args["reason"] = reason
+        return await self._changes.apply("kill", args, source="api")
+
+    async def _change_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        run = self._running("update", args)
+        if run is None:  # not started yet: the run starts with the new config
+            old = self.config
+            self.config = check_update(args, config=old, submitted=self._budget.submitted,
+                                       elapsed=0.0)
+            self._budget.max_trials = self.config.max_trials
+            return describe_update(old, self.config)
+        result = await RunChanges(run).update(args)
+        self.config = run.config
+        return result
+
+    async def _change_kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        run = self._running("kill", args)
+        if run is None:
+            raise ChangeRefusedError("kill", args, f"experiment {self.id} has not started; no "
+                                "trial runs")
+        return await RunChanges(run).kill(args)
+
+    def _running(self, op: str, args: dict[str, Any]) -> Run | None:
+        """The run a change applies to; ``None`` before the first; refused after it."""
+        if self.state is ExperimentState.CREATED:
+            return None
+        run = self._run
+        if self.state is not ExperimentState.RUNNING or run is None or self._stop.request:
+            raise ChangeRefusedError(op, args, f"experiment {self.id} is not running "
+                                f"({self.state.value}{', stopping' if self._stop.request else ''})"
+                                "; resume it to change it (nasflow resume ID)")
+        return run
 
     async def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the search: no new trials, running ones CANCELED; returns when done."""

@@ -99,6 +99,17 @@ class StoreReader:
         rows = self._query('SELECT time, step, "values" FROM progress ORDER BY rowid')
         return [(t, step, orjson.loads(v)) for t, step, v in rows]
 
+    def changes(self) -> list[dict[str, Any]]:
+        """The runtime changes applied (``ChangeApplied``), oldest first: ``{"time",
+        "source", "op", "args", "result"}`` each; ``[]`` for a store older than them."""
+        try:
+            rows = self._conn.execute(
+                "SELECT time, source, op, args, result FROM changes ORDER BY seq").fetchall()
+        except sqlite3.OperationalError:  # no such table: written before changes existed
+            return []
+        return [{"time": t, "source": source, "op": op, "args": orjson.loads(args),
+                 "result": orjson.loads(result)} for t, source, op, args, result in rows]
+
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         """``(ended, state)`` of the newest snapshot: ``ended`` trials had ended by then."""
         rows = self._query("SELECT ended, state FROM snapshots WHERE id = 1")

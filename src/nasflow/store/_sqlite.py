@@ -37,6 +37,7 @@ import orjson
 
 from nasflow._kernel import TrialState
 from nasflow.events import (
+    ChangeApplied,
     CheckpointSaved,
     Event,
     FinalMetric,
@@ -95,6 +96,14 @@ CREATE TABLE IF NOT EXISTS progress (
     time REAL NOT NULL,
     step INTEGER,
     "values" TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    op TEXT NOT NULL,
+    args TEXT NOT NULL,
+    result TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -305,6 +314,11 @@ class ExperimentStore:
         elif isinstance(event, StrategyProgress):
             b.statements.append(('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
                                  (event.time, event.step, _dumps(event.values))))
+        elif isinstance(event, ChangeApplied):
+            b.statements.append(("INSERT INTO changes (time, source, op, args, result) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 (event.time, event.source, event.op, _dumps(event.args),
+                                  _dumps(event.result))))
         if b.events >= GROUP_COMMIT_EVENTS:
             self._kick()
         elif self._timer is None and self._loop is not None:

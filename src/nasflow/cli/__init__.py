@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         _control,
         _dashboard,
         _demo,
+        _live,
         _manager,
         _results,
         _tensorboard,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="<command>")
     _demo.add_parser(sub)
     _control.add_parsers(sub)  # run, stop, resume
+    _live.add_parsers(sub)  # update, trial kill
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
     _manager.add_parser(sub)

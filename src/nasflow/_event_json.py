@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from nasflow.events import (
+    ChangeApplied,
     CheckpointSaved,
     Event,
     ExperimentFinished,
@@ -31,6 +32,7 @@ _TYPES: dict[type[Event], str] = {
     StrategyProgress: "progress",
     ExperimentStateChanged: "experiment_state",
     ExperimentFinished: "experiment_finished",
+    ChangeApplied: "change",
 }
 
 

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         _dashboard,
         _demo,
         _feed,
+        _live,
         _manager,
         _results,
         _tensorboard,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo.add_parser(sub)
     _control.add_parsers(sub)  # run, stop, resume
     _feed.add_parsers(sub)  # enqueue, import
+    _live.add_parsers(sub)  # update, trial kill
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
     _manager.add_parser(sub)

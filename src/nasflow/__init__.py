@@ -20,6 +20,7 @@ from nasflow._kernel import TrialState as TrialState
 from nasflow._version import __version__ as __version__
 from nasflow.config import ExperimentConfig as ExperimentConfig
 from nasflow.exceptions import BudgetExhausted as BudgetExhausted
+from nasflow.exceptions import ChangeRefusedError as ChangeRefusedError
 from nasflow.exceptions import ConfigError as ConfigError
 from nasflow.exceptions import ExperimentLockedError as ExperimentLockedError
 from nasflow.exceptions import ExperimentNotFoundError as ExperimentNotFoundError
@@ -104,6 +105,7 @@ __all__ = [
     "BudgetExhausted",
     "Categorical",
     "CategoricalMultiple",
+    "ChangeRefusedError",
     "ConfigError",
     "Constraint",
     "Evaluator",

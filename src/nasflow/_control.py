@@ -1,17 +1,25 @@
-"""A running experiment's control endpoint: how ``nasflow stop ID`` reaches it.
+"""A running experiment's control endpoint: how ``nasflow stop ID`` (and ``update``,
+``trial kill``, the dashboard of another process) reaches it.
 
 The experiment listens on 127.0.0.1 (a free port) and writes ``control.json`` (port, a
 random token, pid; readable by the owner only) into its directory; a request is one JSON
-line ``{"token": ..., "op": "stop" | "status", "wait": bool}`` answered by one JSON line
-(``stop`` with ``wait`` answers once the run has ended and everything is saved). The file
-is removed when the run ends.
+object ``{"token": ..., "op": ..., <the op's fields>}`` answered by one JSON line, ``{"ok":
+true, ...}`` or ``{"ok": false, "error": "..."}``. The file is removed when the run ends.
 
-``{"op": "kill", "trial": ID}`` cancels one running trial. ``{"op": "events"}`` turns the
-connection into a feed (what the dashboard follows another process's experiment through):
-one ``{"ok": true}`` line, then one JSON list of events (``event_to_dict``) per line, as
-they happen, batched when they come faster than the reader takes them, until the run ends.
-A reader that falls ``EVENTS_BACKLOG`` events behind gets ``{"overflow": true}`` and the
-connection closes (it should re-read the store); it never makes the search wait.
+The server knows no op itself: it is handed a table ``{op name: handler}`` (the run's:
+``stop``, ``status``, ``events``, and one entry per runtime change of the experiment's
+``ChangeDesk`` -- ``update``, ``kill``, ...). A handler gets the request's fields (without
+the token and the op) and the ``Reply`` it may answer on early; it returns the answer, or
+``None`` once it has answered itself. An error of nasflow's (``ChangeRefusedError`` among them)
+becomes ``{"ok": false, "error": str(exc)}``. The ops are documented in docs/protocol.md
+("The control endpoint").
+
+``feed_events`` turns a connection into a feed (the ``events`` op, what the dashboard
+follows another process's experiment through): one ``{"ok": true}`` line, then one JSON
+list of events (``event_to_dict``) per line, as they happen, batched when they come faster
+than the reader takes them, until the run ends. A reader that falls ``EVENTS_BACKLOG``
+events behind gets ``{"overflow": true}`` and the connection closes (it should re-read the
+store); it never makes the search wait.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +41,8 @@ from nasflow._event_json import event_to_dict
 from nasflow.events import EventStream
 from nasflow.exceptions import NasflowError
 
-__all__ = ["CONTROL_FILE", "ControlServer", "send_request"]
+__all__ = ["CONTROL_FILE", "ControlOp", "ControlServer", "Reply", "feed_events",
+           "send_request"]
 
 CONTROL_FILE = "control.json"
 _MAX_REQUEST = 4096
@@ -41,18 +50,30 @@ DRAIN_SECONDS = 5.0
 EVENTS_BACKLOG = 100_000
 
 
-class ControlServer:
-    """Serves ``stop``/``status`` requests for one running experiment."""
+class Reply:
+    """The connection a request came on, for a handler that answers before it returns (a
+    ``stop`` without ``wait``) or streams (``events``)."""
 
-    def __init__(self, directory: Path, on_stop: Callable[[str], Awaitable[None]],
-                 status: Callable[[], dict[str, Any]], *,
-                 events: Callable[[], EventStream] | None = None,
-                 kill: Callable[[int, str], bool] | None = None) -> None:
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self.stream = stream
+        """The connection."""
+
+    async def send(self, answer: dict[str, Any]) -> None:
+        """Send one JSON line."""
+        await self.stream.send(json.dumps(answer).encode() + b"\n")
+
+
+ControlOp = Callable[[dict[str, Any], Reply], Awaitable[dict[str, Any] | None]]
+"""A handler: ``(the request's fields, the reply) -> the answer``, or ``None`` once it has
+answered on the reply itself."""
+
+
+class ControlServer:
+    """Serves the requests of ``ops`` for one running experiment."""
+
+    def __init__(self, directory: Path, ops: Mapping[str, ControlOp]) -> None:
         self.directory = directory
-        self._on_stop = on_stop
-        self._status = status
-        self._events = events
-        self._kill = kill
+        self._ops = ops
         self._token = secrets.token_urlsafe(24)
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._active = 0  # requests being answered
@@ -84,24 +105,6 @@ class ControlServer:
         with anyio.move_on_after(DRAIN_SECONDS):
             await self._quiet.wait()
 
-    async def _feed(self, stream: anyio.abc.SocketStream) -> None:
-        assert self._events is not None
-        events = self._events()
-        await stream.send(b'{"ok": true}\n')
-        try:
-            async with events:
-                async for event in events:
-                    batch = [event_to_dict(event)]
-                    # take what is already queued: one line for a burst, not one per event
-                    while len(batch) < 1000 and (more := events.take_nowait()) is not None:
-                        batch.append(event_to_dict(more))
-                    if events.pending > EVENTS_BACKLOG:
-                        await stream.send(b'{"overflow": true}\n')
-                        return
-                    await stream.send(orjson.dumps(batch) + b"\n")
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the reader went away
-
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         self._active += 1
         self._quiet = anyio.Event()
@@ -114,44 +117,54 @@ class ControlServer:
 
     async def _answer(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
+            reply = Reply(stream)
+            answer: dict[str, Any] | None
             try:
                 with anyio.fail_after(5):
                     data = await stream.receive(_MAX_REQUEST)
                 request = json.loads(data.decode())
-                token = str(request.get("token", ""))
+                if not isinstance(request, dict):
+                    raise ValueError("a request is a JSON object")
+                token = str(request.pop("token", ""))
+                op = request.pop("op", None)
+                handler = self._ops.get(op) if isinstance(op, str) else None
                 if not hmac.compare_digest(token.encode(), self._token.encode()):
-                    reply: dict[str, Any] = {"ok": False, "error": "bad token"}
-                elif request.get("op") == "stop":
-                    reason = str(request.get("reason") or "stopped from the CLI")
-                    if not request.get("wait"):
-                        await stream.send(json.dumps({"ok": True, "stopping": True}).encode()
-                                          + b"\n")
-                        await self._on_stop(reason)
-                        return
-                    await self._on_stop(reason)  # returns once the run has ended and saved
-                    reply = {"ok": True, "stopped": True, **self._status()}
-                elif request.get("op") == "status":
-                    reply = {"ok": True, **self._status()}
-                elif request.get("op") == "kill" and self._kill is not None:
-                    trial = request.get("trial")
-                    if not isinstance(trial, int) or isinstance(trial, bool):
-                        reply = {"ok": False, "error": f"trial must be an id, got {trial!r}"}
-                    else:
-                        reason = str(request.get("reason") or "killed from the dashboard")
-                        killed = self._kill(trial, reason)
-                        reply = {"ok": killed, **({} if killed else {
-                            "error": f"trial {trial} is not running"})}
-                elif request.get("op") == "events" and self._events is not None:
-                    await self._feed(stream)
-                    return
+                    answer = {"ok": False, "error": "bad token"}
+                elif handler is None:
+                    answer = {"ok": False, "error": f"unknown op {op!r}; this experiment "
+                              f"answers {', '.join(sorted(self._ops))}"}
                 else:
-                    reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
+                    try:
+                        answer = await handler(request, reply)
+                    except NasflowError as exc:
+                        answer = {"ok": False, "error": str(exc)}
+                    if answer is None:
+                        return  # the handler answered (or fed events) itself
             except (TimeoutError, ValueError, AttributeError, anyio.EndOfStream) as exc:
-                reply = {"ok": False, "error": f"bad request: {exc!r}"}
+                answer = {"ok": False, "error": f"bad request: {exc!r}"}
             try:
-                await stream.send(json.dumps(reply).encode() + b"\n")
+                await reply.send(answer)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
+
+
+async def feed_events(events: EventStream, reply: Reply) -> None:
+    """Send ``events`` on ``reply`` until they end (see the module docstring)."""
+    stream = reply.stream
+    await stream.send(b'{"ok": true}\n')
+    try:
+        async with events:
+            async for event in events:
+                batch = [event_to_dict(event)]
+                # take what is already queued: one line for a burst, not one per event
+                while len(batch) < 1000 and (more := events.take_nowait()) is not None:
+                    batch.append(event_to_dict(more))
+                if events.pending > EVENTS_BACKLOG:
+                    await stream.send(b'{"overflow": true}\n')
+                    return
+                await stream.send(orjson.dumps(batch) + b"\n")
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the reader went away
 
 
 def send_request(directory: Path, op: str, *, timeout: float = 10.0, **extra: Any

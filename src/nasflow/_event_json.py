@@ -8,6 +8,7 @@ from typing import Any
 
 from nasflow._kernel import ExperimentState, TrialError, TrialState
 from nasflow.events import (
+    ChangeApplied,
     CheckpointSaved,
     Event,
     ExperimentFinished,
@@ -32,6 +33,7 @@ _TYPES: dict[type[Event], str] = {
     StrategyProgress: "progress",
     ExperimentStateChanged: "experiment_state",
     ExperimentFinished: "experiment_finished",
+    ChangeApplied: "change",
 }
 
 

@@ -2,8 +2,9 @@
 
 Every trial produces ``TrialSubmitted``, ``TrialStarted``, any number of
 ``IntermediateMetric`` and ``CheckpointSaved``, at most one ``FinalMetric`` and exactly one
-``TrialEnded``, in that order. The experiment adds ``ExperimentStateChanged`` and, last,
-``ExperimentFinished``.
+``TrialEnded``, in that order. The experiment adds ``ExperimentStateChanged``,
+``ChangeApplied`` for each runtime change (``exp.update``, ``exp.kill_trial``, ...) and,
+last, ``ExperimentFinished``.
 
 The hub delivers each event first to its *sinks* (plain functions that must see
 everything: the trial table, the store writer, the strategy's inbox), then to each
@@ -27,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from nasflow._kernel import ExperimentState, TrialError, TrialState
 
 __all__ = [
+    "ChangeApplied",
     "CheckpointSaved",
     "Event",
     "EventHub",
@@ -131,6 +133,18 @@ class ExperimentFinished(Event):
 
     state: ExperimentState
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeApplied(Event):
+    """A runtime change was validated and applied (the store keeps it, ``nasflow show``
+    lists it): ``op`` with its ``args``, asked for by ``source`` (``"api"``, ``"cli"``,
+    ``"dashboard"``, ...); ``result`` says what it did (JSON-able, with a ``message``)."""
+
+    op: str
+    args: dict[str, Any]
+    source: str
+    result: dict[str, Any]
 
 
 Sink = Callable[[Event], None]

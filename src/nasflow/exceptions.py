@@ -20,6 +20,7 @@ The tree (``tests/test_exports.py`` checks it against the classes)::
     ├── ResumeError                 an experiment cannot be resumed as asked
     │   └── ExperimentLockedError   another run (process) holds the experiment's lock
     ├── ExperimentNotFoundError     no experiment with that id or path
+    ├── ChangeRefusedError          a runtime change (update, kill, ...) was refused
     ├── WorkerSetupError            workers cannot load the experiment's space/evaluator
     ├── PayloadError                the space/evaluator cannot be sent to workers
     ├── ManagerGoneError            the trial manager went away for good
@@ -50,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "BudgetExhausted",
+    "ChangeRefusedError",
     "ConfigError",
     "ExperimentLockedError",
     "ExperimentNotFoundError",
@@ -208,6 +210,20 @@ class ExperimentLockedError(ResumeError):
         self.lock = lock
         """The lock file."""
         super().__init__(message)
+
+
+class ChangeRefusedError(NasflowError, ValueError):
+    """A change to a running experiment (``exp.update``, ``exp.kill_trial``, ``nasflow
+    update``, ...) was refused: nothing was changed, nothing was recorded."""
+
+    def __init__(self, op: str, args: Any, reason: str) -> None:
+        self.op = op
+        """The change asked for (``"update"``, ``"kill"``, ...)."""
+        self.args_given = args
+        """Its arguments, as given."""
+        self.reason = reason
+        """What was wrong, and what to do instead."""
+        super().__init__(f"{op} refused, nothing changed: {reason}")
 
 
 class ExperimentNotFoundError(NasflowError, LookupError):

@@ -71,3 +71,37 @@ def test_a_sample_that_does_not_fit_is_refused_and_nothing_is_recorded(
         assert reader.changes() == []
     finally:
         reader.close()
+
+
+async def test_a_running_experiment_takes_them_through_its_control_endpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import anyio
+
+    from nasflow.events import TrialStarted
+
+    gate = anyio.Event()
+
+    async def held(model: None, trial: nf.Trial) -> float:
+        if trial.id == 0:
+            await gate.wait()  # holds the only slot while the CLI feeds the experiment
+        return float(trial.sample["a"] * 10 + trial.sample["b"])
+
+    exp = nf.Experiment(SPACE, held, nf.strategy.Random(seed=0),
+                        nf.ExperimentConfig(max_trials=3))
+    started = exp.events(TrialStarted)
+    async with exp:
+        async for _ in started:
+            break
+        samples = lines(tmp_path / "s.jsonl", [{"a": 7, "b": 7}, {"a": 7, "b": 6}])
+        assert await anyio.to_thread.run_sync(main, ["enqueue", exp.id, "--file", samples]) == 0
+        assert "(RUNNING) took 2 of 2" in capsys.readouterr().out
+        results = lines(tmp_path / "r.jsonl", [{"sample": {"a": 0, "b": 1}, "metric": 1.0}])
+        assert await anyio.to_thread.run_sync(main, ["import", exp.id, results]) == 0
+        bad = lines(tmp_path / "b.jsonl", [{"a": 70, "b": 7}])
+        assert await anyio.to_thread.run_sync(main, ["enqueue", exp.id, "--file", bad]) == 1
+        assert "'a'" in capsys.readouterr().err
+        gate.set()
+    trials = exp.trials()
+    assert [(t.origin, t.sample) for t in trials[1:4]] == [
+        ("added", {"a": 0, "b": 1}), ("enqueued", {"a": 7, "b": 7}),
+        ("enqueued", {"a": 7, "b": 6})]

@@ -19,6 +19,7 @@ from nasflow._kernel._pareto import first_front as first_front
 from nasflow._kernel._pareto import nondominated_sort as nondominated_sort
 from nasflow._kernel._pareto import pareto_front as pareto_front
 from nasflow._kernel._types import INTERRUPTED as INTERRUPTED
+from nasflow._kernel._types import KILLED as KILLED
 from nasflow._kernel._types import KNOWN_ORIGINS as KNOWN_ORIGINS
 from nasflow._kernel._types import ORIGINS as ORIGINS
 from nasflow._kernel._types import ExperimentState as ExperimentState
@@ -28,6 +29,7 @@ from nasflow._kernel._types import TrialState as TrialState
 
 __all__ = [
     "INTERRUPTED",
+    "KILLED",
     "KNOWN_ORIGINS",
     "ORIGINS",
     "Clock",

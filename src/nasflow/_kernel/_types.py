@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "INTERRUPTED",
+    "KILLED",
     "KNOWN_ORIGINS",
     "ORIGINS",
     "ExperimentState",
@@ -33,6 +34,9 @@ enqueued ones do."""
 
 KNOWN_ORIGINS = ("added", "imported")
 """The origins of trials that were stored with a known result and never ran."""
+KILLED = "Killed"
+"""``TrialError.type`` of a trial the user ended (``exp.kill_trial``, ``nasflow trial kill``,
+the dashboard): it ends CANCELED for good -- never retried, never run again on resume."""
 
 
 class TrialState(enum.StrEnum):

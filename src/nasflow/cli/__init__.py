@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         _demo,
         _feed,
         _files,
+        _live,
         _manager,
         _results,
         _submit,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo.add_parser(sub)
     _control.add_parsers(sub)  # run, stop, resume
     _feed.add_parsers(sub)  # enqueue, import
+    _live.add_parsers(sub)  # update, trial kill
     _results.add_parsers(sub)  # list, show
     _trials.add_parsers(sub)  # trials, export
     _files.add_parsers(sub)  # log, delete

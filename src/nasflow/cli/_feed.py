@@ -176,7 +176,7 @@ def _record(directory: Path, exp_id: str, op: str, entries: list[Any]) -> int:
         print(f"experiment {exp_id}: all {len(entries)} were evaluated already; nothing "
               "recorded")
         return EXIT_OK
-    holder = record_change_offline(directory, op, fresh, source="cli",
+    holder = record_change_offline(directory, op, {"entries": fresh}, source="cli",
                                    result={"message": f"{len(fresh)} recorded for the "
                                                       "next resume"})
     if holder is not None:

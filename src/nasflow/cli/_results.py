@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from nasflow._kernel import ExperimentState, TrialRecord, TrialState
 from nasflow._results import load_experiment
@@ -194,6 +195,7 @@ def show_main(args: argparse.Namespace) -> int:
     reader = StoreReader(directory / DB_NAME)
     try:
         meta = reader.meta()
+        changes = reader.changes()
     finally:
         reader.close()
     with load_experiment(directory) as results:
@@ -204,11 +206,11 @@ def show_main(args: argparse.Namespace) -> int:
             **info.to_dict(), "objectives": meta.get("objective"), "config": config,
             "strategy": meta.get("strategy"), "evaluator": meta.get("evaluator"),
             "scheduler": meta.get("scheduler"), "labels": meta.get("labels"),
-            "nasflow_version": meta.get("nasflow_version"),
+            "nasflow_version": meta.get("nasflow_version"), "changes": changes,
             "top": [trial_json(r) for r in top],
         })
         return EXIT_OK
-    _print_summary(info, meta, config)
+    _print_summary(info, meta, config, changes)
     if not top:
         print("\nno trial has succeeded yet" if info.state == ExperimentState.RUNNING
               else "\nno trial succeeded")
@@ -223,7 +225,7 @@ def show_main(args: argparse.Namespace) -> int:
 
 
 def _print_summary(info: ExperimentInfo, meta: dict[str, object],
-                   config: dict[str, object]) -> None:
+                   config: dict[str, object], changes: list[dict[str, Any]]) -> None:
     state = str(info.state)
     if info.state == ExperimentState.CRASHED:
         state += (f" (process {info.pid} on {info.host} is gone; resume it: "
@@ -235,7 +237,7 @@ def _print_summary(info: ExperimentInfo, meta: dict[str, object],
     objectives = objectives if isinstance(objectives, dict) else {}
     labels = meta.get("labels")
     labels = labels if isinstance(labels, list) else []
-    changes = _config_changes(config)
+    chosen = _config_changes(config)
     fields = [
         ("experiment", info.id + ("" if info.name == info.id else f"  ({info.name})")),
         ("state", state),
@@ -251,7 +253,7 @@ def _print_summary(info: ExperimentInfo, meta: dict[str, object],
         ("space", f"{len(labels)} label{'' if len(labels) == 1 else 's'}: "
          f"{', '.join(map(str, labels[:12]))}"
          + (", ..." if len(labels) > 12 else "")),
-        ("config", " ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"),
+        ("config", " ".join(f"{k}={v}" for k, v in chosen.items()) or "defaults"),
         ("trials", f"{info.total}" + (f": {counts}" if counts else "")),
         ("best", "-" if info.best is None
          else f"{_score(info)} (trial {info.best_trial})"),
@@ -260,6 +262,10 @@ def _print_summary(info: ExperimentInfo, meta: dict[str, object],
         fields.insert(9, ("scheduler", str(meta["scheduler"])))
     if info.manager:
         fields.append(("manager", info.manager))
+    for change in changes:  # the runtime changes (exp.update, nasflow trial kill, ...)
+        result = change.get("result") or {}
+        fields.append(("change", f"{fmt_time(change['time'])}  {change['op']} by "
+                       f"{change['source']}: {result.get('message', change['args'])}"))
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         print(f"{key.ljust(width)}  {value}")

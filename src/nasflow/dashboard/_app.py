@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nasflow._control import send_request
-from nasflow._kernel import ExperimentState, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, TrialRecord
 from nasflow.dashboard._feed import Client, Feed
 from nasflow.exceptions import NasflowError
 from nasflow.store import DB_NAME, StoreReader, experiment_info, list_experiments, nasflow_home
@@ -385,11 +385,14 @@ async def kill(request: Request) -> Response:
     body = await _body(request)
     reason = str(body.get("reason") or "killed from the dashboard")[:200]
     live = state.live.get(exp_id)
-    if live is not None:
-        if not live._kill(tid, TrialState.CANCELED, reason):
-            raise HTTPException(409, f"trial {tid} of {exp_id} is not running")
-        return _json({"ok": True})
-    reply = await _control(directory, "kill", trial=tid, reason=reason)
+    if live is not None:  # the same change path as the API and the CLI (_changes.py)
+        try:
+            result = await live._changes.apply("kill", {"trial": tid, "reason": reason},
+                                               source="dashboard")
+        except NasflowError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return _json({"ok": True, **result})
+    reply = await _control(directory, "kill", trial=tid, reason=reason, source="dashboard")
     if not reply.get("ok"):
         raise HTTPException(409, str(reply.get("error")))
     return _json(reply)

@@ -72,7 +72,8 @@ class Engine(ABC):
     * ``_open(tg)`` / ``_drain(exc)`` / ``_release()``: start, wind down, clean up;
     * ``_before_capacity(spec)``, ``_accept(spec) -> entry`` (register, synchronously)
       and ``_begin(entry)`` (async): the three steps of ``submit``;
-    * ``_stop_trial(entry, stop) -> bool``: the step of ``cancel``.
+    * ``_stop_trial(entry, stop) -> bool``: the step of ``cancel``;
+    * ``_resize(n)``: the step of ``resize`` (default: the capacity is ``n`` at once).
 
     A subclass reports what happens with ``_ended(trial_id)`` (a trial left: its slot is
     free), ``_set_capacity(n)`` (its capacity changed) and ``_fail(exc)`` (it cannot go
@@ -150,6 +151,15 @@ class Engine(ABC):
             error_type = INTERRUPTED
         return self._stop_trial(entry, Stop(state, reason, error_type))
 
+    def resize(self, concurrency: int) -> None:
+        """Run up to ``concurrency`` trials at once from now on (``exp.update``): more
+        start at once (``wait_capacity`` returns), fewer let the running ones finish and
+        start none until below the limit. The engine may grant less (a manager's fair
+        share); ``capacity`` says what it grants."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+        self._resize(concurrency)
+
     async def reattach(self, specs: list[TrialSpec]) -> set[int]:
         """On resume: take over those of ``specs`` that are still running somewhere (e.g. on
         a manager's workers); return their ids. The rest are submitted again."""
@@ -222,6 +232,11 @@ class Engine(ABC):
 
     async def _begin(self, entry: Any) -> None:
         """Start the trial ``_accept`` took (e.g. publish its start)."""
+
+    def _resize(self, concurrency: int) -> None:
+        """Make room for ``concurrency`` trials (e.g. start runners or workers) and report
+        the capacity that results (``_set_capacity``, now or once granted)."""
+        self._set_capacity(concurrency)
 
     def _stop_trial(self, entry: Any, stop: Stop) -> bool:
         """End a running trial as ``stop`` says (once; a second stop changes nothing)."""

@@ -1,11 +1,11 @@
 """``InProcessEngine``: trials run in this process, ``concurrency`` at a time.
 
-A fixed pool of ``concurrency`` runner tasks takes trials from a queue; ``submit`` waits
-while all of them are busy. Async evaluators run on the event loop; sync ones in worker
-threads. A trial past its timeout, or cancelled, is cut off at once: an async evaluator is
-cancelled, a thread is abandoned (its next ``trial.report()`` raises ``TrialStopped``, so a
-cooperative evaluator ends soon after; a thread that never reports runs on until it
-returns -- use the ``local`` training service to kill runaway trials for real).
+A pool of ``concurrency`` runner tasks (grown by ``resize``) takes trials from a queue;
+``submit`` waits while all of them are busy. Async evaluators run on the event loop; sync
+ones in worker threads. A trial past its timeout, or cancelled, is cut off at once: an
+async evaluator is cancelled, a thread is abandoned (its next ``trial.report()`` raises
+``TrialStopped``, so a cooperative evaluator ends soon after; a thread that never reports
+runs on until it returns -- use the ``local`` training service to kill runaway trials for real).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class InProcessEngine(Engine):
         # asyncio primitives: this is the per-trial hot path (see docs/decisions.md)
         self._queue: deque[_Running] = deque()
         self._idle_runners: deque[asyncio.Future[None]] = deque()
-        self._runners_left = setup.concurrency
+        self._runners_left = 0  # runner tasks started and not yet ended
         self._runners_done = asyncio.Event()
         self._pipe = ReportPipe(setup.publish)
         self._executor = Executor(setup.space, setup.evaluator, abandon_threads=True,
@@ -123,8 +123,20 @@ class InProcessEngine(Engine):
         _captured_output.acquire()
         self._holds.append(_captured_output)
         tg.start_soon(self._pipe.run)
-        for _ in range(self.setup.concurrency):
-            tg.start_soon(self._runner)
+        self._add_runners(self._capacity)
+
+    def _add_runners(self, count: int) -> None:
+        assert self._tg is not None
+        for _ in range(count):
+            self._runners_left += 1
+            self._tg.start_soon(self._runner)
+
+    def _resize(self, concurrency: int) -> None:
+        # one runner per slot, never fewer: a lower limit leaves the extra ones idle (the
+        # capacity, not the runners, limits what starts)
+        if self._tg is not None and not self._closed:
+            self._add_runners(max(0, concurrency - self._runners_left))
+        self._set_capacity(concurrency)
 
     async def _drain(self, exc: BaseException | None) -> None:
         self._closed = True  # runners finish what is queued, then leave

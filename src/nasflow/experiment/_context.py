@@ -95,6 +95,11 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         if waiter is not None:
             waiter.set()
 
+    def capacity_changed(self) -> None:
+        """The engine's capacity changed (``exp.update``): a submission waiting for room
+        looks again."""
+        self._changed.set()
+
     # --- the contract (records are handed out frozen: the ledger's stay its own) --------
 
     async def wait_capacity(self) -> None:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,8 +37,9 @@ from nasflow.engine import Engine, EngineSetup
 from nasflow.engine._manager import import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
-from nasflow.exceptions import ConfigError, NasflowError
-from nasflow.experiment._feed import Feed, check_results, check_samples
+from nasflow.exceptions import ChangeRefusedError, ConfigError, NasflowError
+from nasflow.experiment._changes import ChangeDesk, RunChanges, check_update, describe_update
+from nasflow.experiment._feed import FEED_OPS, Feed
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._notebook import NotebookProgress, in_kernel
 from nasflow.experiment._ownership import take_ownership
@@ -176,6 +177,11 @@ class Experiment(Results):
         self._lock: ExperimentLock | None = None  # held while this object runs the experiment
         self._finished = anyio.Event()
         self._tg: TaskGroup | None = None
+        self._changes = ChangeDesk()  # the one path of every runtime change (_changes.py)
+        self._changes.register("update", self._change_update)
+        self._changes.register("kill", self._change_kill)
+        for op in FEED_OPS:
+            self._changes.register(op, self._desk_feed(op))
         if self.config.store:
             self.directory = experiment_dir(self.id, self.config.home)
             """The experiment's directory (its store, saved objects and trial folders)."""
@@ -262,8 +268,8 @@ class Experiment(Results):
                                target_metric=cfg.target_metric),
             stop=self._stop, halt=self._halt, on_stop=self.stop, status=self._status,
             settled=self._settled, finished=self._finished, closed=self._release_lock,
-            tensorboard=self._tensorboard, plan=self._plan, feed=self._feed,
-            given=self._given,
+            tensorboard=self._tensorboard, plan=self._plan, changes=self._changes,
+            feed=self._feed, given=self._given,
         )
         try:
             await run.run()
@@ -326,11 +332,7 @@ class Experiment(Results):
         Samples already in the history (or queued) are dropped, like a repeated
         proposal. Returns the samples queued (canonical form).
         """
-        self._check_open("enqueue")
-        queued = self._feed.enqueue(check_samples(self.search_space, samples),
-                                    self._ledger.seen)
-        self._record("enqueue", queued)
-        return queued
+        return self._give("enqueue", samples)
 
     def add_results(self, results: Mapping[str, Any] | Iterable[Mapping[str, Any]]
                     ) -> list[dict[str, Any]]:
@@ -345,27 +347,100 @@ class Experiment(Results):
         ``MetricError``, and none is added. Results whose samples are in the history
         already are dropped. Returns the samples added.
         """
-        self._check_open("add_results")
-        added = self._feed.add(check_results(self.search_space, self.objective, results),
-                               self._ledger.seen)
-        self._record("add_results", [r.to_dict() for r in added])
-        return [r.sample for r in added]
+        return [e["sample"] for e in self._give("add_results", results)]
 
-    def _record(self, op: str, entries: list[Any]) -> None:
-        """Keep what was fed in the store (``changes``): a resume after ``kill -9`` takes
-        what had not run yet; recorded when the store opens if the run has not begun."""
-        if not entries:
-            return
-        if self._run is not None and self.state is ExperimentState.RUNNING:
-            self._run.record_change(op, entries)
-        else:
-            self._given.append((op, entries))
+    def _give(self, op: str, entries: Any) -> list[dict[str, Any]]:
+        """Check and queue; keep what was queued in the store (``changes``), so that a
+        resume after ``kill -9`` takes what had not run yet."""
+        result = self._feed_change(op, entries)
+        if self._run is not None and self.state is ExperimentState.RUNNING \
+                and result["entries"]:
+            # the desk's path is async (it waits for the commit); this call is not
+            self._run.record_given(op, result["entries"], result)
+        return list(result["entries"])
+
+    def _feed_change(self, op: str, entries: Any) -> dict[str, Any]:
+        """``enqueue``/``add_results``, checked and queued; recorded when the store opens
+        if the run has not begun."""
+        self._check_open(op)
+        run = self._run
+        if run is not None and self.state is ExperimentState.RUNNING:
+            return run.give(op, entries)
+        queued = self._feed.give(op, entries, self.search_space, self.objective,
+                                 self._ledger.seen)
+        if queued:
+            self._given.append((op, queued))
+        return {"queued": len(queued), "entries": queued, "message": f"{len(queued)} queued"}
+
+    def _desk_feed(self, op: str) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        """The ``ChangeDesk`` handler of ``op`` (``nasflow enqueue``/``import`` while it
+        runs, through the control endpoint): ``{"entries": [...]}``."""
+        async def change(args: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return self._feed_change(op, args.get("entries"))
+            except NasflowError as exc:
+                raise ChangeRefusedError(op, args, str(exc)) from exc
+        return change
 
     def _check_open(self, op: str) -> None:
         if self.state not in (ExperimentState.CREATED, ExperimentState.RUNNING):
             raise NasflowError(
                 f"experiment {self.id} has ended ({self.state.value}); to {op} there, "
                 f"continue it: exp = nf.Experiment.restore({self.id!r}, max_trials=...)")
+
+    async def update(self, **fields: Any) -> dict[str, Any]:
+        """Change ``concurrency``, ``max_trials`` and/or ``max_duration`` (``None``: no
+        limit) while the experiment runs, e.g. ``await exp.update(concurrency=8)``.
+
+        Takes effect at once: more concurrency starts trials now (the engine spawns
+        runners or workers, or asks its manager for a bigger share), less lets running
+        trials finish and starts none until below the limit. Recorded in the store (``nasflow
+        show`` lists it) and kept by a resume. ``ChangeRefusedError`` (nothing changed) for an
+        unknown field, ``concurrency < 1``, or a budget below what already ran. Returns
+        ``{"changed": {field: [old, new]}, "message": ...}``. The same change as ``nasflow
+        update ID --concurrency 8``."""
+        return await self._changes.apply("update", fields, source="api")
+
+    async def kill_trial(self, trial_id: int, *, reason: str | None = None) -> dict[str, Any]:
+        """End one running trial: it ends CANCELED with ``reason`` (default "killed by the
+        user"), is never retried nor run again on resume, and the search goes on. A trial
+        that has already ended is left as it is (``{"killed": False, "message": ...}``);
+        an unknown id raises ``ChangeRefusedError``. The same change as ``nasflow trial kill ID
+        N`` and the dashboard's kill button."""
+        args: dict[str, Any] = {"trial": trial_id}
+        if reason is not None:
+            args["reason"] = reason
+        return await self._changes.apply("kill", args, source="api")
+
+    async def _change_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        run = self._running("update", args)
+        if run is None:  # not started yet: the run starts with the new config
+            old = self.config
+            self.config = check_update(args, config=old, submitted=self._budget.submitted,
+                                       elapsed=0.0)
+            self._budget.max_trials = self.config.max_trials
+            return describe_update(old, self.config)
+        result = await RunChanges(run).update(args)
+        self.config = run.config
+        return result
+
+    async def _change_kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        run = self._running("kill", args)
+        if run is None:
+            raise ChangeRefusedError("kill", args, f"experiment {self.id} has not started; no "
+                                "trial runs")
+        return await RunChanges(run).kill(args)
+
+    def _running(self, op: str, args: dict[str, Any]) -> Run | None:
+        """The run a change applies to; ``None`` before the first; refused after it."""
+        if self.state is ExperimentState.CREATED:
+            return None
+        run = self._run
+        if self.state is not ExperimentState.RUNNING or run is None or self._stop.request:
+            raise ChangeRefusedError(op, args, f"experiment {self.id} is not running "
+                                f"({self.state.value}{', stopping' if self._stop.request else ''})"
+                                "; resume it to change it (nasflow resume ID)")
+        return run
 
     async def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the search: no new trials, running ones CANCELED; returns when done."""
@@ -469,11 +544,7 @@ class Experiment(Results):
         never: Callable[[str], bool] = lambda h: False  # noqa: E731
         for op, entries in plan.fed:
             try:
-                if op == "enqueue":
-                    self._feed.enqueue(check_samples(self.search_space, entries), never)
-                else:
-                    self._feed.add(check_results(self.search_space, self.objective,
-                                                 entries), never)
+                self._feed.give(op, entries, self.search_space, self.objective, never)
             except NasflowError as exc:  # a space or objective given anew refuses them
                 _log.warning("experiment %s: what was fed with %s before is not taken "
                              "again: %s", self.id, op, exc)

@@ -194,6 +194,18 @@ class Feed:
         self._changed(out)
         return out
 
+    def give(self, op: str, entries: Any, space: SearchSpace, objective: Objective,
+             seen: Seen) -> list[dict[str, Any]]:
+        """``enqueue`` or ``add_results`` (``FEED_OPS``): check ``entries``, queue the new
+        ones; the entries queued (samples, or ``{"sample", "metric"}``), as the store
+        records them and a resume takes them again."""
+        if op == "enqueue":
+            return self.enqueue(check_samples(space, entries), seen)
+        if op == "add_results":
+            return [r.to_dict() for r in self.add(check_results(space, objective, entries),
+                                                 seen)]
+        raise ValueError(f"not a feeding op: {op!r}; the ops are {FEED_OPS}")
+
     def _changed(self, queued: list[Any]) -> None:
         if queued and self.listener is not None:
             self.listener()

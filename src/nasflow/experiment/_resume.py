@@ -141,7 +141,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         stored = {r.id: reader.metric_keys(r.id, r.attempt)
                   for r in records if not r.state.finished}
         end_order = reader.end_order()
-        fed = [(c["op"], c["args"]) for c in reader.changes(FEED_OPS)]
+        fed = [(c["op"], c["args"].get("entries")) for c in reader.changes(FEED_OPS)]
         raw = reader.latest_snapshot()
         try:
             snapshot = decode_snapshot(raw[1]) if raw else None

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from nasflow._control import ControlServer
+from nasflow._control import ControlOp, ControlServer, Reply, feed_events
 from nasflow._objective import Objective
 from nasflow._persist import encode_snapshot, process_start_time, save_objects
 from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
@@ -31,9 +31,9 @@ from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
 from nasflow.events import (
+    ChangeApplied,
     Event,
     EventHub,
-    EventStream,
     ExperimentFinished,
     ExperimentStateChanged,
     IntermediateMetric,
@@ -42,6 +42,7 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
+from nasflow.experiment._changes import ChangeDesk, deadline_after
 from nasflow.experiment._context import ExperimentContext
 from nasflow.experiment._feed import Feed, known_trial_events
 from nasflow.experiment._ledger import TrialLedger
@@ -124,9 +125,12 @@ class Run:
                  finished: anyio.Event,
                  closed: Callable[[], None] = lambda: None,
                  tensorboard: TensorBoardSink | None = None,
-                 plan: ResumePlan | None = None, feed: Feed | None = None,
+                 plan: ResumePlan | None = None,
+                 changes: ChangeDesk | None = None, feed: Feed | None = None,
                  given: list[tuple[str, Any]] | None = None) -> None:
         self.setup = setup
+        self.config = setup.config
+        """The config as it is now: ``setup.config`` with the runtime updates applied."""
         self.ledger = ledger
         self.hub = hub
         self.policy = policy
@@ -145,6 +149,9 @@ class Run:
         self._given = given if given is not None else []  # fed before the store opened
         self._fed_samples = anyio.Event()
         self._fed_results = anyio.Event()
+        self._changes = changes if changes is not None else ChangeDesk()
+        self._started = math.inf  # anyio.current_time() when the search began
+        self._search_scope: anyio.CancelScope | None = None  # its deadline: max_duration
         self.store: ExperimentStore | None = None
         """The store (and its writer), open while the run goes on."""
         self.engine: Engine | None = None
@@ -173,9 +180,9 @@ class Run:
             try:
                 if cfg.store:
                     await self._open_store()
-                    control = ControlServer(setup.directory, self._on_stop, self._status,
-                                            events=self._feed_events, kill=self._kill_trial)
+                    control = ControlServer(setup.directory, self._control_ops())
                     await services.start(control.serve)
+                self._changes.record_with(self._record_change)  # changes are recorded now
                 failure = await self._search()
                 finished_normally = True
             except BaseException as exc:
@@ -184,6 +191,7 @@ class Run:
                     raise
                 internal = inner
             finally:
+                self._changes.record_with(None)  # changes from now on find it not running
                 await self._finish(failure or internal, normal=finished_normally)
                 # the control endpoint outlives the run's end: `nasflow stop --wait` gets
                 # its answer once everything is saved
@@ -209,14 +217,14 @@ class Run:
         self.hub.add_sink(store.put)
         store.snapshot_with(self._snapshot)
         for op, entries in self._given:
-            self.record_change(op, entries)
+            self.record_given(op, entries, {"message": f"{len(entries)} queued"})
         self._given.clear()
         objects = {"space": setup.space, "evaluator": setup.evaluator,
                    "strategy": setup.strategy, "scheduler": setup.scheduler}
         await anyio.to_thread.run_sync(save_objects, setup.directory, objects)
 
     def _make_engine(self) -> Engine:
-        setup, cfg = self.setup, self.setup.config
+        setup, cfg = self.setup, self.config
         engine_setup = EngineSetup(
             space=setup.space,
             evaluator=setup.evaluator,
@@ -246,14 +254,15 @@ class Run:
 
     async def _search(self) -> BaseException | None:
         """The engine, the re-queued trials of a resume, the strategy, the budget."""
-        setup, cfg = self.setup, self.setup.config
+        setup, cfg = self.setup, self.config
         engine = self._make_engine()
         self.clock = engine.clock.now  # one clock stamps every event: the engine's
         await self.publish(ExperimentStateChanged(time=self.clock(),
                                                   state=ExperimentState.RUNNING))
-        deadline = math.inf
+        self._started = anyio.current_time()
+        deadline = deadline_after(self._started, None if cfg.max_duration is None
+                                  else float(cfg.max_duration))  # seconds by now
         if cfg.max_duration is not None:
-            deadline = anyio.current_time() + float(cfg.max_duration)  # seconds by now
             self.budget.deadline = deadline
         ctx = self.ctx = ExperimentContext(
             self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,
@@ -269,6 +278,7 @@ class Run:
         async with engine:
             self.engine = engine
             with anyio.CancelScope(deadline=deadline) as search:
+                self._search_scope = search
                 self._stop.guard(search)
                 # known results first: the strategy learns from them before it proposes
                 await self._add_known()
@@ -282,8 +292,10 @@ class Run:
                         await ctx.wait_capacity()  # what was enqueued runs all the same
                     await self._drain(engine)
                     helpers.cancel_scope.cancel()
+            self._search_scope = None
             if search.cancelled_caught and self._stop.request is None:
-                self._halt(ExperimentState.DONE, f"max_duration={cfg.max_duration}s reached")
+                self._halt(ExperimentState.DONE,
+                           f"max_duration={self.config.max_duration}s reached")
             if self._stop.request is not None:
                 state, reason = self._stop.request
                 self.budget.stopping = True
@@ -512,28 +524,97 @@ class Run:
         assert self.engine is not None
         await self.engine.submit(spec)
 
-    def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
+    def kill(self, trial_id: int, state: TrialState, reason: str, *, error_type: str = ""
+             ) -> bool:
         """Stop a running trial; whether it was running."""
-        return self.engine is not None and self.engine.cancel(trial_id, state, reason)
+        return self.engine is not None and self.engine.cancel(trial_id, state, reason,
+                                                              error_type=error_type)
 
-    def record_change(self, op: str, entries: list[Any], source: str = "api") -> None:
-        """Record what ``enqueue``/``add_results`` fed (``changes``, in the store)."""
-        if self.store is not None:
-            self.store.record_change(op, entries, source,
-                                     {"message": f"{len(entries)} queued"})
+    def give(self, op: str, entries: Any) -> dict[str, Any]:
+        """``enqueue`` / ``add_results`` while the run goes on: checked, queued; the
+        change's result (the desk, or the API through ``record_given``, records it)."""
+        setup = self.setup
+        queued = self.feed.give(op, entries, setup.search_space, setup.objective,
+                                self.ledger.seen)
+        skipped = len(entries) - len(queued) if isinstance(entries, list) else 0
+        return {"queued": len(queued), "entries": queued,
+                "message": f"{len(queued)} queued" + (f", {skipped} skipped (evaluated or "
+                                                      "queued already)" if skipped else "")}
+
+    def record_given(self, op: str, entries: list[Any], result: dict[str, Any],
+                     source: str = "api") -> None:
+        """Record a feeding change made without the desk (the synchronous API, which
+        cannot await it): the sinks (the store) get it at once, a full subscriber may
+        miss it."""
+        self.hub.publish_nowait(ChangeApplied(time=self.clock(), op=op,
+                                              args={"entries": entries}, source=source,
+                                              result=result))
 
     def snapshot_due(self) -> None:
         """Ask the store to snapshot the strategy at its next commit."""
         if self.store is not None:
             self.store.snapshot_due()
 
-    def _kill_trial(self, trial_id: int, reason: str) -> bool:
-        return self.kill(trial_id, TrialState.CANCELED, reason)
+    # --- runtime changes (``_changes.py`` validates and applies them) ------------------------
 
-    def _feed_events(self) -> EventStream:
+    def elapsed(self) -> float:
+        """Seconds since the search of this run began (0 before)."""
+        return max(0.0, anyio.current_time() - self._started)
+
+    def set_max_duration(self, seconds: float | None) -> None:
+        """The search ends ``seconds`` after it began (``None``: no time limit)."""
+        deadline = deadline_after(self._started, seconds)
+        self.budget.deadline = None if seconds is None else deadline
+        if self._search_scope is not None:
+            self._search_scope.deadline = deadline
+
+    def resize(self, concurrency: int) -> None:
+        """Run ``concurrency`` trials at once from now on (the engine decides when)."""
+        if self.engine is not None:
+            self.engine.resize(concurrency)
+        if self.ctx is not None:
+            self.ctx.capacity_changed()
+
+    async def _record_change(self, op: str, args: dict[str, Any], source: str,
+                             result: dict[str, Any]) -> None:
+        """Publish the change (the store keeps it) and return once it is durable."""
+        await self.publish(ChangeApplied(time=self.clock(), op=op, args=args, source=source,
+                                         result=result))
+        if self.store is not None:
+            await self.store.flush()
+
+    # --- the control endpoint's ops ---------------------------------------------------------
+
+    def _control_ops(self) -> dict[str, ControlOp]:
+        ops: dict[str, ControlOp] = {"stop": self._control_stop,
+                                     "status": self._control_status,
+                                     "events": self._control_events}
+        for op in self._changes.ops:
+            ops[op] = self._control_change(op)
+        return ops
+
+    async def _control_stop(self, args: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
+        reason = str(args.get("reason") or "stopped from the CLI")
+        if not args.get("wait"):
+            await reply.send({"ok": True, "stopping": True})
+            await self._on_stop(reason)
+            return None
+        await self._on_stop(reason)  # returns once the run has ended and saved
+        return {"ok": True, "stopped": True, **self._status()}
+
+    async def _control_status(self, args: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        return {"ok": True, **self._status()}
+
+    async def _control_events(self, args: dict[str, Any], reply: Reply) -> None:
         # unbounded: a feed's reader (the dashboard) must never make the search wait; the
-        # control server drops a reader that falls far behind instead
-        return self.hub.subscribe(buffer=0)
+        # feed drops a reader that falls far behind instead
+        await feed_events(self.hub.subscribe(buffer=0), reply)
+
+    def _control_change(self, op: str) -> ControlOp:
+        async def change(args: dict[str, Any], reply: Reply) -> dict[str, Any]:
+            source = str(args.pop("source", None) or "cli")[:40]
+            return {"ok": True, **await self._changes.apply(op, args, source=source)}
+        return change
 
     def _meta(self) -> dict[str, Any]:
         setup = self.setup

@@ -37,6 +37,7 @@ import orjson
 
 from nasflow._kernel import TrialState
 from nasflow.events import (
+    ChangeApplied,
     CheckpointSaved,
     Event,
     FinalMetric,
@@ -47,7 +48,6 @@ from nasflow.events import (
     TrialSubmitted,
 )
 from nasflow.exceptions import StoreError
-from nasflow.store._changes import CHANGES_SCHEMA, INSERT_CHANGE, change_row
 
 __all__ = ["SCHEMA_VERSION", "ExperimentStore", "connect"]
 
@@ -97,6 +97,14 @@ CREATE TABLE IF NOT EXISTS progress (
     time REAL NOT NULL,
     step INTEGER,
     "values" TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    op TEXT NOT NULL,
+    args TEXT NOT NULL,
+    result TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -228,7 +236,7 @@ class ExperimentStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = connect(self.path, readonly=False)
         try:
-            conn.executescript(_SCHEMA + CHANGES_SCHEMA)
+            conn.executescript(_SCHEMA)
             add_missing_columns(conn)
             version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if version is not None and orjson.loads(version[0]) != SCHEMA_VERSION:
@@ -326,6 +334,11 @@ class ExperimentStore:
         elif isinstance(event, StrategyProgress):
             b.statements.append(('INSERT INTO progress (time, step, "values") VALUES (?, ?, ?)',
                                  (event.time, event.step, _dumps(event.values))))
+        elif isinstance(event, ChangeApplied):
+            b.statements.append(("INSERT INTO changes (time, source, op, args, result) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 (event.time, event.source, event.op, _dumps(event.args),
+                                  _dumps(event.result))))
         if b.events >= GROUP_COMMIT_EVENTS:
             self._kick()
         elif self._timer is None and self._loop is not None:
@@ -354,11 +367,6 @@ class ExperimentStore:
             "INSERT OR REPLACE INTO meta (key, value) VALUES "
             + ", ".join(["(?, ?)"] * len(values)),
             [x for k, v in values.items() for x in (k, _dumps(v))]))
-        self._kick()
-
-    def record_change(self, op: str, args: Any, source: str, result: dict[str, Any]) -> None:
-        """Queue a row of the ``changes`` table (committed with the next commit)."""
-        self._batch.statements.append((INSERT_CHANGE, change_row(op, args, source, result)))
         self._kick()
 
     def snapshot_with(self, provider: Callable[[], bytes]) -> None:

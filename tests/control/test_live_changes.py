@@ -1,0 +1,219 @@
+"""Runtime changes of an in-process experiment: ``exp.update`` and ``exp.kill_trial`` go
+through the one change path (validated, applied, recorded in the store), and the engine
+is the one authority on capacity. Ordering assertions only, never timed ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import nasflow as nf
+from nasflow._control import send_request
+from nasflow.events import ChangeApplied, TrialEnded, TrialStarted
+from nasflow.store import DB_NAME, StoreReader
+
+SPACE = {"x": nf.Categorical(list(range(1000)))}
+
+
+class Gate:
+    """Trials wait until the test opens the gate; the test sees which are running."""
+
+    def __init__(self) -> None:
+        self.open = anyio.Event()
+
+    async def evaluate(self, model: Any, trial: nf.Trial) -> float:
+        await self.open.wait()
+        return float(trial.sample["x"])
+
+
+def changes(exp: nf.Experiment) -> list[dict[str, Any]]:
+    reader = StoreReader(exp.directory / DB_NAME)
+    try:
+        return reader.changes()
+    finally:
+        reader.close()
+
+
+async def started(events: Any, n: int, seen: list[Any]) -> None:
+    """Read events until ``n`` trials have started (recording every event)."""
+    count = 0
+    async for ev in events:
+        seen.append(ev)
+        if isinstance(ev, TrialStarted):
+            count += 1
+            if count == n:
+                return
+
+
+async def test_raising_concurrency_starts_trials_without_waiting_for_one_to_end() -> None:
+    gate = Gate()
+    exp = nf.Experiment(SPACE, gate.evaluate, nf.strategy.Random(seed=1),
+                        nf.ExperimentConfig(max_trials=8, concurrency=1))
+    events = exp.events(TrialStarted, TrialEnded, ChangeApplied)
+    seen: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):  # a guard against hanging, not an assertion on time
+            await started(events, 1, seen)
+            result = await exp.update(concurrency=4)
+            await started(events, 3, seen)
+        gate.open.set()
+    assert result["changed"] == {"concurrency": [1, 4]}
+    # four trials ran together: the 2nd, 3rd and 4th started before any trial ended
+    assert not any(isinstance(e, TrialEnded) for e in seen)
+    assert sum(isinstance(e, TrialStarted) for e in seen) == 4
+    assert exp.config.concurrency == 4
+    stored = changes(exp)
+    assert [(c["op"], c["args"], c["source"]) for c in stored] == [
+        ("update", {"concurrency": 4}, "api")]
+    assert exp.state is nf.ExperimentState.DONE and len(exp.trials()) == 8
+
+
+async def test_lowering_concurrency_never_exceeds_the_new_limit() -> None:
+    running = 0
+    peak_after: list[int] = []
+    lowered = anyio.Event()
+    release = anyio.Event()
+
+    async def evaluate(model: Any, trial: nf.Trial) -> float:
+        nonlocal running
+        running += 1
+        if lowered.is_set():
+            peak_after.append(running)
+        try:
+            await release.wait()
+        finally:
+            running -= 1
+        return 1.0
+
+    exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=2),
+                        nf.ExperimentConfig(max_trials=10, concurrency=4))
+    events = exp.events(TrialStarted, TrialEnded)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            await started(events, 4, [])
+            await exp.update(concurrency=2)
+            lowered.set()
+            release.set()
+    assert exp.state is nf.ExperimentState.DONE and len(exp.trials()) == 10
+    # the four running when it was lowered finished; after that, never more than two
+    assert peak_after and max(peak_after) <= 2
+
+
+async def test_budgets_change_live_and_bad_changes_are_refused_and_not_recorded() -> None:
+    gate = Gate()
+    exp = nf.Experiment(SPACE, gate.evaluate, nf.strategy.Random(seed=3),
+                        nf.ExperimentConfig(max_trials=3, concurrency=2))
+    events = exp.events(TrialStarted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            await started(events, 2, [])
+            for bad, words in [({"concurrency": 0}, "concurrency"),
+                               ({"concurrency": True}, "concurrency"),
+                               ({"max_trials": 1}, "already submitted"),
+                               ({"trial_timeout": 5}, "cannot be changed"),
+                               ({}, "nothing to change")]:
+                with pytest.raises(nf.ChangeRefusedError, match=words):
+                    await exp.update(**bad)
+            assert exp.config.concurrency == 2 and exp.config.max_trials == 3
+            await exp.update(max_trials=5, max_duration=3600)
+            with pytest.raises(nf.ChangeRefusedError, match="no trial 99"):
+                await exp.kill_trial(99)
+        gate.open.set()
+    assert len(exp.trials()) == 5  # the raised budget ran
+    assert [(c["op"], c["args"]) for c in changes(exp)] == [
+        ("update", {"max_trials": 5, "max_duration": 3600})]
+    assert exp.config.max_trials == 5 and exp.config.max_duration == 3600
+
+
+async def test_a_killed_trial_ends_canceled_and_the_search_goes_on() -> None:
+    gate = Gate()
+    exp = nf.Experiment(SPACE, gate.evaluate, nf.strategy.Random(seed=4),
+                        nf.ExperimentConfig(max_trials=4, concurrency=2, retry=2))
+    events = exp.events(TrialStarted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            await started(events, 2, [])
+            result = await exp.kill_trial(0)
+            assert result["killed"] is True
+        gate.open.set()
+    trials = {t.id: t for t in exp.trials()}
+    assert trials[0].state is nf.TrialState.CANCELED
+    assert trials[0].error is not None and trials[0].error.type == "Killed"
+    assert trials[0].error.message == "killed by the user"
+    assert trials[0].attempt == 0  # killed by the user: never retried
+    assert sorted(trials) == [0, 1, 2, 3]
+    assert all(t.state is nf.TrialState.SUCCEEDED for i, t in trials.items() if i)
+    again = await _kill_after_the_end(exp)
+    assert again is not None
+
+
+async def _kill_after_the_end(exp: nf.Experiment) -> nf.ChangeRefusedError | None:
+    try:
+        await exp.kill_trial(1)
+    except nf.ChangeRefusedError as exc:
+        assert "not running" in str(exc)
+        return exc
+    return None
+
+
+async def test_killing_a_finished_trial_is_a_no_op_with_a_message() -> None:
+    release = anyio.Event()
+
+    async def evaluate(model: Any, trial: nf.Trial) -> float:
+        if trial.id > 0:
+            await release.wait()
+        return 1.0
+
+    exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=5),
+                        nf.ExperimentConfig(max_trials=3, concurrency=1))
+    events = exp.events(TrialEnded)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            async for _ in events:
+                break  # trial 0 ended
+            result = await exp.kill_trial(0)
+        release.set()
+    assert result["killed"] is False and "already ended (SUCCEEDED)" in result["message"]
+    assert exp.trials()[0].state is nf.TrialState.SUCCEEDED
+
+
+async def test_the_control_endpoint_takes_the_same_path() -> None:
+    gate = Gate()
+    exp = nf.Experiment(SPACE, gate.evaluate, nf.strategy.Random(seed=6),
+                        nf.ExperimentConfig(max_trials=6, concurrency=1))
+    events = exp.events(TrialStarted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            await started(events, 1, [])
+
+            def call(op: str, **extra: Any) -> dict[str, Any]:
+                return send_request(exp.directory, op, **extra)
+
+            bad = await anyio.to_thread.run_sync(lambda: call("update", concurrency=0))
+            assert bad["ok"] is False and "concurrency" in bad["error"]
+            good = await anyio.to_thread.run_sync(lambda: call("update", concurrency=3))
+            assert good["ok"] is True and good["changed"] == {"concurrency": [1, 3]}
+            killed = await anyio.to_thread.run_sync(lambda: call("kill", trial=0))
+            assert killed["ok"] is True and killed["killed"] is True
+            unknown = await anyio.to_thread.run_sync(lambda: call("frobnicate"))
+            assert unknown["ok"] is False and "update" in unknown["error"]
+        gate.open.set()
+    assert [(c["op"], c["source"]) for c in changes(exp)] == [("update", "cli"),
+                                                              ("kill", "cli")]
+    assert exp.config.concurrency == 3
+
+
+async def test_an_update_before_the_run_changes_the_config() -> None:
+    exp = nf.Experiment(SPACE, lambda m, t: 1.0, nf.strategy.Random(seed=7),
+                        nf.ExperimentConfig(max_trials=2))
+    await exp.update(max_trials=3, concurrency=2)
+    await exp.run()
+    assert len(exp.trials()) == 3 and exp.config.concurrency == 2

@@ -96,7 +96,6 @@ class ManagerEngine(Engine):
         connect_timeout: float = 10.0,
         log_dir: str | Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
-        local_manager: TrialManager | None = None,
     ) -> None:
         super().__init__(setup)
         self._capacity = 0  # until the manager grants some
@@ -114,16 +113,13 @@ class ManagerEngine(Engine):
         self._connect_timeout = connect_timeout
         self._limits = limits
         self._manager: TrialManager | None = None
-        self._local = local_manager
-        """A manager serving in this process (a daemon's hosted experiment): its core is
-        called in memory, as an embedded one's is, with no socket in between."""
         self._link: Link | None = None
         self._setup_message: Setup | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _check_options(self) -> None:
-        if self._url is None or self._local is not None:
+        if self._url is None:
             return
         if not self._token:
             raise ConfigError("token", None, "the token the manager printed (or set the "
@@ -151,10 +147,7 @@ class ManagerEngine(Engine):
             pack, s.space, s.evaluator, s.objective, s.trial_directory)
         self._setup_message = await self._setup_for(payload)
         tg.start_soon(self._events.consume, tg)
-        if self._local is not None:
-            self._link = LocalLink(self._local.core, s.experiment_id, receive=self._receive,
-                                   gone=self._gone)
-        elif self._url is None:
+        if self._url is None:
             from nasflow.manager import TrialManager
 
             manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
@@ -202,7 +195,7 @@ class ManagerEngine(Engine):
                 "of holding it in the evaluator, or raise "
                 "ExperimentConfig(max_payload_size=...)."
             )
-        if self._url is None or self._local is not None or fits_inline(len(payload), limits):
+        if self._url is None or fits_inline(len(payload), limits):
             return Setup(experiment_id=s.experiment_id, payload=payload,
                          concurrency=s.concurrency, trial_timeout=s.trial_timeout)
         log_dir = self._pool["log_dir"]

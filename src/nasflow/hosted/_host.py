@@ -280,10 +280,8 @@ def hosting(manager: Any, home: str | os.PathLike[str] | None = None) -> Host:
     from nasflow.hosted._endpoint import serve_hosted
 
     def engine(setup: EngineSetup, directory: Path) -> Engine:
-        # the daemon's own core, in memory: a hosted trial costs no loopback round trips
         return ManagerEngine(setup, manager=manager.url, token=manager.token,
-                             log_dir=directory / "workers", limits=manager.limits,
-                             local_manager=manager)
+                             log_dir=directory / "workers", limits=manager.limits)
 
     host = Host(url=manager.url, token=manager.token, home=home, engine=engine)
     manager.endpoints["/hosted"] = partial(serve_hosted, host)

@@ -189,6 +189,7 @@ async def _serve_manager(manager: TrialManager, generated: bool, workers: int,
             code = 128 + signum
             break
         if code == 128 + signal.SIGTERM:
+            host.closing = True  # its runs die with this process: the next daemon resumes them
             kept = await manager.hand_over()
             print(f"nasflow manager: SIGTERM, leaving {kept} busy worker(s) running for "
                   "the next manager on this address (they wait --reattach-timeout "

@@ -115,6 +115,7 @@ const view = {
   sortKey: "id", sortDir: 1, selected: null, curve: [], dirty: false,
   compare: [],   // ids of the trials compared side by side (2-4), in the order ticked
   chartsAt: 0,
+  progress: [],  // the strategy's progress reports, [time, step, values] (one-shot epochs)
 };
 const MAX_COMPARE = 4;
 
@@ -137,16 +138,18 @@ function fromRows({ columns, rows }) {
 }
 
 async function showExperiment(id) {
-  view.id = id;
   if (view.id !== id) view.compare = [];
+  view.id = id;
   view.trials = new Map();
   view.selected = null;
   $("detail").hidden = true;
   live.subscribe(id);
-  const [exp, table] = await Promise.all([
+  const [exp, table, reports] = await Promise.all([
     api(`/api/experiments/${encodeURIComponent(id)}`),
-    api(`/api/experiments/${encodeURIComponent(id)}/trials?format=rows`)]);
+    api(`/api/experiments/${encodeURIComponent(id)}/trials?format=rows`),
+    api(`/api/experiments/${encodeURIComponent(id)}/progress`)]);
   const trials = fromRows(table);
+  view.progress = reports.progress;
   view.exp = exp;
   view.names = objectiveNames();
   view.labels = exp.labels || [...new Set(trials.flatMap((t) => Object.keys(t.sample || {})))];
@@ -203,6 +206,26 @@ function renderOverview() {
   Charts.history($("history"), ended.map((t) => t.metric), mx);
   renderPareto();
   renderAnalysis(ended, mx);
+  renderOneShot();
+}
+
+function renderOneShot() {
+  const entries = view.progress;
+  $("oneshot-card").hidden = entries.length === 0;
+  if (!entries.length) return;
+  $("oneshot-summary").textContent = OneShot.summary(entries);
+  const keys = OneShot.numericKeys(entries), labels = OneShot.labels(entries);
+  const pick = (sel, options, prefer) => {
+    const wanted = sel.value;
+    if ([...sel.options].map((o) => o.value).join() !== options.join()) {
+      sel.innerHTML = options.map((o) => `<option>${esc(o)}</option>`).join("");
+    }
+    sel.value = options.includes(wanted) ? wanted : (options.find(prefer) || options[0] || "");
+  };
+  pick($("epoch-metric"), keys, (k) => k.startsWith("val_"));
+  pick($("probs-label"), labels, () => false);
+  OneShot.epochs($("epochs"), entries, $("epoch-metric").value);
+  OneShot.probs($("probs"), entries, $("probs-label").value);
 }
 
 function succeededRows() {
@@ -336,6 +359,9 @@ function applyEvent(e) {
         metric: null, metrics: null, submitted_at: e.time, started_at: null, ended_at: null,
         attempt: e.attempt, error: null });
       return;
+    case "progress":
+      view.progress.push([e.time, e.step, e.values]);
+      return;
     case "experiment_state":
     case "experiment_finished":
       view.exp.state = e.state;
@@ -416,6 +442,8 @@ $("kill").addEventListener("click", async () => {
 });
 
 $("scatter-label").addEventListener("change", () => renderOverview());
+$("epoch-metric").addEventListener("change", () => renderOneShot());
+$("probs-label").addEventListener("change", () => renderOneShot());
 $("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });
 $("trials-body").addEventListener("click", (ev) => {
   if (ev.target.classList.contains("cmp")) {

@@ -8,6 +8,7 @@ Routes (every ``{id}`` is checked against the experiments known; nothing is a pa
     GET  /api/experiments/{id}               one: info, config, objective, labels
     GET  /api/experiments/{id}/trials        every trial (compact dicts)
     GET  /api/experiments/{id}/trials/{tid}  one trial, its intermediates and log tails
+    GET  /api/experiments/{id}/progress      what a (one-shot) strategy reported, in order
     POST /api/experiments/{id}/stop          stop it (token)
     POST /api/experiments/{id}/trials/{tid}/kill   cancel a running trial (token)
     WS   /ws                                 {"subscribe": id} -> frames of events
@@ -324,6 +325,20 @@ async def trial(request: Request) -> Response:
     return _json(await anyio.to_thread.run_sync(read))
 
 
+async def progress(request: Request) -> Response:
+    """``{"progress": [[time, step, values], ...]}``: the strategy's ``progress`` reports
+    (a one-shot strategy's epochs, with ``probs``: label -> choice -> weight)."""
+    _check(request, control=False)
+    state: DashboardState = request.app.state.dashboard
+    directory = state.directory(request.path_params["id"])
+
+    def read() -> list[Any]:
+        with _Reader(directory) as r:
+            return [[t, step, values] for t, step, values in r.progress()]
+
+    return _json({"progress": await anyio.to_thread.run_sync(read)})
+
+
 def _tail(directory: Path, tid: int, name: str) -> str | None:
     """The end of a trial's log. ``name`` comes from ``LOG_NAMES`` only, and the resolved
     path must stay inside the experiment directory (a symlink cannot lead out)."""
@@ -478,6 +493,7 @@ def create_app(state: DashboardState, *, allowed_hosts: list[str] | None = None
             Route("/api/experiments/{id}", experiment),
             Route("/api/experiments/{id}/trials", trials),
             Route("/api/experiments/{id}/trials/{tid}", trial),
+            Route("/api/experiments/{id}/progress", progress),
             Route("/api/experiments/{id}/stop", stop, methods=["POST"]),
             Route("/api/experiments/{id}/trials/{tid}/kill", kill, methods=["POST"]),
             WebSocketRoute("/ws", websocket),

@@ -112,9 +112,12 @@ async function showList() {
 
 const view = {
   id: null, exp: null, trials: new Map(), order: [], names: [], labels: [],
-  sortKey: "id", sortDir: 1, selected: null, curve: [], dirty: false,
+  sortKey: "id", sortDir: 1, selected: null, curve: [],
+  added: [],     // trials pushed since the table was last sorted
+  sortedAt: 0,
   compare: [],   // ids of the trials compared side by side (2-4), in the order ticked
   chartsAt: 0,
+  progress: [],  // the strategy's progress reports, [time, step, values] (one-shot epochs)
 };
 const MAX_COMPARE = 4;
 
@@ -137,16 +140,19 @@ function fromRows({ columns, rows }) {
 }
 
 async function showExperiment(id) {
-  view.id = id;
   if (view.id !== id) view.compare = [];
+  view.id = id;
   view.trials = new Map();
+  view.added = [];
   view.selected = null;
   $("detail").hidden = true;
   live.subscribe(id);
-  const [exp, table] = await Promise.all([
+  const [exp, table, reports] = await Promise.all([
     api(`/api/experiments/${encodeURIComponent(id)}`),
-    api(`/api/experiments/${encodeURIComponent(id)}/trials?format=rows`)]);
+    api(`/api/experiments/${encodeURIComponent(id)}/trials?format=rows`),
+    api(`/api/experiments/${encodeURIComponent(id)}/progress`)]);
   const trials = fromRows(table);
+  view.progress = reports.progress;
   view.exp = exp;
   view.names = objectiveNames();
   view.labels = exp.labels || [...new Set(trials.flatMap((t) => Object.keys(t.sample || {})))];
@@ -203,6 +209,26 @@ function renderOverview() {
   Charts.history($("history"), ended.map((t) => t.metric), mx);
   renderPareto();
   renderAnalysis(ended, mx);
+  renderOneShot();
+}
+
+function renderOneShot() {
+  const entries = view.progress;
+  $("oneshot-card").hidden = entries.length === 0;
+  if (!entries.length) return;
+  $("oneshot-summary").textContent = OneShot.summary(entries);
+  const keys = OneShot.numericKeys(entries), labels = OneShot.labels(entries);
+  const pick = (sel, options, prefer) => {
+    const wanted = sel.value;
+    if ([...sel.options].map((o) => o.value).join() !== options.join()) {
+      sel.innerHTML = options.map((o) => `<option>${esc(o)}</option>`).join("");
+    }
+    sel.value = options.includes(wanted) ? wanted : (options.find(prefer) || options[0] || "");
+  };
+  pick($("epoch-metric"), keys, (k) => k.startsWith("val_"));
+  pick($("probs-label"), labels, () => false);
+  OneShot.epochs($("epochs"), entries, $("epoch-metric").value);
+  OneShot.probs($("probs"), entries, $("probs-label").value);
 }
 
 function succeededRows() {
@@ -271,9 +297,21 @@ function renderPareto() {
 }
 
 let chartTimer = null;
+let sortTimer = null;
 function renderAll(fromEvents) {
   setState(view.exp.state);
-  renderTable(true);
+  // pushed events: the rows in view follow every frame, but the table is re-sorted at
+  // most every 300 ms (a 10,000-row sort every frame ate the CPU the search runs on);
+  // new trials are appended meanwhile, which is their place in the default order, where
+  // no re-sort is needed at all
+  const stable = view.sortKey === "id" && view.sortDir === 1 && !tableFilter();
+  const sortWait = fromEvents ? view.sortedAt + 300 - performance.now() : 0;
+  if (!fromEvents || (!stable && sortWait <= 0)) resortTable();
+  else {
+    appendAdded();
+    renderTable(false);
+    if (!stable && !sortTimer) sortTimer = setTimeout(() => { sortTimer = null; if (view.exp) resortTable(); }, sortWait);
+  }
   // the charts are redrawn at most every 300 ms while events stream in (the table and the
   // counts every frame): a 100k-trial parallel plot must not eat every frame
   const wait = fromEvents ? view.chartsAt + 300 - performance.now() : 0;
@@ -289,7 +327,20 @@ function renderSoon() {
   // many events in one frame: one redraw per animation frame
   if (frameQueued) return;
   frameQueued = true;
-  requestAnimationFrame(() => { frameQueued = false; view.dirty = true; renderAll(true); });
+  requestAnimationFrame(() => { frameQueued = false; renderAll(true); });
+}
+
+function resortTable() {
+  view.sortedAt = performance.now();
+  view.added = [];
+  renderTable(true);
+}
+
+function appendAdded() {
+  if (!view.added.length) return;
+  const keep = tableFilter();
+  for (const t of view.added) if (!keep || keep(t)) view.order.push(t);
+  view.added = [];
 }
 
 async function selectTrial(id) {
@@ -331,10 +382,16 @@ function renderDetail(t) {
 function applyEvent(e) {
   let t = view.trials.get(e.trial_id);
   switch (e.type) {
-    case "trial_submitted":
-      view.trials.set(e.trial_id, { id: e.trial_id, state: "WAITING", sample: e.sample,
-        metric: null, metrics: null, submitted_at: e.time, started_at: null, ended_at: null,
-        attempt: e.attempt, error: null });
+    case "trial_submitted": {
+      const fresh = { id: e.trial_id, state: "WAITING", sample: e.sample, metric: null,
+        metrics: null, submitted_at: e.time, started_at: null, ended_at: null,
+        attempt: e.attempt, error: null };
+      if (t) Object.assign(t, fresh);  // a retry: the row already in the table
+      else { view.trials.set(e.trial_id, fresh); view.added.push(fresh); }
+      return;
+    }
+    case "progress":
+      view.progress.push([e.time, e.step, e.values]);
       return;
     case "experiment_state":
     case "experiment_finished":
@@ -348,6 +405,7 @@ function applyEvent(e) {
     t = { id: e.trial_id, state: "WAITING", sample: {}, metric: null, metrics: null,
       submitted_at: null, started_at: null, ended_at: null, attempt: 0, error: null };
     view.trials.set(e.trial_id, t);
+    view.added.push(t);
     api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${e.trial_id}`)
       .then((full) => { Object.assign(t, full, { state: t.state === "WAITING" ? full.state : t.state }); renderSoon(); })
       .catch(() => {});
@@ -416,6 +474,8 @@ $("kill").addEventListener("click", async () => {
 });
 
 $("scatter-label").addEventListener("change", () => renderOverview());
+$("epoch-metric").addEventListener("change", () => renderOneShot());
+$("probs-label").addEventListener("change", () => renderOneShot());
 $("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });
 $("trials-body").addEventListener("click", (ev) => {
   if (ev.target.classList.contains("cmp")) {

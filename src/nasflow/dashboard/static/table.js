@@ -133,8 +133,7 @@ function filtered() {
 }
 
 function renderTable(resort) {
-  if (resort || !view.order.length || view.dirty) view.order = filtered();
-  view.dirty = false;
+  if (resort) view.order = filtered();
   const scroll = $("trials-scroll"), body = $("trials-body");
   body.style.height = `${view.order.length * ROW_H}px`;
   const first = Math.max(0, Math.floor(scroll.scrollTop / ROW_H) - 5);

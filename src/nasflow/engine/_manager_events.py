@@ -216,7 +216,7 @@ class ManagerEvents(Engine):
                                     attempt=message.attempt)
         elif kind is TrialEndedMessage:
             error = message.error
-            if origin is None and error is not None and error.type == "WorkerDied":
+            if origin is None and error is not None and error.type in _DIED:
                 error = self._with_stderr(message.trial_id, error)
             if flight.error_type and error is not None and flight.cancel is not None \
                     and message.state is flight.cancel[0]:
@@ -265,6 +265,9 @@ class ManagerEvents(Engine):
             await self._publish_end(flight, state, error, time.time())
         self._granted.set()
         self._idle.set()
+
+
+_DIED = ("WorkerDied", "WorkerLost", "NodeLost")  # a worker's death: its stderr says more
 
 
 def _manager_lost(exc: BaseException) -> bool:

@@ -90,6 +90,7 @@ class ManagerCore(WorkerSide):
         self.workers: dict[str, WorkerRecord] = {}
         self.trials: dict[TrialKey, TrialRecord] = {}
         self._pool = pool
+        self._elastic = pool is not None and pool.elastic
         self._max_per_worker = max_trials_per_worker
         self._kill_grace = kill_grace
         self._reattach_timeout = reattach_timeout
@@ -144,6 +145,7 @@ class ManagerCore(WorkerSide):
             worker.session.close("the manager is shutting down")
             worker.wake()
         if self._pool is not None:
+            self._pool.closing()
             with anyio.move_on_after(grace):
                 await self._pool.all_gone.wait()
             self._pool.kill_all()
@@ -355,12 +357,22 @@ class ManagerCore(WorkerSide):
         answers its setup and carries ``held``."""
         exps = sorted((e for e in self.experiments.values() if e.attached and e.failure is None),
                       key=lambda e: e.order)
-        shares = fair_shares(len(self.slots), [e.concurrency for e in exps])
+        shares = fair_shares(self._size(), [e.concurrency for e in exps])
         for exp, share in zip(exps, shares, strict=True):
             if exp.slots != share and exp.port is not None:
                 exp.slots = share
                 grant = Capacity(slots=share, held=held if exp is answer else None)
                 exp.port.deliver(grant, None, None, None)
+
+    def _size(self) -> int:
+        """The slots to share: the pool's size, or for an elastic pool (a Ray cluster) the
+        workers that connected and stay (one running its last trial still holds its
+        place), up to the pool's size."""
+        if not self._elastic:
+            return len(self.slots)
+        held = sum(1 for w in self.workers.values()
+                   if w.ever_ready and (not w.retiring or w.trial is not None))
+        return min(held, len(self.slots))
 
     def _dispatch(self) -> None:
         """Give queued trials to idle workers, least served experiment first."""

@@ -60,6 +60,7 @@ class WorkerSide:
     _broken: TrialError | None
     _start_failures: int
     _kill_grace: float
+    _elastic: bool
 
     if TYPE_CHECKING:
         def _dispatch(self) -> None: ...
@@ -78,6 +79,7 @@ class WorkerSide:
         def _expect(self, exp: ExperimentRecord) -> None: ...
         def _arm_timeout(self, trial: TrialRecord) -> None: ...
         def _reattached(self, session_id: str) -> None: ...
+        def _rebalance(self) -> None: ...
 
     def _spawn(self, gpu: str | None) -> None:
         if self._pool is None or self._closing or self._broken is not None:
@@ -138,6 +140,8 @@ class WorkerSide:
         for ref in running:
             self._claim(worker, ref)
         self._reattached(worker.session_id)
+        if self._elastic:
+            self._rebalance()
         if worker.retiring and worker.trial is None and worker.pending == 0:
             self._retire(worker)
             return
@@ -242,6 +246,8 @@ class WorkerSide:
             self._end(trial, state, error)
         if not worker.retiring and not self._closing:
             self._spawn(worker.gpu)
+        if self._elastic:
+            self._rebalance()
 
     def _death_outcome(self, trial: TrialRecord, process: WorkerProcess,
                        why: str) -> tuple[TrialState, TrialError]:
@@ -258,7 +264,7 @@ class WorkerSide:
             return state, TrialError(kind, f"{reason} (it did not stop within kill_grace="
                                            f"{self._kill_grace:g}s, so {what})")
         return TrialState.FAILED, TrialError(
-            "WorkerDied", f"{what} while running trial {trial.trial_id}")
+            process.cause, f"{what} while running trial {trial.trial_id}")
 
     def _break_pool(self, why: str, process: WorkerProcess) -> None:
         log = tail(process.log)

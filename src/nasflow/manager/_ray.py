@@ -115,6 +115,7 @@ class RayWorker(WorkerProcess):
 
     def __init__(self, session_id: str, log: Path) -> None:
         super().__init__(session_id, None, log)
+        self.cause = "WorkerLost"  # its node leaving makes it NodeLost
         self.actor: Any = None
         """The ``WorkerActor`` handle."""
         self.node_id: str | None = None

@@ -270,7 +270,7 @@ async def test_a_worker_back_on_its_session_after_its_trial_ended_stays_usable(
                 ManagerEngine(setup, manager=manager.url, token=manager.token) as engine:
             await engine.submit(TrialSpec(0, {"x": 1}))
             await h.holding.wait()
-            (worker,) = manager.core.workers.values()
+            (worker,) = manager.core.fleet.workers.values()
             worker.connection.transport.abort()  # the network drops
             h.release.set()
             assert (await h.ended(0)).state is TrialState.SUCCEEDED

@@ -14,8 +14,8 @@ The engine owes its experiment what every engine does (``nasflow.testing.EngineC
 published while the store commits; they wait for the next barrier). A ``metrics`` message
 (many steps of one trial) is published as one event per step. A worker's event that
 reaches it twice (a restarted manager forwards what the worker resent) is dropped by
-``(origin, origin_seq)``. What the engine does with the manager's messages lives in
-``_manager_events.py``.
+``(origin, origin_seq)``. What the engine does with the manager's messages is a
+``ManagerEvents`` object it owns (``_manager_events.py``).
 
 A resumed experiment re-attaches to the trials a daemon kept running after its process
 died (``reattach``): the manager answers the new process's ``setup`` with the trials it
@@ -40,9 +40,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nasflow._types import TrialState
-from nasflow.engine._base import EngineSetup, Stop, TrialSpec
+from nasflow.engine._base import Engine, EngineSetup, Stop, TrialSpec
 from nasflow.engine._links import Link, LocalLink
-from nasflow.engine._manager_events import Done, ManagerEvents, _Flight
+from nasflow.engine._manager_events import Done, Flight, ManagerEvents
 from nasflow.exceptions import (
     ConfigError,
     ManagerGoneError,
@@ -72,7 +72,7 @@ def import_manager_modules() -> None:
 
 
 
-class ManagerEngine(ManagerEvents):
+class ManagerEngine(Engine):
     """Runs trials on a trial manager's workers; see the module docstring.
 
     ``manager``/``token``: a daemon's URL and token (``None``: an embedded manager).
@@ -103,6 +103,11 @@ class ManagerEngine(ManagerEvents):
         trial_resources: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(setup)
+        self._capacity = 0  # until the manager grants some
+        # the base's table of running trials (its entries are ``Flight``s), shared
+        self._events = ManagerEvents(setup, self._entries, ended=self._ended,
+                                     set_capacity=self._set_capacity, failed=self._failed)
+        """What the engine does with what its manager sends."""
         self._url = manager
         self._token = token
         self._pool = dict(workers=workers or setup.concurrency, gpus=gpus,
@@ -148,7 +153,7 @@ class ManagerEngine(ManagerEvents):
         payload = await anyio.to_thread.run_sync(
             pack, s.space, s.evaluator, s.objective, s.trial_directory)
         self._setup_message = await self._setup_for(payload)
-        tg.start_soon(self._consume)
+        tg.start_soon(self._events.consume, tg)
         if self._url is None:
             from nasflow.manager import TrialManager
 
@@ -174,7 +179,7 @@ class ManagerEngine(ManagerEvents):
         self._link.send(self._setup_message)
         try:
             with anyio.fail_after(self._connect_timeout + 30):
-                await self._granted.wait()
+                await self._events.granted.wait()
         except TimeoutError as exc:
             raise ManagerGoneError(
                 f"the manager at {self._url} accepted the connection but granted no "
@@ -257,8 +262,7 @@ class ManagerEngine(ManagerEvents):
         try:
             await run()
         except ManagerConnectionError as exc:
-            self._inbox.append((exc, None, None, None))
-            self._inbox_wake.set()
+            self._events.put(exc, None, None, None)
 
     def _gone(self, reason: str) -> None:
         if not self._closed:
@@ -270,32 +274,32 @@ class ManagerEngine(ManagerEvents):
     async def _before_capacity(self, spec: TrialSpec) -> None:
         if self._link is None:
             raise RuntimeError("the engine is closed")
-        if not self._settled.is_set():
+        if not self._events.settled.is_set():
             self._settle(())  # no reattach came first: nothing the manager held is ours
-        doomed = self._doomed.get((spec.id, spec.attempt))
+        doomed = self._events.doomed.get((spec.id, spec.attempt))
         if doomed is not None:
             # the manager still runs an attempt under this key that we did not take (a
             # trial the dead process submitted but never recorded); it would ignore ours
             await doomed.wait()
             self._raise_failure()
 
-    def _accept(self, spec: TrialSpec) -> _Flight:
+    def _accept(self, spec: TrialSpec) -> Flight:
         assert self._link is not None
         self._link.send(self._submit_message(spec))
-        return _Flight(spec)
+        return Flight(spec)
 
     def _submit_message(self, spec: TrialSpec) -> Submit:
         return Submit(experiment_id=self.setup.experiment_id, trial_id=spec.id,
                       attempt=spec.attempt, sample=spec.sample)
 
-    def _stop_trial(self, entry: _Flight, stop: Stop) -> bool:
+    def _stop_trial(self, entry: Flight, stop: Stop) -> bool:
         if entry.cancel is None and self._link is not None:
             # the wire knows only the state and the reason; the error's type is this side's
             entry.cancel, entry.error_type = (stop.state, stop.reason), stop.error_type
             self._link.send(self._cancel_message(entry))
         return True
 
-    def _cancel_message(self, flight: _Flight) -> Cancel:
+    def _cancel_message(self, flight: Flight) -> Cancel:
         state, reason = flight.cancel or (TrialState.CANCELED, "")
         return Cancel(experiment_id=self.setup.experiment_id, trial_id=flight.spec.id,
                       attempt=flight.spec.attempt, state=state, reason=reason)
@@ -310,20 +314,21 @@ class ManagerEngine(ManagerEvents):
 
     def _settle(self, specs: Iterable[TrialSpec]) -> set[int]:
         """Decide, once, about the trials the manager held when we set up."""
-        if self._settled.is_set():
+        events = self._events
+        if events.settled.is_set():
             return set()
-        self._settled.set()  # the consumer goes on with the held trials' events
-        held, self._held = self._held or (), None
+        events.settled.set()  # the consumer goes on with the held trials' events
+        held, events.held = events.held or (), None
         wanted = {spec.id: spec for spec in specs}
         taken: set[int] = set()
         for trial in held:
             spec = wanted.get(trial.trial_id)
             if (spec is not None and spec.attempt == trial.attempt
-                    and spec.id not in self._flights):
-                self._flights[spec.id] = _Flight(spec, started=not trial.queued)
+                    and spec.id not in self._entries):
+                self._entries[spec.id] = Flight(spec, started=not trial.queued)
                 taken.add(spec.id)
             elif self._link is not None:
-                self._doomed[(trial.trial_id, trial.attempt)] = asyncio.Event()
+                events.doomed[(trial.trial_id, trial.attempt)] = asyncio.Event()
                 self._link.send(Cancel(
                     experiment_id=self.setup.experiment_id, trial_id=trial.trial_id,
                     attempt=trial.attempt, state=TrialState.CANCELED,
@@ -337,21 +342,20 @@ class ManagerEngine(ManagerEvents):
     def _receive(self, message: Any, origin: str | None, origin_seq: int | None,
                  done: Done | None) -> None:
         """Queue a message from the manager; ``done`` acks it once published."""
-        self._inbox.append((message, origin, origin_seq, done))
-        self._inbox_wake.set()
+        self._events.put(message, origin, origin_seq, done)
 
     def _running_refs(self) -> list[TrialRef]:
         """Trials a worker has started, for a manager that restarted (``hello.running``)."""
         exp = self.setup.experiment_id
         return [TrialRef(experiment_id=exp, trial_id=f.spec.id, attempt=f.spec.attempt)
-                for f in self._flights.values() if f.started]
+                for f in self._entries.values() if f.started]
 
     def _manager_restarted(self) -> None:
         """A new manager incarnation knows nothing: set up again, resubmit what has not
         started (what has is claimed by its worker), repeat pending cancels."""
         assert self._link is not None and self._setup_message is not None
         self._link.send(self._setup_message)
-        for flight in self._flights.values():
+        for flight in self._entries.values():
             if not flight.started:
                 self._link.send(self._submit_message(flight.spec))
             if flight.cancel is not None:

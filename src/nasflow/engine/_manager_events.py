@@ -1,5 +1,5 @@
-"""What a ``ManagerEngine`` does with what its manager sends (its base class, so that
-``_manager.py`` stays about the engine's lifecycle and its contract).
+"""What a ``ManagerEngine`` does with what its manager sends: a ``ManagerEvents`` object the
+engine owns (so that ``_manager.py`` stays about the engine's lifecycle and its contract).
 
 One consumer task takes the messages in order: trial events become the experiment's events
 (a ``metrics`` message one event per step, so a strategy or scheduler sees every step),
@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from anyio.abc import TaskGroup
+
 from nasflow._types import INTERRUPTED, TrialError, TrialState
-from nasflow.engine._base import Engine, EngineSetup, TrialSpec
+from nasflow.engine._base import EngineSetup, TrialSpec
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent
 from nasflow.exceptions import MetricError, WorkerSetupError
@@ -29,7 +31,7 @@ from nasflow.protocol import FinalMetric as FinalMetricMessage
 from nasflow.protocol import TrialEnded as TrialEndedMessage
 from nasflow.protocol import TrialStarted as TrialStartedMessage
 
-__all__ = ["Done", "ManagerEvents"]
+__all__ = ["Done", "Flight", "ManagerEvents"]
 
 _log = logging.getLogger("nasflow.engine.manager")
 
@@ -37,7 +39,9 @@ Done = Callable[[], None]
 
 
 @dataclass(slots=True, eq=False)
-class _Flight:
+class Flight:
+    """The engine's state of one trial it holds (its entry in ``Engine.running``)."""
+
     spec: TrialSpec
     started: bool = False
     """A worker has it (a manager that restarts is told so in ``hello.running``)."""
@@ -48,35 +52,54 @@ class _Flight:
     """The error type the cancel asked for (the wire carries only the state)."""
 
 
-class ManagerEvents(Engine):
-    """The receiving side of ``ManagerEngine`` (its base class): what the engine does with
-    what its manager sends. The state it shares with the engine's sending side is set up
-    here."""
+class ManagerEvents:
+    """The receiving side of a ``ManagerEngine``: one consumer task turns the manager's
+    messages into the experiment's events and reports to the engine through the callbacks
+    it was given (``ended``, ``set_capacity``, ``failed``: the ``Engine`` base's reports).
 
-    def __init__(self, setup: EngineSetup) -> None:
-        super().__init__(setup)
-        self._flights: dict[int, _Flight] = self._entries  # the base's: running trials
-        self._capacity = 0  # until the manager grants some
-        self._granted = asyncio.Event()
+    ``flights`` is the engine's table of running trials (``Engine.running``), shared: the
+    engine adds to it, this object ends trials from it."""
+
+    def __init__(self, setup: EngineSetup, flights: dict[int, Flight], *,
+                 ended: Callable[[int], None], set_capacity: Callable[[int], None],
+                 failed: Callable[[BaseException], None]) -> None:
+        self._setup = setup
+        self._flights = flights
+        self._ended = ended
+        self._set_capacity = set_capacity
+        self._failed = failed
+        self.failure: BaseException | None = None
+        """The first failure (the run cannot go on), once ``fail`` was called."""
+        self.granted = asyncio.Event()
+        """Set once the manager granted capacity (or the run failed)."""
         self._inbox: deque[tuple[Any, str | None, int | None, Done | None]] = deque()
         self._inbox_wake = asyncio.Event()
         self._seen: dict[str, int] = {}  # origin -> highest origin_seq published
         self._to_ack: list[Done] = []  # published, acked once the store committed them
         self._acking = False  # a store barrier is in flight for some of them
         self._single = not setup.objective.multi
-        # the manager's answer to our setup: the trials it still holds for this experiment
-        # (None: no answer, or a manager too old to give one)
-        self._held: tuple[HeldTrial, ...] | None = None
-        self._settled = asyncio.Event()  # reattach() (or the first submit) decided on them
-        # held trials we did not take: cancelled; their (id, attempt) -> "it ended"
-        self._doomed: dict[tuple[int, int], asyncio.Event] = {}
+        self.held: tuple[HeldTrial, ...] | None = None
+        """The manager's answer to our setup: the trials it still holds for this
+        experiment (``None``: no answer, or a manager too old to give one)."""
+        self.settled = asyncio.Event()
+        """Set once ``reattach`` (or the first submit) decided on the held trials."""
+        self.doomed: dict[tuple[int, int], asyncio.Event] = {}
+        """Held trials the engine did not take, cancelled: ``(id, attempt)`` -> "it ended"."""
 
-    async def _consume(self) -> None:
+    def put(self, message: Any, origin: str | None, origin_seq: int | None,
+            done: Done | None) -> None:
+        """Queue a message from the manager (or an exception: the run fails with it);
+        ``done`` acks it once published."""
+        self._inbox.append((message, origin, origin_seq, done))
+        self._inbox_wake.set()
+
+    async def consume(self, tg: TaskGroup) -> None:
+        """Take the messages in order, for ever (``tg``: where acks wait for the store)."""
         inbox, wake, seen = self._inbox, self._inbox_wake, self._seen
-        flights, publish, single = self._flights, self.setup.publish, self._single
+        flights, publish, single = self._flights, self._setup.publish, self._single
         # a durability barrier, if the experiment offers one: acks then mean "committed",
         # not only "handed to the store's writer" (a few ms of group commit)
-        barrier = getattr(self.setup, "flush", None)
+        barrier = self._setup.flush
         while True:
             await wake.wait()
             wake.clear()
@@ -112,18 +135,19 @@ class ManagerEvents(Engine):
                     for done in dones:
                         done()
                 elif dones:
-                    self._ack_durable(barrier, dones)
+                    self._ack_durable(tg, barrier, dones)
 
-    def _ack_durable(self, barrier: Callable[[], Any], dones: list[Done]) -> None:
+    def _ack_durable(self, tg: TaskGroup, barrier: Callable[[], Any],
+                     dones: list[Done]) -> None:
         """Ack ``dones`` once the store has committed what was published before them.
 
         The consumer does not wait for the commit: it publishes the next messages while the
         store writes these (one barrier in flight; what is published meanwhile is acked
         after the next one, which covers it)."""
         self._to_ack += dones
-        if not self._acking and self._tg is not None:
+        if not self._acking:
             self._acking = True
-            self._tg.start_soon(self._acker, barrier)
+            tg.start_soon(self._acker, barrier)
 
     async def _acker(self, barrier: Callable[[], Any]) -> None:
         try:
@@ -138,8 +162,8 @@ class ManagerEvents(Engine):
     async def _publish_metrics(self, message: Metrics) -> None:
         """Every entry of a ``metrics`` message, in order, as its own event: a strategy or
         scheduler sees each step, exactly as if each had come in its own ``metric``."""
-        publish, trial_id, attempt = self.setup.publish, message.trial_id, message.attempt
-        single, parse = self._single, self.setup.objective.parse
+        publish, trial_id, attempt = self._setup.publish, message.trial_id, message.attempt
+        single, parse = self._single, self._setup.objective.parse
         for step, value, when in zip(message.steps, message.values, message.times,
                                      strict=True):
             if type(value) is float and single:  # parsed with this objective by the worker
@@ -155,13 +179,13 @@ class ManagerEvents(Engine):
 
     async def _handle(self, message: Any, origin: str | None) -> None:
         kind = type(message)
-        publish = self.setup.publish
+        publish = self._setup.publish
         if kind is Metric:  # a dict, or a trial that ended (plain floats go inline)
             flight = self._flights.get(message.trial_id)
             if flight is None or flight.spec.attempt != message.attempt:
                 return
             try:
-                primary, value = self.setup.objective.parse(message.value)
+                primary, value = self._setup.objective.parse(message.value)
             except MetricError:
                 _log.warning("dropped metric %r of trial %s", message.value, message.trial_id)
                 return
@@ -171,25 +195,25 @@ class ManagerEvents(Engine):
             return
         if kind is Capacity:
             self._set_capacity(message.slots)
-            if message.held is not None and not self._settled.is_set() and self._held is None:
-                self._held = message.held  # the answer to our setup
-            self._granted.set()
-            if self._held:
+            if message.held is not None and not self.settled.is_set() and self.held is None:
+                self.held = message.held  # the answer to our setup
+            self.granted.set()
+            if self.held:
                 # the held trials' events come next: wait until reattach() says which
                 # trials are ours (requeue calls it as soon as we are entered)
-                await self._settled.wait()
+                await self.settled.wait()
             return
         if kind is SetupFailed:
-            await self._fail(WorkerSetupError(message.error))
+            await self.fail(WorkerSetupError(message.error))
             return
         if isinstance(message, BaseException):
-            await self._fail(message)
+            await self.fail(message)
             return
         flight = self._flights.get(message.trial_id)
         if flight is None or flight.spec.attempt != message.attempt:
             # a trial that already ended here, or a held one we did not take
-            if kind is TrialEndedMessage and self._doomed:
-                ended = self._doomed.pop((message.trial_id, message.attempt), None)
+            if kind is TrialEndedMessage and self.doomed:
+                ended = self.doomed.pop((message.trial_id, message.attempt), None)
                 if ended is not None:
                     ended.set()
             return
@@ -202,7 +226,7 @@ class ManagerEvents(Engine):
                                       attempt=message.attempt)
         elif kind is FinalMetricMessage:
             try:
-                primary, value = self.setup.objective.parse(message.value)
+                primary, value = self._setup.objective.parse(message.value)
             except MetricError as exc:
                 self._flights.pop(message.trial_id)  # ends FAILED below, once
                 await self._publish_end(flight, TrialState.FAILED,
@@ -230,30 +254,31 @@ class ManagerEvents(Engine):
             return
         await publish(event)
 
-    async def _publish_end(self, flight: _Flight, state: TrialState, error: TrialError | None,
+    async def _publish_end(self, flight: Flight, state: TrialState, error: TrialError | None,
                            when: float) -> None:
         self._flights.pop(flight.spec.id, None)
-        await self.setup.publish(TrialEnded(time=when, trial_id=flight.spec.id, state=state,
+        await self._setup.publish(TrialEnded(time=when, trial_id=flight.spec.id, state=state,
                                             error=error))
         self._ended(flight.spec.id)
 
     def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
         from nasflow.manager._pool import tail
 
-        path = self.setup.trial_directory(trial_id) / "stderr.log"
+        path = self._setup.trial_directory(trial_id) / "stderr.log"
         text = tail(path)
         if not text:
             return error
         return TrialError(error.type, f"{error.message}; the end of its stderr ({path}):\n"
                                       f"{text}", text)
 
-    async def _fail(self, exc: BaseException) -> None:
+    async def fail(self, exc: BaseException) -> None:
         """The run cannot go on: end every trial in flight with ``exc``, once."""
-        if self._failure is not None:
+        if self.failure is not None:
             return
+        self.failure = exc
         self._failed(exc)
-        self._settled.set()
-        for ended in self._doomed.values():
+        self.settled.set()
+        for ended in self.doomed.values():
             ended.set()  # submit raises the failure instead of waiting
         state, error = TrialState.FAILED, TrialError(type(exc).__name__, str(exc))
         if _manager_lost(exc):
@@ -263,8 +288,7 @@ class ManagerEvents(Engine):
                 INTERRUPTED, f"{type(exc).__name__}: {exc}")
         for flight in list(self._flights.values()):
             await self._publish_end(flight, state, error, time.time())
-        self._granted.set()
-        self._idle.set()
+        self.granted.set()  # (and the engine is idle: every trial ended)
 
 
 _DIED = ("WorkerDied", "WorkerLost", "NodeLost")  # a worker's death: its stderr says more

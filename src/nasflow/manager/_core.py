@@ -22,7 +22,6 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +42,7 @@ from nasflow.manager._state import (
     WorkerRecord,
     fair_shares,
 )
-from nasflow.manager._workers import WorkerSide
+from nasflow.manager._workers import WorkerFleet
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
@@ -64,8 +63,8 @@ __all__ = ["ManagerCore"]
 _log = logging.getLogger("nasflow.manager")
 
 
-class ManagerCore(WorkerSide):
-    """The manager's brain; see the module docstring."""
+class ManagerCore:
+    """The manager's brain; see the module docstring. Its workers are ``fleet``'s."""
 
     def __init__(
         self,
@@ -87,48 +86,33 @@ class ManagerCore(WorkerSide):
         after they leave: the daemon's dashboard lists them)."""
         self.on_attach: list[Callable[[str], None]] = []
         """Called with an experiment's id when it attaches for the first time."""
-        self.workers: dict[str, WorkerRecord] = {}
         self.trials: dict[TrialKey, TrialRecord] = {}
-        self._pool = pool
-        self._elastic = pool is not None and pool.elastic
+        self.fleet = WorkerFleet(self, pool=pool, limits=limits, kill_grace=kill_grace)
+        """The worker processes and their sessions."""
         self._max_per_worker = max_trials_per_worker
         self._kill_grace = kill_grace
         self._reattach_timeout = reattach_timeout
         # the last resort only: a trial waits for the workers that may still claim it
-        # (``_awaited``), and a live worker re-attaches within its reattach_timeout
+        # (``fleet.may_reattach``), and a live worker re-attaches within its reattach_timeout
         self._adopt_grace = reattach_timeout if adopt_grace is None else adopt_grace
-        self._awaited: dict[str, int] | None = {}
-        """Workers an earlier manager started that may re-attach here and have not yet:
-        session id -> pid (``None``: unknown, then only ``adopt_grace`` ends orphans)."""
-        self._limits = limits
         self._spool = SetupSpool(spool_dir, limits)
         self._closing = False
-        self._start_failures = 0
-        self._broken: TrialError | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        """Shutting down or handing over: no new trials, no new workers."""
+        return self._closing
+
     def start(self) -> None:
         """Note the workers an earlier manager left running, start one worker per slot."""
-        if self._pool is not None:
-            self._awaited = self._pool.earlier_workers()
-            for session_id, pid in (self._awaited or {}).items():
-                self._pool.on_gone(pid, functools.partial(self._earlier_gone, session_id))
-        for gpu in self.slots:
-            self._spawn(gpu)
+        self.fleet.start(self.slots)
 
-    def _earlier_gone(self, session_id: str) -> None:
-        if self._awaited is not None and self._awaited.pop(session_id, None) is not None:
-            self._check_orphans()
-
-    def _reattached(self, session_id: str) -> None:
-        """An earlier manager's worker re-attached and claimed what it holds."""
-        self._earlier_gone(session_id)
-
-    def _check_orphans(self) -> None:
+    def check_orphans(self) -> None:
         """End the trials no worker can claim any more: every worker of the earlier
         manager has re-attached (without them) or exited."""
-        if self._awaited is None or self._awaited:
+        if self.fleet.may_reattach:
             return
         for trial in [t for t in self.trials.values() if t.phase is Phase.ORPHAN]:
             self._end_orphan(trial, waited=False)
@@ -141,18 +125,7 @@ class ManagerCore(WorkerSide):
                 trial.cancel_timers()
             if exp.port is not None:
                 exp.port.close("the manager is shutting down")
-        for worker in list(self.workers.values()):
-            worker.session.close("the manager is shutting down")
-            worker.wake()
-        if self._pool is not None:
-            self._pool.closing()
-            with anyio.move_on_after(grace):
-                await self._pool.all_gone.wait()
-            self._pool.kill_all()
-            # and reap them: a killed worker whose wait is then cancelled (the server
-            # cancels the pool's tasks next) would be left a zombie, its Popen unclosed
-            with anyio.move_on_after(grace):
-                await self._pool.all_gone.wait()
+        await self.fleet.shutdown("the manager is shutting down", grace=grace)
         self._spool.close()
 
     async def hand_over(self, *, grace: float = 3.0) -> int:
@@ -167,7 +140,7 @@ class ManagerCore(WorkerSide):
         for exp in self.experiments.values():
             for trial in exp.trials.values():
                 trial.cancel_timers()  # the successor arms them again when it adopts
-        for worker in list(self.workers.values()):
+        for worker in list(self.fleet.workers.values()):
             if worker.trial is not None or worker.pending or worker.stale is not None:
                 kept += 1
                 continue
@@ -212,7 +185,7 @@ class ManagerCore(WorkerSide):
             exp.setup, exp.digest = self._spool.for_workers(message)
         except OSError as exc:
             exp.setup, exp.digest = None, ""
-            self._fail_experiment(exp, TrialError(
+            self.fail_experiment(exp, TrialError(
                 "PayloadError", f"the manager cannot write the experiment's setup "
                 f"({len(message.payload)} bytes) for its workers: {exc}"))
             return
@@ -225,21 +198,21 @@ class ManagerCore(WorkerSide):
         for ref in running:
             if (ref.trial_id, ref.attempt) not in ended:  # else its end is on its way
                 self._expect_trial(exp, ref)
-        if self._broken is not None:
+        if self.fleet.broken is not None:
             for item in pending:
                 port.deliver(*item)
-            self._fail_experiment(exp, self._broken)
+            self.fail_experiment(exp, self.fleet.broken)
             return
-        for worker in self.workers.values():
+        for worker in self.fleet.workers.values():
             if worker.ready and worker.setups.get(exp.id) != exp.digest:
-                self._send_setup(worker, exp)
+                self.send_setup(worker, exp)
         # the answer first: a resumed experiment decides what to re-attach before it
         # reads the events of those trials
         self._rebalance(answer=exp, held=_held_trials(exp, pending))
         for item in pending:
             port.deliver(*item)
-        self._check_orphans()
-        self._dispatch()
+        self.check_orphans()
+        self.dispatch()
 
     def _expect_trial(self, exp: ExperimentRecord, ref: TrialRef) -> None:
         """The experiment says ``ref`` runs: wait for its worker to claim it, as long as a
@@ -261,10 +234,10 @@ class ManagerCore(WorkerSide):
         else:
             why = (f"every worker the earlier manager left running re-attached or exited, "
                    f"and none holds trial {trial.trial_id}")
-        self._end(trial, TrialState.FAILED, TrialError(
+        self.end(trial, TrialState.FAILED, TrialError(
             "WorkerLost", f"{why}: its worker is gone"))
 
-    def _expect(self, exp: ExperimentRecord) -> None:
+    def expect(self, exp: ExperimentRecord) -> None:
         """Forget ``exp`` unless it (re)attaches within ``reattach_timeout``."""
         if exp.detach_timer is None and not self._closing:
             exp.detach_timer = asyncio.get_running_loop().call_later(
@@ -275,7 +248,7 @@ class ManagerCore(WorkerSide):
         """An experiment's connection dropped (no ``bye``): keep it for a while."""
         exp = self.experiments.get(experiment_id or "")
         if exp is not None:
-            self._expect(exp)
+            self.expect(exp)
 
     def port_reconnected(self, experiment_id: str | None) -> None:
         exp = self.experiments.get(experiment_id or "")
@@ -293,12 +266,12 @@ class ManagerCore(WorkerSide):
             return
         trial = TrialRecord(exp, message.trial_id, message.attempt, message.sample)
         if exp.failure is not None:
-            self._forward(exp, self._ended(trial, TrialState.FAILED, exp.failure), None,
+            self.forward(exp, self._ended(trial, TrialState.FAILED, exp.failure), None,
                           None, None)
             return
         self.trials[key] = exp.trials[(trial.trial_id, trial.attempt)] = trial
         exp.queue.append(trial)
-        self._dispatch()
+        self.dispatch()
 
     def cancel(self, port: ExperimentPort, message: Cancel) -> None:
         """Stop a trial of the port's experiment."""
@@ -325,9 +298,9 @@ class ManagerCore(WorkerSide):
             if trial.phase is Phase.RUNNING:
                 self._stop(trial, TrialState.CANCELED, f"the experiment left: {reason}")
             else:
-                self._finished(trial)
+                self.finished(trial)
         self._rebalance()
-        self._dispatch()
+        self.dispatch()
 
     def _own(self, port: ExperimentPort, experiment_id: str) -> ExperimentRecord | None:
         exp = self.experiments.get(experiment_id)
@@ -337,16 +310,16 @@ class ManagerCore(WorkerSide):
             return None
         return exp
 
-    def _fail_experiment(self, exp: ExperimentRecord, error: TrialError,
+    def fail_experiment(self, exp: ExperimentRecord, error: TrialError,
                          message: SetupFailed | None = None, origin: str | None = None,
                          origin_seq: int | None = None,
                          done: Callable[[], None] | None = None) -> None:
         exp.failure = error
         for trial in list(exp.queue):
-            self._end(trial, TrialState.FAILED, error)
+            self.end(trial, TrialState.FAILED, error)
         if message is None:
             message = SetupFailed(experiment_id=exp.id, error=error)
-        self._forward(exp, message, origin, origin_seq, done)
+        self.forward(exp, message, origin, origin_seq, done)
         self._rebalance()
 
     # --- scheduling -------------------------------------------------------------------------
@@ -357,29 +330,33 @@ class ManagerCore(WorkerSide):
         answers its setup and carries ``held``."""
         exps = sorted((e for e in self.experiments.values() if e.attached and e.failure is None),
                       key=lambda e: e.order)
-        shares = fair_shares(self._size(), [e.concurrency for e in exps])
+        shares = fair_shares(self.size(), [e.concurrency for e in exps])
         for exp, share in zip(exps, shares, strict=True):
             if exp.slots != share and exp.port is not None:
                 exp.slots = share
                 grant = Capacity(slots=share, held=held if exp is answer else None)
                 exp.port.deliver(grant, None, None, None)
 
-    def _size(self) -> int:
+    def size(self) -> int:
         """The slots to share: the pool's size, or for an elastic pool (a Ray cluster) the
         workers that connected and stay (one running its last trial still holds its
         place), up to the pool's size."""
-        if not self._elastic:
+        if not self.fleet.elastic:
             return len(self.slots)
-        held = sum(1 for w in self.workers.values()
+        held = sum(1 for w in self.fleet.workers.values()
                    if w.ever_ready and (not w.retiring or w.trial is not None))
         return min(held, len(self.slots))
 
-    def _dispatch(self) -> None:
+    def rebalance(self) -> None:
+        """The slots to share changed (an elastic pool's worker came or went)."""
+        self._rebalance()
+
+    def dispatch(self) -> None:
         """Give queued trials to idle workers, least served experiment first."""
         if self._closing:
             return
         while True:
-            idle = [w for w in self.workers.values() if w.idle]
+            idle = [w for w in self.fleet.workers.values() if w.idle]
             if not idle:
                 return
             waiting = [e for e in self.experiments.values()
@@ -394,48 +371,42 @@ class ManagerCore(WorkerSide):
     def _start(self, worker: WorkerRecord, trial: TrialRecord) -> None:
         exp = trial.exp
         if worker.setups.get(exp.id) != exp.digest:
-            self._send_setup(worker, exp)
+            self.send_setup(worker, exp)
         trial.phase, trial.worker, worker.trial = Phase.RUNNING, worker, trial
         exp.running += 1
         worker.started += 1
-        self._send(worker, RunTrial(experiment_id=exp.id, trial_id=trial.trial_id,
-                                    attempt=trial.attempt, sample=trial.sample))
-        self._arm_timeout(trial)
+        worker.send(RunTrial(experiment_id=exp.id, trial_id=trial.trial_id,
+                             attempt=trial.attempt, sample=trial.sample))
+        self.arm_timeout(trial)
         if self._max_per_worker is not None and worker.started >= self._max_per_worker:
             worker.retiring = True
-            self._spawn(worker.gpu)  # warm the successor while the last trial runs
+            self.fleet.spawn(worker.gpu)  # warm the successor while the last trial runs
 
-    def _arm_timeout(self, trial: TrialRecord) -> None:
+    def arm_timeout(self, trial: TrialRecord) -> None:
         timeout = trial.exp.trial_timeout
         if timeout is not None:
             trial.timers.append(asyncio.get_running_loop().call_later(
                 timeout, self._stop, trial, TrialState.TIMEOUT,
                 f"the trial ran longer than trial_timeout={timeout:g}s"))
 
-    def _send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
+    def send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
         assert exp.setup is not None  # only attached experiments get workers
-        seq = worker.session.send(exp.setup)
+        seq = worker.send(exp.setup)
         worker.setups[exp.id] = exp.digest
         worker.setup_seqs[seq] = exp.id
-        worker.wake()
-
-    @staticmethod
-    def _send(worker: WorkerRecord, message: SequencedMessage) -> None:
-        worker.session.send(message)
-        worker.wake()
 
     def _stop(self, trial: TrialRecord, state: TrialState, reason: str) -> None:
         """Stop a trial: at once if queued; else ask its worker, and kill it after a grace."""
         if self.trials.get(trial.key) is not trial:
             return
         if trial.phase is not Phase.RUNNING or trial.worker is None:
-            self._end(trial, state, TrialError(_kind(state), reason or state.value))
+            self.end(trial, state, TrialError(_kind(state), reason or state.value))
             return
         if trial.stop is not None:
             return
         trial.stop = (state, reason)
-        self._send(trial.worker, Cancel(experiment_id=trial.exp.id, trial_id=trial.trial_id,
-                                        attempt=trial.attempt, state=state, reason=reason))
+        trial.worker.send(Cancel(experiment_id=trial.exp.id, trial_id=trial.trial_id,
+                                 attempt=trial.attempt, state=state, reason=reason))
         trial.timers.append(asyncio.get_running_loop().call_later(
             self._kill_grace, self._kill, trial))
 
@@ -446,20 +417,20 @@ class ManagerCore(WorkerSide):
         _log.info("killing worker %s: trial %s did not stop within %ss",
                   worker.session_id, trial.key, self._kill_grace)
         if worker.process is not None:
-            trial.killed = True  # its death is no mystery: worker_exited says why
-            worker.process.kill()  # its exit ends the trial (worker_exited)
+            trial.killed = True  # its death is no mystery: WorkerFleet.exited says why
+            worker.process.kill()  # its exit ends the trial (WorkerFleet.exited)
 
-    def _end(self, trial: TrialRecord, state: TrialState, error: TrialError | None) -> None:
+    def end(self, trial: TrialRecord, state: TrialState, error: TrialError | None) -> None:
         """End a trial here (the manager decided, not the worker)."""
-        self._finished(trial)
-        self._forward(trial.exp, self._ended(trial, state, error), None, None, None)
+        self.finished(trial)
+        self.forward(trial.exp, self._ended(trial, state, error), None, None, None)
 
     @staticmethod
     def _ended(trial: TrialRecord, state: TrialState, error: TrialError | None) -> TrialEnded:
         return TrialEnded(experiment_id=trial.exp.id, trial_id=trial.trial_id,
                           attempt=trial.attempt, state=state, error=error, time=time.time())
 
-    def _finished(self, trial: TrialRecord) -> None:
+    def finished(self, trial: TrialRecord) -> None:
         """Forget a trial that ended; its worker is free again."""
         trial.cancel_timers()
         self.trials.pop(trial.key, None)
@@ -476,11 +447,11 @@ class ManagerCore(WorkerSide):
         if worker is not None and worker.trial is trial:
             worker.trial = None
             if worker.retiring and worker.pending == 0:
-                self._retire(worker)
+                self.fleet.retire(worker)
             else:
-                self._dispatch()
+                self.dispatch()
 
-    def _forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
+    def forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
                  origin_seq: int | None, done: Callable[[], None] | None) -> None:
         if self._closing:
             return  # experiments were told goodbye; they end their trials themselves

@@ -329,7 +329,7 @@ class TrialManager:
         await self._outer.__aexit__(exc_type, exc, tb)
 
     async def _worker_exited(self, process: Any) -> None:
-        await self.core.worker_exited(process)
+        await self.core.fleet.exited(process)
 
     # --- connections ------------------------------------------------------------------------
 
@@ -372,7 +372,7 @@ class TrialManager:
         core = self.core
         pid_text = ws.request.headers.get(PID_HEADER) if ws.request else None
         pid = int(pid_text) if pid_text and pid_text.isdigit() else None
-        worker = core.worker_for(hello.session, pid)
+        worker = core.fleet.for_session(hello.session, pid)
         if worker is None:
             await ws.close(1008, "nasflow: unknown worker session (workers are started by "
                                  "the manager)")
@@ -384,17 +384,17 @@ class TrialManager:
         if worker.connection is not None:  # a newer connection of the same worker wins
             self._drop(worker.connection)
             worker.session.connection_lost()
-            core.worker_disconnected(worker)
+            core.fleet.disconnected(worker)
         worker.connection = ws
-        core.worker_connected(worker, wake.set)
+        core.fleet.connected(worker, wake.set)
         try:
-            await _drive(ws, worker.session, first, wake, core.worker_effects, worker,
+            await _drive(ws, worker.session, first, wake, core.fleet.effects, worker,
                          lambda: worker.connection is ws)
         finally:
             if worker.connection is ws:
                 worker.connection = None
                 worker.session.connection_lost()
-                core.worker_disconnected(worker)
+                core.fleet.disconnected(worker)
 
     async def _serve_experiment(self, ws: ServerConnection, hello: Hello,
                                 first: str | bytes) -> None:

@@ -176,6 +176,12 @@ class WorkerRecord:
     def idle(self) -> bool:
         return self.ready and self.trial is None and self.stale is None and not self.retiring
 
+    def send(self, message: SequencedMessage) -> int:
+        """Queue ``message`` on its session and wake the connection; returns its seq."""
+        seq = self.session.send(message)
+        self.wake()
+        return seq
+
 
 def fair_shares(total: int, demands: list[int]) -> list[int]:
     """Max-min fair integer shares of ``total`` slots (each at least 1, at most its demand).

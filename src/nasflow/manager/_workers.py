@@ -1,7 +1,8 @@
-"""The worker side of ``ManagerCore``: workers come, connect, report, die and retire.
+"""``WorkerFleet``: the manager's workers come, connect, report, die and retire.
 
-A mixin, so that ``_core.py`` stays about experiments and scheduling; it uses the core's
-records and its scheduling methods (declared below for type checkers).
+An object the core owns (``ManagerCore.fleet``), so that ``_core.py`` stays about
+experiments and scheduling. What touches trials or experiments goes back to the core
+through ``Scheduler``, the few things the fleet asks of it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
@@ -39,7 +40,7 @@ from nasflow.protocol import (
     new_session_id,
 )
 
-__all__ = ["WorkerSide"]
+__all__ = ["Scheduler", "WorkerFleet"]
 
 _log = logging.getLogger("nasflow.manager")
 
@@ -48,41 +49,112 @@ _MAX_SETUP_DEATHS = 3  # workers dying while loading one experiment's setup
 _RETIRE_GRACE = 5.0  # seconds a retired worker gets to leave before it is killed
 
 
-class WorkerSide:
-    """Worker lifecycle and worker events (mixed into ``ManagerCore``)."""
+class Scheduler(Protocol):
+    """What the fleet asks of the manager's core (``ManagerCore`` is one)."""
 
-    workers: dict[str, WorkerRecord]
     experiments: dict[str, ExperimentRecord]
     trials: dict[TrialKey, TrialRecord]
-    _pool: LocalPool | None
-    _limits: Limits
-    _closing: bool
-    _broken: TrialError | None
-    _start_failures: int
-    _kill_grace: float
-    _elastic: bool
 
-    if TYPE_CHECKING:
-        def _dispatch(self) -> None: ...
-        def _send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None: ...
-        def _send(self, worker: WorkerRecord, message: SequencedMessage) -> None: ...
-        def _forward(self, exp: ExperimentRecord, message: SequencedMessage,
-                     origin: str | None, origin_seq: int | None,
-                     done: Callable[[], None] | None) -> None: ...
-        def _fail_experiment(self, exp: ExperimentRecord, error: TrialError,
-                             message: SetupFailed | None = None, origin: str | None = None,
-                             origin_seq: int | None = None,
-                             done: Callable[[], None] | None = None) -> None: ...
-        def _end(self, trial: TrialRecord, state: TrialState,
-                 error: TrialError | None) -> None: ...
-        def _finished(self, trial: TrialRecord) -> None: ...
-        def _expect(self, exp: ExperimentRecord) -> None: ...
-        def _arm_timeout(self, trial: TrialRecord) -> None: ...
-        def _reattached(self, session_id: str) -> None: ...
-        def _rebalance(self) -> None: ...
+    @property
+    def closing(self) -> bool:
+        """The manager is shutting down or handing over: no new workers, no new trials."""
 
-    def _spawn(self, gpu: str | None) -> None:
-        if self._pool is None or self._closing or self._broken is not None:
+    def dispatch(self) -> None:
+        """Give queued trials to idle workers."""
+
+    def send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
+        """Send ``exp``'s setup to ``worker``."""
+
+    def forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
+                origin_seq: int | None, done: Callable[[], None] | None) -> None:
+        """Hand a worker's event on to its experiment; ``done`` acks it to the worker."""
+
+    def fail_experiment(self, exp: ExperimentRecord, error: TrialError,
+                        message: SetupFailed | None = None, origin: str | None = None,
+                        origin_seq: int | None = None,
+                        done: Callable[[], None] | None = None) -> None:
+        """``exp`` cannot run trials any more (its setup does not load, the pool broke)."""
+
+    def end(self, trial: TrialRecord, state: TrialState, error: TrialError | None) -> None:
+        """End ``trial`` here (the manager decided, not the worker)."""
+
+    def finished(self, trial: TrialRecord) -> None:
+        """Forget a trial that ended; its worker is free again."""
+
+    def expect(self, exp: ExperimentRecord) -> None:
+        """Forget ``exp`` unless it (re)attaches in time."""
+
+    def arm_timeout(self, trial: TrialRecord) -> None:
+        """Start ``trial``'s ``trial_timeout`` clock."""
+
+    def check_orphans(self) -> None:
+        """End the trials no worker can claim any more."""
+
+    def rebalance(self) -> None:
+        """The slots to share changed (an elastic pool's worker came or went)."""
+
+
+class WorkerFleet:
+    """The manager's worker processes and their sessions; see the module docstring.
+
+    ``pool`` starts the processes (``None``: workers only connect, as in tests);
+    ``core`` is told what the workers' lives mean for trials and experiments."""
+
+    def __init__(self, core: Scheduler, *, pool: LocalPool | None, limits: Limits,
+                 kill_grace: float) -> None:
+        self._core = core
+        self._pool = pool
+        self.elastic = pool is not None and pool.elastic
+        """Capacity is the workers that connected (a Ray cluster), not the pool's size."""
+        self._limits = limits
+        self._kill_grace = kill_grace
+        self.workers: dict[str, WorkerRecord] = {}
+        """Every worker this manager started or adopted and has not seen exit, by session."""
+        self.broken: TrialError | None = None
+        """Why the pool cannot start workers (they die before connecting, again and again)."""
+        self._start_failures = 0
+        self._awaited: dict[str, int] | None = {}
+        """Workers an earlier manager started that may re-attach here and have not yet:
+        session id -> pid (``None``: unknown, then only ``adopt_grace`` ends orphans)."""
+
+    @property
+    def may_reattach(self) -> bool:
+        """Whether a worker an earlier manager left running may still re-attach here (and
+        claim a trial)."""
+        return self._awaited is None or bool(self._awaited)
+
+    def start(self, slots: list[str | None]) -> None:
+        """Note the workers an earlier manager left running, start one worker per slot."""
+        if self._pool is not None:
+            self._awaited = self._pool.earlier_workers()
+            for session_id, pid in (self._awaited or {}).items():
+                self._pool.on_gone(pid, functools.partial(self._earlier_gone, session_id))
+        for gpu in slots:
+            self.spawn(gpu)
+
+    def _earlier_gone(self, session_id: str) -> None:
+        """An earlier manager's worker exited, or re-attached and claimed what it holds."""
+        if self._awaited is not None and self._awaited.pop(session_id, None) is not None:
+            self._core.check_orphans()
+
+    async def shutdown(self, reason: str, *, grace: float) -> None:
+        """Say goodbye to every worker, give them ``grace`` seconds to leave, kill the rest."""
+        for worker in list(self.workers.values()):
+            worker.session.close(reason)
+            worker.wake()
+        if self._pool is not None:
+            self._pool.closing()
+            with anyio.move_on_after(grace):
+                await self._pool.all_gone.wait()
+            self._pool.kill_all()
+            # and reap them: a killed worker whose wait is then cancelled (the server
+            # cancels the pool's tasks next) would be left a zombie, its Popen unclosed
+            with anyio.move_on_after(grace):
+                await self._pool.all_gone.wait()
+
+    def spawn(self, gpu: str | None) -> None:
+        """Start a worker for ``gpu`` (unless the manager closes or the pool is broken)."""
+        if self._pool is None or self._core.closing or self.broken is not None:
             return
         session_id = new_session_id("worker")
         session = ServerSession(Role.WORKER, peer_session=session_id, limits=self._limits)
@@ -90,10 +162,10 @@ class WorkerSide:
         self.workers[session_id] = worker
         worker.process = self._pool.spawn(session_id, gpu)
 
-    def worker_for(self, session_id: str, pid: int | None) -> WorkerRecord | None:
+    def for_session(self, session_id: str, pid: int | None) -> WorkerRecord | None:
         """The record of a connecting worker; adopts one an earlier manager started."""
         worker = self.workers.get(session_id)
-        if worker is not None or self._closing:
+        if worker is not None or self._core.closing:
             return worker
         process = None
         if self._pool is not None and pid is not None:
@@ -109,16 +181,18 @@ class WorkerSide:
         _log.info("adopted worker %s (pid %s) from an earlier manager", session_id, pid)
         return worker
 
-    def worker_connected(self, worker: WorkerRecord, wake: Callable[[], None]) -> None:
+    def connected(self, worker: WorkerRecord, wake: Callable[[], None]) -> None:
+        """A connection now drives ``worker``'s session (``wake`` makes it send)."""
         worker.wake, worker.connected = wake, True
         worker.disconnected.clear()
 
-    def worker_disconnected(self, worker: WorkerRecord) -> None:
+    def disconnected(self, worker: WorkerRecord) -> None:
+        """``worker``'s connection closed (its session is kept: it may come back)."""
         worker.wake = _noop
         worker.connected = worker.ready = False
         worker.disconnected.set()
 
-    def worker_effects(self, worker: WorkerRecord, effects: list[Effect]) -> None:
+    def effects(self, worker: WorkerRecord, effects: list[Effect]) -> None:
         """Act on what a worker's session produced for one frame."""
         for effect in effects:
             if isinstance(effect, Deliver):
@@ -139,87 +213,91 @@ class WorkerSide:
         self._start_failures = 0
         for ref in running:
             self._claim(worker, ref)
-        self._reattached(worker.session_id)
-        if self._elastic:
-            self._rebalance()
+        self._earlier_gone(worker.session_id)
+        if self.elastic:
+            self._core.rebalance()  # one more worker: capacity grows
         if worker.retiring and worker.trial is None and worker.pending == 0:
-            self._retire(worker)
+            self.retire(worker)
             return
-        for exp in self.experiments.values():
+        core = self._core
+        for exp in core.experiments.values():
             if exp.attached and exp.failure is None and worker.setups.get(exp.id) != exp.digest:
-                self._send_setup(worker, exp)  # eagerly: a broken setup fails at once
-        self._dispatch()
+                core.send_setup(worker, exp)  # eagerly: a broken setup fails at once
+        core.dispatch()
 
     def _claim(self, worker: WorkerRecord, ref: TrialRef) -> None:
         """A re-attaching worker still runs ``ref``: bind them again."""
+        core = self._core
         key = (ref.experiment_id, ref.trial_id, ref.attempt)
-        trial = self.trials.get(key)
+        trial = core.trials.get(key)
         if trial is not None and trial.worker is worker:
             return
         if trial is not None and trial.phase is Phase.RUNNING:
             # the trial was given to another worker meanwhile: this copy is stale
             worker.stale = TrialRecord(trial.exp, ref.trial_id, ref.attempt, {})
-            self._send(worker, Cancel(experiment_id=ref.experiment_id, trial_id=ref.trial_id,
-                                      attempt=ref.attempt, state=TrialState.CANCELED,
-                                      reason="another worker runs this trial now"))
+            worker.send(Cancel(experiment_id=ref.experiment_id, trial_id=ref.trial_id,
+                               attempt=ref.attempt, state=TrialState.CANCELED,
+                               reason="another worker runs this trial now"))
             return
         if trial is None:
-            exp = self.experiments.get(ref.experiment_id)
+            exp = core.experiments.get(ref.experiment_id)
             if exp is None:
-                exp = self.experiments[ref.experiment_id] = ExperimentRecord(ref.experiment_id)
-                self._expect(exp)
+                exp = core.experiments[ref.experiment_id] = ExperimentRecord(ref.experiment_id)
+                core.expect(exp)
             trial = TrialRecord(exp, ref.trial_id, ref.attempt, {})
-            self.trials[key] = exp.trials[(ref.trial_id, ref.attempt)] = trial
+            core.trials[key] = exp.trials[(ref.trial_id, ref.attempt)] = trial
         elif trial.phase is Phase.QUEUED:
             trial.exp.queue.remove(trial)
         trial.cancel_timers()
         trial.phase, trial.worker, worker.trial = Phase.RUNNING, worker, trial
         trial.exp.running += 1
         worker.started += 1
-        self._arm_timeout(trial)
+        core.arm_timeout(trial)
 
     def _worker_event(self, worker: WorkerRecord, delivery: Deliver) -> None:
+        core = self._core
         message = delivery.message
         worker.pending += 1
         done = functools.partial(self._ack_worker, worker, delivery)
         if isinstance(message, SetupFailed):
-            exp = self.experiments.get(message.experiment_id)
+            exp = core.experiments.get(message.experiment_id)
             if exp is not None and exp.failure is None:
-                self._fail_experiment(exp, message.error, message, worker.session_id,
+                core.fail_experiment(exp, message.error, message, worker.session_id,
                                       delivery.seq, done)
             else:
                 done()
             return
         key = (message.experiment_id, message.trial_id, message.attempt)  # type: ignore[union-attr]
-        trial = self.trials.get(key)
+        trial = core.trials.get(key)
         stale = worker.stale
         if trial is None or trial.worker is not worker:
             # a trial this manager already ended (killed, lost, cancelled) or gave elsewhere
             if stale is not None and isinstance(message, TrialEnded) and stale.key == key:
                 worker.stale = None
-                self._dispatch()
+                core.dispatch()
             done()
             return
         if isinstance(message, TrialEnded):
-            self._finished(trial)
-        self._forward(trial.exp, message, worker.session_id, delivery.seq, done)
+            core.finished(trial)
+        core.forward(trial.exp, message, worker.session_id, delivery.seq, done)
 
     def _ack_worker(self, worker: WorkerRecord, delivery: Deliver) -> None:
         worker.session.ack(delivery)
         worker.pending -= 1
         if worker.retiring and worker.trial is None and worker.pending == 0:
-            self._retire(worker)  # every event of its last trial is durable now
+            self.retire(worker)  # every event of its last trial is durable now
         worker.wake()
 
-    def _retire(self, worker: WorkerRecord) -> None:
+    def retire(self, worker: WorkerRecord) -> None:
         """Tell a worker that ran its last trial to leave (it exits on ``bye``)."""
         worker.session.close(f"recycled after {worker.started} trial(s)")
         process = worker.process
         if process is not None:
             asyncio.get_running_loop().call_later(_RETIRE_GRACE, process.kill)
 
-    async def worker_exited(self, process: WorkerProcess) -> None:
+    async def exited(self, process: WorkerProcess) -> None:
         """The pool saw a worker process end: its trial ends too; replace the worker."""
+        core = self._core
         worker = self.workers.get(process.session_id)
         if worker is None:
             return
@@ -228,26 +306,26 @@ class WorkerSide:
             await worker.disconnected.wait()
         self.workers.pop(process.session_id, None)
         why = process.description or "exited"
-        if not worker.ever_ready and not self._closing:
+        if not worker.ever_ready and not core.closing:
             self._start_failures += 1
             if self._start_failures >= _MAX_START_FAILURES:
                 self._break_pool(why, process)
         for exp_id in set(worker.setup_seqs.values()):
-            exp = self.experiments.get(exp_id)
+            exp = core.experiments.get(exp_id)
             if exp is not None and exp.failure is None:
                 exp.setup_deaths += 1
                 if exp.setup_deaths >= _MAX_SETUP_DEATHS:
-                    self._fail_experiment(exp, TrialError(
+                    core.fail_experiment(exp, TrialError(
                         "WorkerDied", f"{exp.setup_deaths} worker processes died while loading "
                         f"this experiment's space and evaluator; the last one {why}"))
         trial = worker.trial
-        if trial is not None and self.trials.get(trial.key) is trial:
+        if trial is not None and core.trials.get(trial.key) is trial:
             state, error = self._death_outcome(trial, process, why)
-            self._end(trial, state, error)
-        if not worker.retiring and not self._closing:
-            self._spawn(worker.gpu)
-        if self._elastic:
-            self._rebalance()
+            core.end(trial, state, error)
+        if not worker.retiring and not core.closing:
+            self.spawn(worker.gpu)
+        if self.elastic:
+            core.rebalance()  # one worker less (its replacement counts once it connects)
 
     def _death_outcome(self, trial: TrialRecord, process: WorkerProcess,
                        why: str) -> tuple[TrialState, TrialError]:
@@ -267,15 +345,16 @@ class WorkerSide:
             process.cause, f"{what} while running trial {trial.trial_id}")
 
     def _break_pool(self, why: str, process: WorkerProcess) -> None:
+        core = self._core
         log = tail(process.log)
-        self._broken = TrialError(
+        self.broken = TrialError(
             "WorkerStartError",
             f"{_MAX_START_FAILURES} worker processes in a row ended before connecting to the "
             f"manager; the last one {why}. Its output ({process.log}):\n{log}",
         )
-        for exp in list(self.experiments.values()):
+        for exp in list(core.experiments.values()):
             if exp.failure is None:
-                self._fail_experiment(exp, self._broken)
+                core.fail_experiment(exp, self.broken)
 
 
 def _noop() -> None:

@@ -159,3 +159,58 @@ async def test_a_hung_trial_times_out_and_its_process_tree_is_killed(
                 await anyio.wait_readable(fd)  # readable once it has exited
         finally:
             os.close(fd)
+
+
+_KILLED = '''
+import os, sys
+import anyio, ray
+import nasflow as nf
+
+ray.init(address=sys.argv[1], logging_level="WARNING", configure_logging=False)
+where = sys.argv[2]
+
+
+def gated(model, trial):
+    os.close(os.open(os.path.join(where, "started"), os.O_WRONLY))  # until the test reads
+    os.close(os.open(os.path.join(where, "gate"), os.O_RDONLY))  # until the test opens it
+    return 1.0
+
+
+cfg = nf.ExperimentConfig(max_trials=3, concurrency=1, training_service="ray")
+exp = nf.Experiment({"x": nf.Categorical(list(range(10)))}, gated,
+                    nf.strategy.Random(seed=0), cfg, id="killed")
+anyio.run(exp.run)
+'''
+
+
+async def test_kill_9_of_the_experiment_process_then_resume(cluster: Any,
+                                                            tmp_path: Path) -> None:
+    import sys
+
+    gate = _gate(tmp_path)
+    os.mkfifo(tmp_path / "started")
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED)
+    process = await anyio.open_process([sys.executable, str(script), cluster.address,
+                                        str(tmp_path)])
+    try:
+        with anyio.fail_after(120):  # the first trial is running on an actor
+            fd = await anyio.to_thread.run_sync(os.open, tmp_path / "started", os.O_RDONLY)
+        os.close(fd)
+        process.kill()  # SIGKILL: no cleanup of any kind
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    started = os.open(tmp_path / "started", os.O_RDONLY | os.O_NONBLOCK)  # never blocks now
+    opened = _open_gate(gate)
+    try:
+        with anyio.fail_after(180):
+            exp = await nf.Experiment.resume("killed")
+    finally:
+        os.close(opened)
+        os.close(started)
+    trials = exp.trials()
+    assert [t.id for t in trials] == [0, 1, 2]  # the interrupted one ran again, once
+    assert [t.state for t in trials] == [nf.TrialState.SUCCEEDED] * 3

@@ -97,3 +97,44 @@ async def test_a_200_mb_evaluator_goes_through_the_object_store(cluster: Any) ->
     with anyio.fail_after(240):
         await exp.run()
     assert [t.metric for t in exp.trials()] == [200.0 * 2**20] * 2
+
+
+async def test_a_manager_daemon_places_its_workers_on_the_cluster(cluster: Any) -> None:
+    import signal
+    import sys
+
+    from anyio.streams.text import TextReceiveStream
+
+    from nasflow.manager import new_token
+
+    token = new_token()
+    process = await anyio.open_process(
+        [sys.executable, "-m", "nasflow.manager", "--ray", cluster.address, "--workers", "2",
+         f"--token={token}"], stderr=None)
+    assert process.stdout is not None
+    try:
+        buffer = ""
+        with anyio.fail_after(120):
+            async for chunk in TextReceiveStream(process.stdout):
+                buffer += chunk
+                if "url: " in buffer and buffer.endswith("\n"):
+                    break
+        url = buffer.split("url: ", 1)[1].split()[0]
+        cfg = nf.ExperimentConfig(max_trials=4, concurrency=2, manager=url, token=token)
+        exp = nf.Experiment(SPACE, where, nf.strategy.Random(seed=3), cfg)
+        with anyio.fail_after(180):
+            await exp.run()
+    finally:
+        process.send_signal(signal.SIGINT)
+        with anyio.move_on_after(30):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    trials = exp.trials()
+    assert [t.state for t in trials] == [nf.TrialState.SUCCEEDED] * 4
+    assert all(t.metric == 1.0 for t in trials)  # each ran under a Ray actor
+
+
+def where(model: Any, trial: Trial) -> float:
+    return 1.0 if os.environ.get("NASFLOW_RAY_NODE") else 0.0

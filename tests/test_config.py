@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import nasflow as nf
@@ -55,3 +57,32 @@ def test_unknown_field_suggests_the_right_one() -> None:
     with pytest.raises(nf.ConfigError, match="did you mean 'max_trials'"):
         nf.ExperimentConfig.from_dict({"max_trial": 3})
     assert nf.ExperimentConfig().replace(concurrency=3).concurrency == 3
+
+
+# --- the Ray training service's fields -----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"trial_resources": {"CPU": 1}}, "trial_resources"),  # not with 'inprocess'
+        ({"training_service": "local", "ray_address": "auto"}, "ray_address"),
+        ({"training_service": "ray", "ray_address": "  "}, "ray_address"),
+        ({"training_service": "ray", "trial_resources": {"CPU": -1}}, "trial_resources"),
+        ({"training_service": "ray", "trial_resources": {"CPU": 0}}, "trial_resources"),
+        ({"training_service": "ray", "trial_resources": {"GPU": True}}, "trial_resources"),
+        ({"training_service": "ray", "trial_resources": [2]}, "trial_resources"),
+        ({"training_service": "ray", "gpus": [0]}, "gpus"),
+        ({"training_service": "ray", "manager": "ws://h:1"}, "manager"),
+    ],
+)
+def test_bad_ray_settings_name_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(nf.ConfigError) as err:
+        nf.ExperimentConfig(**changes)
+    assert err.value.field == field
+
+
+def test_ray_settings_round_trip() -> None:
+    cfg = nf.ExperimentConfig(training_service="ray", ray_address="ray://head:10001",
+                              trial_resources={"CPU": 2, "GPU": 0.5})
+    assert cfg.trial_resources == {"CPU": 2.0, "GPU": 0.5}
+    assert nf.ExperimentConfig.from_dict(cfg.to_dict()) == cfg

@@ -183,7 +183,7 @@ def test_config_fields_hold_normalised_types() -> None:
 
 
 def test_an_unsupported_training_service_is_refused_when_the_config_is_built() -> None:
-    with pytest.raises(ConfigError, match="ray"):
-        ExperimentConfig(training_service="ray")
+    with pytest.raises(ConfigError, match="trial_resources"):
+        ExperimentConfig(training_service="ray", trial_resources={"CPU": -1})
     with pytest.raises(ConfigError, match="training_service"):
         ExperimentConfig(training_service="slurm")

@@ -174,11 +174,12 @@ async def test_run_is_still_a_coroutine_for_every_way_of_awaiting_it() -> None:
     assert {e.state for e in (first, second, third)} == {nf.ExperimentState.DONE}
 
 
-# --- the Ray training service: refused when the config is built -------------------------
+# --- NNI's remote/Kubernetes training services are Ray here ------------------------------
 
-def test_ray_is_refused_when_the_config_is_built() -> None:
-    with pytest.raises(nf.ConfigError, match=r"not supported yet.*'local'"):
-        nf.ExperimentConfig(training_service="ray")
-    with pytest.raises(nf.ConfigError) as info:
-        nf.ExperimentConfig(training_service="kubernetes")
-    assert "ray" not in str(info.value) and "'local'" in str(info.value)
+def test_nni_cluster_services_point_to_ray() -> None:
+    cfg = nf.ExperimentConfig(training_service="ray", trial_resources={"CPU": 2})
+    assert cfg.trial_resources == {"CPU": 2.0}
+    for nni in ("kubernetes", "remote"):
+        with pytest.raises(nf.ConfigError) as info:
+            nf.ExperimentConfig(training_service=nni)
+        assert "'ray'" in str(info.value) and "'local'" in str(info.value)

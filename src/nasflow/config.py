@@ -24,7 +24,7 @@ __all__ = ["ExperimentConfig", "parse_duration"]
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
 _DIRECTIONS = ("maximize", "minimize")
-_SERVICES = ("inprocess", "local")
+_SERVICES = ("inprocess", "local", "ray")
 # what NNI users write on a config (``exp.config.max_trial_number = 20``), and ours
 _NNI_FIELDS = {
     "max_trial_number": "max_trials",
@@ -91,7 +91,15 @@ class ExperimentConfig:
     """Per-trial wall-clock limit; a trial past it ends TIMEOUT."""
     training_service: str = "inprocess"
     """Where trials run: ``"inprocess"`` (this process), ``"local"`` (warm worker
-    processes behind the trial manager). ``"ray"`` is planned and refused for now."""
+    processes behind the trial manager), ``"ray"`` (the same workers, as Ray actors on a
+    Ray cluster: ``pip install 'nasflow[ray]'``, see docs/ray.md)."""
+    ray_address: str | None = None
+    """With ``training_service="ray"``: the cluster to use -- ``"auto"`` (the one this
+    machine is part of), ``"ray://host:10001"`` (Ray Client), ``"host:6379"``, or ``None``
+    (a Ray already initialised in this process, else a local ``ray.init()``)."""
+    trial_resources: Mapping[str, float] | None = None
+    """With ``training_service="ray"``: what one trial needs, in Ray's resource names
+    (``{"CPU": 2, "GPU": 0.5}``; custom resources too); ``None`` is ``{"CPU": 1}``."""
     manager: str | None = None
     """URL of a running ``nasflow manager`` daemon (``ws://host:port``); ``None`` starts one
     embedded when ``training_service`` needs it."""
@@ -157,17 +165,14 @@ class ExperimentConfig:
         if t is not None:
             put("target_metric", float(t))
         put("objective", _check_objective(self.objective))
-        if self.training_service == "ray":
-            # refused here, not at run(): a config that cannot run is not built
-            raise ConfigError(
-                "training_service", "ray",
-                "'inprocess' or 'local': the Ray training service is not supported yet "
-                "(planned). Use 'local' for worker processes on this machine, or run "
-                "`nasflow manager` on each machine and set manager='ws://host:port'",
-            )
         if self.training_service not in _SERVICES:
+            hint = (" (NNI's remote and Kubernetes services are Ray clusters here, with "
+                    "KubeRay on Kubernetes: see docs/ray.md)"
+                    if self.training_service in ("remote", "kubernetes", "aml", "kubeflow",
+                                                 "frameworkcontroller", "openpai") else "")
             raise ConfigError("training_service", self.training_service,
-                              " or ".join(repr(s) for s in _SERVICES))
+                              " or ".join(repr(s) for s in _SERVICES) + hint)
+        self._check_ray(put)
         if self.manager is not None and not _valid_ws_url(self.manager):
             raise ConfigError("manager", self.manager,
                               "a ws://host:port or wss://host[:port] URL, or None")
@@ -213,6 +218,44 @@ class ExperimentConfig:
                 raise ConfigError("home", self.home, "a directory path (str or Path), or None")
             put("home", str(Path(self.home).expanduser()))
 
+    def _check_ray(self, put: Any) -> None:
+        """``ray_address`` and ``trial_resources``: only with ``training_service="ray"``."""
+        ray = self.training_service == "ray"
+        for name in ("ray_address", "trial_resources"):
+            if getattr(self, name) is not None and not ray:
+                raise ConfigError(name, getattr(self, name),
+                                  f"None unless training_service='ray' (it is "
+                                  f"{self.training_service!r}): only Ray places trials by "
+                                  "resources")
+        if not ray:
+            return
+        a = self.ray_address
+        if a is not None and (not isinstance(a, str) or not a.strip()
+                              or any(c.isspace() for c in a)):
+            raise ConfigError("ray_address", a, "'auto', 'ray://host:10001', 'host:6379' or "
+                              "None (a local Ray)")
+        if self.manager is not None:
+            raise ConfigError("manager", self.manager,
+                              "None with training_service='ray': a daemon places its own "
+                              "workers (start it with `nasflow manager --ray ADDRESS` and use "
+                              "training_service='local'), an experiment with 'ray' embeds one")
+        if self.gpus is not None:
+            raise ConfigError("gpus", list(self.gpus),
+                              "None with training_service='ray': ask Ray for GPUs per trial "
+                              "with trial_resources={'GPU': 1} (or 0.5 to share one)")
+        r = self.trial_resources
+        if r is None:
+            return
+        if not isinstance(r, Mapping) or not r or any(
+            not isinstance(k, str) or not k or isinstance(v, bool)
+            or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+            for k, v in r.items()
+        ) or all(v == 0 for v in r.values()):
+            raise ConfigError("trial_resources", r,
+                              "{Ray resource name: amount >= 0}, not all zero, e.g. "
+                              "{'CPU': 2, 'GPU': 0.5}")
+        put("trial_resources", {k: float(v) for k, v in r.items()})
+
     # --- derived ------------------------------------------------------------------------
 
     @property
@@ -234,6 +277,8 @@ class ExperimentConfig:
         if out["gpus"] is not None:
             out["gpus"] = list(out["gpus"])
         out["retry_on"] = list(out["retry_on"])
+        if out["trial_resources"] is not None:
+            out["trial_resources"] = dict(out["trial_resources"])
         if isinstance(out["objective"], Mapping):
             out["objective"] = dict(out["objective"])
         return out

@@ -59,10 +59,12 @@ async def test_an_unpicklable_evaluator_fails_before_anything_starts() -> None:
     assert exp.trials() == []
 
 
-def test_ray_is_refused_clearly() -> None:
+def test_ray_options_outside_ray_are_refused_clearly() -> None:
     # when the config is built, not at run(): a config that cannot run is not made
-    with pytest.raises(nf.ConfigError, match="Ray training service is not supported yet"):
-        nf.ExperimentConfig(training_service="ray", store=False)
+    with pytest.raises(nf.ConfigError, match="unless training_service='ray'"):
+        nf.ExperimentConfig(trial_resources={"CPU": 2}, store=False)
+    with pytest.raises(nf.ConfigError, match="trial_resources=.'GPU'"):
+        nf.ExperimentConfig(training_service="ray", gpus=[0], store=False)
 
 
 async def test_pool_options_with_a_daemon_are_refused(tmp_path: Path) -> None:

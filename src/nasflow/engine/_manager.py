@@ -31,7 +31,8 @@ leaving the ``async with`` block: the experiment fails with the cause, once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ from nasflow.protocol import (
 
 if TYPE_CHECKING:
     from nasflow.manager import TrialManager
+    from nasflow.manager._ray import RayWorkers
 
 __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 
@@ -96,6 +98,9 @@ class ManagerEngine(Engine):
         connect_timeout: float = 10.0,
         log_dir: str | Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        ray: bool = False,
+        ray_address: str | None = None,
+        trial_resources: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(setup)
         self._capacity = 0  # until the manager grants some
@@ -115,6 +120,8 @@ class ManagerEngine(Engine):
         self._manager: TrialManager | None = None
         self._link: Link | None = None
         self._setup_message: Setup | None = None
+        self._ray = (ray_address, dict(trial_resources or {"CPU": 1.0})) if ray else None
+        self._ray_owned = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -150,7 +157,10 @@ class ManagerEngine(Engine):
         if self._url is None:
             from nasflow.manager import TrialManager
 
-            manager = TrialManager(embedded=True, **self._pool)  # type: ignore[arg-type]
+            pool: dict[str, Any] = dict(self._pool)
+            if self._ray is not None:
+                pool["ray"] = await self._ray_workers(payload)
+            manager = TrialManager(embedded=True, **pool)
             await tg.start(manager.serve)
             self._manager = manager
             self._link = LocalLink(manager.core, s.experiment_id, receive=self._receive,
@@ -175,6 +185,28 @@ class ManagerEngine(Engine):
                 f"the manager at {self._url} accepted the connection but granted no "
                 "capacity; check its log") from exc
         self._raise_failure()
+
+    async def _ray_workers(self, payload: bytes) -> RayWorkers:
+        """Connect to Ray, put the setup in its object store once, and tell the workers
+        to read it from their node (the actors write it there): not through a frame."""
+        from nasflow.manager._ray import RayWorkers, connect, place_setup
+
+        assert self._ray is not None and self._setup_message is not None
+        address, resources = self._ray
+        self._ray_owned = await anyio.to_thread.run_sync(connect, address, resources)
+        path, sha, entry = await anyio.to_thread.run_sync(
+            place_setup, payload, self.setup.experiment_id)
+        self._setup_message = dataclasses.replace(
+            self._setup_message, payload=b"", payload_file=path, payload_sha256=sha,
+            payload_size=len(payload))
+        return RayWorkers(resources=resources, payloads=(entry,))
+
+    async def _release(self) -> None:
+        if self._ray_owned:
+            import ray
+
+            self._ray_owned = False
+            await anyio.to_thread.run_sync(ray.shutdown)
 
     async def _setup_for(self, payload: bytes) -> Setup:
         """The ``setup`` message for ``payload``; ``PayloadError`` past the size limit.

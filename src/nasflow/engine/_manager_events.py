@@ -240,7 +240,7 @@ class ManagerEvents:
                                     attempt=message.attempt)
         elif kind is TrialEndedMessage:
             error = message.error
-            if origin is None and error is not None and error.type == "WorkerDied":
+            if origin is None and error is not None and error.type in _DIED:
                 error = self._with_stderr(message.trial_id, error)
             if flight.error_type and error is not None and flight.cancel is not None \
                     and message.state is flight.cancel[0]:
@@ -289,6 +289,9 @@ class ManagerEvents:
         for flight in list(self._flights.values()):
             await self._publish_end(flight, state, error, time.time())
         self.granted.set()  # (and the engine is idle: every trial ended)
+
+
+_DIED = ("WorkerDied", "WorkerLost", "NodeLost")  # a worker's death: its stderr says more
 
 
 def _manager_lost(exc: BaseException) -> bool:

@@ -250,6 +250,9 @@ class Run:
             reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
             log_dir=setup.directory / "workers",
             limits=Limits(max_payload_size=cfg.max_payload_size),
+            ray=cfg.training_service == "ray",
+            ray_address=cfg.ray_address,
+            trial_resources=cfg.trial_resources,
         )
 
     async def _search(self) -> BaseException | None:

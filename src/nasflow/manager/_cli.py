@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from nasflow.exceptions import ConfigError
+from nasflow.manager._ray import RayWorkers
 from nasflow.manager._server import TrialManager, new_token
 
 if TYPE_CHECKING:
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=None,
                    help="where hosted experiments (nasflow submit) live (default: "
                         "$NASFLOW_HOME, else ~/.nasflow)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="place the workers as Ray actors on this cluster ('auto', "
+                        "'ray://host:10001', 'host:6379', or 'local' for a local Ray); "
+                        "--workers is then the most of them, see docs/ray.md")
+    p.add_argument("--trial-resources", default='{"CPU": 1}', metavar="JSON",
+                   help='with --ray: what each worker asks Ray for (default {"CPU": 1})')
     p.add_argument("--log-dir", default=None, help="where workers write their own output")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     p.add_argument("--dashboard", action="store_true",
@@ -112,9 +119,16 @@ def manager_command(argv: Sequence[str]) -> int:
                         ("--max-trials-per-worker", args.max_trials_per_worker or 1)):
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
+    ray = None
+    if args.ray is not None:
+        try:
+            ray = _ray_workers(args.ray, args.trial_resources, gpus)
+        except ConfigError as exc:
+            print(f"nasflow manager: {exc}", file=sys.stderr)
+            return 2
     try:
         manager = TrialManager(
-            host=args.host, port=args.port, token=token, workers=workers, gpus=gpus,
+            ray=ray, host=args.host, port=args.port, token=token, workers=workers, gpus=gpus,
             trials_per_gpu=args.trials_per_gpu,
             max_trials_per_worker=args.max_trials_per_worker, kill_grace=args.kill_grace,
             reattach_timeout=args.reattach_timeout, log_dir=args.log_dir,
@@ -131,6 +145,28 @@ def manager_command(argv: Sequence[str]) -> int:
             print(f"nasflow manager: --dashboard: {exc}", file=sys.stderr)
             return 2
     return anyio.run(_serve, manager, generated, workers, board, args.home)
+
+
+def _ray_workers(address: str, resources: str, gpus: list[int] | None) -> RayWorkers:
+    """``--ray`` and ``--trial-resources``: connect to the cluster (ConfigError if not)."""
+    import json
+
+    from nasflow.config import ExperimentConfig
+    from nasflow.manager._ray import connect
+
+    if gpus is not None:
+        raise ConfigError("gpus", gpus, "no --gpus with --ray: ask Ray for GPUs with "
+                          "--trial-resources '{\"GPU\": 1}'")
+    try:
+        wanted = json.loads(resources)
+    except ValueError as exc:
+        raise ConfigError("trial_resources", resources, 'JSON such as {"CPU": 2}') from exc
+    # the config checks the resources as it does for an experiment
+    where = None if address == "local" else address
+    cfg = ExperimentConfig(training_service="ray", ray_address=where, trial_resources=wanted)
+    assert cfg.trial_resources is not None
+    connect(where, cfg.trial_resources)
+    return RayWorkers(resources=cfg.trial_resources)
 
 
 def _dashboard(manager: TrialManager, port: int, home: str | None = None) -> Dashboard:

@@ -330,12 +330,26 @@ class ManagerCore:
         answers its setup and carries ``held``."""
         exps = sorted((e for e in self.experiments.values() if e.attached and e.failure is None),
                       key=lambda e: e.order)
-        shares = fair_shares(len(self.slots), [e.concurrency for e in exps])
+        shares = fair_shares(self.size(), [e.concurrency for e in exps])
         for exp, share in zip(exps, shares, strict=True):
             if exp.slots != share and exp.port is not None:
                 exp.slots = share
                 grant = Capacity(slots=share, held=held if exp is answer else None)
                 exp.port.deliver(grant, None, None, None)
+
+    def size(self) -> int:
+        """The slots to share: the pool's size, or for an elastic pool (a Ray cluster) the
+        workers that connected and stay (one running its last trial still holds its
+        place), up to the pool's size."""
+        if not self.fleet.elastic:
+            return len(self.slots)
+        held = sum(1 for w in self.fleet.workers.values()
+                   if w.ever_ready and (not w.retiring or w.trial is not None))
+        return min(held, len(self.slots))
+
+    def rebalance(self) -> None:
+        """The slots to share changed (an elastic pool's worker came or went)."""
+        self._rebalance()
 
     def dispatch(self) -> None:
         """Give queued trials to idle workers, least served experiment first."""

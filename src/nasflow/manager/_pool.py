@@ -49,6 +49,9 @@ class WorkerProcess:
         """How it ended (``"was killed by signal SIGKILL"``), once it has."""
         self.adopted = False
         """Whether an earlier manager started it."""
+        self.cause = "WorkerDied"
+        """The error type its running trial ends with if it dies (a Ray worker:
+        ``WorkerLost``, ``NodeLost``)."""
         self._process: Process | None = None
 
     def kill(self) -> None:
@@ -204,6 +207,13 @@ class LocalPool:
         finally:
             os.close(fd)
         callback()
+
+    elastic = False
+    """Whether capacity is the workers that connected (a cluster's) rather than the
+    pool's size (this machine's, known up front)."""
+
+    def closing(self) -> None:
+        """The manager shuts down: stop what would never hear its goodbye."""
 
     def kill_all(self) -> None:
         """SIGKILL every worker's process group."""

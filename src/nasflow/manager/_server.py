@@ -43,6 +43,7 @@ from nasflow.manager._client import (
 from nasflow.manager._core import ManagerCore
 from nasflow.manager._gpus import plan_slots
 from nasflow.manager._pool import LocalPool
+from nasflow.manager._ray import RayPool, RayWorkers
 from nasflow.manager._state import Held
 from nasflow.protocol import (
     DEFAULT_LIMITS,
@@ -170,7 +171,9 @@ class TrialManager:
     loopback and a free port. ``token`` defaults to a fresh random one. ``embedded``: the
     manager runs inside an experiment process, whose workers then exit with it.
     ``preload``: modules each worker imports when it starts (``["torch"]``), so that a
-    daemon's first trial of every experiment does not pay for the import.
+    daemon's first trial of every experiment does not pay for the import. ``ray``: the
+    workers are Ray actors (``RayWorkers``: their resources), ``workers`` of them at
+    most; the manager then listens on this node's Ray address (see docs/ray.md).
     """
 
     def __init__(
@@ -192,7 +195,14 @@ class TrialManager:
         ping_timeout: float | None = 20.0,
         embedded: bool = False,
         preload: Sequence[str] = (),
+        ray: RayWorkers | None = None,
     ) -> None:
+        if ray is not None and host == "127.0.0.1":
+            import ray as ray_module
+
+            # the actors dial in from the cluster's nodes: listen on the address Ray uses
+            # for this node (the token guards it; see docs/ray.md)
+            host = ray_module.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.host = host
         """The interface the server binds."""
         self.port = port
@@ -201,18 +211,25 @@ class TrialManager:
         """The shared secret every client must present."""
         self.limits = limits
         """Frame size limits (clients should use the same)."""
-        slots = plan_slots(gpus, trials_per_gpu, workers)
+        # Ray assigns GPUs itself (trial_resources): every slot leaves them alone
+        slots: list[str | None] = (plan_slots(gpus, trials_per_gpu, workers) if ray is None
+                                   else [None] * workers)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if log_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nasflow-manager-")
             log_dir = self._tmp.name
         self.log_dir = Path(log_dir)
         """Where workers write their own output (outside trials)."""
-        self._pool = LocalPool(
-            token=self.token, reattach_timeout=reattach_timeout, log_dir=self.log_dir,
-            parent_pid=os.getpid() if embedded else None, on_exit=self._worker_exited,
-            threads=max(1, _cpus() // workers), preload=preload,
-        )
+        if ray is not None:
+            self._pool: LocalPool = RayPool(
+                ray, token=self.token, reattach_timeout=reattach_timeout,
+                log_dir=self.log_dir, on_exit=self._worker_exited)
+        else:
+            self._pool = LocalPool(
+                token=self.token, reattach_timeout=reattach_timeout, log_dir=self.log_dir,
+                parent_pid=os.getpid() if embedded else None, on_exit=self._worker_exited,
+                threads=max(1, _cpus() // workers), preload=preload,
+            )
         self.core = ManagerCore(
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
             kill_grace=kill_grace, reattach_timeout=reattach_timeout,

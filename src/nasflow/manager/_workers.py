@@ -90,6 +90,9 @@ class Scheduler(Protocol):
     def check_orphans(self) -> None:
         """End the trials no worker can claim any more."""
 
+    def rebalance(self) -> None:
+        """The slots to share changed (an elastic pool's worker came or went)."""
+
 
 class WorkerFleet:
     """The manager's worker processes and their sessions; see the module docstring.
@@ -101,6 +104,8 @@ class WorkerFleet:
                  kill_grace: float) -> None:
         self._core = core
         self._pool = pool
+        self.elastic = pool is not None and pool.elastic
+        """Capacity is the workers that connected (a Ray cluster), not the pool's size."""
         self._limits = limits
         self._kill_grace = kill_grace
         self.workers: dict[str, WorkerRecord] = {}
@@ -138,6 +143,7 @@ class WorkerFleet:
             worker.session.close(reason)
             worker.wake()
         if self._pool is not None:
+            self._pool.closing()
             with anyio.move_on_after(grace):
                 await self._pool.all_gone.wait()
             self._pool.kill_all()
@@ -208,6 +214,8 @@ class WorkerFleet:
         for ref in running:
             self._claim(worker, ref)
         self._earlier_gone(worker.session_id)
+        if self.elastic:
+            self._core.rebalance()  # one more worker: capacity grows
         if worker.retiring and worker.trial is None and worker.pending == 0:
             self.retire(worker)
             return
@@ -316,6 +324,8 @@ class WorkerFleet:
             core.end(trial, state, error)
         if not worker.retiring and not core.closing:
             self.spawn(worker.gpu)
+        if self.elastic:
+            core.rebalance()  # one worker less (its replacement counts once it connects)
 
     def _death_outcome(self, trial: TrialRecord, process: WorkerProcess,
                        why: str) -> tuple[TrialState, TrialError]:
@@ -332,7 +342,7 @@ class WorkerFleet:
             return state, TrialError(kind, f"{reason} (it did not stop within kill_grace="
                                            f"{self._kill_grace:g}s, so {what})")
         return TrialState.FAILED, TrialError(
-            "WorkerDied", f"{what} while running trial {trial.trial_id}")
+            process.cause, f"{what} while running trial {trial.trial_id}")
 
     def _break_pool(self, why: str, process: WorkerProcess) -> None:
         core = self._core

@@ -89,7 +89,8 @@ class Engine(ABC):
         self.setup = setup
         self.clock = clock if clock is not None else WallClock()
         self._entries: dict[int, Any] = {}  # trial id -> the subclass's state of that trial
-        self._capacity = setup.concurrency
+        self._capacity = setup.concurrency  # in slots; a trial takes ``_weight`` of them
+        self._weight = max(1, int(getattr(setup.evaluator, "devices", 1)))
         # plain asyncio primitives: submit is the per-trial hot path (see docs/decisions.md)
         self._room = asyncio.Event()  # set when a slot frees or the capacity changes
         self._idle = asyncio.Event()
@@ -103,8 +104,10 @@ class Engine(ABC):
     @property
     def capacity(self) -> int:
         """How many trials can run at once now (it may change while a run goes on: a
-        manager's grant, a resized pool)."""
-        return self._capacity
+        manager's grant, a resized pool). A trial on N processes (its evaluator's
+        ``devices=N``) takes N of the engine's slots; one such trial always fits."""
+        slots = self._capacity
+        return min(slots, max(1, slots // self._weight))
 
     @property
     def running(self) -> frozenset[int]:
@@ -117,7 +120,7 @@ class Engine(ABC):
         The experiment awaits it before it asks its strategy for a trial, so that no
         trial is proposed, let alone submitted, beyond what the engine can run. Raises the
         engine's failure if it cannot go on."""
-        while len(self._entries) >= self._capacity:
+        while len(self._entries) >= self.capacity:
             self._raise_failure()
             self._room.clear()
             await self._room.wait()

@@ -57,6 +57,10 @@ class Evaluator(ABC):
     model_seed: int | None = None
     """When set, engines build each trial's model (``space.freeze(sample)``) with torch's
     generator seeded by it, so a trial's initial weights repeat from run to run."""
+    devices: int = 1
+    """How many of its engine's slots one trial takes: a trial that runs on N processes
+    (``devices=N``) takes N, so an engine of ``concurrency`` slots runs at most
+    ``concurrency // devices`` such trials at once (and always at least one)."""
 
     @abstractmethod
     def evaluate(self, model: Any, trial: Trial) -> Any:

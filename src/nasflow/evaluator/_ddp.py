@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 
 from nasflow.exceptions import RankError, TrialStopped
 
-__all__ = ["RankTrial", "Shard", "run_ranks"]
+__all__ = ["RankTrial", "Shard", "backend_for", "launch", "run_ranks"]
 
 _HEADER = struct.Struct("!I")
 _GRACE = 5.0
@@ -54,26 +54,74 @@ _GRACE = 5.0
 def run_ranks(evaluator: Any, module: Any, trial: Any) -> float:
     """Train ``module`` with ``evaluator`` on ``evaluator.devices`` ranks; rank 0's reports
     become ``trial``'s; return its final metric (or raise the first rank's error)."""
-    import cloudpickle
-
-    world = evaluator.devices
     # every rank shuffles the same way: one data seed, the trial's or a fresh one
     data_seed = evaluator.seed if evaluator.seed is not None else random.SystemRandom(
     ).randrange(2**62)
+    results = launch(_Fit(evaluator, module, data_seed), evaluator.devices, _TrialHost(trial),
+                     backend=backend_for(evaluator), trial_id=trial.id,
+                     what=f"trial {trial.id}")
+    return float(results[0])
+
+
+def launch(job: Any, world: int, host: Any, *, backend: str, trial_id: Any, what: str
+           ) -> list[Any]:
+    """Run ``job(link)`` on ``world`` fresh rank processes joined in one process group
+    (``backend``: ``"gloo"`` or ``"nccl"``); return every rank's result, rank 0's first.
+
+    ``job`` is cloudpickled to the ranks; on each it gets a ``RankTrial`` (its rank, the
+    world, ``send`` up the pipe, the all-reduced ``should_stop``). ``host`` is asked
+    ``should_stop()`` while the ranks run (True: rank 0 finds the stop file) and gets
+    every message the ranks send besides their results (``host.receive(kind, *args)``).
+    The first rank to fail fails the whole run with its error (``RankError`` for a rank
+    that died silently, naming ``what`` it was part of); no rank outlives the call."""
+    import cloudpickle
+
     with tempfile.TemporaryDirectory(prefix="nasflow-ddp-") as tmp:
         folder = Path(tmp)
         payload = folder / "payload.pkl"
         fd = os.open(payload, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            cloudpickle.dump({"evaluator": evaluator, "module": module, "world": world,
-                              "data_seed": data_seed, "trial_id": trial.id,
-                              "folder": str(folder), "parent": os.getpid()}, f)
+            cloudpickle.dump({"job": job, "world": world, "backend": backend,
+                              "trial_id": trial_id, "folder": str(folder),
+                              "parent": os.getpid()}, f)
         ranks = [_Rank.start(rank, payload) for rank in range(world)]
         try:
-            return _follow(ranks, trial, folder / "stop")
+            return _follow(ranks, host, folder / "stop", what)
         finally:
             for r in ranks:
                 r.end()
+
+
+def backend_for(evaluator: Any) -> str:
+    """``"nccl"`` when ``evaluator`` trains on CUDA, else ``"gloo"``."""
+    from nasflow.evaluator._args import _resolve_device
+
+    return "nccl" if _resolve_device(evaluator.device).type == "cuda" else "gloo"
+
+
+class _Fit:
+    """The evaluator's training loop on one rank (``Classification(devices=N)``)."""
+
+    def __init__(self, evaluator: Any, module: Any, data_seed: int) -> None:
+        self.evaluator, self.module, self.data_seed = evaluator, module, data_seed
+
+    def __call__(self, link: RankTrial) -> float:
+        return float(self.evaluator._fit(self.module, link, rank=link.rank,
+                                         world=link.world, data_seed=self.data_seed))
+
+
+class _TrialHost:
+    """The launcher's side of a trial: its stop, and rank 0's reports as its own."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+
+    def should_stop(self) -> bool:
+        return bool(self.trial.should_stop())
+
+    def receive(self, kind: str, *args: Any) -> None:
+        if kind == "report":
+            self.trial.report(args[0], step=args[1])
 
 
 class _Rank:
@@ -138,36 +186,38 @@ class _Rank:
         return f"rank {self.rank} exited with code {code} without reporting an error"
 
 
-def _follow(ranks: list[_Rank], trial: Any, stop_file: Path) -> float:
-    """Relay rank 0's reports to ``trial`` until it finishes; raise the first failure."""
+def _follow(ranks: list[_Rank], host: Any, stop_file: Path, what: str) -> list[Any]:
+    """Relay the ranks' messages to ``host`` until every rank has sent its result; raise
+    the first failure."""
     sel = selectors.DefaultSelector()
     for r in ranks:
         sel.register(r.pipe, selectors.EVENT_READ, r)
     world = len(ranks)
+    results: dict[int, Any] = {}
     stop_asked = False
     try:
-        while True:
-            if not stop_asked and trial.should_stop():
+        while len(results) < world:
+            if not stop_asked and host.should_stop():
                 stop_file.touch()
                 stop_asked = True
             for key, _ in sel.select(timeout=0.05):  # the timeout paces the stop check
                 r = key.data  # a _Rank, registered above
                 for kind, *rest in r.messages():
-                    if kind == "report":
-                        trial.report(rest[0], step=rest[1])
-                    elif kind == "done":
-                        return float(rest[0])
+                    if kind == "done":
+                        results[r.rank] = rest[0]
                     elif kind == "error":
                         _raise_from_rank(r.rank, world, *rest)
+                    else:
+                        host.receive(kind, *rest)
                 if not r.open:
                     sel.unregister(r.pipe)
                     r.process.wait()
                     if r.process.returncode != 0:
-                        raise RankError(f"{r.died()} (one of {world} ranks of trial "
-                                        f"{trial.id}); the others were stopped")
-            if not sel.get_map():
-                raise RankError(f"the {world} ranks of trial {trial.id} all exited without "
-                                "a result")
+                        raise RankError(f"{r.died()} (one of {world} ranks of {what}); the "
+                                        "others were stopped")
+            if not sel.get_map() and len(results) < world:
+                raise RankError(f"the {world} ranks of {what} all exited without a result")
+        return [results[i] for i in range(world)]
     finally:
         sel.close()
 
@@ -265,13 +315,11 @@ def _rank_main(payload: str, rank: int, fd: int) -> int:
     from nasflow.worker._main import watch_parent
 
     watch_parent(job["parent"])
-    world, folder = job["world"], Path(job["folder"])
+    world, folder, backend = job["world"], Path(job["folder"]), job["backend"]
     trial = RankTrial(job["trial_id"], rank, world, out, folder / "stop")
     import torch.distributed as dist
 
     try:
-        evaluator = job["evaluator"]
-        backend = "nccl" if _uses_cuda(evaluator) else "gloo"
         if backend == "gloo":  # the ranks share the machine's cores, not one each
             import torch
 
@@ -279,12 +327,10 @@ def _rank_main(payload: str, rank: int, fd: int) -> int:
         store = dist.FileStore(str(folder / "rendezvous"), world)  # type: ignore[attr-defined]
         dist.init_process_group(backend, store=store, rank=rank, world_size=world)
         try:
-            metric = evaluator._fit(job["module"], trial, rank=rank, world=world,
-                                    data_seed=job["data_seed"])
+            result = job["job"](trial)
         finally:
             dist.destroy_process_group()
-        if rank == 0:
-            trial.send("done", metric)
+        trial.send("done", result)
         return 0
     except BaseException as exc:  # every failure is sent up, then the rank exits
         try:
@@ -294,12 +340,6 @@ def _rank_main(payload: str, rank: int, fd: int) -> int:
         with contextlib.suppress(OSError):
             trial.send("error", blob, "".join(traceback.format_exception(exc)))
         return 1
-
-
-def _uses_cuda(evaluator: Any) -> bool:
-    from nasflow.evaluator._args import _resolve_device
-
-    return _resolve_device(evaluator.device).type == "cuda"
 
 
 if __name__ == "__main__":

@@ -163,6 +163,17 @@ def report_until_stopped(model: Any, trial: Trial) -> float:
             raise
 
 
+class TwoProcessTrial(Evaluator):
+    """An evaluator whose trials each run on two processes (``devices=2``: two slots),
+    and hang until they are cancelled."""
+
+    devices = 2
+
+    async def evaluate(self, model: Any, trial: Trial) -> float:
+        await anyio.sleep_forever()
+        return 0.0
+
+
 @asynccontextmanager
 async def _rendezvous() -> AsyncIterator[tuple[int, Callable[[], Any]]]:
     """A loopback listener: ``(port, accept)``; ``accept()`` gives a buffered stream."""
@@ -377,6 +388,28 @@ class EngineContract:
                 engine.cancel(0)
                 await room.wait()
                 assert len(engine.running) < engine.capacity
+            for i in engine.running:
+                engine.cancel(i)
+            await engine.wait_idle()
+
+    async def test_a_trial_on_two_devices_takes_two_slots(self) -> None:
+        async with self.engine(TwoProcessTrial()) as (engine, _):
+            fits = max(1, self.concurrency // 2)  # one always fits
+            assert engine.capacity == fits
+            for i in range(fits):
+                await engine.submit(TrialSpec(i, {"x": 1}))
+            next_accepted = anyio.Event()
+
+            async def submit_next() -> None:
+                await engine.submit(TrialSpec(99, {"x": 1}))
+                next_accepted.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(submit_next)
+                await anyio.wait_all_tasks_blocked()
+                assert not next_accepted.is_set()  # the slots are taken
+                engine.cancel(0)
+                await next_accepted.wait()
             for i in engine.running:
                 engine.cancel(i)
             await engine.wait_idle()

@@ -177,7 +177,7 @@ class ENAS(OneShotStrategy):
             torch.autograd.backward(loss / self.ctrl_samples)
             opt.step()
             mean = sum(rewards[-self.ctrl_samples:]) / self.ctrl_samples
-            baseline.update(mean, self.baseline_decay)
+            baseline.update(rt.mean(mean), self.baseline_decay)  # the same on every rank
         return {"reward": sum(rewards) / max(len(rewards), 1), "baseline": baseline.value}
 
     def _eval_arch(self, rt: Run) -> None:

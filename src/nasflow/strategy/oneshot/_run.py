@@ -47,8 +47,10 @@ class Run:
     """Path sampling, Gumbel noise and the like."""
     rng: random.Random
     """Samples drawn through the torch-free space (``space.random``)."""
-    train: _Batches
-    val_shuffled: _Batches
+    train: Iterable[tuple[Any, Any]]
+    """The training batches (on a rank: its share, ``Shard``)."""
+    val_shuffled: Iterable[tuple[Any, Any]]
+    """The validation batches of architecture steps (on a rank: its share)."""
     val: _Batches
     calibration: _Batches
     metric: str
@@ -66,9 +68,33 @@ class Run:
     goes back to contiguous if a pass fails (``guarded``); ``True`` / ``False`` force it."""
     cal_gen: torch.Generator | None = None
     """The generator that shuffles ``calibration``."""
+    world: int = 1
+    """How many ranks train this supernet together (``devices=N``; see ``_ranks``)."""
     _val_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
     _drawn: list[tuple[Any, Any]] | None = None  # validation batches drawn while guarded
     _replay: deque[tuple[Any, Any]] = field(default_factory=deque)  # ...to draw again
+
+    def mean(self, value: float) -> float:
+        """``value`` averaged over the ranks (itself in one process): for state a step
+        keeps besides gradients (ENAS's reward baseline), so that every rank keeps the
+        same."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def share_buffers(self) -> None:
+        """Every rank takes rank 0's buffers (batch-norm statistics), as DDP does; nothing
+        in one process."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for b in self.model.buffers():
+            dist.broadcast(b, 0)
 
     @property
     def model(self) -> nn.Module:

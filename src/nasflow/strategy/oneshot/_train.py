@@ -70,6 +70,9 @@ class OneShotStrategy(Strategy):
     # the stored strategy without calling __init__)
     channels_last: bool | None = None
     share_layers: bool = True
+    _rank_ends: list[Any] | None = None
+    """With ``devices=N``: what each rank held at the end (``_ranks.summary``), rank 0's
+    first (they agree, or the search failed)."""
 
     def __init__(self, *, epochs: int | None = None, top_k: int = 5, seed: int = 0,
                  chunk_steps: int = 20, checkpoint: str | None = None,
@@ -150,7 +153,12 @@ class OneShotStrategy(Strategy):
         else:
             self._epoch = 0
         self._phase = "train"
-        await self._train(ctx, rt)
+        if evaluator.devices > 1:  # one supernet on N processes
+            from nasflow.strategy.oneshot._ranks import train_on_ranks
+
+            await train_on_ranks(self, ctx, rt, saved)
+        else:
+            await self._train(ctx, rt)
         self._phase = "export"
         await self._export(ctx, rt)
         self._phase = "done"
@@ -175,6 +183,7 @@ class OneShotStrategy(Strategy):
                     f"{rt.evaluator.lr}"
                 )
             stats.update(await anyio.to_thread.run_sync(rt.guarded, self._end_epoch, rt))
+            await anyio.to_thread.run_sync(rt.share_buffers)
             stats[f"val_{rt.metric}"] = await anyio.to_thread.run_sync(self._validate, rt)
             probs = await anyio.to_thread.run_sync(self._probs, rt)
             snapshot = await anyio.to_thread.run_sync(self._snapshot, rt)

@@ -85,6 +85,9 @@ class ResumePlan:
     """The newest snapshot (strategy and scheduler state, results the strategy took)."""
     pending: list[TrialRecord] = field(default_factory=list)
     """Trials that were in flight: re-attached if still running, else run again."""
+    killed: dict[int, str] = field(default_factory=dict)
+    """``{trial id: reason}`` of the trials a recorded ``kill`` change ended (``nasflow
+    trial kill``): never run again, even if their end did not reach the store."""
     stored: dict[int, set[tuple[int, float]]] = field(default_factory=dict)
     """``(step, time)`` of the metrics stored for the attempt of each trial that was still
     WAITING/RUNNING (one that is re-attached may send some of them again)."""
@@ -123,6 +126,9 @@ def plan_resume(directory: Path) -> ResumePlan:
         stored = {r.id: reader.metric_keys(r.id, r.attempt)
                   for r in records if not r.state.finished}
         end_order = reader.end_order()
+        killed = {c["args"]["trial"]: str(c["args"].get("reason") or "killed by the user")
+                  for c in reader.changes()
+                  if c["op"] == "kill" and (c["result"] or {}).get("killed")}
         raw = reader.latest_snapshot()
         try:
             snapshot = decode_snapshot(raw[1]) if raw else None
@@ -136,7 +142,8 @@ def plan_resume(directory: Path) -> ResumePlan:
         reader.close()
     pending = [r for r in records if _interrupted(r)]
     return ResumePlan(meta=meta, records=records, end_order=end_order, snapshot=snapshot,
-                      pending=pending, stored={i: keys for i, keys in stored.items() if keys})
+                      pending=pending, killed=killed,
+                      stored={i: keys for i, keys in stored.items() if keys})
 
 
 @dataclass

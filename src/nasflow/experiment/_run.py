@@ -26,7 +26,7 @@ import anyio
 from nasflow._control import ControlServer
 from nasflow._objective import Objective
 from nasflow._persist import encode_snapshot, process_start_time, save_objects
-from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow._types import INTERRUPTED, KILLED, ExperimentState, TrialError, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
@@ -303,7 +303,16 @@ class Run:
         manager's workers), run the others again under the same id (attempt + 1)."""
         if not plan.pending:
             return
-        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in plan.pending]
+        # a trial the user killed stays killed: its end may not have reached the store
+        # before the process died (kill -9 after the change was committed)
+        now = self.clock()
+        for record in plan.pending:
+            if record.id in plan.killed and not record.state.finished:
+                await self.publish(TrialEnded(
+                    time=now, trial_id=record.id, state=TrialState.CANCELED,
+                    error=TrialError(KILLED, plan.killed[record.id])))
+        pending = [r for r in plan.pending if r.id not in plan.killed]
+        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in pending]
         if plan.stored:
             # before reattach: the engine may publish a re-attached trial's events at once
             self._replay = Replay(dict(plan.stored))
@@ -312,8 +321,7 @@ class Run:
             self._replay.keep(attached)
             if not self._replay:
                 self._replay = None
-        again = [r for r in plan.pending if r.id not in attached]
-        now = self.clock()
+        again = [r for r in pending if r.id not in attached]
         for record in again:
             if not record.state.finished:  # the process died under it: record that first
                 await self.publish(TrialEnded(

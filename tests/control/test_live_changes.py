@@ -4,6 +4,7 @@ is the one authority on capacity. Ordering assertions only, never timed ones."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import anyio
@@ -217,3 +218,31 @@ async def test_an_update_before_the_run_changes_the_config() -> None:
     await exp.update(max_trials=3, concurrency=2)
     await exp.run()
     assert len(exp.trials()) == 3 and exp.config.concurrency == 2
+
+
+async def test_a_kill_whose_end_never_reached_the_store_is_kept_by_a_resume() -> None:
+    gate = Gate()
+    exp = nf.Experiment(SPACE, gate.evaluate, nf.strategy.Random(seed=8),
+                        nf.ExperimentConfig(max_trials=4, concurrency=2))
+    events = exp.events(TrialStarted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):
+            await started(events, 2, [])
+            await exp.stop()
+    # as after a kill -9 right after `nasflow trial kill ID 0` was committed: the change is
+    # in the store, trial 0's end is not (it is still RUNNING there)
+    conn = sqlite3.connect(exp.directory / DB_NAME)
+    conn.execute("UPDATE trials SET state = 'RUNNING', error_type = NULL, "
+                 "error_message = NULL, ended_at = NULL, end_seq = NULL WHERE id = 0")
+    conn.execute("INSERT INTO changes (time, source, op, args, result) VALUES "
+                 "(0, 'cli', 'kill', '{\"trial\": 0}', '{\"killed\": true}')")
+    conn.commit()
+    conn.close()
+    resumed = nf.Experiment.restore(exp.id, evaluator=lambda model, trial: 1.0)
+    await resumed.run()
+    trials = {t.id: t for t in resumed.trials()}
+    assert trials[0].state is nf.TrialState.CANCELED and trials[0].attempt == 0
+    assert trials[0].error is not None and trials[0].error.type == "Killed"
+    assert trials[1].state is nf.TrialState.SUCCEEDED and trials[1].attempt == 1  # again
+    assert sorted(trials) == [0, 1, 2, 3]

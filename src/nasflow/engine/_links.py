@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nasflow.protocol import Cancel, Setup, Submit
+from nasflow.protocol import Cancel, Concurrency, Setup, Submit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,7 +19,8 @@ class Link(Protocol):
     """How the engine reaches its manager (in memory, or ``TunerLink`` over a socket)."""
 
     def send(self, message: SequencedMessage) -> None:
-        """Send ``setup``, ``submit`` or ``cancel`` (delivery is the link's business)."""
+        """Send ``setup``, ``submit``, ``cancel`` or ``concurrency`` (delivery is the
+        link's business)."""
 
     async def detach(self, reason: str) -> None:
         """Leave the manager for good (after what was sent has arrived)."""
@@ -58,6 +59,8 @@ class LocalLink:
             self._core.submit(self, message)
         elif isinstance(message, Cancel):
             self._core.cancel(self, message)
+        elif isinstance(message, Concurrency):
+            self._core.set_concurrency(self, message)
 
     async def detach(self, reason: str) -> None:
         self._core.detach(self._experiment_id, reason)

@@ -51,6 +51,7 @@ from nasflow.exceptions import (
 from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
+    Concurrency,
     Limits,
     Setup,
     Submit,
@@ -298,6 +299,16 @@ class ManagerEngine(Engine):
             entry.cancel, entry.error_type = (stop.state, stop.reason), stop.error_type
             self._link.send(self._cancel_message(entry))
         return True
+
+    def _resize(self, concurrency: int) -> None:
+        # the manager decides: its answer is a new capacity grant (an embedded manager
+        # starts the workers it lacks first); a restarted manager gets it with the setup
+        if self._setup_message is not None:
+            self._setup_message = dataclasses.replace(self._setup_message,
+                                                      concurrency=concurrency)
+        if self._link is not None:
+            self._link.send(Concurrency(experiment_id=self.setup.experiment_id,
+                                        concurrency=concurrency))
 
     def _cancel_message(self, flight: Flight) -> Cancel:
         state, reason = flight.cancel or (TrialState.CANCELED, "")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -36,11 +36,10 @@ from nasflow._types import KILLED, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.exceptions import ChangeRefusedError, ConfigError
 from nasflow.experiment._ledger import TrialLedger
+from nasflow.store import ExperimentStore
+from nasflow.strategy import Budget
 
-if TYPE_CHECKING:
-    from nasflow.experiment._run import Run
-
-__all__ = ["UPDATABLE", "ChangeDesk", "Handler", "Recorder", "RunChanges", "check_kill",
+__all__ = ["UPDATABLE", "ChangeDesk", "Handler", "LiveRun", "Recorder", "RunChanges", "check_kill",
            "check_update"]
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -161,11 +160,29 @@ def check_kill(args: Mapping[str, Any], ledger: TrialLedger) -> tuple[int, str, 
     return trial, reason, None
 
 
+class LiveRun(Protocol):
+    """What ``RunChanges`` needs of a running ``Run``."""
+
+    config: ExperimentConfig
+    budget: Budget
+    ledger: TrialLedger
+    store: ExperimentStore | None
+
+    def elapsed(self) -> float: ...
+
+    def set_max_duration(self, seconds: float | None) -> None: ...
+
+    def resize(self, concurrency: int) -> None: ...
+
+    def kill(self, trial_id: int, state: TrialState, reason: str, *, error_type: str = ""
+             ) -> bool: ...
+
+
 class RunChanges:
     """``update`` and ``kill`` applied to a running ``Run`` (its engine, budget, deadline
     and store); the facade routes to it while the run goes on."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: LiveRun) -> None:
         self._run = run
 
     async def update(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,9 @@ class ResumePlan:
     fed: list[tuple[str, Any]] = field(default_factory=list)
     """``(op, entries)`` of every ``enqueue`` / ``add_results`` recorded, oldest first:
     taken again by the resumed run (what already ran or was added is dropped then)."""
+    killed: dict[int, str] = field(default_factory=dict)
+    """``{trial id: reason}`` of the trials a recorded ``kill`` change ended (``nasflow
+    trial kill``): never run again, even if their end did not reach the store."""
     stored: dict[int, set[tuple[int, float]]] = field(default_factory=dict)
     """``(step, time)`` of the metrics stored for the attempt of each trial that was still
     WAITING/RUNNING (one that is re-attached may send some of them again)."""
@@ -142,6 +145,9 @@ def plan_resume(directory: Path) -> ResumePlan:
                   for r in records if not r.state.finished}
         end_order = reader.end_order()
         fed = [(c["op"], c["args"].get("entries")) for c in reader.changes(FEED_OPS)]
+        killed = {c["args"]["trial"]: str(c["args"].get("reason") or "killed by the user")
+                  for c in reader.changes(("kill",))
+                  if (c["result"] or {}).get("killed")}
         raw = reader.latest_snapshot()
         try:
             snapshot = decode_snapshot(raw[1]) if raw else None
@@ -155,7 +161,7 @@ def plan_resume(directory: Path) -> ResumePlan:
         reader.close()
     pending = [r for r in records if _interrupted(r)]
     return ResumePlan(meta=meta, records=records, end_order=end_order, snapshot=snapshot,
-                      pending=pending, fed=fed,
+                      pending=pending, fed=fed, killed=killed,
                       stored={i: keys for i, keys in stored.items() if keys})
 
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import anyio
 
-from nasflow._control import ControlOp, ControlServer, Reply, feed_events
+from nasflow._control import ControlServer
 from nasflow._objective import Objective
 from nasflow._persist import encode_snapshot, process_start_time, save_objects
-from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow._types import INTERRUPTED, KILLED, ExperimentState, TrialError, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
@@ -44,6 +44,7 @@ from nasflow.events import (
 from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
 from nasflow.experiment._changes import ChangeDesk, deadline_after
 from nasflow.experiment._context import ExperimentContext
+from nasflow.experiment._endpoint import control_ops
 from nasflow.experiment._feed import Feed, known_trial_events
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._policy import (
@@ -180,7 +181,8 @@ class Run:
             try:
                 if cfg.store:
                     await self._open_store()
-                    control = ControlServer(setup.directory, self._control_ops())
+                    control = ControlServer(setup.directory, control_ops(
+                        self.hub, self._changes, on_stop=self._on_stop, status=self._status))
                     await services.start(control.serve)
                 self._changes.record_with(self._record_change)  # changes are recorded now
                 failure = await self._search()
@@ -320,7 +322,16 @@ class Run:
         manager's workers), run the others again under the same id (attempt + 1)."""
         if not plan.pending:
             return
-        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in plan.pending]
+        # a trial the user killed stays killed: its end may not have reached the store
+        # before the process died (kill -9 after the change was committed)
+        now = self.clock()
+        for record in plan.pending:
+            if record.id in plan.killed and not record.state.finished:
+                await self.publish(TrialEnded(
+                    time=now, trial_id=record.id, state=TrialState.CANCELED,
+                    error=TrialError(KILLED, plan.killed[record.id])))
+        pending = [r for r in plan.pending if r.id not in plan.killed]
+        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in pending]
         if plan.stored:
             # before reattach: the engine may publish a re-attached trial's events at once
             self._replay = Replay(dict(plan.stored))
@@ -329,8 +340,7 @@ class Run:
             self._replay.keep(attached)
             if not self._replay:
                 self._replay = None
-        again = [r for r in plan.pending if r.id not in attached]
-        now = self.clock()
+        again = [r for r in pending if r.id not in attached]
         for record in again:
             if not record.state.finished:  # the process died under it: record that first
                 await self.publish(TrialEnded(
@@ -585,39 +595,6 @@ class Run:
                                          result=result))
         if self.store is not None:
             await self.store.flush()
-
-    # --- the control endpoint's ops ---------------------------------------------------------
-
-    def _control_ops(self) -> dict[str, ControlOp]:
-        ops: dict[str, ControlOp] = {"stop": self._control_stop,
-                                     "status": self._control_status,
-                                     "events": self._control_events}
-        for op in self._changes.ops:
-            ops[op] = self._control_change(op)
-        return ops
-
-    async def _control_stop(self, args: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
-        reason = str(args.get("reason") or "stopped from the CLI")
-        if not args.get("wait"):
-            await reply.send({"ok": True, "stopping": True})
-            await self._on_stop(reason)
-            return None
-        await self._on_stop(reason)  # returns once the run has ended and saved
-        return {"ok": True, "stopped": True, **self._status()}
-
-    async def _control_status(self, args: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        return {"ok": True, **self._status()}
-
-    async def _control_events(self, args: dict[str, Any], reply: Reply) -> None:
-        # unbounded: a feed's reader (the dashboard) must never make the search wait; the
-        # feed drops a reader that falls far behind instead
-        await feed_events(self.hub.subscribe(buffer=0), reply)
-
-    def _control_change(self, op: str) -> ControlOp:
-        async def change(args: dict[str, Any], reply: Reply) -> dict[str, Any]:
-            source = str(args.pop("source", None) or "cli")[:40]
-            return {"ok": True, **await self._changes.apply(op, args, source=source)}
-        return change
 
     def _meta(self) -> dict[str, Any]:
         setup = self.setup

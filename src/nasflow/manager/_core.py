@@ -47,6 +47,7 @@ from nasflow.protocol import (
     DEFAULT_LIMITS,
     Cancel,
     Capacity,
+    Concurrency,
     HeldTrial,
     Limits,
     RunTrial,
@@ -77,6 +78,7 @@ class ManagerCore:
         adopt_grace: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
         spool_dir: Path | None = None,
+        grow: bool = False,
     ) -> None:
         self.slots = slots
         """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
@@ -87,6 +89,7 @@ class ManagerCore:
         self.on_attach: list[Callable[[str], None]] = []
         """Called with an experiment's id when it attaches for the first time."""
         self.trials: dict[TrialKey, TrialRecord] = {}
+        self._grow = grow  # an embedded manager's pool grows with its experiment's wishes
         self.fleet = WorkerFleet(self, pool=pool, limits=limits, kill_grace=kill_grace)
         """The worker processes and their sessions."""
         self._max_per_worker = max_trials_per_worker
@@ -279,6 +282,22 @@ class ManagerCore:
         trial = None if exp is None else exp.trials.get((message.trial_id, message.attempt))
         if trial is not None:
             self._stop(trial, message.state, message.reason)
+
+    def set_concurrency(self, port: ExperimentPort, message: Concurrency) -> None:
+        """The experiment wants ``message.concurrency`` trials at once now: grant its
+        fair share (an embedded manager first starts the workers it lacks; a daemon's pool
+        is its own, so there only the share changes)."""
+        exp = self._own(port, message.experiment_id)
+        if exp is None:
+            return
+        exp.concurrency = message.concurrency
+        if self._grow:
+            wanted = sum(e.concurrency for e in self.experiments.values() if e.attached)
+            for _ in range(wanted - len(self.slots)):
+                self.slots.append(None)  # GPU slots are planned at start, not grown
+                self.fleet.spawn(None)
+        self._rebalance()
+        self.dispatch()
 
     def detach(self, experiment_id: str, reason: str) -> None:
         """Forget an experiment: it left (``bye``) or did not come back in time."""

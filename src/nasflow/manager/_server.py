@@ -50,6 +50,7 @@ from nasflow.protocol import (
     Acked,
     Cancel,
     Capacity,
+    Concurrency,
     Connected,
     Deliver,
     Effect,
@@ -142,6 +143,8 @@ class SessionPort:
                     core.submit(self, message)
                 elif isinstance(message, Cancel):
                     core.cancel(self, message)
+                elif isinstance(message, Concurrency):
+                    core.set_concurrency(self, message)
                 self.session.ack(effect)  # held in memory: that is all a manager promises
             elif isinstance(effect, Acked):
                 done = self._done
@@ -234,6 +237,7 @@ class TrialManager:
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
             kill_grace=kill_grace, reattach_timeout=reattach_timeout,
             adopt_grace=adopt_grace, limits=limits, spool_dir=self.log_dir,
+            grow=embedded,
         )
         """The scheduler (an embedded engine talks to it directly)."""
         self._ping = (ping_interval, ping_timeout)

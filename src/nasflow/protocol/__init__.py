@@ -42,6 +42,7 @@ from nasflow.protocol._messages import Bye as Bye
 from nasflow.protocol._messages import Cancel as Cancel
 from nasflow.protocol._messages import Capacity as Capacity
 from nasflow.protocol._messages import Checkpoint as Checkpoint
+from nasflow.protocol._messages import Concurrency as Concurrency
 from nasflow.protocol._messages import ControlMessage as ControlMessage
 from nasflow.protocol._messages import ErrorMessage as ErrorMessage
 from nasflow.protocol._messages import FinalMetric as FinalMetric
@@ -77,6 +78,7 @@ __all__ = [
     "Capacity",
     "Checkpoint",
     "ClientSession",
+    "Concurrency",
     "Connected",
     "ControlMessage",
     "DEFAULT_LIMITS",

@@ -35,6 +35,7 @@ __all__ = [
     "Cancel",
     "Capacity",
     "Checkpoint",
+    "Concurrency",
     "ControlMessage",
     "ErrorMessage",
     "FinalMetric",
@@ -264,6 +265,18 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Concurrency:
+    """Experiment → manager: from now on the experiment wants up to ``concurrency``
+    trials at once (``exp.update(concurrency=...)``). The manager answers with a new
+    ``capacity`` grant (its fair share; an embedded manager first starts workers up to
+    it)."""
+
+    TYPE: ClassVar[str] = "concurrency"
+    experiment_id: str
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Capacity:
     """Manager → experiment: you may have ``slots`` trials in flight (submitted, not ended).
 
@@ -409,6 +422,7 @@ SequencedMessage = (
     | Submit
     | RunTrial
     | Cancel
+    | Concurrency
     | Capacity
     | TrialStarted
     | Metric
@@ -426,7 +440,7 @@ _TRIAL_EVENTS: frozenset[type[Any]] = frozenset(
     {SetupFailed, TrialStarted, Metric, Metrics, FinalMetric, Checkpoint, TrialEnded}
 )
 _FROM_CLIENT: dict[Role, frozenset[type[Any]]] = {
-    Role.EXPERIMENT: frozenset({Setup, Submit, Cancel}),
+    Role.EXPERIMENT: frozenset({Setup, Submit, Cancel, Concurrency}),
     Role.WORKER: _TRIAL_EVENTS,
 }
 _FROM_SERVER: dict[Role, frozenset[type[Any]]] = {

@@ -367,6 +367,7 @@ _SPECS = (
     _spec(m.Submit, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.RunTrial, sequenced=True, **_TRIAL, sample=SAMPLE),
     _spec(m.Cancel, sequenced=True, **_TRIAL, state=STOP_STATE, reason=TEXT),
+    _spec(m.Concurrency, sequenced=True, experiment_id=ID, concurrency=POSITIVE),
     _spec(m.Capacity, sequenced=True, slots=COUNT, held=_optional(HELD)),
     _spec(m.TrialStarted, sequenced=True, **_TRIAL, time=NUMBER, **_ORIGIN),
     _spec(

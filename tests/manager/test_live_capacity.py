@@ -1,0 +1,76 @@
+"""``exp.update(concurrency=...)`` and ``exp.kill_trial`` on a manager's workers: an
+embedded manager starts the workers it lacks, a daemon grants a bigger share. Ordering
+assertions: the new trials start before any trial ends (a gate holds them all)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from _mgr_helpers import daemon, free_port
+
+import nasflow as nf
+from nasflow.events import TrialEnded, TrialStarted
+
+SPACE = {"x": nf.Categorical(list(range(100)))}
+
+
+def gated(gate: Path) -> Any:
+    """An evaluator whose trials wait (in the worker) until the file ``gate`` exists."""
+
+    def evaluate(model: Any, trial: nf.Trial) -> float:
+        step = 0
+        while not gate.exists():  # the workload stand-in: the test opens the gate
+            trial.report(0.0, step=step)  # where a stopped trial learns it (TrialStopped)
+            step += 1
+            time.sleep(0.05)
+        return float(trial.sample["x"])
+
+    return evaluate
+
+
+async def _raise_then_kill(config: nf.ExperimentConfig, gate: Path) -> nf.Experiment:
+    exp = nf.Experiment(SPACE, gated(gate), nf.strategy.Random(seed=1), config)
+    events = exp.events(TrialStarted, TrialEnded)
+    seen: list[Any] = []
+
+    async def until_started(n: int) -> None:
+        async for ev in events:
+            seen.append(ev)
+            if sum(isinstance(e, TrialStarted) for e in seen) == n:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(120):  # a guard against hanging, not a timed assertion
+            await until_started(1)
+            result = await exp.update(concurrency=3)
+            assert result["changed"] == {"concurrency": [1, 3]}
+            await until_started(3)
+            # three ran together: the 2nd and 3rd started before any trial ended
+            assert not any(isinstance(e, TrialEnded) for e in seen)
+            killed = await exp.kill_trial(seen[0].trial_id)
+            assert killed["killed"] is True
+        gate.touch()
+    first = next(t for t in exp.trials() if t.id == seen[0].trial_id)
+    assert first.state is nf.TrialState.CANCELED
+    assert first.error is not None and first.error.type == "Killed"
+    assert exp.state is nf.ExperimentState.DONE
+    assert len(exp.trials()) == config.max_trials
+    return exp
+
+
+async def test_local_workers_grow_when_concurrency_is_raised(tmp_path: Path) -> None:
+    config = nf.ExperimentConfig(max_trials=5, concurrency=1, training_service="local")
+    await _raise_then_kill(config, tmp_path / "gate")
+
+
+async def test_a_daemon_grants_a_bigger_share_when_concurrency_is_raised(tmp_path: Path
+                                                                         ) -> None:
+    token = secrets.token_urlsafe(16)
+    async with daemon(free_port(), token, "--workers", "3") as d:
+        config = nf.ExperimentConfig(max_trials=5, concurrency=1, manager=d.url, token=token)
+        await _raise_then_kill(config, tmp_path / "gate")

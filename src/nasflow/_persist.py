@@ -122,6 +122,17 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+def _zombie(pid: int) -> bool:
+    """Whether process ``pid`` has exited but is not reaped yet (Linux; ``False`` where
+    unknown): it holds no lock and runs no code, although ``kill(pid, 0)`` succeeds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] in ("Z", "X")
+
+
 def owner_alive(pid: Any, started: Any, host: Any) -> bool | None:
     """Whether the process that owns an experiment still runs: ``None`` when that cannot
     be told from here (another host)."""
@@ -137,6 +148,8 @@ def owner_alive(pid: Any, started: Any, host: Any) -> bool | None:
         return False
     except PermissionError:
         pass
+    if _zombie(pid):
+        return False  # it died and nobody reaped it yet (an orphaned detached run)
     if started is not None:
         now = process_start_time(pid)
         if now is not None and now != started:

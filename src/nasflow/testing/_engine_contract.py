@@ -423,3 +423,47 @@ class EngineContract:
             times = [e.time for e in h.of(0)]
             assert all(before <= t <= after for t in times), (before, times, after)
             assert times == sorted(times)
+
+    async def test_resize_grows_and_shrinks_while_trials_run(self) -> None:
+        # ``exp.update(concurrency=)``: more trials start at once (no running one has to
+        # end), fewer let the running ones finish and start none until below the limit
+        grown = self.concurrency + 2
+        with anyio.fail_after(120):  # a guard against hanging, not an assertion on time
+            async with self.engine(hang_forever) as (engine, h):
+                for i in range(self.concurrency):
+                    await engine.submit(TrialSpec(i, {"x": 1}))
+                engine.resize(grown)
+                for i in range(self.concurrency, grown):  # accepted without an end
+                    await engine.submit(TrialSpec(i, {"x": 1}))
+                assert engine.running == frozenset(range(grown))
+                assert not any(isinstance(e, TrialEnded) for e in h.events)
+                assert engine.capacity == grown
+                engine.resize(1)
+                room = anyio.Event()
+                seen: list[int] = []
+
+                async def wait() -> None:
+                    await engine.wait_capacity()
+                    seen.append(len(engine.running))
+                    room.set()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait)
+                    for i in range(grown):
+                        await anyio.wait_all_tasks_blocked()
+                        assert not room.is_set(), f"room with {len(engine.running)} running"
+                        engine.cancel(i)
+                        await h.ended(i)
+                    await room.wait()
+                assert seen == [0]  # room only once below the new limit of one
+                assert engine.capacity == 1
+                await engine.submit(TrialSpec(99, {"x": 1}))  # one runs again
+                assert engine.running == frozenset({99})
+                engine.cancel(99)
+                await engine.wait_idle()
+                try:
+                    engine.resize(0)
+                except ValueError as exc:
+                    assert "concurrency" in str(exc)
+                else:
+                    raise AssertionError("resize(0) was taken")

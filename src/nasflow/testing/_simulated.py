@@ -196,6 +196,15 @@ class SimulatedEngine(Engine):
             await self._oracle.submit(spec)
         self._wake.set()
 
+    def _resize(self, concurrency: int) -> None:
+        # evaluator mode: the oracle computes every running trial's curve, so it must hold
+        # as many trials as the simulated workers (else a grown engine's new trials wait
+        # for it forever, and simulated time with them)
+        if self._oracle is not None:
+            self._oracle.resize(concurrency)
+        self._set_capacity(concurrency)
+        self._wake.set()
+
     def _stop_trial(self, sim: _Sim, stop: Stop) -> bool:
         if sim.ended:
             return False

@@ -97,3 +97,37 @@ def test_no_gpu_driver_means_no_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(_gpus, "_NVIDIA_PROC", tmp_path / "missing")
     assert visible_gpus() == []
+
+
+async def test_workers_started_by_a_raised_concurrency_get_their_gpu_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # an embedded manager that grows plans the new workers' CUDA_VISIBLE_DEVICES the way
+    # it planned the first one's: spread over the GPUs, trials_per_gpu each
+    monkeypatch.setattr(_gpus, "visible_gpus", lambda: ["0", "1"])  # no GPU needed
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    listener = (await anyio.create_tcp_listener(local_host="127.0.0.1")).listeners[0]
+    monkeypatch.setenv("NASFLOW_TEST_PORT", str(listener.extra(SocketAttribute.local_port)))
+    exp = nf.Experiment(
+        {"x": nf.Categorical([1, 2, 3, 4])}, report_gpu_and_wait, nf.strategy.GridSearch(),
+        nf.ExperimentConfig(concurrency=1, training_service="local", gpus=[0, 1],
+                            trials_per_gpu=2, store=False),
+    )
+    seen: list[tuple[str, str]] = []
+    with anyio.fail_after(90):  # a guard against hanging, not an assertion on time
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(exp.run)
+            streams = [await listener.accept()]  # the first worker's trial runs
+            with pytest.raises(nf.ChangeRefusedError, match="trials_per_gpu"):
+                await exp.update(concurrency=5)  # more than the GPU shares: refused
+            await exp.update(concurrency=4)
+            streams += [await listener.accept() for _ in range(3)]  # all four run at once
+            for stream in streams:
+                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", 100)
+                pid, gpu = line.decode().split()
+                seen.append((pid, gpu))
+            for stream in streams:
+                await stream.send(b"x")
+                await stream.aclose()
+    assert len({pid for pid, _ in seen}) == 4
+    assert Counter(gpu for _, gpu in seen) == {"0": 2, "1": 2}
+    assert [t.state.value for t in exp.trials()] == ["SUCCEEDED"] * 4

@@ -78,7 +78,7 @@ class ManagerCore:
         adopt_grace: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
         spool_dir: Path | None = None,
-        grow: bool = False,
+        grow: Callable[[int], list[str | None]] | None = None,
     ) -> None:
         self.slots = slots
         """``CUDA_VISIBLE_DEVICES`` per worker slot; its length is the pool's size."""
@@ -89,7 +89,9 @@ class ManagerCore:
         self.on_attach: list[Callable[[str], None]] = []
         """Called with an experiment's id when it attaches for the first time."""
         self.trials: dict[TrialKey, TrialRecord] = {}
-        self._grow = grow  # an embedded manager's pool grows with its experiment's wishes
+        # an embedded manager's pool grows with its experiment's wishes: ``grow(n)`` plans
+        # ``n`` slots the way the first ones were planned (the same GPU assignment)
+        self._grow = grow
         self.fleet = WorkerFleet(self, pool=pool, limits=limits, kill_grace=kill_grace)
         """The worker processes and their sessions."""
         self._max_per_worker = max_trials_per_worker
@@ -291,11 +293,13 @@ class ManagerCore:
         if exp is None:
             return
         exp.concurrency = message.concurrency
-        if self._grow:
+        if self._grow is not None:
             wanted = sum(e.concurrency for e in self.experiments.values() if e.attached)
-            for _ in range(wanted - len(self.slots)):
-                self.slots.append(None)  # GPU slots are planned at start, not grown
-                self.fleet.spawn(None)
+            if wanted > len(self.slots):
+                # the first slots are planned alike, so only the new ones are taken
+                for gpu in self._grow(wanted)[len(self.slots):]:
+                    self.slots.append(gpu)
+                    self.fleet.spawn(gpu)
         self._rebalance()
         self.dispatch()
 

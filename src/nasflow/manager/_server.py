@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hmac
 import logging
 import os
@@ -237,7 +238,9 @@ class TrialManager:
             pool=self._pool, slots=slots, max_trials_per_worker=max_trials_per_worker,
             kill_grace=kill_grace, reattach_timeout=reattach_timeout,
             adopt_grace=adopt_grace, limits=limits, spool_dir=self.log_dir,
-            grow=embedded,
+            grow=None if not embedded else (
+                functools.partial(plan_slots, gpus, trials_per_gpu) if ray is None
+                else lambda n: [None] * n),
         )
         """The scheduler (an embedded engine talks to it directly)."""
         self._ping = (ping_interval, ping_timeout)

@@ -309,6 +309,10 @@ class ManagerEngine(Engine):
         if self._link is not None:
             self._link.send(Concurrency(experiment_id=self.setup.experiment_id,
                                         concurrency=concurrency))
+        if concurrency < self._capacity:
+            # a lower limit holds at once: no trial starts on the old grant meanwhile (the
+            # manager's answer can only confirm it)
+            self._set_capacity(concurrency)
 
     def _cancel_message(self, flight: Flight) -> Cancel:
         state, reason = flight.cancel or (TrialState.CANCELED, "")

@@ -439,6 +439,9 @@ class EngineContract:
                 assert not any(isinstance(e, TrialEnded) for e in h.events)
                 assert engine.capacity == grown
                 engine.resize(1)
+                # at once: no trial may start on the old capacity meanwhile (a manager's
+                # grant comes later; it can only confirm a lower limit)
+                assert engine.capacity == 1
                 room = anyio.Event()
                 seen: list[int] = []
 

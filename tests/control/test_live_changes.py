@@ -5,6 +5,8 @@ is the one authority on capacity. Ordering assertions only, never timed ones."""
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -72,36 +74,63 @@ async def test_raising_concurrency_starts_trials_without_waiting_for_one_to_end(
     assert exp.state is nf.ExperimentState.DONE and len(exp.trials()) == 8
 
 
-async def test_lowering_concurrency_never_exceeds_the_new_limit() -> None:
-    running = 0
-    peak_after: list[int] = []
-    lowered = anyio.Event()
-    release = anyio.Event()
+def gated(gate: Path) -> Any:
+    """A sync evaluator whose trials wait until the file ``gate`` exists (it runs in a
+    thread here, or in a worker process: a file reaches both)."""
 
-    async def evaluate(model: Any, trial: nf.Trial) -> float:
-        nonlocal running
-        running += 1
-        if lowered.is_set():
-            peak_after.append(running)
-        try:
-            await release.wait()
-        finally:
-            running -= 1
-        return 1.0
+    def evaluate(model: Any, trial: nf.Trial) -> float:
+        step = 0
+        while not gate.exists():  # the workload stand-in: the test opens the gate
+            trial.report(0.0, step=step)  # where a stopped trial learns it
+            step += 1
+            time.sleep(0.02)
+        return float(trial.sample["x"])
 
-    exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=2),
-                        nf.ExperimentConfig(max_trials=10, concurrency=4))
-    events = exp.events(TrialStarted, TrialEnded)
+    return evaluate
+
+
+def running_at_each_start(seen: list[Any]) -> list[tuple[bool, int]]:
+    """For each ``TrialStarted`` in the event order: (after the ``ChangeApplied``?, how
+    many trials ran once it had started)."""
+    running: set[int] = set()
+    changed = False
+    out = []
+    for ev in seen:
+        if isinstance(ev, ChangeApplied):
+            changed = True
+        elif isinstance(ev, TrialStarted):
+            running.add(ev.trial_id)
+            out.append((changed, len(running)))
+        elif isinstance(ev, TrialEnded):
+            running.discard(ev.trial_id)
+    return out
+
+
+@pytest.mark.parametrize("service", ["inprocess", "local"])
+async def test_lowering_concurrency_never_exceeds_the_new_limit(tmp_path: Path, service: str
+                                                                ) -> None:
+    gate = tmp_path / "gate"
+    exp = nf.Experiment(SPACE, gated(gate), nf.strategy.Random(seed=2),
+                        nf.ExperimentConfig(max_trials=10, concurrency=4,
+                                            training_service=service))
+    events = exp.events(TrialStarted, TrialEnded, ChangeApplied)
+    seen: list[Any] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(exp.run)
-        with anyio.fail_after(30):
-            await started(events, 4, [])
+        with anyio.fail_after(120):  # a guard against hanging, not an assertion on time
+            await started(events, 4, seen)
             await exp.update(concurrency=2)
-            lowered.set()
-            release.set()
+            gate.touch()
+            async for ev in events:  # the rest of the run, in the order it happened
+                seen.append(ev)
     assert exp.state is nf.ExperimentState.DONE and len(exp.trials()) == 10
-    # the four running when it was lowered finished; after that, never more than two
-    assert peak_after and max(peak_after) <= 2
+    starts = running_at_each_start(seen)
+    before = [n for after, n in starts if not after]
+    after = [n for after, n in starts if after]
+    assert before == [1, 2, 3, 4]  # four ran together before the change
+    # the four running when it was lowered finished; every trial started after the change
+    # (the six left) started with at most one other running
+    assert len(after) == 6 and max(after) <= 2, starts
 
 
 async def test_budgets_change_live_and_bad_changes_are_refused_and_not_recorded() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import nasflow as nf
 from nasflow._kernel import Objective
+from nasflow.engine import EngineSetup, InProcessEngine, TrialSpec
 from nasflow.events import TrialEnded, TrialSubmitted
 from nasflow.exceptions import MetricError, ResumeError, SampleValidationError
 from nasflow.experiment._feed import Feed, check_results, check_samples
@@ -264,3 +265,40 @@ async def test_what_was_enqueued_and_not_run_is_taken_by_the_next_resume() -> No
     finally:
         reader.close()
     assert ops == ["enqueue", "add_results"]  # recorded once, not again by the resume
+
+
+class HoldsTheSubmission(InProcessEngine):
+    """An engine whose ``submit`` of ``sample`` stops before the engine holds it (where a
+    manager waits for its setup): the test stops the search right there."""
+
+    def __init__(self, setup: EngineSetup, sample: dict[str, Any], reached: anyio.Event
+                 ) -> None:
+        super().__init__(setup)
+        self._sample, self._reached = sample, reached
+
+    async def _before_capacity(self, spec: TrialSpec) -> None:
+        if spec.sample == self._sample:
+            self._reached.set()
+            await anyio.sleep_forever()
+
+
+async def test_an_enqueued_sample_a_stop_kept_from_starting_runs_on_resume() -> None:
+    # taken from the queue, recorded as submitted, and stopped before the engine held it:
+    # it must run on resume (before: it ended CANCELED, was in the history, never ran)
+    held = {"a": 7, "b": 7}
+    reached = anyio.Event()
+    exp = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=9),
+                        nf.ExperimentConfig(max_trials=3),
+                        engine=lambda setup: HoldsTheSubmission(setup, held, reached))
+    exp.enqueue(held)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(30):  # a guard against hanging, not an assertion on time
+            await reached.wait()
+            await exp.stop()
+    assert exp.state is nf.ExperimentState.STOPPED
+    more = nf.Experiment.restore(exp.id)
+    await more.run()
+    runs = [t for t in more.trials() if t.sample == held]
+    assert [(t.state, t.origin) for t in runs] == [(nf.TrialState.SUCCEEDED, "enqueued")]
+    assert len(more.trials()) == 3

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import anyio
 
 from nasflow._objective import Objective
-from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow._types import INTERRUPTED, TrialError, TrialRecord, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     Event,
@@ -151,11 +151,14 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         try:
             await self._run.submit(TrialSpec(trial_id, sample))
         except BaseException:
-            # never handed to the engine (the search is stopping): do not leave it WAITING
+            # never handed to the engine (the search is stopping): do not leave it WAITING,
+            # and do not lose it: interrupted, a resume (or an extension) runs it, as it
+            # does a trial the stop interrupted -- an enqueued sample is not dropped
             with anyio.CancelScope(shield=True):
                 await self._run.publish(TrialEnded(
                     time=self._clock(), trial_id=trial_id, state=TrialState.CANCELED,
-                    error=TrialError("Cancelled", "the search stopped before the trial started"),
+                    error=TrialError(INTERRUPTED,
+                                     "the search stopped before the trial started"),
                 ), wait=False)
             raise
         return TrialHandle(self, trial_id, sample, h)

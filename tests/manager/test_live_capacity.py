@@ -74,3 +74,63 @@ async def test_a_daemon_grants_a_bigger_share_when_concurrency_is_raised(tmp_pat
     async with daemon(free_port(), token, "--workers", "3") as d:
         config = nf.ExperimentConfig(max_trials=5, concurrency=1, manager=d.url, token=token)
         await _raise_then_kill(config, tmp_path / "gate")
+
+
+async def _feed_while_it_runs(config: nf.ExperimentConfig, tmp: Path) -> None:
+    """``enqueue`` and ``add_results``, each from the API and from the CLI (the control
+    endpoint), while trial 0 holds the only slot on the manager's workers: the enqueued
+    samples run there before the strategy's next proposal, the results are stored, never
+    run, and every change is recorded with who made it."""
+    from nasflow.cli import main
+    from nasflow.store import DB_NAME, StoreReader
+
+    gate = tmp / "gate"
+    exp = nf.Experiment(SPACE, gated(gate), nf.strategy.Random(seed=3), config)
+    events = exp.events(TrialStarted)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(120):  # a guard against hanging, not a timed assertion
+            async for _ in events:  # trial 0 runs (and waits at the gate)
+                break
+            exp.enqueue({"x": 91})
+            exp.add_results([{"sample": {"x": 92}, "metric": 0.5}])
+            cli_samples = tmp / "s.jsonl"
+            cli_samples.write_text('{"x": 93}\n')
+            cli_results = tmp / "r.jsonl"
+            cli_results.write_text('{"sample": {"x": 94}, "metric": 0.25}\n')
+            for argv in (["enqueue", exp.id, "--file", str(cli_samples)],
+                         ["import", exp.id, str(cli_results)]):
+                assert await anyio.to_thread.run_sync(main, argv) == 0
+        gate.touch()
+    assert exp.state is nf.ExperimentState.DONE
+    by_x = {t.sample["x"]: t for t in exp.trials()}
+    for x in (91, 93):  # run on the workers: the evaluator's value
+        assert (by_x[x].origin, by_x[x].state, by_x[x].metric) == (
+            "enqueued", nf.TrialState.SUCCEEDED, float(x))
+    for x, metric in ((92, 0.5), (94, 0.25)):  # stored as given, never run
+        assert (by_x[x].origin, by_x[x].state, by_x[x].metric) == (
+            "added", nf.TrialState.SUCCEEDED, metric)
+    proposed = sorted(t.id for t in exp.trials() if t.origin is None)
+    assert proposed[0] == 0 and by_x[91].id < proposed[1] and by_x[93].id < proposed[1]
+    assert len(exp.trials()) == config.max_trials + 2  # added results are not counted
+    reader = StoreReader(exp.directory / DB_NAME)
+    try:
+        recorded = [(c["op"], c["source"]) for c in reader.changes()]
+    finally:
+        reader.close()
+    assert recorded == [("enqueue", "api"), ("add_results", "api"), ("enqueue", "cli"),
+                        ("add_results", "cli")]
+
+
+async def test_local_workers_take_enqueued_samples_and_added_results(tmp_path: Path
+                                                                      ) -> None:
+    await _feed_while_it_runs(nf.ExperimentConfig(max_trials=4, concurrency=1,
+                                                  training_service="local"), tmp_path)
+
+
+async def test_a_daemon_runs_enqueued_samples_and_takes_added_results(tmp_path: Path
+                                                                       ) -> None:
+    token = secrets.token_urlsafe(16)
+    async with daemon(free_port(), token, "--workers", "2") as d:
+        await _feed_while_it_runs(nf.ExperimentConfig(max_trials=4, concurrency=1,
+                                                      manager=d.url, token=token), tmp_path)

@@ -351,3 +351,69 @@ def test_metrics_a_reattached_trial_sends_again_are_stored_once(tmp_path: Path,
         [trial] = saved.trials()
         assert (trial.state, trial.attempt, trial.metric) == (nf.TrialState.SUCCEEDED, 0, 1.0)
         assert saved.intermediates(0) == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
+
+
+QUEUED_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import nasflow as nf
+
+    LOG, GATE = sys.argv[2], sys.argv[3]
+    space = {"a": nf.Categorical(list(range(10))), "b": nf.Categorical(list(range(10)))}
+
+    def evaluate(model, trial):
+        with open(LOG, "a") as f:
+            f.write(json.dumps([trial.id, trial.attempt, trial.sample]) + "\\n")
+        while not os.path.exists(GATE):  # the first trial holds the only slot
+            time.sleep(0.02)
+        return trial.sample["a"] * 10 + trial.sample["b"]
+
+    if sys.argv[1] == "new":
+        nf.run(nf.Experiment(space, evaluate, nf.strategy.Random(seed=5),
+                             nf.ExperimentConfig(max_trials=6, concurrency=1), id="queued"))
+    else:
+        nf.run(nf.Experiment.restore("queued"))
+""")
+
+
+def test_kill_9_while_enqueued_samples_wait_then_resume_runs_each_once(
+        tmp_path: Path, home: Path) -> None:
+    import json
+
+    from nasflow.cli import main
+
+    script, log, gate = tmp_path / "search.py", tmp_path / "log.jsonl", tmp_path / "gate"
+    script.write_text(QUEUED_SCRIPT)
+    env = {**os.environ, "NASFLOW_HOME": str(home)}
+    queued = [{"a": 9, "b": i} for i in range(4)]
+    proc = subprocess.Popen([sys.executable, str(script), "new", str(log), str(gate)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60  # a guard against hanging, not a timed assertion
+        while not (log.exists() and log.read_text()):  # trial 0 runs, at the gate
+            assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+            time.sleep(0.05)
+        samples = tmp_path / "s.jsonl"
+        samples.write_text("".join(json.dumps(s) + "\n" for s in queued))
+        # acknowledged by the running experiment: committed before it answers
+        assert main(["enqueue", "queued", "--file", str(samples)]) == 0
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    starts = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s[0] for s in starts] == [0]  # none of the queued samples had started
+    gate.touch()
+    resumed = subprocess.run([sys.executable, str(script), "resume", str(log), str(gate)],
+                             env=env, capture_output=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    with nf.load_experiment("queued") as exp:
+        trials = exp.trials()
+        assert exp.state is nf.ExperimentState.DONE
+    runs = [json.loads(line)[2] for line in log.read_text().splitlines()]
+    for sample in queued:  # each queued sample ran exactly once, as an enqueued trial
+        assert runs.count(sample) == 1, (sample, runs)
+        (trial,) = [t for t in trials if t.sample == sample]
+        assert (trial.state, trial.origin) == (nf.TrialState.SUCCEEDED, "enqueued")
+    assert [t.id for t in trials] == list(range(6))  # ids contiguous, the whole budget
+    assert trials[0].attempt == 1  # the trial the kill interrupted ran again
+    # before the strategy's next proposal
+    assert [t.origin for t in trials[1:5]] == ["enqueued"] * 4

@@ -50,7 +50,8 @@ from nasflow.experiment._resume import (
     load_for_resume,
     warm_start_results,
 )
-from nasflow.experiment._run import Run, RunSetup, StopSwitch, unwrap
+from nasflow.experiment._run import Run, unwrap
+from nasflow.experiment._setup import RunSetup, StopSwitch
 from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.space import as_search_space
 from nasflow.store import (

@@ -2,34 +2,29 @@
 and the strategy under the budget, and always finish cleanly.
 
 ``Run`` owns what exists only while a run goes on -- the task groups, the engine, the
-store and its writer, the control endpoint, the strategy's context, the retry loop, the
-replay filter of a resume -- and it is given, explicitly, what outlives it: the
-``RunSetup`` (what the experiment is), the ``TrialLedger`` (the trial table), the
-``EventHub``, the ``TrialPolicy`` and the ``StopSwitch``. It never sees the
-``Experiment``; the facade makes one ``Run`` per ``run()``.
+store and its writer, the control endpoint, the strategy's context, the trials it
+submits besides the strategy's (``TrialSources``, ``_sources.py``: resumed, retried, fed)
+-- and it is given, explicitly, what outlives it: the ``RunSetup`` (what the experiment
+is; ``_setup.py`` builds the engine and the store's metadata from it), the
+``TrialLedger`` (the trial table), the ``EventHub``, the ``TrialPolicy`` and the
+``StopSwitch``. It never sees the ``Experiment``; the facade makes one ``Run`` per
+``run()``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from nasflow._control import ControlServer
-from nasflow._objective import Objective
-from nasflow._persist import encode_snapshot, process_start_time, save_objects
-from nasflow._types import INTERRUPTED, KILLED, ExperimentState, TrialError, TrialState
-from nasflow._version import __version__
-from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
+from nasflow._persist import encode_snapshot, save_objects
+from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
+from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     ChangeApplied,
     Event,
@@ -39,13 +34,12 @@ from nasflow.events import (
     IntermediateMetric,
     TrialEnded,
     TrialStarted,
-    TrialSubmitted,
 )
 from nasflow.exceptions import BudgetExhausted, RepeatedFailureError, StoreError, StrategyError
 from nasflow.experiment._changes import ChangeDesk, deadline_after
 from nasflow.experiment._context import ExperimentContext
 from nasflow.experiment._endpoint import control_ops
-from nasflow.experiment._feed import Feed, known_trial_events
+from nasflow.experiment._feed import Feed
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._policy import (
     Action,
@@ -57,61 +51,15 @@ from nasflow.experiment._policy import (
     SnapshotDue,
     TrialPolicy,
 )
-from nasflow.experiment._resume import Replay, ResumePlan, restore_state, space_signature
+from nasflow.experiment._resume import ResumePlan, restore_state
+from nasflow.experiment._setup import RunSetup, StopSwitch, make_engine, store_meta
+from nasflow.experiment._sources import TrialSources
 from nasflow.integrations.tensorboard import TensorBoardSink
-from nasflow.protocol import Limits
-from nasflow.space import SearchSpace
 from nasflow.store import DB_NAME, ExperimentStore
-from nasflow.strategy import Budget, Scheduler, Strategy
 
-__all__ = ["Run", "RunSetup", "StopSwitch", "unwrap"]
+__all__ = ["Run", "unwrap"]
 
 _log = logging.getLogger("nasflow.experiment")
-
-
-@dataclass(frozen=True)
-class RunSetup:
-    """What the experiment is: everything a run reads and never changes."""
-
-    id: str
-    name: str
-    directory: Path
-    config: ExperimentConfig
-    space: Any
-    search_space: SearchSpace
-    evaluator: Any
-    strategy: Strategy
-    scheduler: Scheduler | None
-    objective: Objective
-    engine_factory: Callable[[EngineSetup], Engine] | None
-    trial_directory: Callable[[int], Path]
-
-
-class StopSwitch:
-    """The first request to end the search (``stop()``, a target, a deadline, a failure),
-    and the cancel scope it ends. May be thrown before the run starts."""
-
-    def __init__(self, budget: Budget) -> None:
-        self.budget = budget
-        self.request: tuple[ExperimentState, str] | None = None
-        """The first request: the state to end in and why."""
-        self._scope: anyio.CancelScope | None = None
-
-    def __call__(self, state: ExperimentState, reason: str) -> bool:
-        """Ask the search to end; whether this was the first request."""
-        first = self.request is None
-        if first:
-            self.request = (state, reason)
-        self.budget.stopping = True
-        if self._scope is not None:
-            self._scope.cancel()
-        return first
-
-    def guard(self, scope: anyio.CancelScope) -> None:
-        """Cancel ``scope`` on a request (at once, if one came already)."""
-        self._scope = scope
-        if self.request is not None:
-            scope.cancel()
 
 
 class Run:
@@ -148,8 +96,6 @@ class Run:
         self.feed = feed if feed is not None else Feed()
         """What the user enqueued and added (``exp.enqueue``, ``exp.add_results``)."""
         self._given = given if given is not None else []  # fed before the store opened
-        self._fed_samples = anyio.Event()
-        self._fed_results = anyio.Event()
         self._changes = changes if changes is not None else ChangeDesk()
         self._started = math.inf  # anyio.current_time() when the search began
         self._search_scope: anyio.CancelScope | None = None  # its deadline: max_duration
@@ -164,9 +110,8 @@ class Run:
         simulated engine's is fake); the store's own metadata stays wall time."""
         self.end_reason = ""
         self.repeated_failure: RepeatedFailureError | None = None
-        self._replay: Replay | None = None  # metrics a re-attached trial sends again
-        self._retry_wakeup = anyio.Event()
-        self._retry_settled = anyio.Event()
+        self.sources = TrialSources(self)
+        """The resumed, retried and fed trials (and the replay filter of a resume)."""
 
     # --- the run ------------------------------------------------------------------------
 
@@ -214,7 +159,7 @@ class Run:
     async def _open_store(self) -> None:
         setup = self.setup
         store = ExperimentStore(setup.directory / DB_NAME)
-        await store.open(self._meta())
+        await store.open(store_meta(setup, self._plan))
         self.store = store
         self.hub.add_sink(store.put)
         store.snapshot_with(self._snapshot)
@@ -225,42 +170,11 @@ class Run:
                    "strategy": setup.strategy, "scheduler": setup.scheduler}
         await anyio.to_thread.run_sync(save_objects, setup.directory, objects)
 
-    def _make_engine(self) -> Engine:
-        setup, cfg = self.setup, self.config
-        engine_setup = EngineSetup(
-            space=setup.space,
-            evaluator=setup.evaluator,
-            objective=setup.objective,
-            publish=self.publish,
-            trial_directory=setup.trial_directory,
-            experiment_id=setup.id,
-            concurrency=cfg.concurrency,
-            trial_timeout=cfg.trial_timeout,  # type: ignore[arg-type]
-            flush=self.store.flush if self.store is not None else None,
-        )
-        if setup.engine_factory is not None:
-            return setup.engine_factory(engine_setup)
-        if cfg.training_service == "inprocess" and cfg.manager is None:
-            return InProcessEngine(engine_setup)
-        return ManagerEngine(
-            engine_setup,
-            manager=cfg.manager,
-            token=cfg.token or os.environ.get("NASFLOW_TOKEN"),
-            gpus=cfg.gpus,  # type: ignore[arg-type]
-            trials_per_gpu=cfg.trials_per_gpu,
-            max_trials_per_worker=cfg.max_trials_per_worker,
-            reattach_timeout=cfg.reattach_timeout,  # type: ignore[arg-type]
-            log_dir=setup.directory / "workers",
-            limits=Limits(max_payload_size=cfg.max_payload_size),
-            ray=cfg.training_service == "ray",
-            ray_address=cfg.ray_address,
-            trial_resources=cfg.trial_resources,
-        )
-
     async def _search(self) -> BaseException | None:
         """The engine, the re-queued trials of a resume, the strategy, the budget."""
         setup, cfg = self.setup, self.config
-        engine = self._make_engine()
+        engine = make_engine(setup, cfg, publish=self.publish,
+                             flush=self.store.flush if self.store is not None else None)
         self.clock = engine.clock.now  # one clock stamps every event: the engine's
         await self.publish(ExperimentStateChanged(time=self.clock(),
                                                   state=ExperimentState.RUNNING))
@@ -278,7 +192,7 @@ class Run:
             taken, unseen = restore_state(self._plan, self.ledger, setup.strategy,
                                           setup.scheduler, cfg.penalty)
             ctx.restore(taken, unseen)
-        self.feed.listener = self._fed
+        self.feed.listener = self.sources.fed
         failure = None
         async with engine:
             self.engine = engine
@@ -286,16 +200,16 @@ class Run:
                 self._search_scope = search
                 self._stop.guard(search)
                 # known results first: the strategy learns from them before it proposes
-                await self._add_known()
+                await self.sources.add_known()
                 if self._plan is not None:
-                    await self._requeue(self._plan, engine)
+                    await self.sources.requeue(self._plan, engine)
                 async with anyio.create_task_group() as helpers:
-                    helpers.start_soon(self._retry_failures, engine)
-                    helpers.start_soon(self._follow_feed, ctx)
+                    helpers.start_soon(self.sources.retry_failures, engine)
+                    helpers.start_soon(self.sources.follow_feed, ctx)
                     failure = await self._run_strategy(ctx)
                     if failure is None:
                         await ctx.wait_capacity()  # what was enqueued runs all the same
-                    await self._drain(engine)
+                    await self.sources.drain(engine)
                     helpers.cancel_scope.cancel()
             self._search_scope = None
             if search.cancelled_caught and self._stop.request is None:
@@ -316,105 +230,6 @@ class Run:
         retry's, a resumed trial's) waits here, and nowhere else."""
         assert self.ctx is not None
         await self.ctx.wait_capacity()
-
-    async def _requeue(self, plan: ResumePlan, engine: Engine) -> None:
-        """Trials in flight when the experiment stopped: re-attach those still running (a
-        manager's workers), run the others again under the same id (attempt + 1)."""
-        if not plan.pending:
-            return
-        # a trial the user killed stays killed: its end may not have reached the store
-        # before the process died (kill -9 after the change was committed)
-        now = self.clock()
-        for record in plan.pending:
-            if record.id in plan.killed and not record.state.finished:
-                await self.publish(TrialEnded(
-                    time=now, trial_id=record.id, state=TrialState.CANCELED,
-                    error=TrialError(KILLED, plan.killed[record.id])))
-        pending = [r for r in plan.pending if r.id not in plan.killed]
-        specs = [TrialSpec(r.id, r.sample, r.attempt) for r in pending]
-        if plan.stored:
-            # before reattach: the engine may publish a re-attached trial's events at once
-            self._replay = Replay(dict(plan.stored))
-        attached = await engine.reattach(specs)
-        if self._replay is not None:
-            self._replay.keep(attached)
-            if not self._replay:
-                self._replay = None
-        again = [r for r in pending if r.id not in attached]
-        for record in again:
-            if not record.state.finished:  # the process died under it: record that first
-                await self.publish(TrialEnded(
-                    time=now, trial_id=record.id, state=TrialState.CANCELED,
-                    error=TrialError(INTERRUPTED, "the process running the experiment ended"),
-                ))
-        for record in again:
-            await self.wait_capacity()
-            attempt = record.attempt + 1
-            self.ledger.rerun_from(record.id, attempt)  # retries count from here
-            await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
-                                              sample=record.sample, hash=record.hash,
-                                              attempt=attempt, origin=record.origin))
-            await engine.submit(TrialSpec(record.id, record.sample, attempt))
-
-    def _fed(self) -> None:
-        """Something was enqueued or added while the run goes on."""
-        self._fed_samples.set()
-        self._fed_results.set()
-
-    async def _add_known(self) -> None:
-        """Store the queued known results as trials that ended SUCCEEDED (not counted
-        toward ``max_trials``); the strategy takes them like any ended trial."""
-        for result in self.feed.take_results():
-            if self.ledger.seen(result.hash):
-                continue
-            trial_id = self.ledger.new_id(counted=False)
-            for event in known_trial_events(result, trial_id, self.clock()):
-                await self.publish(event)
-
-    async def _follow_feed(self, ctx: ExperimentContext) -> None:
-        """Take what is enqueued or added while the strategy runs (or waits on a result):
-        known results at once, enqueued samples as capacity allows."""
-        async def results() -> None:
-            while True:
-                await self._fed_results.wait()
-                self._fed_results = anyio.Event()
-                await self._add_known()
-
-        async def samples() -> None:
-            while True:
-                await self._fed_samples.wait()
-                self._fed_samples = anyio.Event()
-                await ctx.wait_capacity()  # submits what is queued, as capacity allows
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(results)
-            tg.start_soon(samples)
-
-    async def _retry_failures(self, engine: Engine) -> None:
-        """Run failed attempts again (``ExperimentConfig.retry``), as capacity allows."""
-        while True:
-            while (record := self.ledger.next_retry()) is None:
-                await self._retry_wakeup.wait()
-                self._retry_wakeup = anyio.Event()
-            await self.wait_capacity()
-            attempt = record.attempt + 1
-            _log.info("trial %d ended %s (%s); running it again (attempt %d)", record.id,
-                      record.state.value, record.error, attempt)
-            await self.publish(TrialSubmitted(time=self.clock(), trial_id=record.id,
-                                              sample=record.sample, hash=record.hash,
-                                              attempt=attempt, origin=record.origin))
-            await engine.submit(TrialSpec(record.id, record.sample, attempt))
-            self.ledger.retry_submitted()
-            self._retry_settled.set()
-
-    async def _drain(self, engine: Engine) -> None:
-        """Wait for every running trial, and for every retry they cause."""
-        while True:
-            await engine.wait_idle()
-            if not self.ledger.retries:
-                return
-            self._retry_settled = anyio.Event()
-            await self._retry_settled.wait()
 
     async def _run_strategy(self, ctx: ExperimentContext) -> BaseException | None:
         try:
@@ -476,7 +291,8 @@ class Run:
 
     async def publish(self, event: Event, *, wait: bool = True) -> None:
         """Publish ``event`` to the hub (its sinks first: the trial table, the store)."""
-        if self._replay is not None and self._replay.stored(event):
+        replay = self.sources.replay
+        if replay is not None and replay.stored(event):
             return
         if wait:
             await self.hub.publish(event)
@@ -511,8 +327,7 @@ class Run:
 
     def _apply(self, action: Action) -> None:
         if isinstance(action, Retry):
-            self.ledger.queue_retry(action.record)
-            self._retry_wakeup.set()
+            self.sources.retry(action.record)
         elif isinstance(action, Penalise):
             self.ledger.penalise(action.record, action.metric)
         elif isinstance(action, Kill):
@@ -595,35 +410,6 @@ class Run:
                                          result=result))
         if self.store is not None:
             await self.store.flush()
-
-    def _meta(self) -> dict[str, Any]:
-        setup = self.setup
-        owner = {
-            "state": ExperimentState.RUNNING.value,
-            "pid": os.getpid(),
-            "pid_start": process_start_time(os.getpid()),
-            "host": socket.gethostname(),
-            "started_at": time.time(),
-            "ended_at": None,
-        }
-        if self._plan is not None:
-            # the budget and concurrency may have changed (BUDGET_FIELDS)
-            return {**owner, "resumed": int(self._plan.meta.get("resumed", 0)) + 1,
-                    "config": setup.config.to_dict()}
-        return {
-            **owner,
-            "id": setup.id,
-            "name": setup.name,
-            "created_at": owner["started_at"],
-            "config": setup.config.to_dict(),
-            "objective": setup.objective.directions,
-            "labels": setup.search_space.labels,
-            "space": space_signature(setup.search_space),
-            "strategy": repr(setup.strategy),
-            "evaluator": repr(setup.evaluator),
-            "scheduler": None if setup.scheduler is None else repr(setup.scheduler),
-            "nasflow_version": __version__,
-        }
 
     def _snapshot(self) -> bytes:
         """The strategy's (and scheduler's) state, and how many ended trials it has taken;

@@ -237,3 +237,32 @@ def test_the_compact_trials_form_holds_what_the_dicts_hold(home: Path,
     errors = [r["error"] for r in rebuilt]
     assert errors[0] is None and errors[2] is None
     assert errors[1]["type"] == "ValueError" and "two is refused" in errors[1]["message"]
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_update_takes_the_same_change_path(home: Path, portal: anyio.from_thread.BlockingPortal,
+                                           attached: bool) -> None:
+    # attached: the experiment's own ChangeDesk; not: through its control endpoint. Both
+    # validate, apply and record the change like exp.update and nasflow update
+    from nasflow.store import DB_NAME, StoreReader
+
+    search = LiveSearch(home, portal, attach=attached)
+    try:
+        board, exp = search.board, search.exp
+        update = f"/api/experiments/{exp.id}/update"
+        status, body = call(board, update, method="POST",
+                            body=json.dumps({"concurrency": 0}).encode())
+        assert status == 409 and "concurrency must be" in str(body)
+        status, body = call(board, update, method="POST",
+                            body=json.dumps({"concurrency": 3, "max_trials": 5}).encode())
+        assert (status, body["ok"]) == (200, True), body
+        assert body["changed"] == {"concurrency": [2, 3], "max_trials": [6, 5]}
+        assert exp.config.concurrency == 3 and exp.config.max_trials == 5
+        reader = StoreReader(exp.directory / DB_NAME)
+        try:
+            recorded = [(c["op"], c["args"], c["source"]) for c in reader.changes()]
+        finally:
+            reader.close()
+        assert recorded == [("update", {"concurrency": 3, "max_trials": 5}, "dashboard")]
+    finally:
+        search.close()

@@ -393,21 +393,35 @@ async def stop(request: Request) -> Response:
 
 async def kill(request: Request) -> Response:
     _check(request, control=True)
-    state: DashboardState = request.app.state.dashboard
-    exp_id = request.path_params["id"]
-    directory = state.directory(exp_id)
     tid = _trial_id(request)
     body = await _body(request)
     reason = str(body.get("reason") or "killed from the dashboard")[:200]
+    return await _change(request, "kill", {"trial": tid, "reason": reason})
+
+
+async def update(request: Request) -> Response:
+    """``{"concurrency": 8, "max_trials": 500, "max_duration": null}`` (any of them), like
+    ``exp.update`` and ``nasflow update``."""
+    _check(request, control=True)
+    body = await _body(request)
+    return await _change(request, "update", {k: v for k, v in body.items() if k != "source"})
+
+
+async def _change(request: Request, op: str, args: dict[str, Any]) -> Response:
+    """One runtime change, on the same path as the API's and the CLI's (``_changes.py``):
+    an attached experiment's own desk, else its control endpoint; 409 with the reason if
+    it is refused (nothing changed)."""
+    state: DashboardState = request.app.state.dashboard
+    exp_id = request.path_params["id"]
+    directory = state.directory(exp_id)
     live = state.live.get(exp_id)
-    if live is not None:  # the same change path as the API and the CLI (_changes.py)
+    if live is not None:
         try:
-            result = await live._changes.apply("kill", {"trial": tid, "reason": reason},
-                                               source="dashboard")
+            result = await live._changes.apply(op, args, source="dashboard")
         except NasflowError as exc:
             raise HTTPException(409, str(exc)) from exc
         return _json({"ok": True, **result})
-    reply = await _control(directory, "kill", trial=tid, reason=reason, source="dashboard")
+    reply = await _control(directory, op, **args, source="dashboard")
     if not reply.get("ok"):
         raise HTTPException(409, str(reply.get("error")))
     return _json(reply)
@@ -496,6 +510,7 @@ def create_app(state: DashboardState, *, allowed_hosts: list[str] | None = None
             Route("/api/experiments/{id}/progress", progress),
             Route("/api/experiments/{id}/stop", stop, methods=["POST"]),
             Route("/api/experiments/{id}/trials/{tid}/kill", kill, methods=["POST"]),
+            Route("/api/experiments/{id}/update", update, methods=["POST"]),
             WebSocketRoute("/ws", websocket),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

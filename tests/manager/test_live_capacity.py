@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from _mgr_helpers import daemon, free_port
 
 import nasflow as nf
@@ -32,7 +33,12 @@ def gated(gate: Path) -> Any:
     return evaluate
 
 
-async def _raise_then_kill(config: nf.ExperimentConfig, gate: Path) -> nf.Experiment:
+async def _raise_then_kill(config: nf.ExperimentConfig, gate: Path, via: str = "api"
+                           ) -> nf.Experiment:
+    """Concurrency raised from 1 to 3, then trial 0 killed: through the API, or (``via=
+    "cli"``) with ``nasflow update`` / ``nasflow trial kill`` (the control endpoint)."""
+    from nasflow.cli import main
+
     exp = nf.Experiment(SPACE, gated(gate), nf.strategy.Random(seed=1), config)
     events = exp.events(TrialStarted, TrialEnded)
     seen: list[Any] = []
@@ -47,13 +53,21 @@ async def _raise_then_kill(config: nf.ExperimentConfig, gate: Path) -> nf.Experi
         tg.start_soon(exp.run)
         with anyio.fail_after(120):  # a guard against hanging, not a timed assertion
             await until_started(1)
-            result = await exp.update(concurrency=3)
-            assert result["changed"] == {"concurrency": [1, 3]}
+            if via == "api":
+                result = await exp.update(concurrency=3)
+                assert result["changed"] == {"concurrency": [1, 3]}
+            else:
+                argv = ["update", exp.id, "--concurrency", "3"]
+                assert await anyio.to_thread.run_sync(main, argv) == 0
             await until_started(3)
             # three ran together: the 2nd and 3rd started before any trial ended
             assert not any(isinstance(e, TrialEnded) for e in seen)
-            killed = await exp.kill_trial(seen[0].trial_id)
-            assert killed["killed"] is True
+            if via == "api":
+                killed = await exp.kill_trial(seen[0].trial_id)
+                assert killed["killed"] is True
+            else:
+                argv = ["trial", "kill", exp.id, str(seen[0].trial_id)]
+                assert await anyio.to_thread.run_sync(main, argv) == 0
         gate.touch()
     first = next(t for t in exp.trials() if t.id == seen[0].trial_id)
     assert first.state is nf.TrialState.CANCELED
@@ -63,17 +77,29 @@ async def _raise_then_kill(config: nf.ExperimentConfig, gate: Path) -> nf.Experi
     return exp
 
 
-async def test_local_workers_grow_when_concurrency_is_raised(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["api", "cli"])
+async def test_local_workers_grow_when_concurrency_is_raised(tmp_path: Path, via: str
+                                                             ) -> None:
     config = nf.ExperimentConfig(max_trials=5, concurrency=1, training_service="local")
-    await _raise_then_kill(config, tmp_path / "gate")
+    await _raise_then_kill(config, tmp_path / "gate", via)
 
 
-async def test_a_daemon_grants_a_bigger_share_when_concurrency_is_raised(tmp_path: Path
-                                                                         ) -> None:
+@pytest.mark.parametrize("via", ["api", "cli"])
+async def test_a_daemon_grants_a_bigger_share_when_concurrency_is_raised(tmp_path: Path,
+                                                                         via: str) -> None:
     token = secrets.token_urlsafe(16)
     async with daemon(free_port(), token, "--workers", "3") as d:
         config = nf.ExperimentConfig(max_trials=5, concurrency=1, manager=d.url, token=token)
-        await _raise_then_kill(config, tmp_path / "gate")
+        exp = await _raise_then_kill(config, tmp_path / "gate", via)
+    if via == "cli":  # recorded with who made it
+        from nasflow.store import DB_NAME, StoreReader
+
+        reader = StoreReader(exp.directory / DB_NAME)
+        try:
+            assert [(c["op"], c["source"]) for c in reader.changes()] == [
+                ("update", "cli"), ("kill", "cli")]
+        finally:
+            reader.close()
 
 
 async def _feed_while_it_runs(config: nf.ExperimentConfig, tmp: Path) -> None:

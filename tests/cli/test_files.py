@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import nasflow as nf
 
 from .conftest import TIMEOUT, Cli, read_id, wait_for_trial_line, write_search
@@ -32,15 +34,16 @@ def printing(model: None, trial: nf.Trial) -> dict[str, float] | float:
     return float(trial.sample["a"])
 
 
-def _finished() -> str:
+def _finished(service: str = "inprocess") -> str:
     exp = nf.Experiment(SPACE, printing, nf.strategy.GridSearch(),
-                        nf.ExperimentConfig(max_trials=3))
+                        nf.ExperimentConfig(max_trials=3, training_service=service))
     nf.run(exp)
     return exp.id
 
 
-def test_log_prints_a_trials_stdout_or_stderr(cli: Cli) -> None:
-    exp_id = _finished()
+@pytest.mark.parametrize("service", ["inprocess", "local"])
+def test_log_prints_a_trials_stdout_or_stderr(cli: Cli, service: str) -> None:
+    exp_id = _finished(service)  # local: printed in a worker process
     out = cli("log", exp_id, "1")
     assert out.returncode == 0, out.stderr
     assert out.stdout == "trial 1 says hello\n"

@@ -138,3 +138,48 @@ async def test_a_manager_daemon_places_its_workers_on_the_cluster(cluster: Any) 
 
 def where(model: Any, trial: Trial) -> float:
     return 1.0 if os.environ.get("NASFLOW_RAY_NODE") else 0.0
+
+
+class Gated:
+    """Trials wait (reporting) until the file ``gate`` exists: the test opens it."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __call__(self, model: Any, trial: Trial) -> float:
+        import time
+
+        step = 0
+        while not os.path.exists(self.gate):
+            trial.report(0.0, step=step)  # where a stopped trial learns it
+            step += 1
+            time.sleep(0.05)
+        return float(trial.sample["x"])
+
+
+async def test_raising_concurrency_starts_trials_on_the_cluster_at_once(
+        cluster: Any, tmp_path: Path) -> None:
+    # issue 15: the Ray pool grows like local workers (actors for the slots it lacks)
+    gate = tmp_path / "gate"
+    cfg = nf.ExperimentConfig(max_trials=4, concurrency=1, training_service="ray",
+                              trial_resources={"CPU": 1})
+    exp = nf.Experiment(SPACE, Gated(str(gate)), nf.strategy.Random(seed=2), cfg)
+    events = exp.events(nf.events.TrialStarted, nf.events.TrialEnded)
+    seen: list[Any] = []
+
+    async def until_started(n: int) -> None:
+        async for ev in events:
+            seen.append(ev)
+            if sum(isinstance(e, nf.events.TrialStarted) for e in seen) == n:
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exp.run)
+        with anyio.fail_after(180):  # a guard against hanging, not a timed assertion
+            await until_started(1)
+            await exp.update(concurrency=3)
+            await until_started(3)
+        # three ran together: the 2nd and 3rd started before any trial ended
+        assert not any(isinstance(e, nf.events.TrialEnded) for e in seen)
+        gate.touch()
+    assert [t.state for t in exp.trials()] == [nf.TrialState.SUCCEEDED] * 4

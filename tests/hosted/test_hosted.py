@@ -193,3 +193,66 @@ async def test_a_strategy_that_blocks_the_loop_is_reported(home: Path,
     (_, seconds, running), *_ = host.blocked
     assert seconds >= 0.5 and slow.id in running
     assert "event loop was blocked" in caplog.text
+
+
+async def test_runtime_changes_from_the_cli_reach_a_hosted_experiment(home: Path,
+                                                                       tmp_path: Path) -> None:
+    # issue 15 on a daemon that hosts the experiment: update, trial kill, enqueue and
+    # import from another process (--home: the daemon's), through its control endpoint
+    search = tmp_path / "search.py"
+    search.write_text(
+        "import anyio\nimport nasflow as nf\n\n"
+        "SPACE = {'a': nf.Categorical(list(range(100))), 'b': nf.Categorical(list(range(100)))}"
+        "\n\n"
+        "async def evaluate(model, trial):\n"
+        "    if trial.id == 0:\n"
+        "        await anyio.sleep_forever()  # until it is killed\n"
+        "    return float(trial.sample['a'])\n\n"
+        "experiment = nf.Experiment(SPACE, evaluate, nf.strategy.Random(seed=2),\n"
+        "                           nf.ExperimentConfig(max_trials=5, concurrency=1))\n")
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await anyio.run_process([sys.executable, "-m", "nasflow", *args, "--home",
+                                        str(home)], check=False)
+
+    results = tmp_path / "r.jsonl"
+    results.write_text('{"sample": {"a": 98, "b": 98}, "metric": 98.0}\n')
+    with anyio.fail_after(120):
+        async with daemon(home) as (manager, host):
+            out = await anyio.run_process(
+                [sys.executable, "-m", "nasflow", "submit", str(search), "--manager",
+                 manager.url, "--token", manager.token], check=False)
+            assert out.returncode == 0, out.stderr
+            exp_id = out.stdout.decode().strip().rsplit(" ", 1)[-1]
+            exp = host.experiments[exp_id].exp
+            # built by the daemon: its first events may precede any subscription of ours
+            while not any(t.state is nf.TrialState.RUNNING for t in exp.trials()):  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # until trial 0 holds the only slot
+            refused = await cli("update", exp_id, "--concurrency", "0")
+            assert refused.returncode == 1 and b"concurrency must be" in refused.stderr
+            # queued while the slot is held; the raised concurrency runs it first
+            for args in (("enqueue", exp_id, "--sample", '{"a": 99, "b": 99}'),
+                         ("import", exp_id, str(results)),
+                         ("update", exp_id, "--concurrency", "2", "--max-trials", "6"),
+                         ("trial", "kill", exp_id, "0")):
+                done = await cli(*args)
+                assert done.returncode == 0, (args, done.stderr)
+            state = await nf.attach(exp_id, manager=manager.url, token=manager.token).wait()
+    assert state is nf.ExperimentState.DONE
+    assert (exp.config.concurrency, exp.config.max_trials) == (2, 6)
+    trials = {t.id: t for t in exp.trials()}
+    assert trials[0].state is nf.TrialState.CANCELED and trials[0].error is not None
+    assert trials[0].error.type == "Killed"
+    by_sample = {(t.sample["a"], t.sample["b"]): t for t in exp.trials()}
+    assert by_sample[99, 99].origin == "enqueued"
+    assert by_sample[99, 99].state is nf.TrialState.SUCCEEDED
+    assert (by_sample[98, 98].origin, by_sample[98, 98].metric) == ("added", 98.0)
+    assert len(trials) == 7  # six counted, one added
+    from nasflow.store import DB_NAME, StoreReader
+
+    reader = StoreReader(exp.directory / DB_NAME)
+    try:
+        assert [(c["op"], c["source"]) for c in reader.changes()] == [
+            ("enqueue", "cli"), ("add_results", "cli"), ("update", "cli"), ("kill", "cli")]
+    finally:
+        reader.close()

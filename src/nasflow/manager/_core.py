@@ -194,6 +194,7 @@ class ManagerCore:
             return
         exp.payload = message.payload
         exp.concurrency = message.concurrency or 1
+        exp.devices = message.devices or 1
         exp.trial_timeout = message.trial_timeout
         exp.slots = -1
         pending, exp.held = moved + exp.held, []
@@ -371,7 +372,11 @@ class ManagerCore:
         self._rebalance()
 
     def dispatch(self) -> None:
-        """Give queued trials to idle workers, least served experiment first."""
+        """Give queued trials to idle workers, least served experiment first. A trial of
+        ``devices=N`` needs N idle workers (all the pool has, if it has fewer): it runs on
+        one and the others are lent to it until it ends. Until that many are idle, the
+        least served experiment's trial waits and so does everyone after it (workers
+        stay idle rather than starve a trial that needs several)."""
         if self._closing:
             return
         while True:
@@ -382,9 +387,16 @@ class ManagerCore:
                        if e.queue and e.attached and e.failure is None]
             if not waiting:
                 return
-            exp = min(waiting, key=lambda e: (e.running / max(e.slots, 1), e.order))
+            exp = min(waiting, key=lambda e: (e.running * e.devices / max(e.slots, 1),
+                                              e.order))
+            need = max(1, min(exp.devices, self.size()))
+            if len(idle) < need:
+                return
             trial = exp.queue.popleft()
             worker = next((w for w in idle if w.setups.get(exp.id) == exp.digest), idle[0])
+            for other in [w for w in idle if w is not worker][:need - 1]:
+                other.lent_to = trial
+                trial.lent.append(other)
             self._start(worker, trial)
 
     def _start(self, worker: WorkerRecord, trial: TrialRecord) -> None:
@@ -462,6 +474,10 @@ class ManagerCore:
                 pass
         if trial.phase is Phase.RUNNING:
             exp.running -= 1
+        for other in trial.lent:
+            if other.lent_to is trial:
+                other.lent_to = None
+        lent, trial.lent = bool(trial.lent), []
         worker = trial.worker
         if worker is not None and worker.trial is trial:
             worker.trial = None
@@ -469,6 +485,8 @@ class ManagerCore:
                 self.fleet.retire(worker)
             else:
                 self.dispatch()
+        elif lent:
+            self.dispatch()
 
     def forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
                  origin_seq: int | None, done: Callable[[], None] | None) -> None:

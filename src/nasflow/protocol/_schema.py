@@ -360,6 +360,7 @@ _SPECS = (
             payload_file=_optional(TEXT),
             payload_sha256=_optional(SHA256),
             payload_size=_optional(COUNT),
+            devices=_optional(POSITIVE),
         ),
         validate=_one_payload,
     ),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from _mgr_helpers import daemon, free_port
 
 import nasflow as nf
@@ -137,3 +138,43 @@ async def test_a_daemon_lends_a_devices_trial_its_second_worker(tmp_path: Path) 
     assert ta.state is tb.state is nf.TrialState.SUCCEEDED, (ta.error, tb.error)
     assert ta.metric == 1.0  # A's trial ran alone on the daemon's two workers
     assert tb.metric == 1.0
+
+
+class RankGpus(nf.Evaluator):
+    """A ``devices=2`` trial that writes down the ``CUDA_VISIBLE_DEVICES`` its ranks
+    would be started with (without starting them: no GPU here)."""
+
+    devices = 2
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def evaluate(self, model: Any, trial: nf.Trial) -> float:
+        import os
+
+        from nasflow.evaluator._ddp import _rank_env
+
+        self.out.write_text(f"{os.environ.get('CUDA_VISIBLE_DEVICES')} "
+                            f"{_rank_env().get('CUDA_VISIBLE_DEVICES')}")
+        return 1.0
+
+
+async def test_the_ranks_of_a_devices_trial_get_the_gpus_of_its_lent_slots(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon on two GPU slots (GPUs "5" and "7", by CUDA_VISIBLE_DEVICES): the worker
+    running a devices=2 trial sees its own GPU, its ranks see both."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the daemon's GPUs, no driver needed
+    out = tmp_path / "gpus"
+    token = secrets.token_urlsafe(16)
+    async with daemon(free_port(), token, "--gpus", "0,1") as d:
+        exp = nf.Experiment({"x": nf.Categorical([0])}, RankGpus(out),
+                            nf.strategy.GridSearch(),
+                            nf.ExperimentConfig(max_trials=1, concurrency=2, manager=d.url,
+                                                token=token))
+        with anyio.fail_after(120):  # a guard against hanging, not a timed assertion
+            await exp.run()
+    (trial,) = exp.trials()
+    assert trial.state is nf.TrialState.SUCCEEDED, trial.error
+    own, ranks = out.read_text().split()
+    assert own in ("5", "7")
+    assert ranks == f"{own},{'7' if own == '5' else '5'}"

@@ -407,7 +407,8 @@ class ManagerCore:
         exp.running += 1
         worker.started += 1
         worker.send(RunTrial(experiment_id=exp.id, trial_id=trial.trial_id,
-                             attempt=trial.attempt, sample=trial.sample))
+                             attempt=trial.attempt, sample=trial.sample,
+                             gpus=_rank_gpus(worker, trial.lent)))
         self.arm_timeout(trial)
         if self._max_per_worker is not None and worker.started >= self._max_per_worker:
             worker.retiring = True
@@ -510,6 +511,19 @@ def _held_trials(exp: ExperimentRecord, pending: list[Held]) -> tuple[HeldTrial,
             held.setdefault((trial_id, message.attempt), False)  # type: ignore[union-attr]
     return tuple(HeldTrial(trial_id=t, attempt=a, queued=q)
                  for (t, a), q in sorted(held.items()))
+
+
+def _rank_gpus(worker: WorkerRecord, lent: list[WorkerRecord]) -> str | None:
+    """The GPUs of a devices=N trial's ranks: its worker's slot first, then the lent
+    workers' (each GPU once: slots that share a GPU give it once). ``None`` off GPUs."""
+    if not lent or worker.gpu is None:
+        return None
+    gpus: dict[str, None] = {}
+    for w in (worker, *lent):
+        for gpu in (w.gpu or "").split(","):
+            if gpu.strip():
+                gpus[gpu.strip()] = None
+    return ",".join(gpus)
 
 
 def _kind(state: TrialState) -> str:

@@ -251,6 +251,10 @@ class RunTrial:
     trial_id: int
     attempt: int = 0
     sample: dict[str, Any]
+    gpus: str | None = None
+    """For a trial on several processes (``devices=N``) on GPU slots: the
+    ``CUDA_VISIBLE_DEVICES`` its ranks get, the worker's own GPU first, then those of the
+    workers lent to it (each once). ``None``: the ranks see what the worker sees."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

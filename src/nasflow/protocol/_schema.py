@@ -366,7 +366,7 @@ _SPECS = (
     ),
     _spec(m.SetupFailed, sequenced=True, experiment_id=ID, error=TRIAL_ERROR, **_ORIGIN),
     _spec(m.Submit, sequenced=True, **_TRIAL, sample=SAMPLE),
-    _spec(m.RunTrial, sequenced=True, **_TRIAL, sample=SAMPLE),
+    _spec(m.RunTrial, sequenced=True, **_TRIAL, sample=SAMPLE, gpus=_optional(TEXT)),
     _spec(m.Cancel, sequenced=True, **_TRIAL, state=STOP_STATE, reason=TEXT),
     _spec(m.Concurrency, sequenced=True, experiment_id=ID, concurrency=POSITIVE),
     _spec(m.Capacity, sequenced=True, slots=COUNT, held=_optional(HELD)),

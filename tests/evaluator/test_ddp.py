@@ -178,3 +178,59 @@ def test_compile_trains_the_same_model(tmp_path: Path) -> None:
         return [v for v, _ in trial.reports]
 
     assert run(True) == pytest.approx(run(False), rel=1e-5)
+
+
+class DiesOnRank1(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == 1:
+            os._exit(3)
+        return x
+
+
+class CrashNet(nf.nn.ModelSpace):
+    """``how="exit"``: rank 1 of a ``devices=2`` trial dies in its first forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.how = nf.nn.LayerChoice({"exit": DiesOnRank1(), "fine": nn.Identity()},
+                                     label="how")
+        self.body = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.how(x))
+
+
+def tagged_ranks(tag: str) -> list[psutil.Process]:
+    """Rank processes anywhere on the machine that carry this test's tag in their
+    environment (a rank that outlived its worker is no longer a child of this process)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if ("nasflow.evaluator._ddp" in " ".join(p.info["cmdline"] or ())
+                    and p.environ().get("NASFLOW_TEST_TAG") == tag):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_a_dying_rank_on_local_workers_fails_its_trial_and_leaves_no_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = f"{os.getpid()}-{tmp_path.name}"
+    monkeypatch.setenv("NASFLOW_TEST_TAG", tag)  # the workers and their ranks inherit it
+    train, val = data()
+    exp = nf.Experiment(CrashNet(), Classification(train, val, epochs=2, batch_size=32,
+                                                   devices=2),
+                        nf.strategy.GridSearch(),
+                        nf.ExperimentConfig(max_trials=2, home=str(tmp_path),
+                                            training_service="local"))
+    anyio.run(exp.run)
+    by_how = {t.sample["how"]: t for t in exp.trials()}
+    dead = by_how["exit"]
+    assert dead.state is nf.TrialState.FAILED
+    assert dead.error is not None and dead.error.type == "RankError", dead.error
+    assert "rank 1 exited with code 3" in dead.error.message
+    assert by_how["fine"].state is nf.TrialState.SUCCEEDED, by_how["fine"].error  # goes on
+    assert tagged_ranks(tag) == []

@@ -178,6 +178,31 @@ def test_the_demo_with_a_seed_repeats_its_metrics(tmp_path: Path) -> None:
     assert all(metric is not None for _, _, metric in first)
 
 
+@pytest.mark.slow
+def test_a_seeded_search_on_local_workers_repeats_bit_for_bit(digits: Any, tmp_path: Path
+                                                              ) -> None:
+    """Worker processes build each trial's model under the seed and keep their own
+    generators, so a search on local workers repeats its curves exactly, and they are
+    the curves of the same trials run in this process."""
+    train, val = digits
+
+    def curves(home: Path) -> dict[str, list[float]]:
+        exp = nf.Experiment(SPACE, Classification(train, val, epochs=2, seed=3),
+                            nf.strategy.GridSearch(),
+                            nf.ExperimentConfig(concurrency=2, training_service="local",
+                                                home=str(home)))
+        anyio.run(exp.run)
+        with nf.load_experiment(exp.id, home=home) as stored:
+            return {f"{t.sample['body']}-{t.sample['classes']}":
+                    [v for _, v in stored.intermediates(t.id)] for t in exp.trials()}
+
+    first, again = curves(tmp_path / "a"), curves(tmp_path / "b")
+    assert len(first) == 4 and first == again
+    alone = run_seeded(Classification(train, val, epochs=2, seed=3), tmp_path,
+                       {"body": "narrow", "classes": 12})
+    assert first["narrow-12"] == alone
+
+
 # --- learning-rate schedules -------------------------------------------------------------------
 
 

@@ -98,17 +98,18 @@ def test_every_validation_epoch_is_reported(tmp_path: Any) -> None:
     assert trial.reports[-1][1] < trial.reports[0][1]  # it trained
 
 
-async def test_asha_stops_a_lightning_trial() -> None:
+async def _asha_stops_a_lightning_trial(**config: Any) -> None:
     exp = nf.Experiment(KeepOrDestroy(), lightning(), nf.strategy.GridSearch(),
-                        nf.ExperimentConfig(max_trials=3, concurrency=1),
+                        nf.ExperimentConfig(max_trials=3, concurrency=1, **config),
                         scheduler=nf.strategy.ASHA(max_t=EPOCHS, reduction_factor=2))
     steps: dict[int, list[int]] = {}
     stream = exp.events(IntermediateMetric)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(exp.run)
-        async for ev in stream:
-            assert isinstance(ev, IntermediateMetric)
-            steps.setdefault(ev.trial_id, []).append(ev.step)
+    with anyio.fail_after(300):  # a guard against hanging, not a timed assertion
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exp.run)
+            async for ev in stream:
+                assert isinstance(ev, IntermediateMetric)
+                steps.setdefault(ev.trial_id, []).append(ev.step)
     by_op = {t.sample["op"]: t for t in exp.trials()}
     assert by_op["keep"].state is nf.TrialState.SUCCEEDED
     assert steps[by_op["keep"].id] == list(range(EPOCHS))
@@ -116,6 +117,16 @@ async def test_asha_stops_a_lightning_trial() -> None:
     assert stopped, [t.state for t in exp.trials()]
     for t in stopped:  # the trainer ended before its last epoch
         assert len(steps[t.id]) < EPOCHS
+
+
+async def test_asha_stops_a_lightning_trial() -> None:
+    await _asha_stops_a_lightning_trial()
+
+
+@pytest.mark.slow
+async def test_asha_stops_a_lightning_trial_on_local_workers() -> None:
+    """The stop crosses the manager to the worker, whose callback ends the Trainer."""
+    await _asha_stops_a_lightning_trial(training_service="local")
 
 
 def test_a_metric_the_module_does_not_log_is_a_clear_error(tmp_path: Any) -> None:

@@ -154,3 +154,36 @@ def test_the_cli_says_how_to_install_tensorboard(home: Path, tmp_path: Path) -> 
         env={**os.environ, "NASFLOW_HOME": str(home), "PYTHONPATH": str(hide)})
     assert done.returncode == 1
     assert "pip install 'nasflow[tensorboard]'" in done.stderr
+
+
+class Width(nf.nn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nf.nn.Linear(4, nf.Categorical([3, 5], label="width"))
+
+    def forward(self, x: Any) -> Any:
+        return self.body(x)
+
+
+def test_the_built_in_evaluators_write_their_epochs_as_scalars() -> None:
+    """``Classification`` on local workers: every epoch's validation accuracy becomes a
+    scalar at its step (written by the experiment from the events the worker sent)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    evaluator = nf.evaluator.Classification((x[:64], y[:64]), (x[64:], y[64:]), epochs=3,
+                                            batch_size=16, lr=0.05)
+    exp = nf.Experiment(Width(), evaluator, nf.strategy.GridSearch(),
+                        nf.ExperimentConfig(max_trials=2, tensorboard=True,
+                                            training_service="local"))
+    nf.run(exp)
+    stored = nf.load_experiment(exp.id)
+    for t in exp.trials():
+        assert t.state is nf.TrialState.SUCCEEDED, t.error
+        got = scalars(exp.directory / "trials" / str(t.id) / "tensorboard")
+        curve = stored.intermediates(t.id)
+        assert [s for s, _ in curve] == [0, 1, 2]
+        assert got["metric"] == [(s, pytest.approx(v)) for s, v in curve]
+        assert got["final/metric"] == [(0, pytest.approx(t.metric))]

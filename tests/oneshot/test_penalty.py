@@ -165,3 +165,44 @@ def test_samples_without_inactive_labels_get_an_estimate() -> None:
     assert exp.state is nf.ExperimentState.DONE
     for t in exp.trials():
         assert t.metrics["flops"] >= 0
+
+
+def wide_identity() -> nn.Module:
+    """The identity through a 1024-wide hidden layer: about a million multiply-adds per
+    sample, against ``Destroy``'s none, so the measured latency tells them apart."""
+    layers = [nn.Linear(4, 1024), nn.Linear(1024, 1024), nn.Linear(1024, 4)]
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(torch.eye(*layer.weight.shape))
+            layer.bias.zero_()
+    return nn.Sequential(*layers)
+
+
+class SlowOrFit(CostOrFit):
+    """``mlp`` fits and is slow; ``destroy`` is fast and fits nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = snn.LayerChoice({"mlp": wide_identity(), "destroy": Destroy()}, label="op")
+
+
+def test_a_strong_measured_latency_penalty_exports_the_faster_architecture() -> None:
+    train, val = data()
+
+    def run(penalty: Any) -> tuple[nf.Experiment, dict[str, Any]]:
+        evaluator = nf.evaluator.Regression(train, val, epochs=4, batch_size=32, lr=0.05)
+        exp = nf.Experiment(SlowOrFit(), evaluator,
+                            nf.strategy.DARTS(arc_learning_rate=0.05, penalty=penalty),
+                            nf.ExperimentConfig(store=False))
+        nf.run(exp)
+        return exp, exp.export_top_models(1, formatter="dict")[0]
+
+    _, plain = run(None)
+    penalty = nf.strategy.LatencyPenalty(weight=10.0, repeats=5)
+    exp, penalised = run(penalty)
+    assert plain == {"op": "mlp"}  # accuracy alone keeps the op that fits
+    # the table measured on this device: the op that adds the least time is exported
+    fastest = ["mlp", "destroy"][int(penalty.deltas["op"].argmin())]
+    assert penalised == {"op": fastest} == {"op": "destroy"}
+    recorded = {t.sample["op"]: t.metrics["latency_ms"] for t in exp.trials()}
+    assert recorded["destroy"] < recorded.get("mlp", float("inf"))

@@ -209,6 +209,10 @@ class ManagerEngine(Engine):
             self._ray_owned = False
             await anyio.to_thread.run_sync(ray.shutdown)
 
+    def _devices(self) -> int | None:
+        """What ``setup.devices`` says: the slots one trial takes (``None``: one)."""
+        return self._weight if self._weight > 1 else None
+
     async def _setup_for(self, payload: bytes) -> Setup:
         """The ``setup`` message for ``payload``; ``PayloadError`` past the size limit.
 
@@ -230,7 +234,8 @@ class ManagerEngine(Engine):
             )
         if self._url is None or fits_inline(len(payload), limits):
             return Setup(experiment_id=s.experiment_id, payload=payload,
-                         concurrency=s.concurrency, trial_timeout=s.trial_timeout)
+                         concurrency=s.concurrency, trial_timeout=s.trial_timeout,
+                         devices=self._devices())
         log_dir = self._pool["log_dir"]
         where = (Path(log_dir) if isinstance(log_dir, (str, Path))
                  else s.trial_directory(0).parent)
@@ -238,7 +243,8 @@ class ManagerEngine(Engine):
             spill, payload, where / "setups", s.experiment_id)
         return Setup(experiment_id=s.experiment_id, payload_file=str(spilled.path),
                      payload_sha256=spilled.sha256, payload_size=spilled.size,
-                     concurrency=s.concurrency, trial_timeout=s.trial_timeout)
+                     concurrency=s.concurrency, trial_timeout=s.trial_timeout,
+                     devices=self._devices())
 
     async def _drain(self, exc: BaseException | None) -> None:
         self._closed = True

@@ -237,8 +237,17 @@ def _raise_from_rank(rank: int, world: int, blob: bytes | None, text: str) -> No
     raise RankError(f"rank {rank} of {world} raised:\n{text}")
 
 
+RANK_GPUS = "NASFLOW_RANK_GPUS"
+"""Set by a worker while it runs a devices=N trial on GPU slots: the
+``CUDA_VISIBLE_DEVICES`` of the trial's ranks (its own GPU and those of the slots the
+manager lent it)."""
+
+
 def _rank_env() -> dict[str, str]:
     env = dict(os.environ)
+    gpus = env.pop(RANK_GPUS, None)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
     # the ranks import what the launcher can (the user's modules the payload refers to)
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     # on one machine the ranks talk over loopback, not the outward interface

@@ -196,6 +196,7 @@ class ManagerCore:
             return
         exp.payload = message.payload
         exp.concurrency = message.concurrency or 1
+        exp.devices = message.devices or 1
         exp.trial_timeout = message.trial_timeout
         exp.slots = -1
         pending, exp.held = moved + exp.held, []
@@ -375,7 +376,11 @@ class ManagerCore:
         self._rebalance()
 
     def dispatch(self) -> None:
-        """Give queued trials to idle workers, least served experiment first."""
+        """Give queued trials to idle workers, least served experiment first. A trial of
+        ``devices=N`` needs N idle workers (all the pool has, if it has fewer): it runs on
+        one and the others are lent to it until it ends. Until that many are idle, the
+        least served experiment's trial waits and so does everyone after it (workers
+        stay idle rather than starve a trial that needs several)."""
         if self._closing:
             return
         while True:
@@ -386,9 +391,16 @@ class ManagerCore:
                        if e.queue and e.attached and e.failure is None]
             if not waiting:
                 return
-            exp = min(waiting, key=lambda e: (e.running / max(e.slots, 1), e.order))
+            exp = min(waiting, key=lambda e: (e.running * e.devices / max(e.slots, 1),
+                                              e.order))
+            need = max(1, min(exp.devices, self.size()))
+            if len(idle) < need:
+                return
             trial = exp.queue.popleft()
             worker = next((w for w in idle if w.setups.get(exp.id) == exp.digest), idle[0])
+            for other in [w for w in idle if w is not worker][:need - 1]:
+                other.lent_to = trial
+                trial.lent.append(other)
             self._start(worker, trial)
 
     def _start(self, worker: WorkerRecord, trial: TrialRecord) -> None:
@@ -399,7 +411,8 @@ class ManagerCore:
         exp.running += 1
         worker.started += 1
         worker.send(RunTrial(experiment_id=exp.id, trial_id=trial.trial_id,
-                             attempt=trial.attempt, sample=trial.sample))
+                             attempt=trial.attempt, sample=trial.sample,
+                             gpus=_rank_gpus(worker, trial.lent)))
         self.arm_timeout(trial)
         if self._max_per_worker is not None and worker.started >= self._max_per_worker:
             worker.retiring = True
@@ -466,6 +479,10 @@ class ManagerCore:
                 pass
         if trial.phase is Phase.RUNNING:
             exp.running -= 1
+        for other in trial.lent:
+            if other.lent_to is trial:
+                other.lent_to = None
+        lent, trial.lent = bool(trial.lent), []
         worker = trial.worker
         if worker is not None and worker.trial is trial:
             worker.trial = None
@@ -473,6 +490,8 @@ class ManagerCore:
                 self.fleet.retire(worker)
             else:
                 self.dispatch()
+        elif lent:
+            self.dispatch()
 
     def forward(self, exp: ExperimentRecord, message: SequencedMessage, origin: str | None,
                  origin_seq: int | None, done: Callable[[], None] | None) -> None:
@@ -496,6 +515,19 @@ def _held_trials(exp: ExperimentRecord, pending: list[Held]) -> tuple[HeldTrial,
             held.setdefault((trial_id, message.attempt), False)  # type: ignore[union-attr]
     return tuple(HeldTrial(trial_id=t, attempt=a, queued=q)
                  for (t, a), q in sorted(held.items()))
+
+
+def _rank_gpus(worker: WorkerRecord, lent: list[WorkerRecord]) -> str | None:
+    """The GPUs of a devices=N trial's ranks: its worker's slot first, then the lent
+    workers' (each GPU once: slots that share a GPU give it once). ``None`` off GPUs."""
+    if not lent or worker.gpu is None:
+        return None
+    gpus: dict[str, None] = {}
+    for w in (worker, *lent):
+        for gpu in (w.gpu or "").split(","):
+            if gpu.strip():
+                gpus[gpu.strip()] = None
+    return ",".join(gpus)
 
 
 def _kind(state: TrialState) -> str:

@@ -93,6 +93,9 @@ class ExperimentRecord:
     setup: Setup | None = None
     """The ``setup`` its workers get (inline, or naming a file: ``SetupSpool``)."""
     concurrency: int = 1
+    """The slots it wants (``setup.concurrency``)."""
+    devices: int = 1
+    """The slots (workers) one of its trials takes: one runs it, the rest are lent to it."""
     trial_timeout: float | None = None
     queue: deque[TrialRecord] = field(default_factory=deque)
     trials: dict[tuple[int, int], TrialRecord] = field(default_factory=dict)
@@ -124,6 +127,9 @@ class TrialRecord:
     sample: dict[str, Any]
     phase: Phase = Phase.QUEUED
     worker: WorkerRecord | None = None
+    lent: list[WorkerRecord] = field(default_factory=list)
+    """Workers held idle for it while it runs on ``worker`` (a ``devices=N`` trial's
+    other N - 1 processes stand on their slots)."""
     stop: tuple[TrialState, str] | None = None
     """The state it must end in, once a stop was asked for."""
     killed: bool = False
@@ -157,6 +163,8 @@ class WorkerRecord:
     disconnected: asyncio.Event = field(default_factory=_set_event)
     """Set while no connection is open."""
     trial: TrialRecord | None = None
+    lent_to: TrialRecord | None = None
+    """The trial (running on another worker) whose extra process stands on this slot."""
     stale: TrialRecord | None = None
     """A trial it re-attached with that another worker runs now: its events are dropped."""
     setups: dict[str, str] = field(default_factory=dict)
@@ -174,7 +182,8 @@ class WorkerRecord:
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.trial is None and self.stale is None and not self.retiring
+        return (self.ready and self.trial is None and self.lent_to is None
+                and self.stale is None and not self.retiring)
 
     def send(self, message: SequencedMessage) -> int:
         """Queue ``message`` on its session and wake the connection; returns its seq."""

@@ -318,6 +318,9 @@ class WorkerFleet:
                     core.fail_experiment(exp, TrialError(
                         "WorkerDied", f"{exp.setup_deaths} worker processes died while loading "
                         f"this experiment's space and evaluator; the last one {why}"))
+        if worker.lent_to is not None:  # its replacement is not lent: the trial goes on
+            worker.lent_to.lent.remove(worker)
+            worker.lent_to = None
         trial = worker.trial
         if trial is not None and core.trials.get(trial.key) is trial:
             state, error = self._death_outcome(trial, process, why)

@@ -187,9 +187,10 @@ class Heartbeat:
 class Setup:
     """The experiment's space and evaluator, cloudpickled (base64 on the wire).
 
-    Experiment → manager once per experiment (with ``concurrency``, the most trials it
-    wants at once, and ``trial_timeout`` in seconds); manager → worker once per experiment
-    before its first ``run_trial``. Accepted only over an authenticated connection.
+    Experiment → manager once per experiment (with ``concurrency``, the most slots it
+    wants at once, ``trial_timeout`` in seconds, and ``devices``, the slots one trial takes);
+    manager → worker once per experiment before its first ``run_trial``. Accepted only over
+    an authenticated connection.
     """
 
     TYPE: ClassVar[str] = "setup"
@@ -206,6 +207,10 @@ class Setup:
     """With ``payload_file``: the SHA-256 of the payload bytes (hex)."""
     payload_size: int | None = None
     """With ``payload_file``: the payload's size in bytes."""
+    devices: int | None = None
+    """The processes (and so the slots) one trial of this experiment takes: a trial with
+    ``devices=N`` runs on one worker while N - 1 other workers are held idle for it.
+    ``None`` means 1."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,6 +251,10 @@ class RunTrial:
     trial_id: int
     attempt: int = 0
     sample: dict[str, Any]
+    gpus: str | None = None
+    """For a trial on several processes (``devices=N``) on GPU slots: the
+    ``CUDA_VISIBLE_DEVICES`` its ranks get, the worker's own GPU first, then those of the
+    workers lent to it (each once). ``None``: the ranks see what the worker sees."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

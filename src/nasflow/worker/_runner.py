@@ -39,6 +39,7 @@ from anyio.abc import TaskStatus
 
 from nasflow._payload import Payload
 from nasflow._types import TrialError, TrialState
+from nasflow.evaluator._ddp import RANK_GPUS
 from nasflow.evaluator._execute import Execution, Executor, Stop
 from nasflow.evaluator._trial import Trial
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
@@ -200,6 +201,8 @@ class TrialRunner:
         run = _Run(message, executor.execution(trial))
         self.current = run
         ids = _ids(message)
+        if message.gpus is not None:  # the GPUs of the slots lent to it, for its ranks
+            os.environ[RANK_GPUS] = message.gpus
         try:
             with _capture(trial.directory):
                 self._send(TrialStarted(**ids, time=time.time()))
@@ -213,6 +216,7 @@ class TrialRunner:
             # a thread the evaluator left behind may not report into a later trial
             run.execution.close()
             self.current = None
+            os.environ.pop(RANK_GPUS, None)
 
     # --- reports from the evaluator ---------------------------------------------------------
 

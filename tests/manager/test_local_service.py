@@ -131,7 +131,9 @@ def die_loudly(model: Any, trial: Trial) -> float:
 
 async def test_hanging_trial_times_out_and_leaves_no_process(tmp_path: Path) -> None:
     with anyio.fail_after(60):
-        async with embedded(spawn_child_then_hang, tmp_path, trial_timeout=0.5,
+        # the timeout must outlast the trial's start and its child's spawn, or the trial
+        # times out before it reports the pids this test checks (it did under load)
+        async with embedded(spawn_child_then_hang, tmp_path, trial_timeout=4.0,
                             kill_grace=0.5) as (engine, h):
             await engine.submit(TrialSpec(0, {"x": 1}))
             value = (await h.metric(0)).value
@@ -139,7 +141,7 @@ async def test_hanging_trial_times_out_and_leaves_no_process(tmp_path: Path) -> 
             assert alive(worker) and alive(child)
             ended = await h.ended(0)
             assert ended.state is TrialState.TIMEOUT, ended
-            assert ended.error is not None and "trial_timeout=0.5s" in ended.error.message
+            assert ended.error is not None and "trial_timeout=4s" in ended.error.message
             assert "kill_grace" in ended.error.message
             await wait_exited(child)
             assert not alive(worker) and not alive(child)

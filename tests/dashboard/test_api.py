@@ -300,13 +300,12 @@ def test_enqueue_takes_the_same_change_path(home: Path, portal: anyio.from_threa
         assert recorded == [("enqueue", {"entries": [{"x": 6}]}, "dashboard")]
         # evaluated before the grid's own next proposal (x=3), once x=1 frees a slot
         search.release(1)
-        portal.call(anyio.sleep, 0)
-        ids = {}
-        for _ in range(600):
+        ids: dict[int, int] = {}
+        for _ in range(1200):  # a bound for a broken run, not a timing
             ids = {t.sample["x"]: t.id for t in exp.trials()}
             if 6 in ids:
                 break
             portal.call(anyio.sleep, 0.05)
-        assert ids[6] == 2 and 3 not in ids or ids[6] < ids[3], ids
+        assert ids.get(6) == 2, ids  # trial 2: the slot x=1 freed
     finally:
         search.close()

@@ -21,7 +21,7 @@ from nasflow.cli import main as nasflow_main
 from nasflow.store import DB_NAME, StoreReader
 
 from .conftest import LiveSearch
-from .test_browser import STALE, WAIT, click, wait_for
+from .test_browser import STALE, WAIT, attribute, click, wait_for
 
 
 def recorded(search: LiveSearch) -> list[tuple[str, Any, str]]:
@@ -48,29 +48,43 @@ def open_controls(browser: Any, url: str, search: LiveSearch) -> None:
     assert browser.find_element(By.ID, "controls").is_displayed()
 
 
+@pytest.mark.parametrize("attached", [True, False])
 def test_concurrency_changed_from_the_page_is_applied_and_recorded(
-        live_search: LiveSearch, browser: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    exp = live_search.exp
-    open_controls(browser, live_search.board.url, live_search)
-    type_into(browser, "#ctl-concurrency", "3")
-    click(browser, "#ctl-update")
-    wait_for(browser, "#ctl-result.ctl-ok", "concurrency 2 -> 3")
-    assert exp.config.concurrency == 3
-    assert exp.config.max_trials == 6  # the field left as it was is not sent
-    assert recorded(live_search) == [("update", {"concurrency": 3}, "dashboard")]
-    # the third slot starts the grid's next sample without any trial ending
-    wait_for(browser, ".trow[data-trial='2'] .cell-state", "RUNNING")
+        home: Path, portal: anyio.from_thread.BlockingPortal, browser: Any,
+        capsys: pytest.CaptureFixture[str], attached: bool) -> None:
+    # attached: the experiment's own desk; not: through its control endpoint, as for an
+    # experiment another process runs
+    search = LiveSearch(home, portal, attach=attached)
+    try:
+        exp = search.exp
+        open_controls(browser, search.board.url, search)
+        type_into(browser, "#ctl-concurrency", "3")
+        click(browser, "#ctl-update")
+        wait_for(browser, "#ctl-result.ctl-ok", "concurrency 2 -> 3")
+        assert exp.config.concurrency == 3
+        assert exp.config.max_trials == 6  # the field left as it was is not sent
+        assert recorded(search) == [("update", {"concurrency": 3}, "dashboard")]
+        # the third slot starts the grid's next sample without any trial ending
+        wait_for(browser, ".trow[data-trial='2'] .cell-state", "RUNNING")
 
-    capsys.readouterr()
-    assert nasflow_main(["show", exp.id]) == 0
-    assert "update by dashboard: concurrency 2 -> 3" in capsys.readouterr().out
+        capsys.readouterr()
+        assert nasflow_main(["show", exp.id]) == 0
+        assert "update by dashboard: concurrency 2 -> 3" in capsys.readouterr().out
 
-    # a budget emptied means no limit; the form keeps what the server applied
-    type_into(browser, "#ctl-max_trials", "")
-    click(browser, "#ctl-update")
-    wait_for(browser, "#ctl-result.ctl-ok", "max_trials 6 -> None")
-    assert exp.config.max_trials is None
-    assert browser.find_element(By.ID, "ctl-concurrency").get_attribute("value") == "3"
+        # a budget emptied means no limit; the form keeps what the server applied
+        type_into(browser, "#ctl-max_trials", "")
+        click(browser, "#ctl-update")
+        wait_for(browser, "#ctl-result.ctl-ok", "max_trials 6 -> None")
+        assert exp.config.max_trials is None
+        assert attribute(browser, "#ctl-concurrency", "value") == "3"
+
+        # a change made elsewhere (here exp.update) is pushed to the form
+        portal.call(lambda: exp.update(concurrency=4))
+        WebDriverWait(browser, WAIT, ignored_exceptions=STALE).until(
+            lambda d: attribute(d, "#ctl-concurrency", "value") == "4",
+            "the form never showed the concurrency changed through the API")
+    finally:
+        search.close()
 
 
 def test_refused_changes_show_the_servers_reason_and_change_nothing(

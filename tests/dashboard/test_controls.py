@@ -77,6 +77,10 @@ def test_concurrency_changed_from_the_page_is_applied_and_recorded(
         wait_for(browser, "#ctl-result.ctl-ok", "max_trials 6 -> None")
         assert exp.config.max_trials is None
         assert attribute(browser, "#ctl-concurrency", "value") == "3"
+        type_into(browser, "#ctl-max_duration", "1h")  # a duration as the config takes it
+        click(browser, "#ctl-update")
+        wait_for(browser, "#ctl-result.ctl-ok", "max_duration None -> 3600.0")
+        assert exp.config.max_duration == 3600.0
 
         # a change made elsewhere (here exp.update) is pushed to the form
         portal.call(lambda: exp.update(concurrency=4))
@@ -98,6 +102,9 @@ def test_refused_changes_show_the_servers_reason_and_change_nothing(
     type_into(browser, "#ctl-max_trials", "1")  # two trials were submitted already
     click(browser, "#ctl-update")
     wait_for(browser, "#ctl-result.ctl-error", "below the 2 trials already submitted")
+    type_into(browser, "#ctl-max_trials", "many")  # refused, never read as "no limit"
+    click(browser, "#ctl-update")
+    wait_for(browser, "#ctl-result.ctl-error", "'many'")
 
     type_into(browser, "#ctl-sample", json.dumps({"x": 7}))  # not one of the choices
     click(browser, "#ctl-enqueue")

@@ -36,13 +36,14 @@ const Controls = (() => {
   }
 
   // the fields whose input differs from the config: an empty budget is "no limit" (null);
-  // values go as typed numbers, checked by the server (concurrency 0 is refused there)
+  // a number goes as one, other text as typed ("1h30m" is a duration): the server checks
+  // both (concurrency 0 or "abc" are refused there, never read as "no limit" here)
   function changes() {
     const config = view.exp.config || {}, out = {};
     for (const f of FIELDS) {
       const text = $(`ctl-${f}`).value.trim();
-      const value = text === "" ? null : Number(text);
-      if (value !== (config[f] ?? null)) out[f] = Number.isNaN(value) ? text : value;
+      const value = text === "" ? null : (Number.isFinite(Number(text)) ? Number(text) : text);
+      if (value !== (config[f] ?? null)) out[f] = value;
     }
     return out;
   }

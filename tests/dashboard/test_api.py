@@ -266,3 +266,46 @@ def test_update_takes_the_same_change_path(home: Path, portal: anyio.from_thread
         assert recorded == [("update", {"concurrency": 3, "max_trials": 5}, "dashboard")]
     finally:
         search.close()
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_enqueue_takes_the_same_change_path(home: Path, portal: anyio.from_thread.BlockingPortal,
+                                            attached: bool) -> None:
+    # like exp.enqueue and nasflow enqueue: checked against the space, recorded with its source
+    from nasflow.store import DB_NAME, StoreReader
+
+    search = LiveSearch(home, portal, attach=attached)
+    try:
+        board, exp = search.board, search.exp
+        enqueue = f"/api/experiments/{exp.id}/enqueue"
+        for bad in (b"{}", b'{"sample": 5}', b'{"sample": []}', b'{"sample": [3]}',
+                    b'{"sample": {"x": 6}, "samples": []}', b"[1]", b"{nope"):
+            status, body = call(board, enqueue, method="POST", body=bad)
+            assert status == 400, (bad, status, body)
+            assert "sample" in body["error"] or "JSON" in body["error"], body
+        status, body = call(board, enqueue, method="POST",
+                            body=json.dumps({"sample": {"x": 7}}).encode())
+        assert status == 409 and "x" in body["error"] and "7" in body["error"], body
+        status, body = call(board, enqueue, method="POST", token="wrong",
+                            body=json.dumps({"sample": {"x": 6}}).encode())
+        assert status == 403
+        status, body = call(board, enqueue, method="POST",
+                            body=json.dumps({"sample": {"x": 6}}).encode())
+        assert (status, body["ok"], body["queued"]) == (200, True, 1), body
+        reader = StoreReader(exp.directory / DB_NAME)
+        try:
+            recorded = [(c["op"], c["args"], c["source"]) for c in reader.changes()]
+        finally:
+            reader.close()
+        assert recorded == [("enqueue", {"entries": [{"x": 6}]}, "dashboard")]
+        # evaluated before the grid's own next proposal (x=3), once x=1 frees a slot
+        search.release(1)
+        ids: dict[int, int] = {}
+        for _ in range(1200):  # a bound for a broken run, not a timing
+            ids = {t.sample["x"]: t.id for t in exp.trials()}
+            if 6 in ids:
+                break
+            portal.call(anyio.sleep, 0.05)
+        assert ids.get(6) == 2, ids  # trial 2: the slot x=1 freed
+    finally:
+        search.close()

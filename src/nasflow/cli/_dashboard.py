@@ -91,7 +91,7 @@ def dashboard_main(args: argparse.Namespace) -> int:
         async with board:
             print(f"nasflow dashboard: {board.url}", flush=True)
             if args.no_token:
-                print("reading needs no token; stop/kill still do (use the URL above)",
+                print("reading needs no token; the controls still do (use the URL above)",
                       flush=True)
             await anyio.sleep_forever()
 

@@ -11,6 +11,8 @@ Routes (every ``{id}`` is checked against the experiments known; nothing is a pa
     GET  /api/experiments/{id}/progress      what a (one-shot) strategy reported, in order
     POST /api/experiments/{id}/stop          stop it (token)
     POST /api/experiments/{id}/trials/{tid}/kill   cancel a running trial (token)
+    POST /api/experiments/{id}/update        change concurrency / budgets (token)
+    POST /api/experiments/{id}/enqueue       {"sample": {...}} to evaluate next (token)
     WS   /ws                                 {"subscribe": id} -> frames of events
 
 Reading needs the token unless the app was made with ``read_token=False``; controls
@@ -407,6 +409,27 @@ async def update(request: Request) -> Response:
     return await _change(request, "update", {k: v for k, v in body.items() if k != "source"})
 
 
+async def enqueue(request: Request) -> Response:
+    """``{"sample": {...}}`` (or a list of samples), like ``exp.enqueue`` and ``nasflow
+    enqueue --sample``: checked against the space by the experiment (409 with the reason
+    if one does not fit; none is queued)."""
+    _check(request, control=True)
+    body = await _body(request)
+    extra = sorted(set(body) - {"sample", "source"})
+    if extra or "sample" not in body:
+        raise HTTPException(400, 'enqueue takes {"sample": {"label": value, ...}} (or a '
+                                 "list of samples)" + (f"; unknown field(s) {', '.join(extra)}"
+                                                       if extra else ""))
+    sample = body["sample"]
+    entries = [sample] if isinstance(sample, dict) else sample
+    if not isinstance(entries, list) or not entries or \
+            not all(isinstance(e, dict) for e in entries):
+        given = orjson.dumps(sample).decode()[:200]
+        raise HTTPException(400, 'sample must be a JSON object {"label": value, ...} or a '
+                                 f"non-empty list of them, got {given}")
+    return await _change(request, "enqueue", {"entries": entries})
+
+
 async def _change(request: Request, op: str, args: dict[str, Any]) -> Response:
     """One runtime change, on the same path as the API's and the CLI's (``_changes.py``):
     an attached experiment's own desk, else its control endpoint; 409 with the reason if
@@ -511,6 +534,7 @@ def create_app(state: DashboardState, *, allowed_hosts: list[str] | None = None
             Route("/api/experiments/{id}/stop", stop, methods=["POST"]),
             Route("/api/experiments/{id}/trials/{tid}/kill", kill, methods=["POST"]),
             Route("/api/experiments/{id}/update", update, methods=["POST"]),
+            Route("/api/experiments/{id}/enqueue", enqueue, methods=["POST"]),
             WebSocketRoute("/ws", websocket),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

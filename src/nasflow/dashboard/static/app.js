@@ -184,6 +184,7 @@ function setState(state) {
   b.className = `badge st st-${state}`;
   b.textContent = state;
   $("stop").hidden = state !== "RUNNING";
+  if (typeof Controls !== "undefined") Controls.sync(state);  // controls.js
 }
 
 function renderCounts() {

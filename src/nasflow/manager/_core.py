@@ -147,8 +147,7 @@ class ManagerCore:
             if worker.trial is not None or worker.pending or worker.stale is not None:
                 kept += 1
                 continue
-            worker.session.close("the manager is restarting; this worker is not needed")
-            worker.wake()
+            worker.leave("the manager is restarting; this worker is not needed")
             leaving.append(worker.disconnected)
         with anyio.move_on_after(grace):  # the goodbyes go out before the process exits
             for gone in leaving:

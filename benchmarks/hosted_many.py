@@ -70,6 +70,7 @@ async def measure(experiments: int, trials: int, workers: int) -> dict[str, Any]
                     ids.append((await nf.submit(exp, manager=manager.url,
                                                 token=manager.token)).id)
                 submitted = len(lags)  # lag samples taken while submitting
+                submit_s = time.perf_counter() - start
                 first_end: dict[str, float] = {}
                 for exp_id in ids:
                     hosted = host.experiments[exp_id]
@@ -85,6 +86,7 @@ async def measure(experiments: int, trials: int, workers: int) -> dict[str, Any]
     t0 = min(first_end.values())
     return {
         "experiments": experiments, "trials_each": trials, "wall_s": round(wall, 2),
+        "submit_s": round(submit_s, 2),  # until the last nf.submit returned
         "trials_per_s": round(experiments * trials / wall, 1),
         "all_done": all(s == "DONE" for s in states) and all(c == trials for c in counts),
         "first_trial_end_s": {"max": round(max(first_end.values()) - t0, 2),

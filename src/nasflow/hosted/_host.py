@@ -2,9 +2,10 @@
 
 A hosted experiment is an ordinary ``Experiment`` run by the daemon, on the daemon's loop,
 with its store under the daemon's ``NASFLOW_HOME`` and its trials on the daemon's workers
-(its engine is a ``ManagerEngine`` of the daemon's own address: the same fair shares,
-timeouts and re-attachment as any experiment of that daemon). Each runs in a task of its
-own that catches what its run raises, so a failing strategy ends that experiment alone.
+(its engine is a ``ManagerEngine`` that calls the daemon's manager core in memory: the
+same fair shares, timeouts and re-attachment as any experiment of that daemon). Each runs
+in a task of its own that catches what its run raises, so a failing strategy ends that
+experiment alone.
 
 Every event of a hosted experiment gets a sequence number (1, 2, ...) and is appended to
 ``<experiment>/events.jsonl`` (one JSON object a line) as it is published, and kept in

@@ -46,15 +46,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
+_FIELDS: dict[type[Event], tuple[str, tuple[str, ...]]] = {}
+"""Per event type: its name and its fields but ``time`` (``dataclasses.fields`` is slow,
+and every event of a hosted experiment comes here)."""
+
+
 def event_to_dict(event: Event) -> dict[str, Any]:
     """``{"type": <snake name>, "time": ..., <the event's fields>}``; enums by value, a
     trial error as ``{"type", "message", "traceback"}``, non-finite floats as ``None``."""
-    out: dict[str, Any] = {"type": _TYPES.get(type(event), type(event).__name__),
-                           "time": event.time}
-    for field in dataclasses.fields(event):
-        name = field.name
-        if name == "time":
-            continue
+    kind = type(event)
+    known = _FIELDS.get(kind)
+    if known is None:
+        known = _FIELDS[kind] = (_TYPES.get(kind, kind.__name__), tuple(
+            f.name for f in dataclasses.fields(event) if f.name != "time"))
+    type_name, names = known
+    out: dict[str, Any] = {"type": type_name, "time": event.time}
+    for name in names:
         value = getattr(event, name)
         if name == "error":
             value = None if value is None else value.to_dict()

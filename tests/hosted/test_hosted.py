@@ -132,6 +132,34 @@ async def test_a_failing_hosted_experiment_fails_alone(home: Path) -> None:
         assert len(results.trials()) == 16
 
 
+async def test_a_core_error_does_not_fail_a_hosted_experiment(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Hosted engines call the daemon's core in memory: an error the core raises (a bug
+    of its own) must not reach the experiment's submit, as over a socket it would only
+    drop a connection. The experiment sets up again and every trial runs once."""
+    with anyio.fail_after(90):
+        async with daemon(home) as (manager, host):
+            core = manager.core
+            real_submit, failed = core.submit, []
+
+            def submit(port: Any, message: Any) -> None:
+                if message.trial_id == 2 and not failed:
+                    failed.append(message)
+                    raise RuntimeError("a bug in the core")
+                real_submit(port, message)
+
+            core.submit = submit
+            other = await nf.submit(experiment(8), manager=manager.url, token=manager.token)
+            handle = await nf.submit(experiment(), manager=manager.url, token=manager.token)
+            assert await handle.wait() is nf.ExperimentState.DONE
+            assert await other.wait() is nf.ExperimentState.DONE
+            assert failed and not host.experiments[handle.id].error
+    assert "a bug in the core" in caplog.text
+    with nf.load_experiment(home / "experiments" / handle.id) as results:
+        assert [t.id for t in results.trials()] == list(range(12))
+        assert all(t.state is nf.TrialState.SUCCEEDED for t in results.trials())
+
+
 async def test_nasflow_submit_and_the_cli_on_a_hosted_experiment(home: Path,
                                                                   tmp_path: Path) -> None:
     search = tmp_path / "search.py"

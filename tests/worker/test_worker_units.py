@@ -102,3 +102,19 @@ async def test_a_cancelled_async_trial_ends_in_the_asked_state(tmp_path: Path) -
     assert [type(m) for m in sent] == [TrialStarted, TrialEnded]
     assert sent[-1].state is TrialState.EARLY_STOPPED
     assert sent[-1].error.message == "median rule"
+
+
+async def test_a_setup_sent_again_is_the_workers_newest() -> None:
+    """The worker's account of its setups must match the manager's (``WORKER_SETUPS``, the
+    last ones sent): a setup it already holds, sent again, counts as sent last, or the
+    worker would drop it while the manager believes it is there (``SetupMissing``)."""
+    from nasflow import _payload
+    from nasflow.protocol import WORKER_SETUPS, Setup
+    from nasflow.worker._main import Worker
+
+    worker = Worker("ws://127.0.0.1:9", "token", "worker-test")
+    ids = [f"e{i}" for i in range(WORKER_SETUPS)]
+    for i, exp_id in enumerate(ids):
+        worker._payloads[exp_id] = (_payload.digest(bytes([i])), object())  # loaded
+    await worker._setup(Setup(experiment_id="e0", payload=bytes([0])))
+    assert list(worker._payloads) == [*ids[1:], "e0"]

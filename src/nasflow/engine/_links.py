@@ -3,6 +3,8 @@ socket in ``nasflow.manager`` (``TunerLink``)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nasflow.protocol import Cancel, Concurrency, Setup, Submit
@@ -13,6 +15,8 @@ if TYPE_CHECKING:
     from nasflow.protocol import SequencedMessage
 
 __all__ = ["Link", "LocalLink"]
+
+_log = logging.getLogger("nasflow.engine")
 
 
 class Link(Protocol):
@@ -27,17 +31,35 @@ class Link(Protocol):
 
 
 class LocalLink:
-    """An embedded manager: calls into its core, which answers through ``deliver``
-    (handed on to ``receive``) and ``close`` (to ``gone``)."""
+    """A manager in this process: calls into its core, which answers through ``deliver``
+    (handed on to ``receive``) and ``close`` (to ``gone``).
+
+    With ``restarted`` (a daemon's hosted experiment: the core serves every client of the
+    daemon), an error the core raises never reaches the caller, as over a socket, where it
+    would drop one connection: it is logged and the link starts again a moment later --
+    ``restarted()`` sets up again, resubmits what has not started and repeats the cancels,
+    which the core ignores where it has them already. Without it (an embedded manager, the
+    experiment's own) the error is the caller's.
+    """
+
+    RETRY_SECONDS = 0.05
+    """The first pause before starting again after a core error (doubled up to 5 s while
+    the errors go on)."""
 
     def __init__(self, core: Any, experiment_id: str, *,
                  receive: Callable[[SequencedMessage, str | None, int | None,
                                     Callable[[], None] | None], None],
-                 gone: Callable[[str], None]) -> None:
+                 gone: Callable[[str], None],
+                 restarted: Callable[[], None] | None = None) -> None:
         self._core = core
         self._experiment_id = experiment_id
         self._receive = receive
         self._gone = gone
+        self._restarted = restarted
+        self._retry: asyncio.TimerHandle | None = None
+        self._pause = self.RETRY_SECONDS
+        self.errors = 0
+        """Core errors isolated so far."""
 
     # the manager's side: an ExperimentPort
     def deliver(self, message: SequencedMessage, origin: str | None, origin_seq: int | None,
@@ -53,14 +75,43 @@ class LocalLink:
 
     # the engine's side
     def send(self, message: SequencedMessage) -> None:
-        if isinstance(message, Setup):
-            self._core.port_setup(self, message)
-        elif isinstance(message, Submit):
-            self._core.submit(self, message)
-        elif isinstance(message, Cancel):
-            self._core.cancel(self, message)
-        elif isinstance(message, Concurrency):
-            self._core.set_concurrency(self, message)
+        core = self._core
+        try:
+            if isinstance(message, Setup):
+                core.port_setup(self, message)
+            elif isinstance(message, Submit):
+                core.submit(self, message)
+            elif isinstance(message, Cancel):
+                core.cancel(self, message)
+            elif isinstance(message, Concurrency):
+                core.set_concurrency(self, message)
+        except Exception:
+            if self._restarted is None:
+                raise
+            self.errors += 1
+            _log.exception("the manager failed on %s of experiment %s; the experiment "
+                           "sets up again in %g s", message.TYPE, self._experiment_id,
+                           self._pause)
+            if self._retry is None:
+                self._retry = asyncio.get_running_loop().call_later(self._pause, self._again)
+                self._pause = min(self._pause * 2, 5.0)
+
+    def _again(self) -> None:
+        self._retry = None
+        errors = self.errors
+        assert self._restarted is not None
+        self._restarted()
+        if self.errors == errors:
+            self._pause = self.RETRY_SECONDS
 
     async def detach(self, reason: str) -> None:
-        self._core.detach(self._experiment_id, reason)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        try:
+            self._core.detach(self._experiment_id, reason)
+        except Exception:
+            if self._restarted is None:
+                raise
+            _log.exception("the manager failed to let experiment %s go",
+                           self._experiment_id)

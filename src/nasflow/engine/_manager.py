@@ -4,7 +4,8 @@ With ``manager=None`` the engine starts an embedded ``TrialManager`` in its
 ``__aenter__`` (a per-experiment token, loopback, a free port, ``concurrency`` workers)
 and talks to it directly, in memory: the trial events workers send are decoded once, in
 the manager, and handed over as objects. With a ``ws://`` URL it attaches to a running
-``nasflow manager`` daemon over the tuner channel, re-attaching if the connection drops.
+``nasflow manager`` daemon over the tuner channel, re-attaching if the connection drops;
+a daemon's hosted experiment (``local_manager``) talks to its daemon's core in memory too.
 
 The engine owes its experiment what every engine does (``nasflow.testing.EngineContract``):
 ``submit`` waits for the capacity the manager grants (its fair share), events flow to
@@ -81,7 +82,10 @@ class ManagerEngine(Engine):
     and ``trials_per_gpu`` (``CUDA_VISIBLE_DEVICES`` per worker), ``max_trials_per_worker``
     (recycling), ``kill_grace`` (seconds a stopped trial gets before its process group is
     killed), ``log_dir`` (the workers' own output). ``reattach_timeout``: how long the
-    manager (and its workers) may be away before the run fails.
+    manager (and its workers) may be away before the run fails. ``local_manager``: the
+    ``TrialManager`` at ``manager`` when it serves in this process (a daemon hosting the
+    experiment): its core is then called in memory, like an embedded one's, and an error
+    it raises is logged and the link starts again, as a dropped connection would.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class ManagerEngine(Engine):
         ray: bool = False,
         ray_address: str | None = None,
         trial_resources: Mapping[str, float] | None = None,
+        local_manager: TrialManager | None = None,
     ) -> None:
         super().__init__(setup)
         self._capacity = 0  # until the manager grants some
@@ -119,6 +124,10 @@ class ManagerEngine(Engine):
         self._connect_timeout = connect_timeout
         self._limits = limits
         self._manager: TrialManager | None = None
+        self._local = local_manager
+        """A manager that serves in this process (a daemon's hosted experiment): its core
+        is called in memory, with no loopback socket in between, and an error it raises is
+        isolated as a dropped connection would be (``LocalLink``)."""
         self._link: Link | None = None
         self._setup_message: Setup | None = None
         self._ray = (ray_address, dict(trial_resources or {"CPU": 1.0})) if ray else None
@@ -127,7 +136,7 @@ class ManagerEngine(Engine):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _check_options(self) -> None:
-        if self._url is None:
+        if self._url is None or self._local is not None:
             return
         if not self._token:
             raise ConfigError("token", None, "the token the manager printed (or set the "
@@ -155,7 +164,10 @@ class ManagerEngine(Engine):
             pack, s.space, s.evaluator, s.objective, s.trial_directory)
         self._setup_message = await self._setup_for(payload)
         tg.start_soon(self._events.consume, tg)
-        if self._url is None:
+        if self._local is not None:
+            self._link = LocalLink(self._local.core, s.experiment_id, receive=self._receive,
+                                   gone=self._gone, restarted=self._manager_restarted)
+        elif self._url is None:
             from nasflow.manager import TrialManager
 
             pool: dict[str, Any] = dict(self._pool)
@@ -232,7 +244,7 @@ class ManagerEngine(Engine):
                 "of holding it in the evaluator, or raise "
                 "ExperimentConfig(max_payload_size=...)."
             )
-        if self._url is None or fits_inline(len(payload), limits):
+        if self._url is None or self._local is not None or fits_inline(len(payload), limits):
             return Setup(experiment_id=s.experiment_id, payload=payload,
                          concurrency=s.concurrency, trial_timeout=s.trial_timeout,
                          devices=self._devices())

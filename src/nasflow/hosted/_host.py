@@ -2,9 +2,10 @@
 
 A hosted experiment is an ordinary ``Experiment`` run by the daemon, on the daemon's loop,
 with its store under the daemon's ``NASFLOW_HOME`` and its trials on the daemon's workers
-(its engine is a ``ManagerEngine`` of the daemon's own address: the same fair shares,
-timeouts and re-attachment as any experiment of that daemon). Each runs in a task of its
-own that catches what its run raises, so a failing strategy ends that experiment alone.
+(its engine is a ``ManagerEngine`` that calls the daemon's manager core in memory: the
+same fair shares, timeouts and re-attachment as any experiment of that daemon). Each runs
+in a task of its own that catches what its run raises, so a failing strategy ends that
+experiment alone.
 
 Every event of a hosted experiment gets a sequence number (1, 2, ...) and is appended to
 ``<experiment>/events.jsonl`` (one JSON object a line) as it is published, and kept in
@@ -57,7 +58,8 @@ class Hosted:
 
     exp: Experiment
     log: list[bytes] = field(default_factory=list)
-    """Each event as one JSON object (with ``seq``), in order; ``log[i]`` has seq i + 1."""
+    """Each event as one JSON object (with ``seq``) and a newline, as in ``events.jsonl``,
+    in order; ``log[i]`` has seq i + 1."""
     changed: anyio.Event = field(default_factory=anyio.Event)
     """Set (then replaced) whenever the log grows or the run ends."""
     durable: int = 0
@@ -84,7 +86,7 @@ def _read_log(path: Path) -> list[bytes]:
     if len(good) != len(data):
         with path.open("r+b") as f:
             f.truncate(len(good))
-    return [line for line in good.split(b"\n") if line]
+    return [line + b"\n" for line in good.split(b"\n") if line]
 
 
 BLOCKED_SECONDS = 0.5
@@ -216,20 +218,22 @@ class Host:
         self._tg.start_soon(self._run, hosted, name=f"hosted experiment {exp.id}")
 
     async def _record(self, hosted: Hosted, events: Any, path: Path) -> None:
-        with path.open("ab") as out:
+        log = hosted.log
+        with path.open("ab", buffering=0) as out:
             async with events:
                 async for event in events:
-                    data = event_to_dict(event)
-                    data["seq"] = len(hosted.log) + 1
-                    line = orjson.dumps(data)
-                    hosted.log.append(line)
-                    out.write(line + b"\n")
-                    if not events.pending:
-                        out.flush()  # a burst: one write for all of it
-                        hosted.durable = len(hosted.log)
-                        hosted.wake()
-                out.flush()
-        hosted.durable = len(hosted.log)
+                    # the event and every one already buffered behind it: one write, one
+                    # wake-up of the followers for the burst
+                    first = len(log)
+                    while event is not None:
+                        data = event_to_dict(event)
+                        data["seq"] = len(log) + 1
+                        log.append(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+                        event = events.take_nowait()
+                    out.write(b"".join(log[first:]))
+                    hosted.durable = len(log)
+                    hosted.wake()
+        hosted.durable = len(log)
         hosted.wake()
 
     async def _run(self, hosted: Hosted) -> None:
@@ -280,8 +284,10 @@ def hosting(manager: Any, home: str | os.PathLike[str] | None = None) -> Host:
     from nasflow.hosted._endpoint import serve_hosted
 
     def engine(setup: EngineSetup, directory: Path) -> Engine:
+        # the daemon's own core, in memory: a hosted trial costs no loopback round trips
         return ManagerEngine(setup, manager=manager.url, token=manager.token,
-                             log_dir=directory / "workers", limits=manager.limits)
+                             log_dir=directory / "workers", limits=manager.limits,
+                             local_manager=manager)
 
     host = Host(url=manager.url, token=manager.token, home=home, engine=engine)
     manager.endpoints["/hosted"] = partial(serve_hosted, host)

@@ -45,6 +45,7 @@ from nasflow.manager._state import (
 from nasflow.manager._workers import WorkerFleet
 from nasflow.protocol import (
     DEFAULT_LIMITS,
+    WORKER_SETUPS,
     Cancel,
     Capacity,
     Concurrency,
@@ -149,8 +150,7 @@ class ManagerCore:
             if worker.trial is not None or worker.pending or worker.stale is not None:
                 kept += 1
                 continue
-            worker.session.close("the manager is restarting; this worker is not needed")
-            worker.wake()
+            worker.leave("the manager is restarting; this worker is not needed")
             leaving.append(worker.disconnected)
         with anyio.move_on_after(grace):  # the goodbyes go out before the process exits
             for gone in leaving:
@@ -428,7 +428,12 @@ class ManagerCore:
     def send_setup(self, worker: WorkerRecord, exp: ExperimentRecord) -> None:
         assert exp.setup is not None  # only attached experiments get workers
         seq = worker.send(exp.setup)
+        # the worker's account (WORKER_SETUPS): this one is its newest, the oldest beyond
+        # the bound it drops, and gets again before that experiment's next trial
+        worker.setups.pop(exp.id, None)
         worker.setups[exp.id] = exp.digest
+        while len(worker.setups) > WORKER_SETUPS:
+            del worker.setups[next(iter(worker.setups))]
         worker.setup_seqs[seq] = exp.id
 
     def _stop(self, trial: TrialRecord, state: TrialState, reason: str) -> None:

@@ -185,6 +185,14 @@ class WorkerRecord:
         return (self.ready and self.trial is None and self.lent_to is None
                 and self.stale is None and not self.retiring)
 
+    def leave(self, reason: str) -> None:
+        """Say ``bye`` (it exits on it). It gets no setup or trial any more, although it
+        stays connected until it goes: a send on its ended session would raise into
+        whoever called the core."""
+        self.ready = False
+        self.session.close(reason)
+        self.wake()
+
     def send(self, message: SequencedMessage) -> int:
         """Queue ``message`` on its session and wake the connection; returns its seq."""
         seq = self.session.send(message)

@@ -140,8 +140,7 @@ class WorkerFleet:
     async def shutdown(self, reason: str, *, grace: float) -> None:
         """Say goodbye to every worker, give them ``grace`` seconds to leave, kill the rest."""
         for worker in list(self.workers.values()):
-            worker.session.close(reason)
-            worker.wake()
+            worker.leave(reason)
         if self._pool is not None:
             self._pool.closing()
             with anyio.move_on_after(grace):
@@ -290,7 +289,7 @@ class WorkerFleet:
 
     def retire(self, worker: WorkerRecord) -> None:
         """Tell a worker that ran its last trial to leave (it exits on ``bye``)."""
-        worker.session.close(f"recycled after {worker.started} trial(s)")
+        worker.leave(f"recycled after {worker.started} trial(s)")
         process = worker.process
         if process is not None:
             asyncio.get_running_loop().call_later(_RETIRE_GRACE, process.kill)

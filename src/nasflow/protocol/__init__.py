@@ -33,6 +33,7 @@ from nasflow.protocol._errors import UnknownMessageTypeError as UnknownMessageTy
 from nasflow.protocol._errors import VersionMismatchError as VersionMismatchError
 from nasflow.protocol._errors import close_code as close_code
 from nasflow.protocol._limits import DEFAULT_LIMITS as DEFAULT_LIMITS
+from nasflow.protocol._limits import WORKER_SETUPS as WORKER_SETUPS
 from nasflow.protocol._limits import Limits as Limits
 from nasflow.protocol._limits import RateLimiter as RateLimiter
 from nasflow.protocol._limits import TokenBucket as TokenBucket
@@ -121,6 +122,7 @@ __all__ = [
     "UnexpectedMessageError",
     "UnknownMessageTypeError",
     "VersionMismatchError",
+    "WORKER_SETUPS",
     "Welcome",
     "accepted_by_client",
     "accepted_by_server",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "RateLimiter", "TokenBucket"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "RateLimiter", "TokenBucket", "WORKER_SETUPS"]
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -64,6 +64,11 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+WORKER_SETUPS = 16
+"""How many experiments' setups a worker keeps loaded, the last ones it was sent (a setup
+sent again counts as sent last): it drops the oldest beyond that. The manager keeps the
+same account, and sends a dropped one again before that experiment's next trial."""
 """1 MiB per frame, 16 MiB per ``setup`` frame, 2 GiB per payload, 1024 messages per
 batch, 5,000 frames per second (bursts of 10,000) per connection."""
 

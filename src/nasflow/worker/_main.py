@@ -39,6 +39,7 @@ from nasflow._kernel import TrialError, TrialState
 from nasflow._payload import Payload
 from nasflow.manager._client import PID_HEADER, ManagerConnectionError, SessionClient
 from nasflow.protocol import (
+    WORKER_SETUPS,
     Cancel,
     ClientSession,
     Deliver,
@@ -59,7 +60,6 @@ __all__ = ["Worker", "main"]
 _log = logging.getLogger("nasflow.worker")
 
 EXIT_BYE, EXIT_REFUSED, EXIT_MANAGER_GONE, EXIT_PARENT_GONE = 0, 2, 3, 4
-_MAX_PAYLOADS = 16  # setups kept loaded; a daemon serving many experiments drops the oldest
 
 
 class Worker:
@@ -185,9 +185,12 @@ class Worker:
 
     async def _setup(self, message: Setup) -> None:
         fingerprint = message.payload_sha256 or _payload.digest(message.payload)
-        known = self._payloads.get(message.experiment_id)
+        known = self._payloads.pop(message.experiment_id, None)
         if known is not None and known[0] == fingerprint:
-            return  # a manager that restarted (or forgot) sends it again
+            # a manager that restarted (or forgot) sends it again: it is the newest now,
+            # in this worker's account as in the manager's (WORKER_SETUPS)
+            self._payloads[message.experiment_id] = known
+            return
         try:
             # unpickling may import torch and user modules: seconds, off the loop
             loaded: Payload | TrialError = await anyio.to_thread.run_sync(
@@ -196,9 +199,8 @@ class Worker:
         except Exception as exc:
             loaded = bounded_error(exc)
             self._send(SetupFailed(experiment_id=message.experiment_id, error=loaded))
-        self._payloads.pop(message.experiment_id, None)
         self._payloads[message.experiment_id] = (fingerprint, loaded)
-        while len(self._payloads) > _MAX_PAYLOADS:
+        while len(self._payloads) > WORKER_SETUPS:
             del self._payloads[next(iter(self._payloads))]
 
     async def _run_trial(self, message: RunTrial) -> None:

@@ -66,6 +66,11 @@ async def test_a_search_runs_on_the_cluster(cluster: Any) -> None:
     assert {t.state for t in trials} == {nf.TrialState.SUCCEEDED}
     assert all(t.metric == t.sample["x"] ** 2 for t in trials)
     assert sorted(ended) == sorted(t.id for t in trials)  # each ended once
+    # its actors (detached, named in the experiment's namespace) are gone with it
+    import ray
+
+    assert [a for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == f"nasflow-{exp.id}"] == []
 
 
 async def test_a_trial_asking_two_cpus_never_shares_a_two_cpu_node(

@@ -240,7 +240,10 @@ class Run:
         )
         if setup.engine_factory is not None:
             return setup.engine_factory(engine_setup)
-        if cfg.training_service == "inprocess" and cfg.manager is None:
+        if cfg.manager is None and (
+                cfg.training_service == "inprocess"
+                # a one-shot search runs no trials: its supernet is one Ray task (ctx.ray)
+                or getattr(setup.strategy, "evaluates_itself", False)):
             return InProcessEngine(engine_setup)
         return ManagerEngine(
             engine_setup,
@@ -273,6 +276,8 @@ class Run:
             self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,
             objective=setup.objective, model_space=setup.space, evaluator=setup.evaluator,
             directory=setup.directory, feed=self.feed,
+            ray=((cfg.ray_address, dict(cfg.trial_resources or {"CPU": 1.0}))
+                 if cfg.training_service == "ray" else None),
         )
         if self._plan is not None:
             taken, unseen = restore_state(self._plan, self.ledger, setup.strategy,

@@ -171,9 +171,12 @@ where = sys.argv[2]
 
 
 def gated(model, trial):
+    note = os.path.join(where, f"{trial.id}-{trial.attempt}")
+    with open(note, "w") as f:
+        f.write(str(os.getpid()))
     os.close(os.open(os.path.join(where, "started"), os.O_WRONLY))  # until the test reads
     os.close(os.open(os.path.join(where, "gate"), os.O_RDONLY))  # until the test opens it
-    return 1.0
+    return float(os.getpid())
 
 
 cfg = nf.ExperimentConfig(max_trials=3, concurrency=1, training_service="ray")
@@ -183,8 +186,31 @@ anyio.run(exp.run)
 '''
 
 
-async def test_kill_9_of_the_experiment_process_then_resume(cluster: Any,
-                                                            tmp_path: Path) -> None:
+async def _started(fifo: Path, process: Any) -> None:
+    """Until a trial of ``process`` opened ``fifo`` for writing; fails if ``process``
+    exits first (its output is the test's)."""
+    async with anyio.create_task_group() as tg:
+        async def opened() -> None:
+            fd = await anyio.to_thread.run_sync(os.open, fifo, os.O_RDONLY,
+                                                abandon_on_cancel=True)
+            os.close(fd)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(opened)
+        code = await process.wait()
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # frees the abandoned open
+        raise AssertionError(f"the experiment process exited ({code}) before its trial ran")
+
+
+def _named(namespace: str) -> list[str]:
+    import ray
+
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == namespace]
+
+
+async def test_kill_9_of_the_experiment_process_then_resume_re_attaches(
+        cluster: Any, tmp_path: Path) -> None:
     import sys
 
     gate = _gate(tmp_path)
@@ -192,17 +218,18 @@ async def test_kill_9_of_the_experiment_process_then_resume(cluster: Any,
     script = tmp_path / "killed.py"
     script.write_text(_KILLED)
     process = await anyio.open_process([sys.executable, str(script), cluster.address,
-                                        str(tmp_path)])
+                                        str(tmp_path)], stdout=None, stderr=None)
     try:
         with anyio.fail_after(120):  # the first trial is running on an actor
-            fd = await anyio.to_thread.run_sync(os.open, tmp_path / "started", os.O_RDONLY)
-        os.close(fd)
+            await _started(tmp_path / "started", process)
         process.kill()  # SIGKILL: no cleanup of any kind
         await process.wait()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+    # its actor outlived it (detached, named in the experiment's namespace)
+    assert len(_named("nasflow-killed")) == 1
     started = os.open(tmp_path / "started", os.O_RDONLY | os.O_NONBLOCK)  # never blocks now
     opened = _open_gate(gate)
     try:
@@ -212,5 +239,11 @@ async def test_kill_9_of_the_experiment_process_then_resume(cluster: Any,
         os.close(opened)
         os.close(started)
     trials = exp.trials()
-    assert [t.id for t in trials] == [0, 1, 2]  # the interrupted one ran again, once
+    assert [t.id for t in trials] == [0, 1, 2]
     assert [t.state for t in trials] == [nf.TrialState.SUCCEEDED] * 3
+    # the trial running at the kill was re-attached, not run again: one attempt, whose
+    # worker (the one that started it before the kill) gave the result that was kept
+    assert sorted(p.name for p in tmp_path.glob("0-*")) == ["0-0"]
+    assert trials[0].metric == float((tmp_path / "0-0").read_text())
+    assert [t.attempt for t in trials] == [0, 0, 0]
+    assert _named("nasflow-killed") == []  # no actor left behind

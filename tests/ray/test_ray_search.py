@@ -1,7 +1,10 @@
 """The Ray training service end to end: a search on a local 3-node cluster, resources
-honoured, a large evaluator through the object store.
+honoured, a large evaluator through the object store, a daemon's workers on the cluster,
+ASHA stopping trials in Ray actors (the actor reused after), and a one-shot search whose
+supernet trains as one Ray task with the resources asked, its results in the store.
 
-Evaluators are module-level functions of this module; workers import it by reference.
+Evaluators and spaces are module-level in this module; workers and the one-shot task
+import it by reference. One module: one cluster start for all of them.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import torch
+import torch.nn as nn
 
 import nasflow as nf
+from nasflow import nn as snn
 from nasflow.evaluator import Trial
+from nasflow.events import StrategyProgress
 
 SPACE = {"x": nf.Categorical(list(range(1, 41)))}
 
@@ -66,6 +73,11 @@ async def test_a_search_runs_on_the_cluster(cluster: Any) -> None:
     assert {t.state for t in trials} == {nf.TrialState.SUCCEEDED}
     assert all(t.metric == t.sample["x"] ** 2 for t in trials)
     assert sorted(ended) == sorted(t.id for t in trials)  # each ended once
+    # its actors (detached, named in the experiment's namespace) are gone with it
+    import ray
+
+    assert [a for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == f"nasflow-{exp.id}"] == []
 
 
 async def test_a_trial_asking_two_cpus_never_shares_a_two_cpu_node(
@@ -183,3 +195,109 @@ async def test_raising_concurrency_starts_trials_on_the_cluster_at_once(
         assert not any(isinstance(e, nf.events.TrialEnded) for e in seen)
         gate.touch()
     assert [t.state for t in exp.trials()] == [nf.TrialState.SUCCEEDED] * 4
+
+
+# --- a scheduler stops trials on the cluster ----------------------------------------
+
+
+ASHA_SPACE = {"x": nf.Categorical([4, 3, 2, 1])}  # grid order: the first is the best
+
+
+class Climb:
+    """Writes ``<where>/<id>`` = ``node pid``, reports ``x`` at step 0; the best trial
+    (x=4) goes on to step 3 and returns, every other one waits at the first rung until it
+    is stopped (ASHA must stop it: nothing else ends it)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    async def __call__(self, model: Any, trial: Trial) -> float:
+        x = trial.sample["x"]
+        note = Path(self.where) / str(trial.id)
+        note.write_text(f"{os.environ['NASFLOW_RAY_NODE']} {os.getpid()}")
+        trial.report(float(x), step=0)
+        if x != 4:
+            await anyio.sleep_forever()  # cancelled by the stop
+        for step in range(1, 4):
+            trial.report(float(x), step=step)
+        return float(x)
+
+
+async def test_asha_stops_trials_running_in_ray_actors_and_the_actor_is_reused(
+        cluster: Any, tmp_path: Path) -> None:
+    cfg = nf.ExperimentConfig(max_trials=4, concurrency=1, training_service="ray",
+                              trial_resources={"CPU": 1})
+    exp = nf.Experiment(ASHA_SPACE, Climb(str(tmp_path)), nf.strategy.GridSearch(), cfg,
+                        scheduler=nf.strategy.ASHA(max_t=4, reduction_factor=2))
+    with anyio.fail_after(180):
+        await exp.run()
+    trials = exp.trials()
+    assert [t.state for t in trials] == [nf.TrialState.SUCCEEDED] + [
+        nf.TrialState.EARLY_STOPPED] * 3, [t.error for t in trials]
+    for t in trials[1:]:
+        assert t.error is not None and t.error.type == "Stopped"
+        assert t.error.message.startswith("ASHA: at the rung of "), t.error
+        assert t.metric is None
+    assert trials[0].metric == 4.0
+    # one warm actor ran all four, the stopped ones included: a stop does not cost it
+    where = {(tmp_path / str(t.id)).read_text() for t in trials}
+    assert len(where) == 1, where
+    _node, pid = where.pop().split()
+    assert int(pid) != os.getpid()
+
+
+# --- a one-shot search as one Ray task ---------------------------------------------
+
+
+class Keep(snn.ModelSpace):
+    """``y`` is linear in ``x``: keeping ``x`` fits it, destroying it cannot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = snn.LayerChoice({"destroy": nn.Tanhshrink(), "keep": nn.Identity()},
+                                  label="op")
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.op(x))  # type: ignore[no-any-return]
+
+
+def _data() -> tuple[Any, Any]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 3.0, 0.5])
+    return (x[:96], y[:96]), (x[96:], y[96:])
+
+
+async def test_a_one_shot_search_trains_its_supernet_as_one_ray_task(cluster: Any) -> None:
+    import ray
+
+    train, val = _data()
+    evaluator = nf.evaluator.Regression(train, val, epochs=2, batch_size=16, lr=0.05)
+    cfg = nf.ExperimentConfig(training_service="ray", trial_resources={"CPU": 2})
+    exp = nf.Experiment(Keep(), evaluator, nf.strategy.DARTS(top_k=2), cfg)
+    progress: list[dict[str, Any]] = []
+    with anyio.fail_after(180):
+        async with anyio.create_task_group() as tg:
+            async def follow() -> None:
+                async for ev in exp.events():
+                    if isinstance(ev, StrategyProgress):
+                        progress.append(dict(ev.values))
+            tg.start_soon(follow)
+            await exp.run()
+    assert exp.state is nf.ExperimentState.DONE
+    (placed,) = [p for p in progress if p.get("phase") == "placed"]
+    assert placed["pid"] != os.getpid()  # not in the experiment process...
+    head = ray.get_runtime_context().get_node_id()
+    assert placed["ray_node"] != head  # ...on a worker node (the head has no CPUs)
+    nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes()}
+    assert nodes[placed["ray_node"]].get("CPU") == 2.0  # a node that holds what it asked
+    # the task's epochs came back as the search's own progress, and the checkpoint
+    assert [p["epoch"] for p in progress if p.get("phase") == "train"] == [1, 2]
+    assert (exp.directory / "strategy").is_dir()
+    # the architectures were recorded in the store as usual
+    trials = exp.trials()
+    assert len(trials) == 2
+    assert {t.state for t in trials} == {nf.TrialState.SUCCEEDED}
+    with nf.load_experiment(exp.id) as saved:
+        assert [t.sample for t in saved.trials()] == [t.sample for t in trials]

@@ -74,6 +74,19 @@ def import_manager_modules() -> None:
 
 
 
+def _earlier_manager(workers: RayWorkers) -> dict[str, Any]:
+    """``host``, ``port`` and ``token`` of the manager an earlier process of this
+    experiment ran, from its actors (their workers re-dial that address with that token);
+    empty if there are none."""
+    from urllib.parse import urlsplit
+
+    for earlier in workers.earlier:
+        manager = earlier.where["manager"]
+        url = urlsplit(manager["url"])
+        return {"host": url.hostname, "port": url.port, "token": manager["token"]}
+    return {}
+
+
 class ManagerEngine(Engine):
     """Runs trials on a trial manager's workers; see the module docstring.
 
@@ -173,8 +186,27 @@ class ManagerEngine(Engine):
             pool: dict[str, Any] = dict(self._pool)
             if self._ray is not None:
                 pool["ray"] = await self._ray_workers(payload)
+                pool.update(_earlier_manager(pool["ray"]))
             manager = TrialManager(embedded=True, **pool)
-            await tg.start(manager.serve)
+            try:
+                await tg.start(manager.serve)
+            except OSError:
+                if "port" not in pool:
+                    raise
+                # the earlier address is taken: its workers cannot re-attach, and their
+                # trials run again (a fresh address; the earlier actors are ended)
+                from nasflow.manager._ray import end_earlier
+
+                del pool["host"], pool["port"], pool["token"]
+                end_earlier(pool["ray"].earlier)
+                pool["ray"] = dataclasses.replace(pool["ray"], earlier=())
+                manager = TrialManager(embedded=True, **pool)
+                await tg.start(manager.serve)
+            if pool.get("ray") is not None and pool["ray"].earlier:
+                # a resume: the trials an earlier process's actors still run come back
+                # with their workers; answer the setup (which lists them) only then
+                with anyio.move_on_after(self._reattach_timeout):
+                    await manager.core.fleet.earlier_settled.wait()
             self._manager = manager
             self._link = LocalLink(manager.core, s.experiment_id, receive=self._receive,
                                    gone=self._gone)
@@ -202,7 +234,13 @@ class ManagerEngine(Engine):
     async def _ray_workers(self, payload: bytes) -> RayWorkers:
         """Connect to Ray, put the setup in its object store once, and tell the workers
         to read it from their node (the actors write it there): not through a frame."""
-        from nasflow.manager._ray import RayWorkers, connect, place_setup
+        from nasflow.manager._ray import (
+            RayWorkers,
+            connect,
+            find_earlier,
+            namespace_of,
+            place_setup,
+        )
 
         assert self._ray is not None and self._setup_message is not None
         address, resources = self._ray
@@ -212,7 +250,10 @@ class ManagerEngine(Engine):
         self._setup_message = dataclasses.replace(
             self._setup_message, payload=b"", payload_file=path, payload_sha256=sha,
             payload_size=len(payload))
-        return RayWorkers(resources=resources, payloads=(entry,))
+        namespace = namespace_of(self.setup.experiment_id)
+        earlier = await anyio.to_thread.run_sync(find_earlier, namespace, (entry,))
+        return RayWorkers(resources=resources, payloads=(entry,), namespace=namespace,
+                          earlier=earlier)
 
     async def _release(self) -> None:
         if self._ray_owned:

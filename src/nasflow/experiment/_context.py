@@ -57,7 +57,8 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
     def __init__(self, run: RunPort, ledger: TrialLedger, *, engine: Engine,
                  clock: Callable[[], float], space: SearchSpace, objective: Objective,
                  model_space: Any, evaluator: Any, directory: Path,
-                 feed: Feed | None = None) -> None:
+                 feed: Feed | None = None,
+                 ray: tuple[str | None, dict[str, float]] | None = None) -> None:
         self._run = run
         self._ledger = ledger
         self._feed = feed if feed is not None else Feed()
@@ -69,7 +70,7 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         self.oneshot = ExperimentOneShot(run, ledger, clock=clock, space=space,
                                          objective=objective,
                                          model_space=model_space, evaluator=evaluator,
-                                         directory=directory)
+                                         directory=directory, ray=ray)
         """What one-shot strategies need besides (``oneshot_context(ctx)``)."""
         # every ended trial, until the strategy takes it (references: a strategy that never
         # reads results costs a pointer per trial)
@@ -223,8 +224,10 @@ class ExperimentOneShot(OneShotContext):
 
     def __init__(self, run: RunPort, ledger: TrialLedger, *, clock: Callable[[], float],
                  space: SearchSpace, objective: Objective, model_space: Any, evaluator: Any,
-                 directory: Path) -> None:
+                 directory: Path, ray: tuple[str | None, dict[str, float]] | None = None
+                 ) -> None:
         self._run = run
+        self.ray = ray
         self._ledger = ledger
         self._clock = clock
         self._space = space

@@ -187,6 +187,8 @@ class Run:
             self, self.ledger, engine=engine, clock=self.clock, space=setup.search_space,
             objective=setup.objective, model_space=setup.space, evaluator=setup.evaluator,
             directory=setup.directory, feed=self.feed,
+            ray=((cfg.ray_address, dict(cfg.trial_resources or {"CPU": 1.0}))
+                 if cfg.training_service == "ray" else None),
         )
         if self._plan is not None:
             taken, unseen = restore_state(self._plan, self.ledger, setup.strategy,

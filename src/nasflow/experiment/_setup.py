@@ -95,7 +95,10 @@ def make_engine(setup: RunSetup, config: ExperimentConfig, *, publish: Publish,
     )
     if setup.engine_factory is not None:
         return setup.engine_factory(engine_setup)
-    if cfg.training_service == "inprocess" and cfg.manager is None:
+    if cfg.manager is None and (
+            cfg.training_service == "inprocess"
+            # a one-shot search runs no trials: its supernet is one Ray task (ctx.ray)
+            or getattr(setup.strategy, "evaluates_itself", False)):
         return InProcessEngine(engine_setup)
     return ManagerEngine(
         engine_setup,

@@ -9,6 +9,13 @@ its process group when told to (a trial past its timeout). ``--parent-pid`` ties
 worker to the actor: when Ray kills the actor (or its node's raylet dies), the worker
 leaves with it.
 
+An experiment's actors are detached (they outlive a killed experiment process) and named
+in the experiment's namespace: a resumed experiment finds them, asks each ``describe()``
+(where its worker dials and with which token) and serves that address again, so that
+their workers re-attach with the trials they still run. A worker that has exited (its
+manager stayed away past ``--reattach-timeout``) leaves its actor nobody to end it: the
+actor ends itself ``LINGER`` seconds later.
+
 Imported inside Ray's worker processes: the standard library only at import time.
 """
 
@@ -23,7 +30,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WorkerActor"]
+__all__ = ["LINGER", "WorkerActor"]
+
+LINGER = 30.0
+"""Seconds an actor whose worker exited waits for its manager to end it (and read the
+exit status) before it ends itself: a detached actor must not outlive its experiment."""
 
 
 class WorkerActor:
@@ -32,6 +43,8 @@ class WorkerActor:
 
     def __init__(self) -> None:
         self._process: asyncio.subprocess.Process | None = None
+        self._where: dict[str, Any] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self, command: list[str], token: str, log: str,
                     payloads: list[tuple[Any, str, str, int]]) -> dict[str, Any]:
@@ -40,10 +53,7 @@ class WorkerActor:
         ``{"node_id", "ip", "pid", "gpus"}``."""
         import ray
 
-        for ref, path, _sha256, size in payloads:
-            if not await asyncio.to_thread(_present, path, size):
-                data = await ref  # once per node: Ray keeps the object in its node store
-                await asyncio.to_thread(_write, data, path)
+        await self.stage(payloads)
         context = ray.get_runtime_context()
         node_id = context.get_node_id()
         env = {k: v for k, v in os.environ.items() if k != "NASFLOW_TOKEN"}
@@ -65,8 +75,25 @@ class WorkerActor:
             os.close(token_in)
             if token_out != -1:
                 os.close(token_out)
-        return {"node_id": node_id, "ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
-                "pid": self._process.pid, "gpus": env.get("CUDA_VISIBLE_DEVICES")}
+        self._where = {"node_id": node_id, "ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+                       "pid": self._process.pid, "gpus": env.get("CUDA_VISIBLE_DEVICES")}
+        self._where["manager"] = {"url": _option(command, "--url"), "token": token}
+        self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        return {k: v for k, v in self._where.items() if k != "manager"}
+
+    async def stage(self, payloads: list[tuple[Any, str, str, int]]) -> None:
+        """Write ``payloads`` on this node unless present (a resumed experiment's setup,
+        before the worker it adopts is sent it)."""
+        for ref, path, _sha256, size in payloads:
+            if not await asyncio.to_thread(_present, path, size):
+                data = await ref  # once per node: Ray keeps the object in its node store
+                await asyncio.to_thread(_write, data, path)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``start`` returned, plus ``manager``: the trial channel the worker dials
+        and the token it presents (for a resumed experiment's manager; Ray's calls stay
+        inside the cluster, the trust boundary)."""
+        return dict(self._where)
 
     async def wait(self) -> int:
         """The worker's exit status, once it has exited (its process group is killed
@@ -75,6 +102,15 @@ class WorkerActor:
         code = await self._process.wait()
         self.kill()
         return code
+
+    async def until_killed(self) -> None:
+        """Never returns: its caller learns the actor is dead when this call fails."""
+        await asyncio.Event().wait()
+
+    async def _reap(self) -> None:
+        await self.wait()
+        await asyncio.sleep(LINGER)
+        os._exit(0)  # nobody ended this actor: its experiment is gone
 
     def kill(self) -> None:
         """SIGKILL the worker's process group (a no-op once it is empty)."""
@@ -89,6 +125,10 @@ def worker_command(url: str, session_id: str, reattach_timeout: float) -> list[s
     ``--parent-pid`` and ``--token-fd``)."""
     return ["--url", url, "--session", session_id, "--reattach-timeout",
             str(reattach_timeout)]
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
 
 
 def _present(path: str, size: int) -> bool:

@@ -116,6 +116,9 @@ class WorkerFleet:
         self._awaited: dict[str, int] | None = {}
         """Workers an earlier manager started that may re-attach here and have not yet:
         session id -> pid (``None``: unknown, then only ``adopt_grace`` ends orphans)."""
+        self.earlier_settled = asyncio.Event()
+        """Set once every worker an earlier manager started (that this one knows of) has
+        re-attached, with the trials it holds, or exited."""
 
     @property
     def may_reattach(self) -> bool:
@@ -129,12 +132,16 @@ class WorkerFleet:
             self._awaited = self._pool.earlier_workers()
             for session_id, pid in (self._awaited or {}).items():
                 self._pool.on_gone(pid, functools.partial(self._earlier_gone, session_id))
+        if self._awaited is not None and not self._awaited:
+            self.earlier_settled.set()
         for gpu in slots:
             self.spawn(gpu)
 
     def _earlier_gone(self, session_id: str) -> None:
         """An earlier manager's worker exited, or re-attached and claimed what it holds."""
         if self._awaited is not None and self._awaited.pop(session_id, None) is not None:
+            if not self._awaited:
+                self.earlier_settled.set()
             self._core.check_orphans()
 
     async def shutdown(self, reason: str, *, grace: float) -> None:

@@ -199,6 +199,9 @@ class OneShotContext(ABC):
     """The space exactly as given to the experiment (e.g. a ``nasflow.nn.ModelSpace``)."""
     evaluator: Any
     """The experiment's evaluator (one-shot strategies read its data and settings)."""
+    ray: tuple[str | None, dict[str, float]] | None = None
+    """With ``training_service="ray"``: ``(ray_address, trial_resources)``, and the
+    supernet trains as one Ray task asking those resources (``None``: in this process)."""
 
     @abstractmethod
     async def record(self, sample: Sample, value: Any, *,

@@ -66,6 +66,9 @@ class OneShotStrategy(Strategy):
 
     differentiable: ClassVar[bool] = False
     """Whether the strategy mixes candidates (SOFT / GATE modes)."""
+    evaluates_itself: ClassVar[bool] = True
+    """It submits no trials (it records what it ranked): the experiment starts no trial
+    workers for it, and with ``training_service="ray"`` it places its own training."""
     # defaults for strategies pickled before these switches existed (resume unpickles
     # the stored strategy without calling __init__)
     channels_last: bool | None = None
@@ -157,6 +160,10 @@ class OneShotStrategy(Strategy):
             from nasflow.strategy.oneshot._ranks import train_on_ranks
 
             await train_on_ranks(self, ctx, rt, saved)
+        elif tools.ray is not None:  # training_service="ray": one Ray task
+            from nasflow.strategy.oneshot._ray import train_on_ray
+
+            await train_on_ray(self, ctx, rt, saved, *tools.ray)
         else:
             await self._train(ctx, rt)
         self._phase = "export"

@@ -40,6 +40,7 @@ MULTI_TRIAL: dict[str, Callable[[], Strategy]] = {
 ONE_SHOT: dict[str, Callable[[], Strategy]] = {
     "DARTS": lambda: nf.strategy.DARTS(arc_learning_rate=0.05),
     "GumbelDARTS": lambda: nf.strategy.GumbelDARTS(arc_learning_rate=0.05),
+    "DARTS-per-slot": lambda: nf.strategy.DARTS(arc_learning_rate=0.05, cell_mixing="slot"),
     "ENAS": lambda: nf.strategy.ENAS(ctrl_steps=2),
     "RandomOneShot": lambda: nf.strategy.RandomOneShot(search_trials=2),
 }
@@ -71,7 +72,7 @@ def test_multi_trial_strategies_run_on_every_space(space_name: str, strategy: st
 @pytest.mark.parametrize("strategy", list(ONE_SHOT))
 def test_one_shot_strategies_export_valid_samples(space_name: str, strategy: str) -> None:
     space = _spaces()[space_name]()
-    # 16x16 images: a cell supernet mixes every op on every input, slow on shared CPUs
+    # 16x16 images: a cell supernet mixes every op on every edge, slow on shared CPUs
     exp = nf.Experiment(space, classification(epochs=1, n=32, size=16), ONE_SHOT[strategy](),
                         nf.ExperimentConfig(store=False))
     nf.run(exp)

@@ -12,7 +12,8 @@ def test_all_is_sorted_and_has_nnis_names() -> None:
 
     assert list(hub.__all__) == sorted(hub.__all__)
     for name in ["NasBench101", "NasBench201", "NASNet", "ENAS", "AmoebaNet", "PNAS", "DARTS",
-                 "NDS"]:
+                 "NDS", "ProxylessNAS", "MobileNetV3Space", "ShuffleNetSpace", "AutoFormer",
+                 "AutoformerSpace"]:
         assert name in hub.__all__ and getattr(hub, name) is not None
 
 

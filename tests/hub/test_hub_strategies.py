@@ -13,6 +13,7 @@ import nasflow as nf
 from nasflow import hub
 from nasflow.strategy._base import Strategy
 
+from ._small import small_autoformer, small_shufflenet
 from .conftest import classification
 
 
@@ -24,6 +25,10 @@ def _spaces() -> dict[str, Callable[[], Any]]:
         "NASNet": lambda: hub.NASNet(width=4, num_cells=3),
         "AmoebaNet": lambda: hub.AmoebaNet(width=4, num_cells=3),
         "ENAS": lambda: hub.ENAS(width=4, num_cells=3),
+        "NasBench101": lambda: hub.NasBench101(stem_out_channels=4, num_stacks=1,
+                                               num_modules_per_stack=1),
+        "ShuffleNetSpace": small_shufflenet,
+        "AutoFormer": small_autoformer,
     }
 
 
@@ -40,6 +45,7 @@ MULTI_TRIAL: dict[str, Callable[[], Strategy]] = {
 ONE_SHOT: dict[str, Callable[[], Strategy]] = {
     "DARTS": lambda: nf.strategy.DARTS(arc_learning_rate=0.05),
     "GumbelDARTS": lambda: nf.strategy.GumbelDARTS(arc_learning_rate=0.05),
+    "DARTS-per-slot": lambda: nf.strategy.DARTS(arc_learning_rate=0.05, cell_mixing="slot"),
     "ENAS": lambda: nf.strategy.ENAS(ctrl_steps=2),
     "RandomOneShot": lambda: nf.strategy.RandomOneShot(search_trials=2),
 }
@@ -67,11 +73,11 @@ def test_multi_trial_strategies_run_on_every_space(space_name: str, strategy: st
     space.validate(best[0])
 
 
-@pytest.mark.parametrize("space_name", ["NasBench201", "DARTS"])
+@pytest.mark.parametrize("space_name", ["NasBench201", "DARTS", "PNAS"])
 @pytest.mark.parametrize("strategy", list(ONE_SHOT))
 def test_one_shot_strategies_export_valid_samples(space_name: str, strategy: str) -> None:
     space = _spaces()[space_name]()
-    # 16x16 images: a cell supernet mixes every op on every input, slow on shared CPUs
+    # 16x16 images: a cell supernet mixes every op on every edge, slow on shared CPUs
     exp = nf.Experiment(space, classification(epochs=1, n=32, size=16), ONE_SHOT[strategy](),
                         nf.ExperimentConfig(store=False))
     nf.run(exp)
@@ -100,14 +106,15 @@ def _failure(space: Any, strategy: Strategy) -> str:
     return str(info.value)
 
 
-def test_darts_on_a_loose_end_space_says_which_strategies_fit() -> None:
-    msg = _failure(hub.NASNet(width=4, num_cells=3), nf.strategy.DARTS())
-    assert "merge_op='all'" in msg and "RandomOneShot" in msg
-
-
-def test_sampling_one_shot_on_a_loose_end_space_says_why_and_what_to_use() -> None:
-    msg = _failure(hub.ENAS(width=4, num_cells=3), nf.strategy.RandomOneShot(search_trials=1))
-    assert "loose_end" in msg and "multi-trial" in msg and "hub.DARTS" in msg
+@pytest.mark.parametrize("space_name", ["NASNet", "ENAS", "AmoebaNet"])
+def test_one_shot_on_a_loose_end_space_says_why_and_what_to_use(space_name: str) -> None:
+    # every one-shot strategy, before any supernet is built, and without pointing to
+    # another one-shot strategy
+    for make in [*ONE_SHOT.values(), nf.strategy.Proxyless]:
+        strategy = make()
+        msg = _failure(_spaces()[space_name](), strategy)
+        assert "loose_end" in msg and "multi-trial" in msg and "hub.DARTS" in msg
+        assert type(strategy).__name__ in msg and "use RandomOneShot" not in msg
 
 
 def test_one_shot_on_a_searched_width_says_to_fix_it_or_go_multi_trial() -> None:

@@ -158,6 +158,10 @@ def test_multi_trial_search_runs_and_one_shot_says_why_not(space: hub.NasBench10
     small.validate(exp.export_top_models(1, formatter="dict")[0])
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
     ev = nf.evaluator.Classification((x, y), (x, y), epochs=1)
-    exp = nf.Experiment(small, ev, nf.strategy.DARTS(), nf.ExperimentConfig(store=False))
-    with pytest.raises(nf.NasflowError, match="multi-trial"):
-        nf.run(exp)
+    for strategy in (nf.strategy.DARTS(), nf.strategy.RandomOneShot(), nf.strategy.ENAS(),
+                     nf.strategy.Proxyless()):
+        exp = nf.Experiment(small, ev, strategy, nf.ExperimentConfig(store=False))
+        with pytest.raises(nf.NasflowError) as info:
+            nf.run(exp)
+        msg = str(info.value)
+        assert "adjacency matrix" in msg and "multi-trial" in msg and "TPE" in msg

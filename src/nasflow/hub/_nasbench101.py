@@ -215,6 +215,17 @@ class NasBench101(ModelSpace):
         result: torch.Tensor = self.classifier(torch.flatten(out, 1))
         return result
 
+    def supernet_refusal(self, strategy: str, differentiable: bool) -> str | None:
+        """Why no one-shot strategy can train this space as a supernet."""
+        return (
+            f"{strategy} trains one weight-sharing supernet, but a NAS-Bench-101 cell is "
+            "rebuilt for each sample from its adjacency matrix (the pruned graph and the "
+            "split of the output channels among the vertices depend on it), so there is "
+            "no fixed set of layers to share; search NasBench101 with a multi-trial "
+            "strategy (Random, RegularizedEvolution, TPE, GridSearch, LocalSearch, "
+            "PolicyBasedRL)"
+        )
+
     # --- the encoding ---------------------------------------------------------------------
 
     @staticmethod

@@ -52,13 +52,16 @@ class LooseEndPreprocessor(CellPreprocessor):
     depends on the architecture, so only frozen models (one per sample) can run."""
 
     def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        raise SpaceBuildError(
-            "the cells of NASNet, ENAS and AmoebaNet concatenate only their unused nodes "
-            "(merge_op='loose_end'), so a cell's output width depends on the sampled "
-            "architecture and a weight-sharing supernet cannot be built; search these "
-            "spaces with a multi-trial strategy (Random, RegularizedEvolution, TPE...), "
-            "or use hub.DARTS / hub.PNAS (merge_op='all') with one-shot strategies"
-        )
+        raise SpaceBuildError(_LOOSE_END.format(strategy="a one-shot strategy"))
+
+
+_LOOSE_END = (
+    "the cells of NASNet, ENAS and AmoebaNet concatenate only their unused nodes "
+    "(merge_op='loose_end'), so a cell's output width depends on the sampled "
+    "architecture and {strategy} cannot build a weight-sharing supernet of them; search "
+    "these spaces with a multi-trial strategy (Random, RegularizedEvolution, TPE...), "
+    "or use hub.DARTS / hub.PNAS (merge_op='all') with one-shot strategies"
+)
 
 
 def _choices(name: str, value: int | Sequence[int], minimum: int) -> list[int]:
@@ -243,6 +246,12 @@ class NDS(ModelSpace):
         if aux is not None:
             return logits, aux
         return logits
+
+    def supernet_refusal(self, strategy: str, differentiable: bool) -> str | None:
+        """Why ``strategy`` cannot train this space as a supernet (``None``: it can)."""
+        if self.merge_op == "loose_end":  # said before a supernet is built, for any of them
+            return _LOOSE_END.format(strategy=strategy)
+        return None
 
     # --- freezing ---------------------------------------------------------------------
 

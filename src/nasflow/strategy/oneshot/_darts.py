@@ -1,11 +1,12 @@
 """``DARTS`` and ``GumbelDARTS``: architecture parameters learned by gradient descent.
 
 One parameter vector ``alpha`` per label (one entry per alternative, initialised to
-``randn * 1e-3``). Each training step first takes an architecture step on a validation
-batch (Adam on ``alpha``, the weights frozen), then a weight step on a training batch
-with the architecture fixed: first-order DARTS. Candidates are mixed with
-``softmax(alpha)`` (DARTS) or a Gumbel-softmax sample at an annealed temperature
-(GumbelDARTS).
+``randn * 1e-3``); with ``cell_mixing="edge"`` (the default) a cell whose ops depend on
+their input has one per edge instead of one per op slot and input (``Supernet``).
+Each training step first takes an architecture step on a validation batch (Adam on
+``alpha``, the weights frozen), then a weight step on a training batch with the
+architecture fixed: first-order DARTS. Candidates are mixed with ``softmax(alpha)``
+(DARTS) or a Gumbel-softmax sample at an annealed temperature (GumbelDARTS).
 
 At the end the ``top_k`` most probable architectures under ``softmax(alpha)`` are
 recorded, most probable first (see ``_ranking``).
@@ -24,6 +25,7 @@ from nasflow.strategy._base import StrategyContext, oneshot_context
 from nasflow.strategy.oneshot._arch import LabelSpec
 from nasflow.strategy.oneshot._penalty import CostPenalty
 from nasflow.strategy.oneshot._ranking import top_by_probability
+from nasflow.strategy.oneshot._supernet import CELL_MIXINGS
 from nasflow.strategy.oneshot._train import OneShotStrategy, Run, frozen
 
 __all__ = ["DARTS", "ArchParameters", "GumbelDARTS", "record_ranked"]
@@ -67,6 +69,7 @@ async def record_ranked(strategy: OneShotStrategy, ctx: StrategyContext, rt: Run
     import anyio
 
     supernet = rt.supernet
+    probs = supernet.space_probs(probs)
     plain = {k: v.tolist() for k, v in probs.items()}
     ranked = top_by_probability(supernet.space, supernet.specs, plain, strategy.top_k)
     objective = ctx.objective
@@ -116,7 +119,7 @@ class DARTS(OneShotStrategy):
                  evaluate_top: bool = True, epochs: int | None = None, top_k: int = 5,
                  seed: int = 0, chunk_steps: int = 20, checkpoint: str | None = None,
                  channels_last: bool | None = None, share_layers: bool = True,
-                 penalty: CostPenalty | None = None) -> None:
+                 penalty: CostPenalty | None = None, cell_mixing: str = "edge") -> None:
         super().__init__(epochs=epochs, top_k=top_k, seed=seed, chunk_steps=chunk_steps,
                          checkpoint=checkpoint, channels_last=channels_last,
                          share_layers=share_layers)
@@ -135,11 +138,16 @@ class DARTS(OneShotStrategy):
             )
         self.penalty = penalty
         """The expected-cost term of the architecture loss (``None``: accuracy only)."""
+        if cell_mixing not in CELL_MIXINGS:
+            raise ValueError(f"{type(self).__name__}(cell_mixing=...): got {cell_mixing!r}; "
+                             f"expected one of {', '.join(map(repr, CELL_MIXINGS))}")
+        self.cell_mixing = cell_mixing
+        """``"edge"`` or ``"slot"``: how cells with per-input ops are mixed."""
 
     # --- parts ----------------------------------------------------------------------------
 
     def _build(self, rt: Run) -> None:
-        alpha = ArchParameters(rt.supernet.specs, rt.supernet.labels).to(rt.device)
+        alpha = ArchParameters(rt.supernet.specs, rt.supernet.arch_labels).to(rt.device)
         with torch.no_grad():  # initial values from the strategy's seed
             for a in alpha.alpha:
                 a.copy_(torch.randn(a.shape, generator=rt.gen).to(rt.device) * 1e-3)
@@ -156,7 +164,7 @@ class DARTS(OneShotStrategy):
         if self.penalty is None:
             return loss
         alpha: ArchParameters = rt.parts["alpha"]
-        return loss + self.penalty.loss(alpha.probs())
+        return loss + self.penalty.loss(rt.supernet.space_probs(alpha.probs()))
 
     def _mix(self, rt: Run) -> dict[str, torch.Tensor]:
         """The mixing weights of a training step (with gradients to alpha)."""
@@ -200,7 +208,7 @@ class DARTS(OneShotStrategy):
     def _probs(self, rt: Run) -> dict[str, dict[str, float]]:
         alpha: ArchParameters = rt.parts["alpha"]
         with torch.no_grad():
-            return probs_json(rt, alpha.probs())
+            return probs_json(rt, rt.supernet.space_probs(alpha.probs()))
 
     async def _export(self, ctx: StrategyContext, rt: Run) -> None:
         alpha: ArchParameters = rt.parts["alpha"]

@@ -8,7 +8,8 @@ gradients to the mixing weights (GATE).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,8 @@ from nasflow.strategy.oneshot._arch import (
 from nasflow.strategy.oneshot._format import to_channels_last
 from nasflow.strategy.oneshot._share import SharedPlan, sharing
 
-__all__ = ["MixedArgs", "MixedCell", "MixedInput", "MixedLayer", "MixedRepeat"]
+__all__ = ["EdgeMixedCell", "EdgeNode", "MixedArgs", "MixedCell", "MixedInput", "MixedLayer",
+           "MixedRepeat"]
 
 
 class _Mixed(nn.Module):
@@ -381,6 +383,105 @@ class MixedCell(_Mixed):
                 node.append(op(inp(states[:i])))  # type: ignore[misc]
         states.append(ChosenInputs.reduce(node, "sum"))
         result = torch.cat([states[j] for j in self._output_nodes()], self.concat_dim)
+        post = self._modules["postprocessor"]
+        if post is not None:
+            return post(result, processed)
+        return result
+
+
+@dataclass(frozen=True)
+class EdgeNode:
+    """The labels of one node of an edge-mixed cell (``Supernet(cell_mixing="edge")``):
+    its slots' op and input labels (of the space) and its edges' (one per earlier state)."""
+
+    node: int
+    op_labels: list[str]
+    input_labels: list[str]
+    edge_labels: list[str]
+
+    def slot_labels(self) -> list[str]:
+        """The space's labels this node's edges replace in the architecture parameters."""
+        return [*self.op_labels, *self.input_labels]
+
+    def space_probs(self, probs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The slots' labels' probabilities from the edges' (DARTS's derivation): slot
+        ``k`` reads the ``k``-th strongest edge (strength: its most probable op) with
+        that edge's op distribution; its input distribution is the edges' strengths,
+        normalised, with the edges the other slots read left out."""
+        edges = [probs[label] for label in self.edge_labels]
+        strength = torch.stack([p.max() for p in edges])
+        slots = len(self.op_labels)
+        order = [int(j) for j in torch.argsort(strength.detach(), descending=True,
+                                               stable=True)]
+        chosen = order[:slots] if len(order) >= slots else order + order[:1] * slots
+        out: dict[str, torch.Tensor] = {}
+        for k, (op_label, input_label) in enumerate(zip(self.op_labels, self.input_labels,
+                                                        strict=True)):
+            j = chosen[k]
+            out[op_label] = edges[j]
+            keep = torch.ones_like(strength)
+            for other in chosen[:k] + chosen[k + 1:]:
+                if other != j:
+                    keep[other] = 0.0
+            s = strength * keep
+            out[input_label] = s / s.sum()
+        return out
+
+
+class EdgeMixedCell(_Mixed):
+    """A ``Cell`` mixed per edge (``Supernet(cell_mixing="edge")``): submodule
+    ``edge_<i>_<j>`` is the ``MixedLayer`` of node ``i``'s ops on state ``j``. SOFT: node
+    ``i`` sums its ``i`` mixed edges. HARD: slot ``k`` runs the picked op of the edge from
+    its picked input (as the frozen cell, whose slot ``k`` inherits that edge's weights)."""
+
+    def __init__(self, arch: ArchState, where: str, nodes: list[EdgeNode],
+                 modules: Mapping[str, nn.Module | None], num_predecessors: int,
+                 concat_dim: int) -> None:
+        super().__init__(arch, where)
+        self.nodes = nodes
+        """The nodes' labels, in order."""
+        self.num_predecessors = num_predecessors
+        """How many input tensors the cell takes."""
+        self.concat_dim = concat_dim
+        """The dimension nodes are concatenated along (``merge_op="all"``)."""
+        for name, m in modules.items():
+            self.add_module(name, m)
+
+    def _edge(self, i: int, j: int) -> MixedLayer:
+        return self._modules[f"edge_{i}_{j}"]  # type: ignore[return-value]
+
+    def forward(self, *inputs: Any) -> Any:
+        if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)):
+            states = list(inputs[0])
+        else:
+            states = list(inputs)
+        if len(states) != self.num_predecessors:
+            raise ValueError(f"{self._where}: takes {self.num_predecessors} inputs, "
+                             f"got {len(states)}")
+        arch = self._arch
+        if arch.mode is Mode.GATE:
+            raise UnsupportedSpaceError(
+                self._where, None, "a cell mixed per edge runs SOFT or HARD only; build "
+                "the supernet with cell_mixing='slot' for gates (Proxyless)")
+        pre = self._modules["preprocessor"]
+        if pre is not None:
+            states = list(pre(states))
+        processed = list(states)
+        if arch.mode is Mode.SOFT:
+            with sharing(arch):  # the edges reading one state share its pooling
+                for node in self.nodes:
+                    outs = [self._edge(node.node, j)(states[j]) for j in range(node.node)]
+                    states.append(ChosenInputs.reduce(outs, "sum"))
+        else:
+            for node in self.nodes:
+                outs = []
+                for op_label, input_label in zip(node.op_labels, node.input_labels,
+                                                 strict=True):
+                    j = arch.pick(input_label, self._where)[0]
+                    o = arch.pick(op_label, self._where)[0]
+                    outs.append(self._edge(node.node, j).candidate(o)(states[j]))
+                states.append(ChosenInputs.reduce(outs, "sum"))  # as FrozenCell sums them
+        result = torch.cat(states[self.num_predecessors:], self.concat_dim)
         post = self._modules["postprocessor"]
         if post is not None:
             return post(result, processed)

@@ -10,6 +10,8 @@ autograd in the backward pass (GATE mode), so memory stays that of one path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from nasflow.strategy.oneshot._darts import DARTS, ArchParameters
@@ -22,8 +24,18 @@ class Proxyless(DARTS):
     """ProxylessNAS (as NNI's ``Proxyless``): same arguments as ``DARTS``.
 
     Validation runs the most probable architecture; ranking is by probability, as for
-    DARTS.
+    DARTS. Its gates pick one op and one input per op slot, so cells are always mixed
+    per slot (``cell_mixing="slot"``, the only value it takes).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        mixing = kwargs.setdefault("cell_mixing", "slot")
+        if mixing != "slot":
+            raise ValueError(
+                f"Proxyless(cell_mixing=...): got {mixing!r}; its binary gates pick one op "
+                "and one input per op slot, so only 'slot' fits (DARTS and GumbelDARTS "
+                "take 'edge')")
+        super().__init__(**kwargs)
 
     def _pick(self, rt: Run, probs: dict[str, torch.Tensor]) -> dict[str, list[int]]:
         picked = {}

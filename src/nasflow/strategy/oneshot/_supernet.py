@@ -10,6 +10,7 @@ space element                          supernet part
 ``InputChoice``                        ``MixedInput``
 ``Repeat`` with a searched depth       ``MixedRepeat``
 ``Cell``                               ``MixedCell`` of ``MixedLayer``/``MixedInput``
+``Cell``, per-input ops, ``edge`` mixing ``EdgeMixedCell``: one ``MixedLayer`` per edge
 ``Conv1d/2d``, ``Linear`` with choices  ``SlicedConv`` / ``SlicedLinear`` (shared weights)
 ``BatchNorm1d/2d``, ``LayerNorm``       ``SlicedBatchNorm`` / ``SlicedLayerNorm``
 any other searchable layer             ``MixedArgs``: one module per argument combination
@@ -23,6 +24,17 @@ choices no module consumes (e.g. a learning rate registered with ``add_choice``)
 for differentiable strategies, what cannot be summed (``InputChoice`` concatenating
 several inputs, ``Cell(merge_op="loose_end")``, kernel sizes whose padding changes the
 output size).
+
+``cell_mixing="edge"`` (DARTS and GumbelDARTS by default) mixes a ``Cell`` whose ops
+depend on their input (``per_input``, as the NDS spaces') and whose nodes have several op
+slots per edge, as the DARTS paper and NNI's ``DifferentiableMixedCell`` do: one set of
+candidate ops per (node, earlier state), node ``i`` the sum of its ``i`` mixed edges,
+with architecture labels ``<cell>/edge_<i>_<j>`` of their own (``arch_labels``). Slot
+``k``'s op on input ``j`` then shares the weights of edge ``(i, j)``, so a cell runs half
+the candidates of per-slot mixing (each slot mixing every op on every input with its own
+weights). ``space_probs`` turns the edge probabilities back into the space's labels: a
+node's slots read its ``num_ops_per_node`` strongest edges (by their most probable op),
+strongest first, each with that edge's op distribution.
 """
 
 from __future__ import annotations
@@ -44,7 +56,7 @@ from nasflow.nn._base import (
     modules_in,
 )
 from nasflow.nn._layers import SearchableModule
-from nasflow.space import Sample, SearchSpace
+from nasflow.space import Categorical, Sample, SearchSpace
 from nasflow.strategy.oneshot._arch import (
     MAX_COMBOS,
     ArchState,
@@ -55,6 +67,8 @@ from nasflow.strategy.oneshot._arch import (
     resolve,
 )
 from nasflow.strategy.oneshot._mixed import (
+    EdgeMixedCell,
+    EdgeNode,
     MixedArgs,
     MixedCell,
     MixedInput,
@@ -63,7 +77,10 @@ from nasflow.strategy.oneshot._mixed import (
 )
 from nasflow.strategy.oneshot._sliced import SlicedConv, build_sliced
 
-__all__ = ["Supernet"]
+__all__ = ["CELL_MIXINGS", "Supernet"]
+
+CELL_MIXINGS = ("edge", "slot")
+"""How a differentiable supernet mixes a ``Cell`` with per-input ops (module docstring)."""
 
 
 class Supernet:
@@ -75,7 +92,10 @@ class Supernet:
     the checks that SOFT and GATE modes need.
     """
 
-    def __init__(self, space: ModelSpace, *, differentiable: bool, strategy: str = "") -> None:
+    def __init__(self, space: ModelSpace, *, differentiable: bool, strategy: str = "",
+                 cell_mixing: str = "slot") -> None:
+        if cell_mixing not in CELL_MIXINGS:
+            raise ValueError(f"cell_mixing must be one of {CELL_MIXINGS}, got {cell_mixing!r}")
         if not isinstance(space, ModelSpace):
             raise TypeError(
                 f"{strategy or 'a one-shot strategy'} needs a nasflow.nn.ModelSpace to build "
@@ -94,6 +114,11 @@ class Supernet:
         """Who converts (for error messages)."""
         self.differentiable = differentiable
         """Whether SOFT / GATE modes must work."""
+        self.cell_mixing = cell_mixing
+        """``"edge"`` or ``"slot"`` (see the module docstring)."""
+        self.edge_nodes: dict[tuple[str, int], EdgeNode] = {}
+        """``(cell label, node)`` -> the labels of an edge-mixed node (shared by the
+        cells with that label)."""
         self.specs: dict[str, LabelSpec] = {}
         self._consumers: dict[str, list[str]] = {}
         self._attributes: dict[str, str] = {}  # label -> where a plain attribute holds it
@@ -113,6 +138,26 @@ class Supernet:
     def labels(self) -> list[str]:
         """Every label, in the space's sampling order."""
         return self.space.labels
+
+    @property
+    def arch_labels(self) -> list[str]:
+        """The labels a differentiable strategy keeps architecture parameters for: the
+        space's, with the slot labels of edge-mixed cells replaced by their edge labels."""
+        replaced = {lbl for node in self.edge_nodes.values() for lbl in node.slot_labels()}
+        edges = [lbl for node in self.edge_nodes.values() for lbl in node.edge_labels]
+        return [lbl for lbl in self.space.labels if lbl not in replaced] + edges
+
+    def space_probs(self, probs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Probabilities per label of the space from probabilities per ``arch_labels``
+        (the same dict without edge-mixed cells; see the module docstring). Differentiable
+        in the op probabilities (a penalty's expected cost uses them)."""
+        if not self.edge_nodes:
+            return probs
+        edges = {lbl for node in self.edge_nodes.values() for lbl in node.edge_labels}
+        out = {k: v for k, v in probs.items() if k not in edges}
+        for node in self.edge_nodes.values():
+            out.update(node.space_probs(probs))
+        return out
 
     def set_hard(self, sample: Sample) -> None:
         """Run one architecture (a canonical sample)."""
@@ -206,11 +251,17 @@ class Supernet:
         self._done[key] = out
         return out
 
-    def _layer_choice(self, module: LayerChoice, path: str, where: str) -> nn.Module:
+    def _layer_choice(self, module: LayerChoice, path: str, where: str,
+                      as_label: str | None = None) -> MixedLayer:
         label = self.space.label_of(module.choice)
         spec = self._use(label, where)
         names = [module.names[module.choice.index(v)] for v in spec.values]
         cands = [self._convert(module.candidates[n], join(path, n)) for n in names]
+        if as_label is not None:  # an edge of an edge-mixed cell: a label of its own
+            if as_label not in self.specs:
+                self.specs[as_label] = LabelSpec(
+                    as_label, Categorical(spec.values, label=as_label), list(spec.values))
+            label = as_label
         return MixedLayer(self.arch, where, label, names, cands)
 
     def _input_choice(self, module: InputChoice, where: str, label: str) -> nn.Module:
@@ -247,6 +298,9 @@ class Supernet:
         for name in ("preprocessor", "postprocessor"):
             m = module._modules[name]
             parts[name] = None if m is None else self._convert(m, join(path, name))
+        if (self.cell_mixing == "edge" and self.differentiable and module.per_input
+                and module.num_ops_per_node > 1):
+            return self._edge_cell(module, path, where, parts)
         for i, k in module.slots():
             inp = cast(InputChoice, module._modules[f"input_{i}_{k}"])
             mixed = [self._layer_choice(op, op_path, describe(op, op_path))
@@ -258,6 +312,41 @@ class Supernet:
                                                          self.space.label_of(inp.choice))
         return MixedCell(self.arch, where, module.slots(), parts, module.num_predecessors,
                          module.merge_op, module.concat_dim)
+
+    def _edge_cell(self, module: Cell, path: str, where: str,
+                   parts: dict[str, nn.Module | None]) -> nn.Module:
+        """``module`` as an ``EdgeMixedCell``: slot 0's per-input candidates become the
+        edges; every other slot's candidates are left out of the supernet, their
+        counterparts (for ``freeze``) being the same edge's."""
+        nodes: list[EdgeNode] = []
+        for i in range(module.num_predecessors, module.num_predecessors + module.num_nodes):
+            op_labels, input_labels = [], []
+            for k in range(module.num_ops_per_node):
+                held = cast(nn.ModuleList, module._modules[f"op_{i}_{k}"])
+                first = cast(LayerChoice, held[0])
+                op_labels.append(self.space.label_of(first.choice))
+                inp = cast(InputChoice, module._modules[f"input_{i}_{k}"])
+                input_labels.append(self.space.label_of(inp.choice))
+                self._use(input_labels[-1], describe(inp, join(path, f"input_{i}_{k}")))
+            base = op_labels[0].rsplit("/", 1)[0]
+            edge_labels = [f"{base}/edge_{i}_{j}" for j in range(i)]
+            node = self.edge_nodes.setdefault(
+                (base, i), EdgeNode(i, op_labels, input_labels, edge_labels))
+            nodes.append(node)
+            for j, (op_path, choice) in enumerate(module.op_choices(i, 0, path)):
+                parts[f"edge_{i}_{j}"] = self._layer_choice(
+                    choice, op_path, describe(choice, op_path), as_label=node.edge_labels[j])
+            for k in range(1, module.num_ops_per_node):  # freeze: slot k inherits the edge's
+                for j, (op_path, choice) in enumerate(module.op_choices(i, k, path)):
+                    self._use(op_labels[k], describe(choice, op_path))
+                    edge = cast(MixedLayer, parts[f"edge_{i}_{j}"])
+                    for n, name in enumerate(edge.names):
+                        pairs = zip(choice.candidates[name].modules(),
+                                    edge.candidate(n).modules(), strict=True)
+                        for mine, shared in pairs:
+                            self._done[id(mine)] = shared  # (``module`` is the copy)
+        return EdgeMixedCell(self.arch, where, nodes, parts, module.num_predecessors,
+                             module.concat_dim)
 
     def _searchable(self, module: SearchableModule, path: str, where: str) -> nn.Module:
         built = module._built()

@@ -73,6 +73,9 @@ class OneShotStrategy(Strategy):
     # the stored strategy without calling __init__)
     channels_last: bool | None = None
     share_layers: bool = True
+    cell_mixing: str = "slot"
+    """How the supernet mixes cells with per-input ops (``Supernet``); strategies pickled
+    before the switch resume per slot, as they ran."""
     _rank_ends: list[Any] | None = None
     """With ``devices=N``: what each rank held at the end (``_ranks.summary``), rank 0's
     first (they agree, or the search failed)."""
@@ -211,7 +214,7 @@ class OneShotStrategy(Strategy):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             supernet = Supernet(space, differentiable=self.differentiable,
-                                strategy=type(self).__name__)
+                                strategy=type(self).__name__, cell_mixing=self.cell_mixing)
         supernet.model.to(device)
         supernet.arch.share = self.share_layers
         # batch order follows the evaluator's seed (as its own training does); path

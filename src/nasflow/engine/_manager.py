@@ -104,7 +104,7 @@ class ManagerEngine(Engine):
         trial_resources: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(setup)
-        self._capacity = 0  # until the manager grants some
+        self._set_capacity(0)  # until the manager grants some
         # the base's table of running trials (its entries are ``Flight``s), shared
         self._events = ManagerEvents(setup, self._entries, ended=self._ended,
                                      set_capacity=self._set_capacity, failed=self._failed)

@@ -109,11 +109,12 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         """Wait for capacity, submitting enqueued samples (``exp.enqueue``) first, while
         the budget allows; ``{hash: trial id}`` of those submitted."""
         started: dict[str, int] = {}
+        feed = self._feed
         while True:
             await self._room()
-            if self.budget.exhausted:
+            if not feed.samples or self.budget.exhausted:  # nothing enqueued: most calls
                 return started
-            queued = self._feed.next_sample(self._ledger.seen)
+            queued = feed.next_sample(self._ledger.seen)
             if queued is None:
                 return started
             sample, h = queued
@@ -124,9 +125,10 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         # enqueued trials all come through here. The engine is the authority on capacity
         # (it may change while the run goes on); trials submitted here but not yet held
         # by the engine count too.
+        engine, ledger = self._engine, self._ledger
         while True:
-            await self._engine.wait_capacity()
-            if self._ledger.inflight < self._engine.capacity:
+            await engine.wait_capacity()
+            if ledger.inflight < engine.capacity:
                 return
             if self._changed.is_set():
                 self._changed = anyio.Event()

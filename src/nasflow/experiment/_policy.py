@@ -21,6 +21,7 @@ from nasflow.exceptions import RepeatedFailureError
 from nasflow.strategy import Decision, Scheduler
 
 __all__ = [
+    "SNAPSHOT_DUE",
     "Action",
     "Deliver",
     "Halt",
@@ -69,6 +70,10 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class SnapshotDue:
     """The strategy's state has moved on: the store should snapshot at its next commit."""
+
+
+SNAPSHOT_DUE = SnapshotDue()
+"""The one ``SnapshotDue`` (it holds nothing): ``TrialPolicy.ended`` returns it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +156,7 @@ class TrialPolicy:
         halt = self._watch_failures(record, stopping=stopping)
         if halt is not None:
             actions.append(halt)
-        actions += [Deliver(record), SnapshotDue()]
+        actions += [Deliver(record), SNAPSHOT_DUE]
         target = self.target_metric
         # a known result (added, imported) is no sign that the search reached its target:
         # a warm start from a search that did would end before it began

@@ -27,7 +27,7 @@ def entered_at(model: Any, trial: Any) -> float:
 
 
 async def measure(kind: str, trials: int, workers: int, root: Path) -> list[float]:
-    from nasflow._objective import Objective
+    from nasflow._kernel import Objective
     from nasflow.engine import EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
     from nasflow.evaluator import FunctionalEvaluator
     from nasflow.events import FinalMetric

@@ -11,9 +11,15 @@ from typing import Any
 
 import orjson
 
-from nasflow._kernel import Objective, first_front, pareto_front
+from nasflow._kernel import (
+    ExperimentState,
+    Objective,
+    TrialRecord,
+    TrialState,
+    first_front,
+    pareto_front,
+)
 from nasflow._persist import load_object, owner_alive
-from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.exceptions import StoreError
 from nasflow.space import as_search_space
 from nasflow.store import DB_NAME, StoreReader

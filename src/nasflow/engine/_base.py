@@ -13,9 +13,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._kernel import Clock, WallClock
-from nasflow._objective import Objective
-from nasflow._types import INTERRUPTED, TrialState
+from nasflow._kernel import INTERRUPTED, Clock, Objective, TrialState, WallClock
 from nasflow.evaluator import Evaluator
 from nasflow.evaluator._execute import Stop, build_model
 from nasflow.events import Event

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine._base import Engine, EngineSetup, Stop, TrialSpec
 from nasflow.engine._links import Link, LocalLink
 from nasflow.engine._manager_events import Done, Flight, ManagerEvents

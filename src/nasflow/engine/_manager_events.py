@@ -21,7 +21,7 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
-from nasflow._types import INTERRUPTED, TrialError, TrialState
+from nasflow._kernel import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import EngineSetup, TrialSpec
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent

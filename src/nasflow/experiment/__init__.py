@@ -21,11 +21,11 @@ __all__ = ["Experiment"]
 
 # --- names the module ``nasflow.experiment`` has always had (it was one file that
 # imported them); kept so that ``nf.experiment.Objective`` and the like go on working.
-from nasflow._objective import Objective as Objective
+from nasflow._kernel import ExperimentState as ExperimentState
+from nasflow._kernel import Objective as Objective
+from nasflow._kernel import TrialRecord as TrialRecord
+from nasflow._kernel import TrialState as TrialState
 from nasflow._results import Results as Results
-from nasflow._types import ExperimentState as ExperimentState
-from nasflow._types import TrialRecord as TrialRecord
-from nasflow._types import TrialState as TrialState
 from nasflow.config import ExperimentConfig as ExperimentConfig
 from nasflow.engine import Engine as Engine
 from nasflow.engine import EngineSetup as EngineSetup

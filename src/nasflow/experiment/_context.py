@@ -9,8 +9,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from nasflow._objective import Objective
-from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow._kernel import Objective, TrialError, TrialRecord, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     Event,

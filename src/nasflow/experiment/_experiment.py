@@ -29,9 +29,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._objective import Objective
+from nasflow._kernel import ExperimentState, Objective, TrialRecord, TrialState
 from nasflow._results import Results
-from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup
 from nasflow.engine._manager import import_manager_modules

@@ -16,8 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from nasflow._kernel import KNOWN_ORIGINS
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import KNOWN_ORIGINS, TrialRecord, TrialState
 from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted, TrialSubmitted
 from nasflow.strategy import Budget
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nasflow._kernel import KNOWN_ORIGINS as KNOWN
-from nasflow._objective import Objective
-from nasflow._types import ExperimentState, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, Objective, TrialRecord, TrialState
 from nasflow.exceptions import RepeatedFailureError
 from nasflow.strategy import Decision, Scheduler
 

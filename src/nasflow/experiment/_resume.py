@@ -8,10 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasflow._kernel import KNOWN_ORIGINS
-from nasflow._objective import Objective
+from nasflow._kernel import (
+    INTERRUPTED,
+    KNOWN_ORIGINS,
+    ExperimentState,
+    Objective,
+    TrialRecord,
+    TrialState,
+)
 from nasflow._persist import decode_snapshot, load_object, owner_alive
-from nasflow._types import INTERRUPTED, ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.events import Event, IntermediateMetric, TrialEnded
 from nasflow.exceptions import (

@@ -24,9 +24,8 @@ from typing import Any
 import anyio
 
 from nasflow._control import ControlServer
-from nasflow._objective import Objective
+from nasflow._kernel import INTERRUPTED, KILLED, ExperimentState, Objective, TrialError, TrialState
 from nasflow._persist import encode_snapshot, process_start_time, save_objects
-from nasflow._types import INTERRUPTED, KILLED, ExperimentState, TrialError, TrialState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, TrialSpec

@@ -14,8 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nasflow._kernel import INTERRUPTED, Clock, Objective, TrialState, WallClock
-from nasflow.evaluator import Evaluator
-from nasflow.evaluator._execute import Stop, build_model
+from nasflow.evaluator import Evaluator, Stop, build_model
 from nasflow.events import Event
 
 __all__ = ["Clock", "Engine", "EngineSetup", "Publish", "Stop", "TrialSpec", "WallClock",

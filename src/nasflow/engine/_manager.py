@@ -59,8 +59,7 @@ from nasflow.protocol import (
 )
 
 if TYPE_CHECKING:
-    from nasflow.manager import TrialManager
-    from nasflow.manager._ray import RayWorkers
+    from nasflow.manager import RayWorkers, TrialManager
 
 __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 
@@ -167,7 +166,7 @@ class ManagerEngine(Engine):
             self._link = LocalLink(manager.core, s.experiment_id, receive=self._receive,
                                    gone=self._gone)
         else:
-            from nasflow.manager._tuner import TunerLink
+            from nasflow.manager import TunerLink
 
             link = TunerLink(
                 self._url, self._token or "", receive=self._receive,
@@ -190,7 +189,7 @@ class ManagerEngine(Engine):
     async def _ray_workers(self, payload: bytes) -> RayWorkers:
         """Connect to Ray, put the setup in its object store once, and tell the workers
         to read it from their node (the actors write it there): not through a frame."""
-        from nasflow.manager._ray import RayWorkers, connect, place_setup
+        from nasflow.manager import RayWorkers, connect, place_setup
 
         assert self._ray is not None and self._setup_message is not None
         address, resources = self._ray
@@ -217,7 +216,7 @@ class ManagerEngine(Engine):
         directory (the daemon and its workers run on this machine, as this user).
         """
         from nasflow._payload import PayloadError, spill
-        from nasflow.manager._spool import fits_inline
+        from nasflow.manager import fits_inline
 
         s, limits = self.setup, self._limits
         if len(payload) > limits.max_payload_size:

@@ -262,7 +262,7 @@ class ManagerEvents:
         self._ended(flight.spec.id)
 
     def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
-        from nasflow.manager._pool import tail
+        from nasflow.manager import tail
 
         path = self._setup.trial_directory(trial_id) / "stderr.log"
         text = tail(path)

@@ -39,8 +39,7 @@ from anyio.abc import TaskStatus
 
 from nasflow._kernel import TrialError, TrialState
 from nasflow._payload import Payload
-from nasflow.evaluator._execute import Execution, Executor, Stop
-from nasflow.evaluator._trial import Trial
+from nasflow.evaluator import Execution, Executor, Stop, Trial
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.protocol import (
     Checkpoint,

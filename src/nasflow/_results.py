@@ -195,7 +195,7 @@ def load_experiment(
     """Open an experiment's results with nothing running: by id (under ``NASFLOW_HOME``)
     or by the path of its directory or database. ``space`` overrides the saved space for
     ``formatter="instance"`` exports."""
-    from nasflow.experiment import find_experiment
+    from nasflow.store import find_experiment
 
     directory = find_experiment(id_or_path, home)
     try:

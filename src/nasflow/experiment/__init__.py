@@ -18,13 +18,12 @@ from typing import Any
 from nasflow.experiment._experiment import Experiment as Experiment
 from nasflow.experiment._feed import check_results as check_results
 from nasflow.experiment._feed import check_samples as check_samples
-from nasflow.experiment._resume import find_experiment as find_experiment
 
 __all__ = ["Experiment"]
 
 # what the other nasflow packages may import from here besides __all__ (not for users;
 # docs/architecture.md, "Internal APIs")
-__internal__ = ["check_results", "check_samples", "find_experiment"]
+__internal__ = ["check_results", "check_samples"]
 
 # --- names the module ``nasflow.experiment`` has always had (it was one file that
 # imported them); kept so that ``nf.experiment.Objective`` and the like go on working.

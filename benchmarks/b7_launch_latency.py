@@ -27,7 +27,10 @@ def entered_at(model: Any, trial: Any) -> float:
 
 
 async def measure(kind: str, trials: int, workers: int, root: Path) -> list[float]:
-    from nasflow._objective import Objective
+    try:
+        from nasflow._kernel import Objective
+    except ImportError:  # a revision from before the kernel (compare_revs.py --old)
+        from nasflow._objective import Objective  # type: ignore[no-redef]
     from nasflow.engine import EngineSetup, InProcessEngine, ManagerEngine, TrialSpec
     from nasflow.evaluator import FunctionalEvaluator
     from nasflow.events import FinalMetric

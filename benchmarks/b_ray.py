@@ -98,7 +98,7 @@ async def nasflow_b1(n: int, workers: int) -> float:
 
 
 async def nasflow_b7(n: int, workers: int, root: Path) -> list[float]:
-    from nasflow._objective import Objective
+    from nasflow._kernel import Objective
     from nasflow.engine import EngineSetup, ManagerEngine, TrialSpec
     from nasflow.evaluator import FunctionalEvaluator
     from nasflow.events import FinalMetric

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import nasflow as nf
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow.demo import DigitsNet, digits_data
 
 THREADS = int(os.environ.get("NASFLOW_TORCH_THREADS", "1"))

@@ -73,7 +73,15 @@ def test_a_packages_all_is_exactly_its_public_names(name: str) -> None:
     lazy = {a for a in exported if a not in vars(module)}
     assert not lazy or hasattr(module, "__getattr__"), f"{name} lacks {lazy}"
     dunders = {a for a in exported if a.startswith("__")}
-    public = (_public(module, package=True) | lazy | dunders) - COMPATIBILITY.get(name, set())
+    # what the other nasflow packages may import from it (docs/architecture.md, "Internal
+    # APIs"): held there, resolvable, sorted, never exported
+    internal = list(getattr(module, "__internal__", ()))
+    assert internal == sorted(internal), f"{name}.__internal__ is not sorted"
+    assert not set(internal) & set(exported), f"{name} exports an internal name"
+    for attr in internal:
+        assert getattr(module, attr) is not None, f"{name}.{attr}"
+    public = ((_public(module, package=True) | lazy | dunders) - COMPATIBILITY.get(name, set())
+              - set(internal))
     assert set(exported) - submodules == public - submodules, name
 
 

@@ -195,3 +195,100 @@ def test_no_import_cycle_between_packages_and_root_modules() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# --- private state across packages ------------------------------------------------------------
+
+def _private_imports(module: str, is_package: bool, tree: ast.Module) -> list[str]:
+    """The imports in ``tree`` (anywhere: in functions, under ``TYPE_CHECKING``) of another
+    package's private submodule (``nasflow.store._lock``) or of a private name of another
+    package or root module (``from nasflow._payload import _file_safe``).
+
+    A package's ``__init__`` is its only interface to the others: what they need beyond
+    its ``__all__`` it lists in ``__internal__`` (docs/architecture.md, "Internal APIs").
+    A root module (``nasflow._payload``) is itself such an interface."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against this module's package
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            target, names = "", [a.name for a in node.names]
+        else:
+            continue
+        if target == "nasflow":  # ``from nasflow import _payload``: a root module
+            modules = [f"nasflow.{n}" for n in names]
+            names = [n for n in names if not (SRC / f"{n}.py").exists()
+                     and not (SRC / n).is_dir()]
+        elif target:
+            modules = [target]
+        else:
+            modules = [n for n in names if n.startswith("nasflow.")]
+            names = []
+        for target in modules:
+            if not target.startswith("nasflow.") or _unit(target) == _unit(module):
+                continue
+            private = [p for p in target.split(".")[2:] if p.startswith("_")]
+            bad = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if private or bad:
+                found.append(f"{module}:{node.lineno} imports {target} {bad or ''}".rstrip())
+    return found
+
+
+def _all_private_imports() -> list[str]:
+    found: list[str] = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        module = ".".join(parts[:-1] if is_package else parts)
+        found += _private_imports(module, is_package, ast.parse(path.read_text("utf-8")))
+    return found
+
+
+def test_no_package_imports_another_packages_private_state() -> None:
+    # no allow-list: each package's __init__ (or a root module) is the way in
+    assert _all_private_imports() == []
+
+
+def test_the_private_import_check_finds_each_kind() -> None:
+    code = ast.parse(
+        "from nasflow.store._lock import take_lock\n"            # a private submodule
+        "import nasflow.manager._client\n"                        # the same, imported whole
+        "def f():\n    from nasflow._payload import _file_safe\n"  # a private name, in a function
+        "from .._kernel._types import RecordView\n"               # relative, into the kernel
+        "from nasflow.store import ExperimentLock\n"              # fine: the package itself
+        "from nasflow import _payload\n"                          # fine: a root module
+        "from nasflow.engine._inprocess import InProcessEngine\n"  # fine: its own package
+    )
+    found = _private_imports("nasflow.engine._base", False, code)
+    assert sorted(f.split(" imports ")[1] for f in found) == [
+        "nasflow._kernel._types", "nasflow._payload ['_file_safe']", "nasflow.manager._client",
+        "nasflow.store._lock"]
+
+
+def test_every_internal_name_imported_is_listed_by_its_package() -> None:
+    # a name another package takes from a package's namespace is in its __all__ or its
+    # __internal__ (so that the package knows what it must keep)
+    import importlib
+
+    missing: list[str] = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (not isinstance(node, ast.ImportFrom) or node.level or not node.module
+                    or node.module.count(".") != 1 or not node.module.startswith("nasflow.")
+                    or _unit(node.module) == _unit(module)
+                    or not (SRC / node.module.split(".")[1]).is_dir()):
+                continue
+            target = importlib.import_module(node.module)
+            listed = set(target.__all__) | set(getattr(target, "__internal__", ()))
+            missing += [f"{module} takes {node.module}.{a.name}" for a in node.names
+                        if a.name not in listed]
+    assert missing == []

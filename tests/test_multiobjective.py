@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nasflow as nf
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow._results import pareto_front
 from nasflow.strategy import MOASHA
 from nasflow.testing import SimulatedEngine

@@ -24,8 +24,8 @@ from nasflow._kernel import Objective
 from nasflow.evaluator import Evaluator
 from nasflow.exceptions import PayloadError
 
-__all__ = ["Payload", "PayloadError", "SpilledPayload", "digest", "load", "pack", "read_spilled",
-           "spill"]
+__all__ = ["Payload", "PayloadError", "SpilledPayload", "digest", "file_safe", "load", "pack",
+           "read_spilled", "spill"]
 
 _MAGIC = "nasflow-setup-1"
 
@@ -152,7 +152,7 @@ def spill(data: bytes, directory: Path, name: str) -> SpilledPayload:
     """
     sha = hashlib.sha256(data).hexdigest()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    final = directory / f"setup-{_file_safe(name)}-{sha[:16]}.pkl"
+    final = directory / f"setup-{file_safe(name)}-{sha[:16]}.pkl"
     tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -191,7 +191,7 @@ def read_spilled(path: str, sha256: str, size: int) -> bytes | mmap.mmap:
     return data
 
 
-def _file_safe(name: str) -> str:
+def file_safe(name: str) -> str:
     """``name`` if it is a tame file name part, else a hash of it (ids may hold ``/``)."""
     if name.replace("-", "").replace("_", "").isalnum() and len(name) <= 64:
         return name

@@ -11,9 +11,15 @@ from typing import Any
 
 import orjson
 
-from nasflow._kernel import Objective, first_front, pareto_front
+from nasflow._kernel import (
+    ExperimentState,
+    Objective,
+    TrialRecord,
+    TrialState,
+    first_front,
+    pareto_front,
+)
 from nasflow._persist import load_object, owner_alive
-from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.exceptions import StoreError
 from nasflow.space import as_search_space
 from nasflow.store import DB_NAME, StoreReader
@@ -189,7 +195,7 @@ def load_experiment(
     """Open an experiment's results with nothing running: by id (under ``NASFLOW_HOME``)
     or by the path of its directory or database. ``space`` overrides the saved space for
     ``formatter="instance"`` exports."""
-    from nasflow.experiment._resume import find_experiment
+    from nasflow.store import find_experiment
 
     directory = find_experiment(id_or_path, home)
     try:

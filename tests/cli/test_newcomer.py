@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.cli.conftest import TIMEOUT, Cli, env_for
 
 import nasflow as nf
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import TrialRecord, TrialState
 from nasflow.cli._progress import ProgressView, describe_metric
 from nasflow.events import (
     FinalMetric,

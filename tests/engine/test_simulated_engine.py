@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 import nasflow as nf
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine import EngineSetup, TrialSpec
 from nasflow.events import FinalMetric, IntermediateMetric, TrialEnded, TrialStarted
 from nasflow.space import sample_hash

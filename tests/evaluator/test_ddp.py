@@ -22,7 +22,7 @@ from torch import nn
 
 import nasflow as nf
 from nasflow import RankError
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow.evaluator import Classification, Regression, Trial
 
 pytestmark = pytest.mark.slow

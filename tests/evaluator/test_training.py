@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import nasflow as nf
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow.evaluator import Classification, Regression, Trial, _training
 from nasflow.events import IntermediateMetric
 

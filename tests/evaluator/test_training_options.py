@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 import nasflow as nf
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow.engine import build_model
 from nasflow.evaluator import Classification, Regression, Trial
 

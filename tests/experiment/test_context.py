@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.space import Categorical
 from nasflow.strategy import (
@@ -89,7 +89,7 @@ def test_a_context_without_one_shot_needs_says_so() -> None:
 
 
 def test_frozen_trial_has_the_fields_of_a_trial_record() -> None:
-    from nasflow._types import TrialRecord
+    from nasflow._kernel import TrialRecord
 
     assert [f.name for f in dataclasses.fields(FrozenTrial)] == [
         f.name for f in dataclasses.fields(TrialRecord)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasflow._types import TrialError, TrialRecord, TrialState
+from nasflow._kernel import TrialError, TrialRecord, TrialState
 from nasflow.events import FinalMetric, TrialEnded, TrialStarted, TrialSubmitted
 from nasflow.experiment._ledger import TrialLedger
 from nasflow.strategy import Budget

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasflow._objective import Objective
-from nasflow._types import ExperimentState, TrialError, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, Objective, TrialError, TrialRecord, TrialState
 from nasflow.exceptions import RepeatedFailureError
 from nasflow.experiment._policy import (
     Deliver,

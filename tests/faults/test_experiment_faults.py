@@ -43,7 +43,7 @@ async def test_two_new_experiments_with_one_id_do_not_both_run() -> None:
 # --- 2. a reused trial id never gets another sample's checkpoint -----------------------------
 
 def _trial(directory: Path, trial_id: int, sample: dict[str, Any]) -> nf.Trial:
-    from nasflow._objective import Objective
+    from nasflow._kernel import Objective
 
     return nf.Trial(trial_id, sample, objective=Objective({"default": "maximize"}),
                     pipe=None, directory=lambda: directory)
@@ -91,7 +91,7 @@ async def test_a_metric_too_large_for_a_float_fails_that_trial_alone() -> None:
 
 
 def test_to_number_turns_an_overflow_into_a_metric_error() -> None:
-    from nasflow._objective import to_number
+    from nasflow._kernel import to_number
 
     with pytest.raises(nf.MetricError, match="fit a float"):
         to_number(10**400)

@@ -23,8 +23,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import nasflow as nf
+from nasflow._kernel import TrialState
 from nasflow._payload import PayloadError, read_spilled, spill
-from nasflow._types import TrialState
 from nasflow.evaluator import Trial
 from nasflow.manager import TrialManager
 from nasflow.protocol import PROTOCOL_VERSION, Limits
@@ -158,7 +158,7 @@ async def test_a_metric_that_does_not_fit_a_float_is_a_metric_error_of_its_trial
 
 
 def test_to_number_turns_an_overflow_into_a_metric_error() -> None:
-    from nasflow._objective import to_number
+    from nasflow._kernel import to_number
 
     with pytest.raises(nf.MetricError, match="fit a float"):
         to_number(10**400)

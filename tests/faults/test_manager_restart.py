@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "manager"))
 from _mgr_helpers import Daemon, Harness, daemon, embedded, free_port, setup_for, wait_exited
 
-from nasflow._types import INTERRUPTED, TrialState
+from nasflow._kernel import INTERRUPTED, TrialState
 from nasflow.engine import ManagerEngine, TrialSpec
 from nasflow.evaluator import Trial
 from nasflow.events import (

@@ -79,7 +79,7 @@ def lightning(**kwargs: Any) -> nf.evaluator.Lightning:
 
 class Recording(nf.Trial):
     def __init__(self, tmp_path: Any) -> None:
-        from nasflow._objective import Objective
+        from nasflow._kernel import Objective
 
         super().__init__(0, {}, objective=Objective({"default": "minimize"}), pipe=None,
                          directory=lambda: tmp_path)

@@ -16,7 +16,7 @@ import psutil
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from nasflow._objective import Objective
+from nasflow._kernel import Objective
 from nasflow.engine import EngineSetup, ManagerEngine
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.events import Event, IntermediateMetric

@@ -18,7 +18,7 @@ import anyio
 from _mgr_helpers import alive, embedded, group_alive, wait_exited
 
 import nasflow as nf
-from nasflow._types import INTERRUPTED, TrialState
+from nasflow._kernel import INTERRUPTED, TrialState
 from nasflow.engine import TrialSpec
 from nasflow.evaluator import Trial
 from nasflow.events import IntermediateMetric

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from _mgr_helpers import Harness, alive, daemon, free_port, setup_for, wait_exited
 
-from nasflow._types import INTERRUPTED, TrialState
+from nasflow._kernel import INTERRUPTED, TrialState
 from nasflow.engine import ManagerEngine, ManagerGoneError, TrialSpec
 from nasflow.evaluator import Trial
 from nasflow.events import FinalMetric, IntermediateMetric, TrialEnded, TrialStarted

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from _mgr_helpers import Harness, setup_for
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine import ManagerEngine, TrialSpec
 from nasflow.evaluator import Trial
 from nasflow.events import FinalMetric

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import nasflow as nf
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine import PayloadError, WorkerSetupError
 from nasflow.evaluator import Trial
 

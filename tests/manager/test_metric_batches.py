@@ -15,7 +15,7 @@ import pytest
 from _mgr_helpers import embedded
 
 import nasflow as nf
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine import ManagerEngine, TrialSpec
 from nasflow.evaluator import Trial
 from nasflow.events import IntermediateMetric

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.protocol import (
     Ack,
     Bye,

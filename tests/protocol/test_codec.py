@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.protocol import (
     PROTOCOL_VERSION,
     Ack,

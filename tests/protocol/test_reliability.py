@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.protocol import (
     Acked,
     Capacity,

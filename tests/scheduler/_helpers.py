@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasflow._objective import Objective
-from nasflow._types import TrialRecord, TrialState
+from nasflow._kernel import Objective, TrialRecord, TrialState
 from nasflow.strategy import Decision, MedianStop, Scheduler
 
 

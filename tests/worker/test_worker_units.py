@@ -11,9 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from nasflow._objective import Objective
+from nasflow._kernel import Objective, TrialState
 from nasflow._payload import PayloadError, load, pack
-from nasflow._types import TrialState
 from nasflow.evaluator import FunctionalEvaluator, Trial, current_trial
 from nasflow.protocol import FinalMetric, Metric, RunTrial, TrialEnded, TrialStarted
 from nasflow.worker._runner import TrialRunner, _capture

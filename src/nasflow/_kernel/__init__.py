@@ -23,6 +23,7 @@ from nasflow._kernel._types import KILLED as KILLED
 from nasflow._kernel._types import KNOWN_ORIGINS as KNOWN_ORIGINS
 from nasflow._kernel._types import ORIGINS as ORIGINS
 from nasflow._kernel._types import ExperimentState as ExperimentState
+from nasflow._kernel._types import RecordView as RecordView
 from nasflow._kernel._types import TrialError as TrialError
 from nasflow._kernel._types import TrialRecord as TrialRecord
 from nasflow._kernel._types import TrialState as TrialState
@@ -35,6 +36,7 @@ __all__ = [
     "Clock",
     "ExperimentState",
     "Objective",
+    "RecordView",
     "TrialError",
     "TrialRecord",
     "TrialState",

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nasflow._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from nasflow.cli._loadfile import ExperimentFileError as ExperimentFileError
+    from nasflow.cli._loadfile import load_experiment_file as load_experiment_file
+
 __all__ = ["EXIT_USAGE", "build_parser", "main"]
+
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = ["ExperimentFileError", "load_experiment_file"]
 
 EXIT_USAGE = 2
 
@@ -65,6 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+
+
+def __getattr__(name: str) -> Any:
+    if name in __internal__:  # imported on first use: loading a file imports the experiment
+        from nasflow.cli import _loadfile
+
+        return getattr(_loadfile, name)
+    raise AttributeError(f"module 'nasflow.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ from nasflow._kernel import ExperimentState, Objective
 from nasflow._persist import load_object
 from nasflow.cli._output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Formatter, add_home, command, find
 from nasflow.exceptions import NasflowError
-from nasflow.experiment._feed import check_results, check_samples
+from nasflow.experiment import check_results, check_samples
 from nasflow.space import as_search_space, sample_hash
-from nasflow.store import StoreReader, experiment_info
-from nasflow.store._changes import record_change_offline
+from nasflow.store import StoreReader, experiment_info, record_change_offline
 
 __all__ = ["add_parsers"]
 

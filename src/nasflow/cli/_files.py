@@ -27,8 +27,7 @@ from typing import BinaryIO
 from nasflow._kernel import ExperimentState, TrialState
 from nasflow.cli._output import EXIT_FAILED, EXIT_OK, Formatter, add_home, command, find
 from nasflow.exceptions import NasflowError
-from nasflow.store import DB_NAME, StoreReader, experiment_info
-from nasflow.store._lock import ExperimentLock, take_lock
+from nasflow.store import DB_NAME, ExperimentLock, StoreReader, experiment_info, take_lock
 
 __all__ = ["add_parsers", "follow_file"]
 

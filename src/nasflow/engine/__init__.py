@@ -10,6 +10,9 @@ from nasflow.engine._base import TrialSpec as TrialSpec
 from nasflow.engine._base import build_model as build_model
 from nasflow.engine._inprocess import InProcessEngine as InProcessEngine
 from nasflow.engine._manager import ManagerEngine as ManagerEngine
+
+# internal: for the other nasflow packages, not for users (see __internal__)
+from nasflow.engine._manager import import_manager_modules as import_manager_modules
 from nasflow.exceptions import ManagerGoneError as ManagerGoneError
 from nasflow.exceptions import PayloadError as PayloadError
 from nasflow.exceptions import WorkerSetupError as WorkerSetupError
@@ -26,3 +29,7 @@ __all__ = [
     "WorkerSetupError",
     "build_model",
 ]
+
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = ["import_manager_modules"]

@@ -13,11 +13,8 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._kernel import Clock, WallClock
-from nasflow._objective import Objective
-from nasflow._types import INTERRUPTED, TrialState
-from nasflow.evaluator import Evaluator
-from nasflow.evaluator._execute import Stop, build_model
+from nasflow._kernel import INTERRUPTED, Clock, Objective, TrialState, WallClock
+from nasflow.evaluator import Evaluator, Stop, build_model
 from nasflow.events import Event
 
 __all__ = ["Clock", "Engine", "EngineSetup", "Publish", "Stop", "TrialSpec", "WallClock",
@@ -89,8 +86,8 @@ class Engine(ABC):
         self.setup = setup
         self.clock = clock if clock is not None else WallClock()
         self._entries: dict[int, Any] = {}  # trial id -> the subclass's state of that trial
-        self._capacity = setup.concurrency  # in slots; a trial takes ``_weight`` of them
         self._weight = max(1, int(getattr(setup.evaluator, "devices", 1)))
+        self._capacity = self._fits = 0  # in slots (a trial takes ``_weight``); in trials
         # plain asyncio primitives: submit is the per-trial hot path (see docs/decisions.md)
         self._room = asyncio.Event()  # set when a slot frees or the capacity changes
         self._idle = asyncio.Event()
@@ -98,6 +95,7 @@ class Engine(ABC):
         self._closed = False
         self._failure: BaseException | None = None
         self._tg: TaskGroup | None = None
+        self._set_capacity(setup.concurrency)
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -106,8 +104,7 @@ class Engine(ABC):
         """How many trials can run at once now (it may change while a run goes on: a
         manager's grant, a resized pool). A trial on N processes (its evaluator's
         ``devices=N``) takes N of the engine's slots; one such trial always fits."""
-        slots = self._capacity
-        return min(slots, max(1, slots // self._weight))
+        return self._fits
 
     @property
     def running(self) -> frozenset[int]:
@@ -120,15 +117,18 @@ class Engine(ABC):
         The experiment awaits it before it asks its strategy for a trial, so that no
         trial is proposed, let alone submitted, beyond what the engine can run. Raises the
         engine's failure if it cannot go on."""
-        while len(self._entries) >= self.capacity:
+        # the per-trial hot path (twice per trial): attributes, no property, no calls
+        while len(self._entries) >= self._fits:
             self._raise_failure()
             self._room.clear()
             await self._room.wait()
-        self._raise_failure()
+        if self._failure is not None:
+            raise self._failure
 
     async def submit(self, spec: TrialSpec) -> None:
         """Wait for capacity, then start ``spec``; returns once the engine holds it."""
-        self._raise_failure()
+        if self._failure is not None:
+            raise self._failure
         if self._closed:
             raise RuntimeError("the engine is closed")
         await self._before_capacity(spec)
@@ -260,8 +260,9 @@ class Engine(ABC):
             self._idle.set()
 
     def _set_capacity(self, slots: int) -> None:
-        """The engine can now run ``slots`` trials at once."""
+        """The engine can now run ``slots`` slots' worth of trials at once."""
         self._capacity = slots
+        self._fits = min(slots, max(1, slots // self._weight))
         self._room.set()
 
     def _failed(self, exc: BaseException) -> None:

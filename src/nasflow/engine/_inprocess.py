@@ -20,10 +20,17 @@ from typing import IO
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import INTERRUPTED, TrialError, TrialState
+from nasflow._kernel import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import Engine, EngineSetup, TrialSpec
-from nasflow.evaluator._execute import Execution, Executor, Outcome, Stop
-from nasflow.evaluator._trial import ReportPipe, Trial, TrialOutput
+from nasflow.evaluator import (
+    Execution,
+    Executor,
+    Outcome,
+    ReportPipe,
+    Stop,
+    Trial,
+    TrialOutput,
+)
 from nasflow.events import FinalMetric, TrialEnded, TrialStarted
 
 __all__ = ["InProcessEngine"]

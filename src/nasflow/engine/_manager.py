@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import TrialState
+from nasflow._kernel import TrialState
 from nasflow.engine._base import Engine, EngineSetup, Stop, TrialSpec
 from nasflow.engine._links import Link, LocalLink
 from nasflow.engine._manager_events import Done, Flight, ManagerEvents
@@ -60,8 +60,7 @@ from nasflow.protocol import (
 )
 
 if TYPE_CHECKING:
-    from nasflow.manager import TrialManager
-    from nasflow.manager._ray import RayWorkers
+    from nasflow.manager import RayWorkers, TrialManager
 
 __all__ = ["ManagerEngine", "ManagerGoneError", "WorkerSetupError"]
 
@@ -122,7 +121,7 @@ class ManagerEngine(Engine):
         local_manager: TrialManager | None = None,
     ) -> None:
         super().__init__(setup)
-        self._capacity = 0  # until the manager grants some
+        self._set_capacity(0)  # until the manager grants some
         # the base's table of running trials (its entries are ``Flight``s), shared
         self._events = ManagerEvents(setup, self._entries, ended=self._ended,
                                      set_capacity=self._set_capacity, failed=self._failed)
@@ -195,7 +194,7 @@ class ManagerEngine(Engine):
                     raise
                 # the earlier address is taken: its workers cannot re-attach, and their
                 # trials run again (a fresh address; the earlier actors are ended)
-                from nasflow.manager._ray import end_earlier
+                from nasflow.manager import end_earlier
 
                 del pool["host"], pool["port"], pool["token"]
                 end_earlier(pool["ray"].earlier)
@@ -211,7 +210,7 @@ class ManagerEngine(Engine):
             self._link = LocalLink(manager.core, s.experiment_id, receive=self._receive,
                                    gone=self._gone)
         else:
-            from nasflow.manager._tuner import TunerLink
+            from nasflow.manager import TunerLink
 
             link = TunerLink(
                 self._url, self._token or "", receive=self._receive,
@@ -234,7 +233,7 @@ class ManagerEngine(Engine):
     async def _ray_workers(self, payload: bytes) -> RayWorkers:
         """Connect to Ray, put the setup in its object store once, and tell the workers
         to read it from their node (the actors write it there): not through a frame."""
-        from nasflow.manager._ray import (
+        from nasflow.manager import (
             RayWorkers,
             connect,
             find_earlier,
@@ -274,7 +273,7 @@ class ManagerEngine(Engine):
         directory (the daemon and its workers run on this machine, as this user).
         """
         from nasflow._payload import PayloadError, spill
-        from nasflow.manager._spool import fits_inline
+        from nasflow.manager import fits_inline
 
         s, limits = self.setup, self._limits
         if len(payload) > limits.max_payload_size:

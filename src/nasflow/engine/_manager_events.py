@@ -21,7 +21,7 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
-from nasflow._types import INTERRUPTED, TrialError, TrialState
+from nasflow._kernel import INTERRUPTED, TrialError, TrialState
 from nasflow.engine._base import EngineSetup, TrialSpec
 from nasflow.events import CheckpointSaved, Event, FinalMetric, IntermediateMetric, TrialEnded
 from nasflow.events import TrialStarted as TrialStartedEvent
@@ -262,7 +262,7 @@ class ManagerEvents:
         self._ended(flight.spec.id)
 
     def _with_stderr(self, trial_id: int, error: TrialError) -> TrialError:
-        from nasflow.manager._pool import tail
+        from nasflow.manager import tail
 
         path = self._setup.trial_directory(trial_id) / "stderr.log"
         text = tail(path)

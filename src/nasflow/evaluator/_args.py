@@ -86,7 +86,7 @@ def _check_device(spec: Any, owner: str) -> DeviceSpec:
         ) from exc
 
 
-def _resolve_device(spec: DeviceSpec) -> torch.device:
+def resolve_device(spec: DeviceSpec) -> torch.device:
     """The device to train on, decided where the trial runs (a worker may have a GPU
     the machine that built the evaluator lacks)."""
     if spec == "auto":

@@ -94,9 +94,9 @@ def launch(job: Any, world: int, host: Any, *, backend: str, trial_id: Any, what
 
 def backend_for(evaluator: Any) -> str:
     """``"nccl"`` when ``evaluator`` trains on CUDA, else ``"gloo"``."""
-    from nasflow.evaluator._args import _resolve_device
+    from nasflow.evaluator._args import resolve_device
 
-    return "nccl" if _resolve_device(evaluator.device).type == "cuda" else "gloo"
+    return "nccl" if resolve_device(evaluator.device).type == "cuda" else "gloo"
 
 
 class _Fit:
@@ -321,7 +321,7 @@ def _rank_main(payload: str, rank: int, fd: int) -> int:
     out = os.fdopen(fd, "wb", buffering=0)
     with open(payload, "rb") as f:
         job = cloudpickle.load(f)
-    from nasflow.worker._main import watch_parent
+    from nasflow.worker import watch_parent
 
     watch_parent(job["parent"])
     world, folder, backend = job["world"], Path(job["folder"]), job["backend"]

@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from nasflow._types import TrialError, TrialState
+from nasflow._kernel import TrialError, TrialState
 from nasflow.evaluator._base import Evaluator
 from nasflow.evaluator._trial import Trial, _current
 from nasflow.exceptions import TrialStopped

@@ -227,7 +227,7 @@ class ModelConstraint:
     def _freeze(self, sample: dict[str, Any], *, meta: bool) -> Any:
         import torch
 
-        from nasflow.nn._base import Freezer
+        from nasflow.nn import Freezer
 
         # not space.freeze(): it validates the sample, which checks this very constraint
         space = self.space.search_space_object()

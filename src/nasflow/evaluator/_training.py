@@ -38,7 +38,7 @@ from nasflow.evaluator._args import (
     _check_schedule,
     _non_negative,
     _positive_int,
-    _resolve_device,
+    resolve_device,
 )
 from nasflow.evaluator._base import Evaluator
 from nasflow.evaluator._data import Batches, Source, Task, TensorPair, prepare
@@ -47,16 +47,14 @@ from nasflow.evaluator._seeding import TrialRng
 from nasflow.evaluator._trial import Trial
 from nasflow.exceptions import MetricError, TrialStopped
 
-__all__ = ["Classification", "Regression"]
+__all__ = ["Classification", "Regression", "Supervised"]
 
 _log = logging.getLogger("nasflow.evaluator")
-
-_Batches = Batches  # the one-shot strategies batch the evaluator's data under this name
 
 _DEFAULT_VAL_BATCH = 512
 
 
-class _Supervised(Evaluator):
+class Supervised(Evaluator):
     """The training loop shared by ``Classification`` and ``Regression``."""
 
     _task: ClassVar[Task]
@@ -228,7 +226,7 @@ class _Supervised(Evaluator):
         """The training loop; with ``world > 1``, rank ``rank``'s part of a DDP trial
         (``torch.distributed`` is initialised; ``trial`` is a ``RankTrial``)."""
         owner = type(self).__name__
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", rank % torch.cuda.device_count())
         precision = Precision(self.precision, device, owner)
@@ -354,7 +352,7 @@ class _Supervised(Evaluator):
         )
 
 
-class Classification(_Supervised):
+class Classification(Supervised):
     """Trains a classifier with cross-entropy; reports validation accuracy (maximize).
 
     The model maps a batch of inputs to logits of shape ``(batch, classes)``; targets are
@@ -429,7 +427,7 @@ optimizer='adam', device='auto')
         return int(correct) / total if total else math.nan
 
 
-class Regression(_Supervised):
+class Regression(Supervised):
     """Trains a regressor with mean squared error; reports validation MSE (minimize).
 
     Unlike NNI's ``Regression``, whose experiments maximised the MSE unless told

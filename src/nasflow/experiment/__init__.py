@@ -16,23 +16,29 @@ from __future__ import annotations
 from typing import Any
 
 from nasflow.experiment._experiment import Experiment as Experiment
+from nasflow.experiment._feed import check_results as check_results
+from nasflow.experiment._feed import check_samples as check_samples
 
 __all__ = ["Experiment"]
 
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = ["check_results", "check_samples"]
+
 # --- names the module ``nasflow.experiment`` has always had (it was one file that
 # imported them); kept so that ``nf.experiment.Objective`` and the like go on working.
-from nasflow._objective import Objective as Objective
+from nasflow._kernel import ExperimentState as ExperimentState
+from nasflow._kernel import Objective as Objective
+from nasflow._kernel import TrialRecord as TrialRecord
+from nasflow._kernel import TrialState as TrialState
 from nasflow._results import Results as Results
-from nasflow._types import ExperimentState as ExperimentState
-from nasflow._types import TrialRecord as TrialRecord
-from nasflow._types import TrialState as TrialState
 from nasflow.config import ExperimentConfig as ExperimentConfig
 from nasflow.engine import Engine as Engine
 from nasflow.engine import EngineSetup as EngineSetup
 from nasflow.engine import InProcessEngine as InProcessEngine
 from nasflow.engine import ManagerEngine as ManagerEngine
 from nasflow.engine import TrialSpec as TrialSpec
-from nasflow.engine._manager import import_manager_modules as import_manager_modules
+from nasflow.engine import import_manager_modules as import_manager_modules
 from nasflow.evaluator import Evaluator as Evaluator
 from nasflow.evaluator import FunctionalEvaluator as FunctionalEvaluator
 from nasflow.events import Event as Event

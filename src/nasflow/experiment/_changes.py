@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from nasflow._types import KILLED, TrialState
+from nasflow._kernel import KILLED, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.exceptions import ChangeRefusedError, ConfigError
 from nasflow.experiment._ledger import TrialLedger

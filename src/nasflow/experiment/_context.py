@@ -9,8 +9,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from nasflow._objective import Objective
-from nasflow._types import INTERRUPTED, TrialError, TrialRecord, TrialState
+from nasflow._kernel import INTERRUPTED, Objective, TrialError, TrialRecord, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     Event,
@@ -110,28 +109,25 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         """Wait for capacity, submitting enqueued samples (``exp.enqueue``) first, while
         the budget allows; ``{hash: trial id}`` of those submitted."""
         started: dict[str, int] = {}
+        engine, ledger, feed = self._engine, self._ledger, self._feed
         while True:
-            await self._room()
-            if self.budget.exhausted:
+            # the one capacity wait of a run: the strategy's submissions, retries, resumed
+            # and enqueued trials all come through here. The engine is the authority on
+            # capacity (it may change while the run goes on); trials submitted here but not
+            # yet held by the engine count too. (Inline: it runs two or three times a trial.)
+            await engine.wait_capacity()
+            if ledger.inflight >= engine.capacity:
+                if self._changed.is_set():
+                    self._changed = anyio.Event()
+                await self._changed.wait()
+                continue
+            if not feed.samples or self.budget.exhausted:  # nothing enqueued: most calls
                 return started
-            queued = self._feed.next_sample(self._ledger.seen)
+            queued = feed.next_sample(ledger.seen)
             if queued is None:
                 return started
             sample, h = queued
             started[h] = (await self._start(sample, h, origin="enqueued")).id
-
-    async def _room(self) -> None:
-        # the one capacity wait of a run: the strategy's submissions, retries, resumed and
-        # enqueued trials all come through here. The engine is the authority on capacity
-        # (it may change while the run goes on); trials submitted here but not yet held
-        # by the engine count too.
-        while True:
-            await self._engine.wait_capacity()
-            if self._ledger.inflight < self._engine.capacity:
-                return
-            if self._changed.is_set():
-                self._changed = anyio.Event()
-            await self._changed.wait()
 
     async def submit(self, sample: Sample) -> TrialHandle:
         if self.budget.exhausted:

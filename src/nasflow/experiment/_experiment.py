@@ -29,12 +29,10 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._objective import Objective
+from nasflow._kernel import ExperimentState, Objective, TrialRecord, TrialState
 from nasflow._results import Results
-from nasflow._types import ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
-from nasflow.engine import Engine, EngineSetup
-from nasflow.engine._manager import import_manager_modules
+from nasflow.engine import Engine, EngineSetup, import_manager_modules
 from nasflow.evaluator import Evaluator, FunctionalEvaluator
 from nasflow.events import Event, EventHub, EventStream
 from nasflow.exceptions import ChangeRefusedError, ConfigError, NasflowError
@@ -55,12 +53,12 @@ from nasflow.experiment._setup import RunSetup, StopSwitch
 from nasflow.integrations.tensorboard import TensorBoardSink
 from nasflow.space import as_search_space
 from nasflow.store import (
+    ExperimentLock,
     ExperimentStore,
     experiment_dir,
     new_experiment_id,
     valid_id,
 )
-from nasflow.store._lock import ExperimentLock
 from nasflow.strategy import Budget, Scheduler, Strategy
 
 __all__ = ["Experiment"]

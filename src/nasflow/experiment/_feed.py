@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nasflow._kernel import TrialState
-from nasflow._objective import Objective
+from nasflow._kernel import Objective, TrialState
 from nasflow.events import (
     Event,
     FinalMetric,

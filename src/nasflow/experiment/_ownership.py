@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nasflow.exceptions import ExperimentLockedError, NasflowError, ResumeError
-from nasflow.store import DB_NAME, StoreReader
-from nasflow.store._lock import ExperimentLock, lock_owner, take_lock
+from nasflow.store import DB_NAME, ExperimentLock, StoreReader, lock_owner, take_lock
 
 __all__ = ["locked_error", "running_owner", "take_ownership"]
 

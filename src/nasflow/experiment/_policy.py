@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nasflow._kernel import KNOWN_ORIGINS as KNOWN
-from nasflow._objective import Objective
-from nasflow._types import ExperimentState, TrialRecord, TrialState
+from nasflow._kernel import ExperimentState, Objective, TrialRecord, TrialState
 from nasflow.exceptions import RepeatedFailureError
 from nasflow.strategy import Decision, Scheduler
 
 __all__ = [
+    "SNAPSHOT_DUE",
     "Action",
     "Deliver",
     "Halt",
@@ -69,6 +69,10 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class SnapshotDue:
     """The strategy's state has moved on: the store should snapshot at its next commit."""
+
+
+SNAPSHOT_DUE = SnapshotDue()
+"""The one ``SnapshotDue`` (it holds nothing): ``TrialPolicy.ended`` returns it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,7 @@ class TrialPolicy:
         halt = self._watch_failures(record, stopping=stopping)
         if halt is not None:
             actions.append(halt)
-        actions += [Deliver(record), SnapshotDue()]
+        actions += [Deliver(record), SNAPSHOT_DUE]
         target = self.target_metric
         # a known result (added, imported) is no sign that the search reached its target:
         # a warm start from a search that did would end before it began

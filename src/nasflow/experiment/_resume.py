@@ -8,15 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasflow._kernel import KNOWN_ORIGINS
-from nasflow._objective import Objective
+from nasflow._kernel import (
+    INTERRUPTED,
+    KNOWN_ORIGINS,
+    ExperimentState,
+    Objective,
+    TrialRecord,
+    TrialState,
+)
 from nasflow._persist import decode_snapshot, load_object, owner_alive
-from nasflow._types import INTERRUPTED, ExperimentState, TrialRecord, TrialState
 from nasflow.config import ExperimentConfig
 from nasflow.events import Event, IntermediateMetric, TrialEnded
 from nasflow.exceptions import (
     ConfigError,
-    ExperimentNotFoundError,
     ResumeError,
     SampleValidationError,
     StoreError,
@@ -26,7 +30,7 @@ from nasflow.experiment._ledger import TrialLedger
 from nasflow.experiment._ownership import locked_error, running_owner
 from nasflow.experiment._policy import penalty_for
 from nasflow.space import SearchSpace
-from nasflow.store import DB_NAME, StoreReader, experiment_dir, nasflow_home
+from nasflow.store import DB_NAME, StoreReader, find_experiment
 from nasflow.strategy import Scheduler, Strategy
 
 __all__ = [
@@ -37,7 +41,6 @@ __all__ = [
     "Restored",
     "check_space",
     "config_differences",
-    "find_experiment",
     "load_for_resume",
     "plan_resume",
     "restore_state",
@@ -50,26 +53,6 @@ _FREE_FIELDS = ("home", "token")
 BUDGET_FIELDS = ("max_trials", "max_duration", "concurrency")
 """What a resume may change (``nnictl update trialnum|duration|concurrency``): the
 budgets and how many trials run at once; any other difference is refused."""
-
-
-def find_experiment(id_or_path: str | os.PathLike[str], home: str | os.PathLike[str] | None
-                    ) -> Path:
-    """The directory of an experiment given by id (under ``NASFLOW_HOME``) or by the path
-    of its directory or database; ``ExperimentNotFoundError`` listing known ids else."""
-    candidate = Path(id_or_path).expanduser()
-    if candidate.is_file() and candidate.name == DB_NAME:
-        candidate = candidate.parent
-    if not (candidate / DB_NAME).is_file():
-        candidate = experiment_dir(str(id_or_path), home)
-    if not (candidate / DB_NAME).is_file():
-        root = nasflow_home(home) / "experiments"
-        known = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-        raise ExperimentNotFoundError(
-            f"no experiment {str(id_or_path)!r}: not a directory with {DB_NAME} and not an "
-            f"id under {root} (known ids: {known[:20] or 'none'}). Check the id, or set "
-            "NASFLOW_HOME to where it was run."
-        )
-    return candidate
 
 
 def space_signature(space: SearchSpace) -> dict[str, str]:

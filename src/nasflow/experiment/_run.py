@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 
 from nasflow._control import ControlServer
+from nasflow._kernel import INTERRUPTED, ExperimentState, TrialError, TrialState
 from nasflow._persist import encode_snapshot, save_objects
-from nasflow._types import INTERRUPTED, ExperimentState, TrialError, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import (
     ChangeApplied,
@@ -320,7 +320,7 @@ class Run:
             self._apply_all(self.policy.ended(
                 ended, first_attempt=self.ledger.first_attempt(ended.id),
                 stopping=self.budget.stopping))
-        elif isinstance(event, TrialStarted):
+        elif type(event) is TrialStarted and self.policy.scheduler is not None:
             self.policy.started(self.ledger[event.trial_id])
 
     def _apply_all(self, actions: list[Action]) -> None:
@@ -328,19 +328,20 @@ class Run:
             self._apply(action)
 
     def _apply(self, action: Action) -> None:
-        if isinstance(action, Retry):
+        # the two actions of every trial's end first: this runs once per trial
+        if isinstance(action, Deliver):
+            # the scheduler sees the end (with its penalty) before the strategy does
+            self.policy.notify_scheduler(action.record)
+            if self.ctx is not None:
+                self.ctx.deliver(action.record)
+        elif type(action) is SnapshotDue:
+            self.snapshot_due()
+        elif isinstance(action, Retry):
             self.sources.retry(action.record)
         elif isinstance(action, Penalise):
             self.ledger.penalise(action.record, action.metric)
         elif isinstance(action, Kill):
             self.kill(action.trial_id, action.state, action.reason)
-        elif isinstance(action, Deliver):
-            # the scheduler sees the end (with its penalty) before the strategy does
-            self.policy.notify_scheduler(action.record)
-            if self.ctx is not None:
-                self.ctx.deliver(action.record)
-        elif isinstance(action, SnapshotDue):
-            self.snapshot_due()
         elif isinstance(action, Halt):
             if action.error is not None:
                 _log.error("%s", action.log)

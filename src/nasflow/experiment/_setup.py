@@ -18,9 +18,8 @@ from typing import Any
 
 import anyio
 
-from nasflow._objective import Objective
+from nasflow._kernel import ExperimentState, Objective
 from nasflow._persist import process_start_time
-from nasflow._types import ExperimentState
 from nasflow._version import __version__
 from nasflow.config import ExperimentConfig
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, ManagerEngine, Publish

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import anyio
 
-from nasflow._types import INTERRUPTED, KILLED, TrialError, TrialRecord, TrialState
+from nasflow._kernel import INTERRUPTED, KILLED, TrialError, TrialRecord, TrialState
 from nasflow.engine import Engine, TrialSpec
 from nasflow.events import Event, TrialEnded, TrialSubmitted
 from nasflow.experiment._context import ExperimentContext

@@ -23,7 +23,7 @@ from nasflow._kernel import ExperimentState
 from nasflow.events import Event
 from nasflow.exceptions import NasflowError
 from nasflow.hosted._endpoint import HOSTED_PROTOCOL
-from nasflow.manager._client import AUTH_CLOSE_CODE, TOKEN_HINT
+from nasflow.manager import AUTH_CLOSE_CODE, TOKEN_HINT
 from nasflow.protocol import DEFAULT_LIMITS
 
 __all__ = ["HostedExperiment", "attach", "submit"]

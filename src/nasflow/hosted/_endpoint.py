@@ -83,7 +83,7 @@ async def _answer(host: Host, ws: ServerConnection, request: dict[str, Any]) -> 
             add_paths(list(parts.pop("sys_path", [])))
             return {"type": "submitted", "experiment_id": await host.submit(parts)}
         if kind == "submit_file":
-            from nasflow.cli._loadfile import ExperimentFileError, load_experiment_file
+            from nasflow.cli import ExperimentFileError, load_experiment_file
 
             try:
                 exp = await anyio.to_thread.run_sync(

@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 
 from nasflow import nn as snn
-from nasflow.space import Expr
-from nasflow.space._expr import Resolver, _evaluate
+from nasflow.space import Expr, Resolver, resolve_value
 
 __all__ = [
     "BatchNormArgs",
@@ -60,7 +59,7 @@ class Divisible(Expr):
         self.min_value = min_value
 
     def evaluate(self, resolve: Resolver) -> int:
-        return _divisible(_evaluate(self.value, resolve), self.divisor, self.min_value)
+        return _divisible(resolve_value(self.value, resolve), self.divisor, self.min_value)
 
     def leaves(self) -> Iterator[Any]:
         if isinstance(self.value, Expr):

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from nasflow.nn import ModelSpace
-from nasflow.nn._base import STATE_ATTR, Freezer, FrozenState
+from nasflow.nn import STATE_ATTR, Freezer, FrozenState, ModelSpace
 
 __all__ = ["FastFreezer", "fast_freeze"]
 

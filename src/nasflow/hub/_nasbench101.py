@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 
 from nasflow.exceptions import SpaceBuildError
-from nasflow.nn import ModelSpace
-from nasflow.nn._base import STATE_ATTR, FrozenState
+from nasflow.nn import STATE_ATTR, FrozenState, ModelSpace
 from nasflow.space import Categorical, CategoricalMultiple
 
 __all__ = ["NasBench101", "prune", "spec_hash"]

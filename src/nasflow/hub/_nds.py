@@ -22,8 +22,7 @@ from nasflow.exceptions import SpaceBuildError
 from nasflow.hub._freeze import fast_freeze
 from nasflow.hub._nds_ops import OPS, AuxiliaryHead, make_op
 from nasflow.hub._ops import FactorizedReduce, ReLUConvBN
-from nasflow.nn import Cell, FrozenCell, ModelSpace
-from nasflow.nn._base import STATE_ATTR, FrozenState
+from nasflow.nn import STATE_ATTR, Cell, FrozenCell, FrozenState, ModelSpace
 from nasflow.space import Categorical
 
 __all__ = ["DARTS", "ENAS", "NDS", "PNAS", "AmoebaNet", "NASNet"]

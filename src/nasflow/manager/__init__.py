@@ -16,9 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nasflow.manager._cli import manager_command as manager_command
+
+    # internal
+    from nasflow.manager._client import AUTH_CLOSE_CODE as AUTH_CLOSE_CODE
+    from nasflow.manager._client import PID_HEADER as PID_HEADER
+    from nasflow.manager._client import TOKEN_HINT as TOKEN_HINT
     from nasflow.manager._client import ManagerConnectionError as ManagerConnectionError
+    from nasflow.manager._client import SessionClient as SessionClient
+    from nasflow.manager._pool import tail as tail
+    from nasflow.manager._ray import RayWorkers as RayWorkers
+    from nasflow.manager._ray import connect as connect
+    from nasflow.manager._ray import end_earlier as end_earlier
+    from nasflow.manager._ray import find_earlier as find_earlier
+    from nasflow.manager._ray import namespace_of as namespace_of
+    from nasflow.manager._ray import place_setup as place_setup
     from nasflow.manager._server import TrialManager as TrialManager
     from nasflow.manager._server import new_token as new_token
+    from nasflow.manager._spool import fits_inline as fits_inline
+    from nasflow.manager._tuner import TunerLink as TunerLink
 
 __all__ = ["ManagerConnectionError", "TrialManager", "manager_command", "new_token"]
 
@@ -29,9 +44,28 @@ _WHERE = {
     "new_token": "_server",
 }
 
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+_INTERNAL = {
+    "AUTH_CLOSE_CODE": "_client",
+    "PID_HEADER": "_client",
+    "RayWorkers": "_ray",
+    "SessionClient": "_client",
+    "TOKEN_HINT": "_client",
+    "TunerLink": "_tuner",
+    "connect": "_ray",
+    "end_earlier": "_ray",
+    "find_earlier": "_ray",
+    "fits_inline": "_spool",
+    "namespace_of": "_ray",
+    "place_setup": "_ray",
+    "tail": "_pool",
+}
+__internal__ = sorted(_INTERNAL)
+
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
+    module = _WHERE.get(name) or _INTERNAL.get(name)
     if module is None:
         raise AttributeError(f"module 'nasflow.manager' has no attribute {name!r}")
     import importlib

@@ -124,10 +124,10 @@ def ray_options(resources: Mapping[str, float]) -> dict[str, Any]:
 
 def node_payload_path(experiment_id: str, sha256: str) -> Path:
     """Where each node keeps an experiment's setup (the same path on every node)."""
-    from nasflow._payload import _file_safe
+    from nasflow._payload import file_safe
 
     return (Path(tempfile.gettempdir()) / "nasflow-ray"
-            / f"setup-{_file_safe(experiment_id)}-{sha256[:16]}.pkl")
+            / f"setup-{file_safe(experiment_id)}-{sha256[:16]}.pkl")
 
 
 def connect(address: str | None, resources: Mapping[str, float]) -> bool:

@@ -7,7 +7,17 @@ See ``docs/model-spaces.md`` for the guide, the label rules and the NNI name map
 
 from __future__ import annotations
 
+# internal: for the other nasflow packages, not for users (see __internal__)
+from nasflow.nn._base import STATE_ATTR as STATE_ATTR
+from nasflow.nn._base import Freezer as Freezer
+from nasflow.nn._base import FrozenState as FrozenState
 from nasflow.nn._base import NasModule as NasModule
+from nasflow.nn._base import attribute_choices as attribute_choices
+from nasflow.nn._base import choices_in as choices_in
+from nasflow.nn._base import describe as describe
+from nasflow.nn._base import held_choices as held_choices
+from nasflow.nn._base import join as join
+from nasflow.nn._base import modules_in as modules_in
 from nasflow.nn._cell import Cell as Cell
 from nasflow.nn._cell import FrozenCell as FrozenCell
 from nasflow.nn._choices import ChosenInputs as ChosenInputs
@@ -59,4 +69,11 @@ __all__ = [
     "SearchableModule",
     "searchable",
     "to_code",
+]
+
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = [
+    "Freezer", "FrozenState", "STATE_ATTR", "attribute_choices", "choices_in", "describe",
+    "held_choices", "join", "modules_in",
 ]

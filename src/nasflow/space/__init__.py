@@ -13,6 +13,10 @@ from nasflow.space._choice import Choice as Choice
 from nasflow.space._choice import Numerical as Numerical
 from nasflow.space._expr import Expr as Expr
 from nasflow.space._expr import Operation as Operation
+
+# internal: for the other nasflow packages, not for users (see __internal__)
+from nasflow.space._expr import Resolver as Resolver
+from nasflow.space._expr import resolve_value as resolve_value
 from nasflow.space._space import Condition as Condition
 from nasflow.space._space import Constraint as Constraint
 from nasflow.space._space import Sample as Sample
@@ -37,6 +41,10 @@ __all__ = [
     "canonical_json",
     "sample_hash",
 ]
+
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = ["Resolver", "resolve_value"]
 
 
 def as_search_space(space: Any) -> SearchSpace:

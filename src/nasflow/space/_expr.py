@@ -18,7 +18,7 @@ from nasflow.exceptions import SpaceBuildError
 if TYPE_CHECKING:
     from nasflow.space._choice import Choice
 
-__all__ = ["Expr", "Operation", "Resolver"]
+__all__ = ["Expr", "Operation", "Resolver", "resolve_value"]
 
 # operator name -> (function, symbol used in repr); names rather than functions keep
 # expressions picklable and readable.
@@ -47,7 +47,7 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
 Resolver = Callable[["Choice"], Any]
 
 
-def _evaluate(value: Any, resolve: Resolver) -> Any:
+def resolve_value(value: Any, resolve: Resolver) -> Any:
     return value.evaluate(resolve) if isinstance(value, Expr) else value
 
 
@@ -182,7 +182,7 @@ class Operation(Expr):
         self.operands = operands
 
     def evaluate(self, resolve: Resolver) -> Any:
-        args = [_evaluate(a, resolve) for a in self.operands]
+        args = [resolve_value(a, resolve) for a in self.operands]
         if self.op in _UNARY:
             return _UNARY[self.op](args[0])
         return _BINARY[self.op][0](args[0], args[1])

@@ -8,9 +8,10 @@ import secrets
 import string
 from pathlib import Path
 
-from nasflow.exceptions import ConfigError
+from nasflow.exceptions import ConfigError, ExperimentNotFoundError
 
-__all__ = ["DB_NAME", "experiment_dir", "new_experiment_id", "nasflow_home", "valid_id"]
+__all__ = ["DB_NAME", "experiment_dir", "find_experiment", "new_experiment_id", "nasflow_home",
+           "valid_id"]
 
 DB_NAME = "experiment.db"
 _ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -40,3 +41,23 @@ def valid_id(experiment_id: str) -> str:
     if not isinstance(experiment_id, str) or not _ID.match(experiment_id):
         raise ConfigError("id", experiment_id, "1-64 characters from A-Z a-z 0-9 _ -")
     return experiment_id
+
+
+def find_experiment(id_or_path: str | os.PathLike[str], home: str | os.PathLike[str] | None
+                    ) -> Path:
+    """The directory of an experiment given by id (under ``NASFLOW_HOME``) or by the path
+    of its directory or database; ``ExperimentNotFoundError`` listing known ids else."""
+    candidate = Path(id_or_path).expanduser()
+    if candidate.is_file() and candidate.name == DB_NAME:
+        candidate = candidate.parent
+    if not (candidate / DB_NAME).is_file():
+        candidate = experiment_dir(str(id_or_path), home)
+    if not (candidate / DB_NAME).is_file():
+        root = nasflow_home(home) / "experiments"
+        known = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        raise ExperimentNotFoundError(
+            f"no experiment {str(id_or_path)!r}: not a directory with {DB_NAME} and not an "
+            f"id under {root} (known ids: {known[:20] or 'none'}). Check the id, or set "
+            "NASFLOW_HOME to where it was run."
+        )
+    return candidate

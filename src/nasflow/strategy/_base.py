@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nasflow._kernel import Objective, TrialError, TrialRecord, TrialState
-from nasflow._kernel._types import RecordView
+from nasflow._kernel import Objective, RecordView, TrialError, TrialRecord, TrialState
 from nasflow.space import Sample, SearchSpace
 
 __all__ = [

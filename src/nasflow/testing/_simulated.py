@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nasflow._types import INTERRUPTED, TrialError, TrialState
+from nasflow._kernel import INTERRUPTED, TrialError, TrialState
 from nasflow.engine import Engine, EngineSetup, InProcessEngine, TrialSpec
-from nasflow.engine._base import Stop
+from nasflow.evaluator import Stop
 from nasflow.events import (
     Event,
     FinalMetric,

@@ -17,12 +17,17 @@ from nasflow.exceptions import PayloadError as PayloadError
 if TYPE_CHECKING:
     from nasflow.worker._main import Worker as Worker
     from nasflow.worker._main import main as main
+    from nasflow.worker._main import watch_parent as watch_parent  # internal
 
 __all__ = ["PayloadError", "Worker", "main"]
 
+# what the other nasflow packages may import from here besides __all__ (not for users;
+# docs/architecture.md, "Internal APIs")
+__internal__ = ["watch_parent"]
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("Worker", "main"):
+    if name in ("Worker", "main", "watch_parent"):
         from nasflow.worker import _main
 
         return getattr(_main, name)

@@ -37,7 +37,7 @@ import anyio
 from nasflow import _payload
 from nasflow._kernel import TrialError, TrialState
 from nasflow._payload import Payload
-from nasflow.manager._client import PID_HEADER, ManagerConnectionError, SessionClient
+from nasflow.manager import PID_HEADER, ManagerConnectionError, SessionClient
 from nasflow.protocol import (
     WORKER_SETUPS,
     Cancel,

@@ -37,11 +37,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from nasflow._kernel import TrialError, TrialState
 from nasflow._payload import Payload
-from nasflow._types import TrialError, TrialState
-from nasflow.evaluator._ddp import RANK_GPUS
-from nasflow.evaluator._execute import Execution, Executor, Stop
-from nasflow.evaluator._trial import Trial
+from nasflow.evaluator import RANK_GPUS, Execution, Executor, Stop, Trial
 from nasflow.events import CheckpointSaved, Event, IntermediateMetric
 from nasflow.protocol import (
     Checkpoint,

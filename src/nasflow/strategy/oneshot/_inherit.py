@@ -15,9 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nasflow.nn import NasModule
-from nasflow.nn._base import Freezer
-from nasflow.nn._layers import SearchableModule
+from nasflow.nn import Freezer, NasModule, SearchableModule
 from nasflow.space import Sample
 from nasflow.strategy.oneshot._mixed import MixedArgs
 from nasflow.strategy.oneshot._sliced import SlicedConv

@@ -41,7 +41,7 @@ import anyio
 import anyio.from_thread
 import torch
 
-from nasflow.evaluator._ddp import RankTrial, Shard, backend_for, launch
+from nasflow.evaluator import RankTrial, Shard, backend_for, launch
 from nasflow.exceptions import RankError
 from nasflow.space import Sample
 from nasflow.strategy._base import OneShotContext, StrategyContext, oneshot_context

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn as nn
 
-from nasflow.evaluator._training import _Batches, _Supervised
+from nasflow.evaluator import Batches, Supervised
 from nasflow.exceptions import NasflowError
 from nasflow.strategy.oneshot._format import (
     choose_channels_last,
@@ -37,7 +37,7 @@ class Run:
     """Everything one search holds while it runs (torch objects; never on the loop)."""
 
     supernet: Supernet
-    evaluator: _Supervised
+    evaluator: Supervised
     device: torch.device
     optimizer: torch.optim.Optimizer
     criterion: Any
@@ -51,8 +51,8 @@ class Run:
     """The training batches (on a rank: its share, ``Shard``)."""
     val_shuffled: Iterable[tuple[Any, Any]]
     """The validation batches of architecture steps (on a rank: its share)."""
-    val: _Batches
-    calibration: _Batches
+    val: Batches
+    calibration: Batches
     metric: str
     """The validation metric's name (``accuracy``, ``mse``)."""
     sign: float = 1.0

@@ -45,9 +45,15 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 
-from nasflow.nn import Cell, InputChoice, LayerChoice, ModelSpace, NasModule, Repeat
-from nasflow.nn._base import (
+from nasflow.nn import (
     STATE_ATTR,
+    Cell,
+    InputChoice,
+    LayerChoice,
+    ModelSpace,
+    NasModule,
+    Repeat,
+    SearchableModule,
     attribute_choices,
     choices_in,
     describe,
@@ -55,7 +61,6 @@ from nasflow.nn._base import (
     join,
     modules_in,
 )
-from nasflow.nn._layers import SearchableModule
 from nasflow.space import Categorical, Sample, SearchSpace
 from nasflow.strategy.oneshot._arch import (
     MAX_COMBOS,

@@ -25,12 +25,12 @@ import anyio
 import torch
 import torch.nn as nn
 
-from nasflow.evaluator._args import _resolve_device
-from nasflow.evaluator._training import (
+from nasflow.evaluator import (
+    Batches,
     Classification,
     Regression,
-    _Batches,
-    _Supervised,
+    Supervised,
+    resolve_device,
 )
 from nasflow.exceptions import MetricError, NasflowError
 from nasflow.space import Sample
@@ -207,8 +207,8 @@ class OneShotStrategy(Strategy):
 
     # --- in the worker thread -------------------------------------------------------------
 
-    def _setup(self, space: Any, evaluator: _Supervised) -> Run:
-        device = _resolve_device(evaluator.device)
+    def _setup(self, space: Any, evaluator: Supervised) -> Run:
+        device = resolve_device(evaluator.device)
         # a fixed seed for the weights the conversion creates, without touching the
         # caller's global random state
         with torch.random.fork_rng(devices=[]):
@@ -227,12 +227,12 @@ class OneShotStrategy(Strategy):
             optimizer=evaluator._make_optimizer(supernet.model),
             criterion=evaluator._make_criterion(device),
             train_gen=gens[0], val_gen=gens[1], gen=gens[3], rng=random.Random(self.seed),
-            train=_Batches(evaluator, evaluator.train_data, device, evaluator.batch_size,
+            train=Batches(evaluator, evaluator.train_data, device, evaluator.batch_size,
                            gens[0]),
-            val_shuffled=_Batches(evaluator, evaluator.val_data, device, evaluator.batch_size,
+            val_shuffled=Batches(evaluator, evaluator.val_data, device, evaluator.batch_size,
                                   gens[1]),
-            val=_Batches(evaluator, evaluator.val_data, device, evaluator.val_batch_size, None),
-            calibration=_Batches(evaluator, evaluator.train_data, device,
+            val=Batches(evaluator, evaluator.val_data, device, evaluator.val_batch_size, None),
+            calibration=Batches(evaluator, evaluator.train_data, device,
                                  evaluator.batch_size, gens[2]),
             metric=_metric_name(evaluator),
             epochs=self.epochs or evaluator.epochs,
@@ -399,9 +399,9 @@ def frozen(params: list[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _training_evaluator(ctx: StrategyContext, name: str) -> _Supervised:
+def _training_evaluator(ctx: StrategyContext, name: str) -> Supervised:
     evaluator = oneshot_context(ctx).evaluator
-    if not isinstance(evaluator, _Supervised):
+    if not isinstance(evaluator, Supervised):
         raise TypeError(
             f"{name} trains one supernet on the evaluator's data, so it needs "
             f"nf.evaluator.Classification or nf.evaluator.Regression, got "
@@ -415,7 +415,7 @@ def _training_evaluator(ctx: StrategyContext, name: str) -> _Supervised:
     return evaluator
 
 
-def _metric_name(evaluator: _Supervised) -> str:
+def _metric_name(evaluator: Supervised) -> str:
     if isinstance(evaluator, Classification):
         return "accuracy"
     if isinstance(evaluator, Regression):

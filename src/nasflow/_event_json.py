@@ -49,19 +49,33 @@ def _finite(value: Any) -> Any:
 def event_to_dict(event: Event) -> dict[str, Any]:
     """``{"type": <snake name>, "time": ..., <the event's fields>}``; enums by value, a
     trial error as ``{"type", "message", "traceback"}``, non-finite floats as ``None``."""
-    out: dict[str, Any] = {"type": _TYPES.get(type(event), type(event).__name__),
-                           "time": event.time}
-    for field in dataclasses.fields(event):
-        name = field.name
-        if name == "time":
-            continue
+    cls = type(event)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(event)
+                                     if f.name != "time")
+    out: dict[str, Any] = {"type": _TYPES.get(cls, cls.__name__), "time": event.time}
+    # the dashboard converts every event of a running search: plain values (most fields)
+    # are taken as they are, without a call per field
+    for name in names:
         value = getattr(event, name)
-        if name == "error":
-            value = None if value is None else value.to_dict()
+        kind = value.__class__
+        if kind is int or kind is str or value is None or kind is bool:
+            pass
+        elif kind is float:
+            if not math.isfinite(value):
+                value = None
+        elif name == "error":
+            value = value.to_dict()
         elif hasattr(value, "value") and isinstance(value.value, str):
             value = value.value  # TrialState / ExperimentState
-        out[name] = _finite(value)
+        else:
+            value = _finite(value)
+        out[name] = value
     return out
+
+
+_FIELDS: dict[type[Event], tuple[str, ...]] = {}
 
 
 _BY_NAME = {name: cls for cls, name in _TYPES.items()}

@@ -435,8 +435,8 @@ async def websocket(ws: WebSocket) -> None:
 
     async def send_frames(scope: anyio.CancelScope) -> None:
         try:
-            async for frame in client.frames():
-                await ws.send_text(orjson.dumps(frame).decode())
+            async for data in client.frames():
+                await ws.send_text(data.decode())
         except (WebSocketDisconnect, RuntimeError, OSError):
             scope.cancel()  # the page went away mid-send
 

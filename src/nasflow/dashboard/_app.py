@@ -8,6 +8,7 @@ Routes (every ``{id}`` is checked against the experiments known; nothing is a pa
     GET  /api/experiments/{id}               one: info, config, objective, labels
     GET  /api/experiments/{id}/trials        every trial (compact dicts)
     GET  /api/experiments/{id}/trials/{tid}  one trial, its intermediates and log tails
+    GET  /api/experiments/{id}/trials/{tid}/architecture   its frozen model's module tree
     GET  /api/experiments/{id}/progress      what a (one-shot) strategy reported, in order
     POST /api/experiments/{id}/stop          stop it (token)
     POST /api/experiments/{id}/trials/{tid}/kill   cancel a running trial (token)
@@ -76,6 +77,8 @@ class DashboardState:
         self.clients: set[Client] = set()
         """Every page connected now (``experiments_changed`` reaches them all)."""
         self.tg: anyio.abc.TaskGroup | None = None
+        self.spaces: dict[str, tuple[Any, Any]] = {}
+        """Per experiment read from its pickles: (model space, a Profiled's inputs)."""
 
     def add_live(self, exp: Experiment) -> None:
         """Serve ``exp`` (running in this process) from its event hub."""
@@ -325,6 +328,70 @@ async def trial(request: Request) -> Response:
     return _json(await anyio.to_thread.run_sync(read))
 
 
+def _space_and_inputs(state: DashboardState, exp_id: str, directory: Path
+                      ) -> tuple[Any, Any]:
+    """The experiment's space and the inputs of its ``Profiled`` evaluator (or ``None``);
+    read once from the pickles of an experiment that is not in this process."""
+    from nasflow._persist import load_object
+    from nasflow.evaluator import Profiled
+
+    live = state.live.get(exp_id)
+    if live is not None:
+        space, evaluator = live.space, live.evaluator
+    elif exp_id in state.spaces:
+        return state.spaces[exp_id]
+    else:
+        try:
+            space = load_object(directory, "space")
+        except NasflowError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        try:
+            evaluator = load_object(directory, "evaluator")
+        except NasflowError:
+            evaluator = None  # FLOPs then need ?input=
+    found = (space, evaluator.inputs if isinstance(evaluator, Profiled) else None)
+    if live is None:
+        state.spaces[exp_id] = found
+    return found
+
+
+async def architecture(request: Request) -> Response:
+    """The trial's frozen model: modules with parameters and FLOPs, cells as graphs."""
+    from nasflow.dashboard._architecture import architecture as describe
+    from nasflow.dashboard._architecture import parse_input
+
+    _check(request, control=False)
+    state: DashboardState = request.app.state.dashboard
+    exp_id = request.path_params["id"]
+    directory = state.directory(exp_id)
+    tid = _trial_id(request)
+    given = request.query_params.get("input")
+    try:
+        shape = parse_input(given) if given else None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+    def read() -> dict[str, Any]:
+        record = next((t for t in _live_trials(state, exp_id) or [] if t.id == tid), None)
+        if record is None:
+            with _Reader(directory) as r:
+                record = next((t for t in r.trials() if t.id == tid), None)
+        if record is None:
+            raise HTTPException(404, f"experiment {exp_id} has no trial {tid}")
+        space, inputs = _space_and_inputs(state, exp_id, directory)
+        if not getattr(space, "is_model_space", False):
+            raise HTTPException(409, f"experiment {exp_id} searches a {type(space).__name__}, "
+                                     "not a model space: its trials have a sample (see the "
+                                     "trial's detail) but no module tree")
+        try:
+            return describe(space, record.sample, shape if shape is not None else inputs)
+        except Exception as exc:  # the user's space refusing this sample: say why
+            raise HTTPException(409, f"cannot freeze trial {tid}'s sample: "
+                                     f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    return _json(await anyio.to_thread.run_sync(read))
+
+
 async def progress(request: Request) -> Response:
     """``{"progress": [[time, step, values], ...]}``: the strategy's ``progress`` reports
     (a one-shot strategy's epochs, with ``probs``: label -> choice -> weight)."""
@@ -493,6 +560,7 @@ def create_app(state: DashboardState, *, allowed_hosts: list[str] | None = None
             Route("/api/experiments/{id}", experiment),
             Route("/api/experiments/{id}/trials", trials),
             Route("/api/experiments/{id}/trials/{tid}", trial),
+            Route("/api/experiments/{id}/trials/{tid}/architecture", architecture),
             Route("/api/experiments/{id}/progress", progress),
             Route("/api/experiments/{id}/stop", stop, methods=["POST"]),
             Route("/api/experiments/{id}/trials/{tid}/kill", kill, methods=["POST"]),

@@ -365,6 +365,29 @@ async function selectTrial(id) {
   $("curve-title").textContent = `(trial #${id})`;
   drawCurve();
   renderDetail(t);
+  loadArchitecture(id);
+}
+
+// the trial's frozen model (modules, parameters, FLOPs; cells as graphs), read once per
+// trial and input shape
+async function loadArchitecture(id) {
+  const input = $("arch-input").value.trim();
+  const key = `${view.id}/${id}/${input}`;
+  if (view.archKey === key) return;
+  view.archKey = key;
+  $("arch-summary").textContent = "";
+  $("arch-body").textContent = "reading…";
+  const q = input ? `?input=${encodeURIComponent(input)}` : "";
+  try {
+    const a = await api(`/api/experiments/${encodeURIComponent(view.id)}/trials/${id}/architecture${q}`);
+    if (view.archKey !== key) return;
+    $("arch-summary").textContent = Arch.summary(a);
+    Arch.render($("arch-body"), a);
+  } catch (err) {
+    if (view.archKey !== key) return;
+    view.archKey = null;  // read it again next time (it may be fixed by then)
+    $("arch-body").textContent = `no architecture: ${err.message}`;
+  }
 }
 
 function drawCurve() {
@@ -485,6 +508,7 @@ $("kill").addEventListener("click", async () => {
 });
 
 $("scatter-label").addEventListener("change", () => renderOverview());
+$("arch-input").addEventListener("change", () => { if (view.selected !== null) loadArchitecture(view.selected); });
 $("epoch-metric").addEventListener("change", () => renderOneShot());
 $("probs-label").addEventListener("change", () => renderOneShot());
 $("compare-clear").addEventListener("click", () => { view.compare = []; renderTable(false); renderCompare(); });

@@ -226,6 +226,8 @@ def test_the_compact_trials_form_holds_what_the_dicts_hold(home: Path,
     rebuilt = []
     for row in compact["rows"]:
         d = dict(zip(compact["columns"], row, strict=True))
+        for name, texts in compact["dictionaries"].items():
+            d[name] = texts[d[name]]
         for name in compact["json_columns"]:
             d[name] = json.loads(d[name]) if d[name] is not None else None
         etype, emsg = d.pop("error_type"), d.pop("error_message")

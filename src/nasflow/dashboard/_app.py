@@ -261,19 +261,28 @@ def _live_trials(state: DashboardState, experiment_id: str) -> list[TrialRecord]
 
 
 # ``?format=rows``: one array per trial in ROW_COLUMNS' order, ``metrics`` and ``sample``
-# as the JSON text the store holds (the page parses them): a 100,000-trial experiment is
-# read and sent with one ``orjson.dumps``, no Python object per trial
+# as the JSON text the store holds (the page parses them), and ``sample`` dictionary-coded:
+# the index of its text in ``dictionaries["sample"]`` (100,000 trials of a space of a few
+# hundred architectures repeat the same few hundred texts). A 100,000-trial experiment is
+# read and sent with one ``orjson.dumps``, no Python object per trial but its row
 ROW_COLUMNS = ("id", "state", "metric", "metrics", "sample", "submitted_at", "started_at",
                "ended_at", "attempt", "error_type", "error_message")
 JSON_COLUMNS = ("metrics", "sample")
 _MESSAGE = ROW_COLUMNS.index("error_message")
+_SAMPLE = ROW_COLUMNS.index("sample")
 
 
 def _rows_json(rows: list[Any]) -> bytes:
-    for i, row in enumerate(rows):
-        if row[_MESSAGE] is not None and len(row[_MESSAGE]) > 300:
-            rows[i] = (*row[:_MESSAGE], row[_MESSAGE][:300])
-    return orjson.dumps({"columns": ROW_COLUMNS, "json_columns": JSON_COLUMNS, "rows": rows})
+    texts: dict[str, int] = {}
+    coded = []
+    for row in rows:
+        sample = texts.setdefault(row[_SAMPLE], len(texts))
+        message = row[_MESSAGE]
+        if message is not None and len(message) > 300:
+            message = message[:300]
+        coded.append((*row[:_SAMPLE], sample, *row[_SAMPLE + 1:_MESSAGE], message))
+    return orjson.dumps({"columns": ROW_COLUMNS, "json_columns": JSON_COLUMNS,
+                         "dictionaries": {"sample": list(texts)}, "rows": coded})
 
 
 def _record_row(r: TrialRecord) -> tuple[Any, ...]:

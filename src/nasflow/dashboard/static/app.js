@@ -130,14 +130,28 @@ function objValue(t, name) {
   return view.names.length === 1 ? t.metric : null;
 }
 
-// the compact form of /trials (one array per trial): 100k trials parse fast
-function fromRows({ columns, rows }) {
+// the compact form of /trials (one array per trial, samples dictionary-coded): 100k
+// trials parse fast; a text met again (the same sample, the same metric) is parsed once
+function fromRows({ columns, rows, dictionaries }) {
   const at = Object.fromEntries(columns.map((c, i) => [c, i]));
-  const parse = (text) => (text === null || text === undefined ? null : JSON.parse(text));
-  return rows.map((r) => ({ id: r[at.id], state: r[at.state], metric: r[at.metric],
-    metrics: parse(r[at.metrics]), sample: parse(r[at.sample]) || {}, submitted_at: r[at.submitted_at],
-    started_at: r[at.started_at], ended_at: r[at.ended_at], attempt: r[at.attempt],
-    error: r[at.error_type] ? { type: r[at.error_type], message: r[at.error_message] || "" } : null }));
+  const seen = new Map();
+  const parse = (text) => {
+    if (text === null || text === undefined) return null;
+    let v = seen.get(text);
+    if (v === undefined) { v = JSON.parse(text); seen.set(text, v); }
+    return v;
+  };
+  const samples = ((dictionaries || {}).sample || []).map(parse);
+  const out = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i], s = r[at.sample];
+    out[i] = { id: r[at.id], state: r[at.state], metric: r[at.metric],
+      metrics: parse(r[at.metrics]), sample: (typeof s === "number" ? samples[s] : parse(s)) || {},
+      submitted_at: r[at.submitted_at], started_at: r[at.started_at], ended_at: r[at.ended_at],
+      attempt: r[at.attempt],
+      error: r[at.error_type] ? { type: r[at.error_type], message: r[at.error_message] || "" } : null };
+  }
+  return out;
 }
 
 async function showExperiment(id) {

@@ -332,6 +332,7 @@ async def trial(request: Request) -> Response:
         d = _trial_dict(record, full=True)
         d["intermediates"] = [[s, v] for s, v in points]
         d["logs"] = {name: _tail(directory, tid, name) for name in LOG_NAMES}
+        d["checkpoint"] = _checkpoint(directory, tid)
         return d
 
     return _json(await anyio.to_thread.run_sync(read))
@@ -427,6 +428,24 @@ def _tail(directory: Path, tid: int, name: str) -> str | None:
         size = f.tell()
         f.seek(max(0, size - LOG_TAIL_BYTES))
         return f.read().decode(errors="replace")
+
+
+def _checkpoint(directory: Path, tid: int) -> dict[str, Any] | None:
+    """The trial's newest checkpoint file (``trial.save_checkpoint``): its name, path, size
+    and time, never its content; one resolving outside the experiment directory is left
+    out, like the logs."""
+    root = directory.resolve()
+    found = []
+    for path in (directory / "trials" / str(tid)).glob("checkpoint.*"):
+        real = path.resolve()
+        if path.name.endswith(".tmp") or not real.is_relative_to(root) or not real.is_file():
+            continue
+        stat = real.stat()
+        found.append((stat.st_mtime, path.name, str(real), stat.st_size))
+    if not found:
+        return None
+    mtime, name, real_path, size = max(found)
+    return {"name": name, "path": real_path, "size": size, "modified": mtime}
 
 
 async def _body(request: Request) -> dict[str, Any]:

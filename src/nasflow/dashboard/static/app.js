@@ -418,11 +418,31 @@ function renderDetail(t) {
     ...Object.entries(t.sample).map(([k, v]) => [esc(k), esc(JSON.stringify(v))])];
   let html = "<dl>" + rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("") + "</dl>";
   if (t.error) html += `<h2>error</h2><pre>${esc(t.error.type)}: ${esc(t.error.message)}\n${esc(t.error.traceback || "")}</pre>`;
+  const c = t.checkpoint;
+  if (c) html += `<h2>checkpoint</h2><p class="ckpt"><code title="${esc(c.path)}">${esc(c.name)}</code> ` +
+    `${Arch.count(c.size)} bytes, ${fmtTime(c.modified)}</p>`;
   for (const [name, text] of Object.entries(t.logs || {})) {
-    if (text) html += `<h2>${esc(name)}</h2><pre>${esc(text.slice(-4000))}</pre>`;
+    if (text) html += `<h2>${esc(name)}</h2><pre class="log" data-log="${esc(name)}">${esc(text.slice(-4000))}</pre>`;
   }
   $("detail-body").innerHTML = html;
   $("kill").hidden = t.state !== "RUNNING";
+  followLogs(t);
+}
+
+// a running trial's stdout/stderr are files with no event per line printed: while the
+// trial shown runs, its detail (logs, checkpoint) is read again every 2 s
+let logTimer = null;
+function followLogs(t) {
+  clearTimeout(logTimer);
+  if (t.state !== "RUNNING") return;
+  const id = t.id, exp = view.id;
+  logTimer = setTimeout(async () => {
+    if (view.selected !== id || view.id !== exp || $("detail").hidden) return;
+    try {
+      const fresh = await api(`/api/experiments/${encodeURIComponent(exp)}/trials/${id}`);
+      if (view.selected === id && view.id === exp) renderDetail(fresh);
+    } catch (err) { /* the next event or click reads it again */ }
+  }, 2000);
 }
 
 // --- pushed events -----------------------------------------------------------------------

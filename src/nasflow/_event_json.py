@@ -54,20 +54,30 @@ and every event of a hosted experiment comes here)."""
 def event_to_dict(event: Event) -> dict[str, Any]:
     """``{"type": <snake name>, "time": ..., <the event's fields>}``; enums by value, a
     trial error as ``{"type", "message", "traceback"}``, non-finite floats as ``None``."""
-    kind = type(event)
-    known = _FIELDS.get(kind)
+    cls = type(event)
+    known = _FIELDS.get(cls)
     if known is None:
-        known = _FIELDS[kind] = (_TYPES.get(kind, kind.__name__), tuple(
+        known = _FIELDS[cls] = (_TYPES.get(cls, cls.__name__), tuple(
             f.name for f in dataclasses.fields(event) if f.name != "time"))
     type_name, names = known
     out: dict[str, Any] = {"type": type_name, "time": event.time}
+    # the dashboard converts every event of a running search: plain values (most fields)
+    # are taken as they are, without a call per field
     for name in names:
         value = getattr(event, name)
-        if name == "error":
-            value = None if value is None else value.to_dict()
+        kind = value.__class__
+        if kind is int or kind is str or value is None or kind is bool:
+            pass
+        elif kind is float:
+            if not math.isfinite(value):
+                value = None
+        elif name == "error":
+            value = value.to_dict()
         elif hasattr(value, "value") and isinstance(value.value, str):
             value = value.value  # TrialState / ExperimentState
-        out[name] = _finite(value)
+        else:
+            value = _finite(value)
+        out[name] = value
     return out
 
 

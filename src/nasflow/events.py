@@ -228,6 +228,15 @@ class EventHub:
         """Call ``sink(event)`` for every event, before any subscriber sees it."""
         self._sinks.append(sink)
 
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop calling ``sink`` (one added with ``add_sink``; others are ignored)."""
+        self._sinks = [s for s in self._sinks if s != sink]  # bound methods: equal, not identical
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: no event comes after it."""
+        return self._closed
+
     def subscribe(
         self, *types: type[Event], buffer: int = 1024
     ) -> EventStream:

@@ -226,6 +226,8 @@ def test_the_compact_trials_form_holds_what_the_dicts_hold(home: Path,
     rebuilt = []
     for row in compact["rows"]:
         d = dict(zip(compact["columns"], row, strict=True))
+        for name, texts in compact["dictionaries"].items():
+            d[name] = texts[d[name]]
         for name in compact["json_columns"]:
             d[name] = json.loads(d[name]) if d[name] is not None else None
         etype, emsg = d.pop("error_type"), d.pop("error_message")
@@ -309,3 +311,26 @@ def test_enqueue_takes_the_same_change_path(home: Path, portal: anyio.from_threa
         assert ids.get(6) == 2, ids  # trial 2: the slot x=1 freed
     finally:
         search.close()
+
+
+def test_the_trial_detail_names_its_newest_checkpoint_file_inside_the_experiment(
+        live_search: LiveSearch, tmp_path: Path) -> None:
+    exp = live_search.exp
+    trial_dir = exp.directory / "trials" / "0"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    status, body = call(live_search.board, f"/api/experiments/{exp.id}/trials/0")
+    assert (status, body["checkpoint"]) == (200, None)
+    old = trial_dir / "checkpoint.0-aaa.pt"
+    old.write_bytes(b"x" * 10)
+    os.utime(old, (1_000_000, 1_000_000))
+    (trial_dir / "checkpoint.0-bbb.pt").write_bytes(b"y" * 123)
+    (trial_dir / "checkpoint.0-ccc.pt.tmp").write_bytes(b"being written")
+    outside = tmp_path / "elsewhere.pt"
+    outside.write_bytes(b"z" * 7)
+    os.symlink(outside, trial_dir / "checkpoint.0-ddd.pt")
+    status, body = call(live_search.board, f"/api/experiments/{exp.id}/trials/0")
+    assert status == 200
+    ckpt = body["checkpoint"]
+    assert (ckpt["name"], ckpt["size"]) == ("checkpoint.0-bbb.pt", 123)
+    assert Path(ckpt["path"]) == (trial_dir / "checkpoint.0-bbb.pt").resolve()
+    assert "z" * 7 not in json.dumps(body)

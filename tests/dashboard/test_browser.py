@@ -151,3 +151,20 @@ def test_the_pareto_view_shows_exactly_the_front(home: Path, browser: Any,
                 for c in browser.find_elements(By.CSS_SELECTOR, "#pareto circle.dominated")}
     assert front == expected
     assert rest == set(points) - expected
+
+
+def test_a_running_trials_log_is_followed_and_its_checkpoint_named(
+        live_search: LiveSearch, browser: Any) -> None:
+    exp = live_search.exp
+    trial_dir = exp.directory / "trials" / "0"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "stdout.log").write_text("epoch 1\n")
+    browser.get(f"{live_search.board.url}#/experiments/{exp.id}")
+    click(browser, ".trow[data-trial='0']")
+    wait_for(browser, "pre.log[data-log='stdout.log']", "epoch 1")
+    # printed while it runs, with no event about it: the page reads it again by itself
+    with (trial_dir / "stdout.log").open("a") as f:
+        f.write("epoch 2\n")
+    (trial_dir / "checkpoint.0-abc.pt").write_bytes(b"w" * 2048)
+    wait_for(browser, "pre.log[data-log='stdout.log']", "epoch 2")
+    wait_for(browser, "#detail-body .ckpt", "checkpoint.0-abc.pt")

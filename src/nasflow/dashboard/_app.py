@@ -8,6 +8,7 @@ Routes (every ``{id}`` is checked against the experiments known; nothing is a pa
     GET  /api/experiments/{id}               one: info, config, objective, labels
     GET  /api/experiments/{id}/trials        every trial (compact dicts)
     GET  /api/experiments/{id}/trials/{tid}  one trial, its intermediates and log tails
+    GET  /api/experiments/{id}/trials/{tid}/architecture   its frozen model's module tree
     GET  /api/experiments/{id}/progress      what a (one-shot) strategy reported, in order
     POST /api/experiments/{id}/stop          stop it (token)
     POST /api/experiments/{id}/trials/{tid}/kill   cancel a running trial (token)
@@ -78,6 +79,8 @@ class DashboardState:
         self.clients: set[Client] = set()
         """Every page connected now (``experiments_changed`` reaches them all)."""
         self.tg: anyio.abc.TaskGroup | None = None
+        self.spaces: dict[str, tuple[Any, Any]] = {}
+        """Per experiment read from its pickles: (model space, a Profiled's inputs)."""
 
     def add_live(self, exp: Experiment) -> None:
         """Serve ``exp`` (running in this process) from its event hub."""
@@ -260,19 +263,28 @@ def _live_trials(state: DashboardState, experiment_id: str) -> list[TrialRecord]
 
 
 # ``?format=rows``: one array per trial in ROW_COLUMNS' order, ``metrics`` and ``sample``
-# as the JSON text the store holds (the page parses them): a 100,000-trial experiment is
-# read and sent with one ``orjson.dumps``, no Python object per trial
+# as the JSON text the store holds (the page parses them), and ``sample`` dictionary-coded:
+# the index of its text in ``dictionaries["sample"]`` (100,000 trials of a space of a few
+# hundred architectures repeat the same few hundred texts). A 100,000-trial experiment is
+# read and sent with one ``orjson.dumps``, no Python object per trial but its row
 ROW_COLUMNS = ("id", "state", "metric", "metrics", "sample", "submitted_at", "started_at",
                "ended_at", "attempt", "error_type", "error_message")
 JSON_COLUMNS = ("metrics", "sample")
 _MESSAGE = ROW_COLUMNS.index("error_message")
+_SAMPLE = ROW_COLUMNS.index("sample")
 
 
 def _rows_json(rows: list[Any]) -> bytes:
-    for i, row in enumerate(rows):
-        if row[_MESSAGE] is not None and len(row[_MESSAGE]) > 300:
-            rows[i] = (*row[:_MESSAGE], row[_MESSAGE][:300])
-    return orjson.dumps({"columns": ROW_COLUMNS, "json_columns": JSON_COLUMNS, "rows": rows})
+    texts: dict[str, int] = {}
+    coded = []
+    for row in rows:
+        sample = texts.setdefault(row[_SAMPLE], len(texts))
+        message = row[_MESSAGE]
+        if message is not None and len(message) > 300:
+            message = message[:300]
+        coded.append((*row[:_SAMPLE], sample, *row[_SAMPLE + 1:_MESSAGE], message))
+    return orjson.dumps({"columns": ROW_COLUMNS, "json_columns": JSON_COLUMNS,
+                         "dictionaries": {"sample": list(texts)}, "rows": coded})
 
 
 def _record_row(r: TrialRecord) -> tuple[Any, ...]:
@@ -322,7 +334,72 @@ async def trial(request: Request) -> Response:
         d = _trial_dict(record, full=True)
         d["intermediates"] = [[s, v] for s, v in points]
         d["logs"] = {name: _tail(directory, tid, name) for name in LOG_NAMES}
+        d["checkpoint"] = _checkpoint(directory, tid)
         return d
+
+    return _json(await anyio.to_thread.run_sync(read))
+
+
+def _space_and_inputs(state: DashboardState, exp_id: str, directory: Path
+                      ) -> tuple[Any, Any]:
+    """The experiment's space and the inputs of its ``Profiled`` evaluator (or ``None``);
+    read once from the pickles of an experiment that is not in this process."""
+    from nasflow._persist import load_object
+    from nasflow.evaluator import Profiled
+
+    live = state.live.get(exp_id)
+    if live is not None:
+        space, evaluator = live.space, live.evaluator
+    elif exp_id in state.spaces:
+        return state.spaces[exp_id]
+    else:
+        try:
+            space = load_object(directory, "space")
+        except NasflowError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        try:
+            evaluator = load_object(directory, "evaluator")
+        except NasflowError:
+            evaluator = None  # FLOPs then need ?input=
+    found = (space, evaluator.inputs if isinstance(evaluator, Profiled) else None)
+    if live is None:
+        state.spaces[exp_id] = found
+    return found
+
+
+async def architecture(request: Request) -> Response:
+    """The trial's frozen model: modules with parameters and FLOPs, cells as graphs."""
+    from nasflow.dashboard._architecture import architecture as describe
+    from nasflow.dashboard._architecture import parse_input
+
+    _check(request, control=False)
+    state: DashboardState = request.app.state.dashboard
+    exp_id = request.path_params["id"]
+    directory = state.directory(exp_id)
+    tid = _trial_id(request)
+    given = request.query_params.get("input")
+    try:
+        shape = parse_input(given) if given else None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+    def read() -> dict[str, Any]:
+        record = next((t for t in _live_trials(state, exp_id) or [] if t.id == tid), None)
+        if record is None:
+            with _Reader(directory) as r:
+                record = next((t for t in r.trials() if t.id == tid), None)
+        if record is None:
+            raise HTTPException(404, f"experiment {exp_id} has no trial {tid}")
+        space, inputs = _space_and_inputs(state, exp_id, directory)
+        if not getattr(space, "is_model_space", False):
+            raise HTTPException(409, f"experiment {exp_id} searches a {type(space).__name__}, "
+                                     "not a model space: its trials have a sample (see the "
+                                     "trial's detail) but no module tree")
+        try:
+            return describe(space, record.sample, shape if shape is not None else inputs)
+        except Exception as exc:  # the user's space refusing this sample: say why
+            raise HTTPException(409, f"cannot freeze trial {tid}'s sample: "
+                                     f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
     return _json(await anyio.to_thread.run_sync(read))
 
@@ -353,6 +430,24 @@ def _tail(directory: Path, tid: int, name: str) -> str | None:
         size = f.tell()
         f.seek(max(0, size - LOG_TAIL_BYTES))
         return f.read().decode(errors="replace")
+
+
+def _checkpoint(directory: Path, tid: int) -> dict[str, Any] | None:
+    """The trial's newest checkpoint file (``trial.save_checkpoint``): its name, path, size
+    and time, never its content; one resolving outside the experiment directory is left
+    out, like the logs."""
+    root = directory.resolve()
+    found = []
+    for path in (directory / "trials" / str(tid)).glob("checkpoint.*"):
+        real = path.resolve()
+        if path.name.endswith(".tmp") or not real.is_relative_to(root) or not real.is_file():
+            continue
+        stat = real.stat()
+        found.append((stat.st_mtime, path.name, str(real), stat.st_size))
+    if not found:
+        return None
+    mtime, name, real_path, size = max(found)
+    return {"name": name, "path": real_path, "size": size, "modified": mtime}
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -472,8 +567,8 @@ async def websocket(ws: WebSocket) -> None:
 
     async def send_frames(scope: anyio.CancelScope) -> None:
         try:
-            async for frame in client.frames():
-                await ws.send_text(orjson.dumps(frame).decode())
+            async for data in client.frames():
+                await ws.send_text(data.decode())
         except (WebSocketDisconnect, RuntimeError, OSError):
             scope.cancel()  # the page went away mid-send
 
@@ -530,6 +625,7 @@ def create_app(state: DashboardState, *, allowed_hosts: list[str] | None = None
             Route("/api/experiments/{id}", experiment),
             Route("/api/experiments/{id}/trials", trials),
             Route("/api/experiments/{id}/trials/{tid}", trial),
+            Route("/api/experiments/{id}/trials/{tid}/architecture", architecture),
             Route("/api/experiments/{id}/progress", progress),
             Route("/api/experiments/{id}/stop", stop, methods=["POST"]),
             Route("/api/experiments/{id}/trials/{tid}/kill", kill, methods=["POST"]),

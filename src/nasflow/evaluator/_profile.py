@@ -92,6 +92,24 @@ def count_flops(model: torch.nn.Module, inputs: Inputs, *, meta: bool = True) ->
     to a real pass (without gradients) if the model needs real values (data-dependent
     control flow, ``.item()``).
     """
+    return module_flops(model, inputs, meta=meta)[""]
+
+
+def module_flops(model: torch.nn.Module, inputs: Inputs, *, meta: bool = True
+                 ) -> dict[str, int]:
+    """``count_flops`` per module: ``{qualified name: FLOPs of its forward, children
+    included}``, ``""`` for the whole model; modules that count nothing are left out."""
+    counts = _flop_counts(model, inputs, meta)
+    root = type(model).__name__
+    out = {"": counts.pop("Global", 0)}
+    counts.pop(root, None)
+    for key, flops in counts.items():
+        if key.startswith(root + "."):
+            out[key[len(root) + 1:]] = flops
+    return out
+
+
+def _flop_counts(model: torch.nn.Module, inputs: Inputs, meta: bool) -> dict[str, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -103,10 +121,14 @@ def count_flops(model: torch.nn.Module, inputs: Inputs, *, meta: bool = True) ->
     args = _example(inputs, _device_of(model))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*args)
-    return int(counter.get_total_flops())
+    return _totals(counter)
 
 
-def _count_on_meta(model: torch.nn.Module, inputs: Inputs) -> int:
+def _totals(counter: Any) -> dict[str, int]:
+    return {name: int(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
+
+
+def _count_on_meta(model: torch.nn.Module, inputs: Inputs) -> dict[str, int]:
     import torch
     from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
@@ -117,7 +139,7 @@ def _count_on_meta(model: torch.nn.Module, inputs: Inputs) -> int:
     args = _example(inputs, "meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         functional_call(model, state, args, tie_weights=True, strict=False)
-    return int(counter.get_total_flops())
+    return _totals(counter)
 
 
 def measure_latency(model: torch.nn.Module, inputs: Inputs, *, device: str = "cpu",

@@ -111,6 +111,14 @@ function tableFilter() {
 
 function filtered() {
   const keep = tableFilter();
+  if (!keep && view.sortKey === "id" && view.sortDir === 1) {
+    // the default order: trials arrive by id (the store's order), so there is usually
+    // nothing to sort (a 100,000-trial page's first render)
+    const all = [...view.trials.values()];
+    let sorted = true;
+    for (let i = 1; i < all.length && sorted; i++) sorted = all[i - 1].id < all[i].id;
+    return sorted ? all : all.sort((a, b) => a.id - b.id);
+  }
   const col = columns().find((c) => c.key === view.sortKey) || columns()[0];
   // decorate, sort, undecorate: each key is read once, not twice per comparison (100k
   // rows sort in a fraction of the time)

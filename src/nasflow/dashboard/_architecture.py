@@ -43,8 +43,8 @@ def architecture(space: Any, sample: Mapping[str, Any], inputs: Any = None
     "outputs"}`` (states: the cell's inputs, then its nodes in order)."""
     import torch
 
-    from nasflow.evaluator._profile import count_params, module_flops
-    from nasflow.nn._cell import FrozenCell
+    from nasflow.evaluator import count_params, module_flops
+    from nasflow.nn import FrozenCell
 
     model = space.freeze(sample)
     if not isinstance(model, torch.nn.Module):

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from nasflow.evaluator._profile import count_params as count_params
     from nasflow.evaluator._profile import flops_constraint as flops_constraint
     from nasflow.evaluator._profile import measure_latency as measure_latency
+    from nasflow.evaluator._profile import module_flops as module_flops
     from nasflow.evaluator._profile import params_constraint as params_constraint
     from nasflow.evaluator._training import Classification as Classification
     from nasflow.evaluator._training import Regression as Regression
@@ -65,7 +66,8 @@ __all__ = [
 _INTERNAL_LAZY = {  # name -> its module, imported on first use (they need torch)
     "Batches": "_data", "RANK_GPUS": "_ddp", "RankTrial": "_ddp", "Shard": "_ddp",
     "Supervised": "_training",
-    "backend_for": "_ddp", "launch": "_ddp", "resolve_device": "_args",
+    "backend_for": "_ddp", "launch": "_ddp", "module_flops": "_profile",
+    "resolve_device": "_args",
 }
 __internal__ = sorted(["Execution", "Executor", "Outcome", "ReportPipe", "Stop", "TrialOutput",
                        "build_model", *_INTERNAL_LAZY])

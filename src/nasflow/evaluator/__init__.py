@@ -63,7 +63,7 @@ __all__ = [
 
 # --- for the other nasflow packages, not for users: docs/architecture.md, "Internal APIs" ---
 
-_INTERNAL_LAZY = {  # name -> its module, imported on first use (they need torch)
+_INTERNAL_LAZY = {  # name -> its module, imported on first use (most need torch)
     "Batches": "_data", "RANK_GPUS": "_ddp", "RankTrial": "_ddp", "Shard": "_ddp",
     "Supervised": "_training",
     "backend_for": "_ddp", "launch": "_ddp", "module_flops": "_profile",

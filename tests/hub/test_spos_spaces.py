@@ -164,3 +164,22 @@ def test_differentiable_strategies_refuse_autoformer_and_say_which_can(strategy:
                         nf.ExperimentConfig(store=False))
     with pytest.raises(nf.exceptions.StrategyError, match=f"{strategy} mixes every"):
         nf.run(exp)
+
+
+@pytest.mark.parametrize("which", ["DARTS", "GumbelDARTS"])
+def test_differentiable_strategies_run_on_shufflenet_and_export_a_valid_sample(
+        which: str) -> None:
+    # docs/hub.md says the DARTS family also runs on ShuffleNetSpace (its searched widths
+    # included); this pins it
+    space = small_shufflenet()
+    train, val = image_data()
+    evaluator = nf.evaluator.Classification(train, val, epochs=1, batch_size=16)
+    strategy = (nf.strategy.DARTS() if which == "DARTS" else nf.strategy.GumbelDARTS())
+    exp = nf.Experiment(space, evaluator, strategy, nf.ExperimentConfig(store=False))
+    nf.run(exp)
+    assert exp.state is nf.ExperimentState.DONE
+    sample = exp.export_top_models(1, formatter="dict")[0]
+    space.validate(sample)
+    x, y = train
+    loss = torch.nn.functional.cross_entropy(space.freeze(sample)(x), y)
+    assert torch.isfinite(loss)

@@ -123,7 +123,7 @@ def follow_file(path: Path, done: Callable[[], bool], *, out: BinaryIO | None = 
             sink.flush()
         if finished:
             return
-        time.sleep(interval)
+        time.sleep(interval)  # tail -f: another process writes the file and announces nothing
 
 
 @command

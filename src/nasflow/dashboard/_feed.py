@@ -166,7 +166,7 @@ class Feed:
             if self._ended or closed():
                 self._flush(convert)
                 return
-            await anyio.sleep(1 / FRAMES_PER_SECOND)
+            await anyio.sleep(1 / FRAMES_PER_SECOND)  # coalescing: at most one frame a tick
 
     async def pump(self, *, task_status: anyio.abc.TaskStatus[bool] = anyio.TASK_STATUS_IGNORED,
                    ) -> None:

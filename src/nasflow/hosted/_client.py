@@ -141,7 +141,7 @@ class HostedExperiment:
                 if now - gone_since > RECONNECT_SECONDS:
                     raise NasflowError(f"the daemon at {self.manager} is unreachable: {exc}"
                                        ) from exc
-                await anyio.sleep(0.2)
+                await anyio.sleep(0.2)  # reconnect backoff: nothing to await on a dead socket
                 continue
             gone_since = None
             try:

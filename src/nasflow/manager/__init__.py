@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from nasflow.manager._ray import find_earlier as find_earlier
     from nasflow.manager._ray import namespace_of as namespace_of
     from nasflow.manager._ray import place_setup as place_setup
+    from nasflow.manager._ray import ray_options as ray_options
     from nasflow.manager._server import TrialManager as TrialManager
     from nasflow.manager._server import new_token as new_token
     from nasflow.manager._spool import fits_inline as fits_inline
@@ -58,6 +59,7 @@ _INTERNAL = {
     "find_earlier": "_ray",
     "fits_inline": "_spool",
     "namespace_of": "_ray",
+    "ray_options": "_ray",
     "place_setup": "_ray",
     "tail": "_pool",
 }

@@ -109,7 +109,7 @@ class WorkerActor:
 
     async def _reap(self) -> None:
         await self.wait()
-        await asyncio.sleep(LINGER)
+        await asyncio.sleep(LINGER)  # a grace period for a resume to re-attach, not a poll
         os._exit(0)  # nobody ended this actor: its experiment is gone
 
     def kill(self) -> None:

@@ -46,6 +46,7 @@ async def train_on_ray(strategy: OneShotStrategy, ctx: StrategyContext, rt: Run,
     import cloudpickle
 
     import ray
+    from nasflow.manager import ray_options  # the actors' resource mapping, for the task
 
     tools = oneshot_context(ctx)
     job = _Job(strategy, tools.model_space, rt.evaluator, saved)
@@ -53,7 +54,7 @@ async def train_on_ray(strategy: OneShotStrategy, ctx: StrategyContext, rt: Run,
     owned = await anyio.to_thread.run_sync(_connect, address)
     try:
         task = ray.remote(_train).options(num_returns="streaming", max_retries=0,
-                                          **_options(resources))
+                                          **ray_options(resources))
         # with this process's import path: modules next to the user's script (the
         # space's) import there as here
         stream: Any = task.remote(list(sys.path), os.getcwd(), cloudpickle.dumps(job))
@@ -90,18 +91,6 @@ def _connect(address: str | None) -> bool:
         return False
     ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
     return True
-
-
-def _options(resources: Mapping[str, float]) -> dict[str, Any]:
-    """``resources`` (Ray's names) as a task's ``.options()`` arguments."""
-    rest = dict(resources)
-    options: dict[str, Any] = {"num_cpus": rest.pop("CPU", 0.0),
-                               "num_gpus": rest.pop("GPU", 0.0)}
-    if "memory" in rest:
-        options["memory"] = rest.pop("memory")
-    if rest:
-        options["resources"] = rest
-    return options
 
 
 class _Link:

@@ -32,6 +32,11 @@ RUNS: list[tuple[str, list[str], list[tuple[str, tuple[str, ...], str]]]] = [
         ("B1 trials/s, store on", ("trials_per_s_median", "nasflow_store_async"), "higher"),
         ("B1 trials/s, sync evaluator", ("trials_per_s_median", "nasflow_store_sync"), "higher"),
     ]),
+    ("b1_per_trial.py", ["--trials", "2000", "--runs", "5"], [
+        ("B1 us per trial, min", ("us_per_trial", "async", "min_us"), "lower"),
+        ("B1 us per trial, median", ("us_per_trial", "async", "median_us"), "lower"),
+        ("B1 us per trial, sync, min", ("us_per_trial", "sync", "min_us"), "lower"),
+    ]),
     ("b3_metric_throughput.py", ["--runs", "3"], [
         ("B3 metrics/s durable, in-process",
          ("metrics_per_s_median", "inprocess_durable"), "higher"),

@@ -147,7 +147,7 @@ class ChangeApplied(Event):
     result: dict[str, Any]
 
 
-Sink = Callable[[Event], None]
+Sink = Callable[[Event], object]  # what a sink returns is ignored
 
 
 class EventStream:
@@ -227,6 +227,10 @@ class EventHub:
     def add_sink(self, sink: Sink) -> None:
         """Call ``sink(event)`` for every event, before any subscriber sees it."""
         self._sinks.append(sink)
+
+    def replace_sink(self, old: Sink, new: Sink) -> None:
+        """Call ``new`` instead of ``old``, in its place among the sinks (in order)."""
+        self._sinks = [new if s == old else s for s in self._sinks]
 
     def remove_sink(self, sink: Sink) -> None:
         """Stop calling ``sink`` (one added with ``add_sink``; others are ignored)."""

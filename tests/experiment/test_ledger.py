@@ -11,7 +11,7 @@ from nasflow.strategy import Budget
 
 
 def ledger(max_trials: int | None = None) -> TrialLedger:
-    return TrialLedger(Budget(max_trials, None), lambda i: Path("/exp/trials") / str(i))
+    return TrialLedger(Budget(max_trials, None), lambda i: str(Path("/exp/trials") / str(i)))
 
 
 def submitted(trial_id: int, h: str = "h0", attempt: int = 0) -> TrialSubmitted:

@@ -132,7 +132,8 @@ class Engine(ABC):
         if self._closed:
             raise RuntimeError("the engine is closed")
         await self._before_capacity(spec)
-        await self.wait_capacity()
+        if len(self._entries) >= self._fits or self._failure is not None:
+            await self.wait_capacity()  # (not awaited when there is room: the hot path)
         entry = self._accept(spec)
         self._entries[spec.id] = entry
         self._idle.clear()

@@ -38,9 +38,6 @@ class RunPort(Protocol):
     async def publish(self, event: Event, *, wait: bool = True) -> None:
         """Publish a trial event (the ledger follows it)."""
 
-    async def submit(self, spec: TrialSpec) -> None:
-        """Hand a trial to the engine."""
-
     def kill(self, trial_id: int, state: TrialState, reason: str) -> bool:
         """Stop a running trial."""
 
@@ -146,7 +143,7 @@ class ExperimentContext(ForwardsOneShot, StrategyContext):
         await self._run.publish(TrialSubmitted(time=self._clock(), trial_id=trial_id,
                                                sample=sample, hash=h, origin=origin))
         try:
-            await self._run.submit(TrialSpec(trial_id, sample))
+            await self._engine.submit(TrialSpec(trial_id, sample))
         except BaseException:
             # never handed to the engine (the search is stopping): do not leave it WAITING,
             # and do not lose it: interrupted, a resume (or an extension) runs it, as it

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 from nasflow._kernel import KNOWN_ORIGINS, TrialRecord, TrialState
 from nasflow.events import Event, FinalMetric, TrialEnded, TrialStarted, TrialSubmitted
@@ -26,7 +25,7 @@ __all__ = ["TrialLedger"]
 class TrialLedger:
     """Every trial by id, and what is in flight (see the module docstring)."""
 
-    def __init__(self, budget: Budget, directory: Callable[[int], Path]) -> None:
+    def __init__(self, budget: Budget, directory: Callable[[int], str]) -> None:
         self.budget = budget
         """The budget whose ``submitted`` count this ledger keeps."""
         self._directory = directory  # trial id -> its folder (made on first write)
@@ -99,7 +98,7 @@ class TrialLedger:
                 submitted_at=event.time, attempt=event.attempt, origin=event.origin,
                 # as load_experiment gives it (the folder is made when the trial first
                 # writes into it)
-                directory=str(self._directory(event.trial_id)),
+                directory=self._directory(event.trial_id),
             )
             self._hashes.setdefault(event.hash, event.trial_id)
             self._inflight += 1

@@ -24,7 +24,7 @@ import anyio
 from nasflow._control import ControlServer
 from nasflow._kernel import INTERRUPTED, ExperimentState, TrialError, TrialState
 from nasflow._persist import encode_snapshot, save_objects
-from nasflow.engine import Engine, TrialSpec
+from nasflow.engine import Engine
 from nasflow.events import (
     ChangeApplied,
     Event,
@@ -349,11 +349,6 @@ class Run:
             self._halt(action.state, action.reason)
 
     # --- what the context, the control endpoint and the store ask of the run -------------
-
-    async def submit(self, spec: TrialSpec) -> None:
-        """Hand a trial to the engine."""
-        assert self.engine is not None
-        await self.engine.submit(spec)
 
     def kill(self, trial_id: int, state: TrialState, reason: str, *, error_type: str = ""
              ) -> bool:

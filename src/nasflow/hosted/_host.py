@@ -138,7 +138,7 @@ class Host:
         must tick to see the loop stand still; a quarter second costs nothing."""
         while True:
             before = anyio.current_time()
-            await anyio.sleep(_WATCH_EVERY)
+            await anyio.sleep(_WATCH_EVERY)  # a watchdog's tick (see above), not a poll
             late = anyio.current_time() - before - _WATCH_EVERY
             if late > BLOCKED_SECONDS:
                 running = sorted(i for i, h in self.experiments.items() if not h.done)
